@@ -1,0 +1,226 @@
+//! The volume's TOML configuration file.
+
+use crate::store::BackendOptions;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A byte size written as `4MiB`, `1GiB`, `512KiB`, `10MB` or plain bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(s: &str) -> Result<Size, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 4MiB, 1GiB or 1048576"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kib" => 1 << 10,
+            "m" | "mib" => 1 << 20,
+            "g" | "gib" => 1 << 30,
+            "t" | "tib" => 1 << 40,
+            "kb" => 1_000,
+            "mb" => 1_000_000,
+            "gb" => 1_000_000_000,
+            "tb" => 1_000_000_000_000,
+            _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB)")),
+        };
+        n.checked_mul(mult).map(Size).ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: &[(u64, &str)] = &[(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        for (m, u) in UNITS {
+            if self.0 >= *m && self.0 % m == 0 {
+                return write!(f, "{}{}", self.0 / m, u);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Size(n)),
+            Raw::S(s) => Size::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Human-readable byte count for tables (`1.5 GiB`).
+pub fn human(n: u64) -> String {
+    const UNITS: &[&str] = &["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSection {
+    pub name: String,
+    pub id: String,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    pub chunk_size: Size,
+    pub cache_size: Size,
+    pub state_dir: PathBuf,
+    /// Chunks encoded and uploaded at once per file commit (bounds write memory).
+    #[serde(default = "default_upload_concurrency")]
+    pub upload_concurrency: usize,
+    /// Chunks read ahead of a sequential reader.
+    #[serde(default = "default_readahead_chunks")]
+    pub readahead_chunks: usize,
+}
+
+fn default_upload_concurrency() -> usize {
+    4
+}
+fn default_readahead_chunks() -> usize {
+    4
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    pub name: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BackendOptions::is_empty")]
+    pub options: BackendOptions,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub volume: VolumeSection,
+    #[serde(rename = "backend")]
+    pub backends: Vec<BackendSection>,
+}
+
+pub const MIN_CHUNK: u64 = 64 << 10;
+pub const MAX_CHUNK: u64 = 64 << 20;
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!("cannot read config {}: {e} (create one with `cloudraid init --config {}`)", path.display(), path.display())
+        })?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| format!("config {} is invalid: {}", path.display(), one_line(&e.to_string())))?;
+        cfg.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let text = format!(
+            "# cloudraid volume configuration (see README: Configuration)\n{}",
+            toml::to_string_pretty(self).map_err(|e| e.to_string())?
+        );
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let tmp = path.with_extension("toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let v = &self.volume;
+        if crate::format::VolumeId::parse(&v.id).is_none() {
+            return Err(format!("volume id {:?} is not a UUID", v.id));
+        }
+        if v.data_shards < 1 {
+            return Err("data_shards must be at least 1".into());
+        }
+        if v.data_shards as usize + v.parity_shards as usize > 256 {
+            return Err("data_shards + parity_shards must be at most 256".into());
+        }
+        if v.chunk_size.0 < MIN_CHUNK || v.chunk_size.0 > MAX_CHUNK {
+            return Err(format!("chunk_size {} must be between {} and {}", v.chunk_size, Size(MIN_CHUNK), Size(MAX_CHUNK)));
+        }
+        if v.cache_size.0 < v.chunk_size.0 {
+            return Err(format!("cache_size {} must be at least one chunk ({})", v.cache_size, v.chunk_size));
+        }
+        if !v.state_dir.is_absolute() {
+            return Err(format!("state_dir {} must be an absolute path", v.state_dir.display()));
+        }
+        if v.upload_concurrency == 0 {
+            return Err("upload_concurrency must be at least 1".into());
+        }
+        if self.backends.is_empty() {
+            return Err("no [[backend]] entries".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for b in &self.backends {
+            if !names.insert(&b.name) {
+                return Err(format!("backend name {:?} is used twice", b.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Default (k, m) for `n` backends: about a third of them parity, at least one
+/// when there are two or more (2 → 1+1, 3 → 2+1, 4 → 3+1, 6 → 4+2, 9 → 6+3).
+pub fn default_shards(n: usize) -> (usize, usize) {
+    if n <= 1 {
+        return (1, 0);
+    }
+    let m = (n / 3).max(1);
+    (n - m, m)
+}
+
+/// Collapses a multi-line message into one line.
+pub fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Size::parse("4MiB").unwrap(), Size(4 << 20));
+        assert_eq!(Size::parse("1GiB").unwrap(), Size(1 << 30));
+        assert_eq!(Size::parse("1048576").unwrap(), Size(1 << 20));
+        assert_eq!(Size::parse("10 MB").unwrap(), Size(10_000_000));
+        assert!(Size::parse("4 parsecs").is_err());
+        assert!(Size::parse("").is_err());
+        assert_eq!(Size(4 << 20).to_string(), "4MiB");
+        assert_eq!(Size(1000).to_string(), "1000");
+    }
+
+    #[test]
+    fn default_redundancy() {
+        assert_eq!(default_shards(1), (1, 0));
+        assert_eq!(default_shards(2), (1, 1));
+        assert_eq!(default_shards(3), (2, 1));
+        assert_eq!(default_shards(6), (4, 2));
+    }
+}

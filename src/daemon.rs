@@ -1,0 +1,277 @@
+//! The mount daemon: `cloudraid mount` in the foreground or detached, and
+//! `cloudraid umount`.
+//!
+//! Detaching re-executes the binary with `--foreground` in a new session, its
+//! stdout a pipe back to the parent: the child writes `READY` once the kernel has
+//! completed the FUSE handshake (the mount is live) or `ERROR <reason>`, and the
+//! parent exits 0 or prints the reason. The child's log goes to `mount.log` in the
+//! state dir.
+
+use crate::config::Config;
+use crate::control;
+use crate::fuse::{self, MountOpts};
+use crate::setup;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct MountArgs {
+    pub config_path: PathBuf,
+    pub mountpoint: PathBuf,
+    pub options: Vec<String>,
+}
+
+/// One line of /proc/mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub source: String,
+    pub target: PathBuf,
+    pub fstype: String,
+    pub options: String,
+}
+
+fn unescape(s: &str) -> String {
+    // /proc/mounts writes space, tab, newline and backslash as \ooo octal escapes.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn mounts() -> Vec<MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.len() >= 4).then(|| MountEntry {
+                source: unescape(f[0]),
+                target: PathBuf::from(unescape(f[1])),
+                fstype: f[2].to_string(),
+                options: f[3].to_string(),
+            })
+        })
+        .collect()
+}
+
+pub fn find_mount(target: &Path) -> Option<MountEntry> {
+    mounts().into_iter().rev().find(|m| m.target == target)
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn check_mountpoint(mp: &Path) -> Result<(), String> {
+    if let Some(m) = find_mount(mp) {
+        return Err(format!(
+            "{} is already mounted ({} from {}); unmount it first with `cloudraid umount {}`",
+            mp.display(),
+            m.fstype,
+            m.source,
+            mp.display()
+        ));
+    }
+    match std::fs::metadata(mp) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(format!("mountpoint {} is not a directory", mp.display())),
+        Err(e) => Err(format!("mountpoint {} cannot be used ({e}); create it with `mkdir -p {}`", mp.display(), mp.display())),
+    }
+}
+
+/// Starts the mount daemon in the background and returns once the mount is live.
+pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let config = Config::load(&args.config_path)?;
+    let mp = absolute(&args.mountpoint)?;
+    check_mountpoint(&mp)?;
+    MountOpts::parse(&args.options)?;
+    setup::set_private_dir(&config.volume.state_dir)?;
+    let log_path = config.volume.state_dir.join("mount.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open log {}: {e}", log_path.display()))?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the cloudraid binary: {e}"))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("mount").arg("--foreground").arg("--config").arg(absolute(&args.config_path)?).arg(&mp);
+    for o in &args.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.env("CLOUDRAID_READY_PIPE", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    let out = child.stdout.take().expect("piped stdout");
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(out).read_line(&mut line);
+    let line = line.trim();
+    if line == "READY" {
+        return Ok(());
+    }
+    let _ = child.wait();
+    if let Some(reason) = line.strip_prefix("ERROR ") {
+        return Err(reason.to_string());
+    }
+    let tail = std::fs::read_to_string(&log_path)
+        .ok()
+        .and_then(|t| t.lines().last().map(str::to_string))
+        .unwrap_or_default();
+    Err(format!("the mount daemon exited before the mount was live: {tail} (log: {})", log_path.display()))
+}
+
+/// Runs the mount in this process until it is unmounted or signalled.
+pub fn mount_foreground(args: &MountArgs) -> Result<(), String> {
+    let notify = std::env::var_os("CLOUDRAID_READY_PIPE").is_some();
+    std::env::remove_var("CLOUDRAID_READY_PIPE");
+    let result = run_mount(args, notify);
+    if let Err(e) = &result {
+        if notify {
+            let _ = writeln!(std::io::stdout(), "ERROR {e}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    result
+}
+
+fn signal_ready() {
+    let _ = writeln!(std::io::stdout(), "READY");
+    let _ = std::io::stdout().flush();
+    // Nothing else goes to the parent's pipe: point stdout at /dev/null.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: both descriptors are valid; dup2 replaces fd 1 atomically.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
+    let config = Config::load(&args.config_path)?;
+    let mp = absolute(&args.mountpoint)?;
+    check_mountpoint(&mp)?;
+    let opts = MountOpts::parse(&args.options)?;
+    let source = absolute(&args.config_path)?.to_string_lossy().into_owned();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloudraid")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async {
+        let (fs, checks) = setup::open_fs(&config, opts.read_only).await?;
+        let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
+        for c in &down {
+            tracing::warn!(
+                "backend {} is unavailable ({}); files stay readable from the others",
+                c.name,
+                c.error.as_deref().unwrap_or("")
+            );
+        }
+        if down.len() > config.volume.parity_shards as usize {
+            tracing::warn!(
+                "{} backends are unavailable, more than the {} this volume tolerates: some files will not be readable until they return",
+                down.len(),
+                config.volume.parity_shards
+            );
+        }
+        let collector = fs.spawn_collector();
+        let mounted = fuse::mount(fs.clone(), &mp, &source, &opts)
+            .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+        let sock = control::socket_path(&config.volume.state_dir);
+        let ctl = tokio::spawn(control::serve(sock.clone(), fs.clone(), mp.display().to_string()));
+        tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
+        if notify {
+            signal_ready();
+        } else {
+            eprintln!(
+                "cloudraid: volume {} mounted at {} (Ctrl-C or `cloudraid umount {}` to unmount)",
+                config.volume.name,
+                mp.display(),
+                mp.display()
+            );
+        }
+        let mut join = tokio::task::spawn_blocking(move || mounted.join());
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+        let ended = loop {
+            tokio::select! {
+                r = &mut join => break r,
+                _ = term.recv() => { let _ = fuse::unmount(&mp, true); }
+                _ = int.recv() => { let _ = fuse::unmount(&mp, true); }
+            }
+        };
+        ctl.abort();
+        let _ = std::fs::remove_file(&sock);
+        let synced = fs.sync_all().await;
+        collector.abort();
+        tracing::info!("volume {} unmounted from {}", config.volume.name, mp.display());
+        if let Err(e) = synced {
+            return Err(format!("unmounted, but committing open files failed: {e}"));
+        }
+        match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("the FUSE session ended with an error: {e}")),
+            Err(e) => Err(format!("the FUSE session failed: {e}")),
+        }
+    })
+}
+
+/// `cloudraid umount`: commits pending data through the daemon, unmounts, and
+/// waits for the daemon to finish.
+pub fn umount(mountpoint: &Path) -> Result<(), String> {
+    let mp = absolute(mountpoint)?;
+    let entry = find_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
+    if entry.fstype != "fuse.cloudraid" {
+        return Err(format!("{} is a {} mount, not a cloudraid one; use umount(8)", mp.display(), entry.fstype));
+    }
+    let mut daemon_pid = None;
+    if let Ok(config) = Config::load(Path::new(&entry.source)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        let resp = rt.block_on(control::request(&config.volume.state_dir, &control::Request::Sync))?;
+        if let Some(r) = resp {
+            if !r.ok {
+                return Err(format!(
+                    "pending data could not be stored ({}); nothing was unmounted; check `cloudraid status --config {}`",
+                    r.error.unwrap_or_default(),
+                    entry.source
+                ));
+            }
+            daemon_pid = Some(r.pid);
+        }
+    }
+    fuse::unmount(&mp, false).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            format!("{} is busy: a process still uses files there; close them and retry", mp.display())
+        } else {
+            format!("cannot unmount {}: {e}", mp.display())
+        }
+    })?;
+    if let Some(pid) = daemon_pid {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            // A zombie (already exited) has no cmdline left.
+            if std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.is_empty()).unwrap_or(true) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
+}

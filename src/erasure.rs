@@ -1,0 +1,225 @@
+//! Erasure coding of one chunk into k data + m parity shard objects, and back.
+//!
+//! Pure functions, no I/O: `encode` turns a chunk into k+m complete shard objects
+//! (header + payload, ready to upload); `decode` rebuilds the chunk from any k of
+//! them and checks its SHA-256 before returning a byte.
+
+use crate::format::{ChunkId, HeaderError, ShardHeader, VolumeId, SHARD_HEADER_LEN};
+use bytes::Bytes;
+use reed_solomon_erasure::galois_8::ReedSolomon;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("invalid redundancy: k={k}, m={m} (k must be 1..=255 and k+m at most 256)")]
+    BadParameters { k: usize, m: usize },
+    #[error("only {have} valid shards, {need} needed")]
+    NotEnoughShards { have: usize, need: usize },
+    #[error("rebuilt chunk does not match its SHA-256")]
+    ChunkMismatch,
+    #[error("shard {index}: {reason}")]
+    BadShard { index: usize, reason: String },
+    #[error("chunk of {0} bytes is larger than a shard can describe")]
+    TooLarge(usize),
+}
+
+/// Geometry of one coded chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub k: usize,
+    pub m: usize,
+}
+
+impl Layout {
+    pub fn new(k: usize, m: usize) -> Result<Self, CodecError> {
+        if k == 0 || k > 255 || k + m > 256 {
+            return Err(CodecError::BadParameters { k, m });
+        }
+        Ok(Layout { k, m })
+    }
+    pub fn total(&self) -> usize {
+        self.k + self.m
+    }
+    /// Payload bytes per shard for a chunk of `len` bytes.
+    pub fn payload_len(&self, len: usize) -> usize {
+        len.div_ceil(self.k).max(1)
+    }
+    pub fn shard_object_len(&self, len: usize) -> usize {
+        SHARD_HEADER_LEN + self.payload_len(len)
+    }
+}
+
+struct Payload(Vec<u8>);
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[SHARD_HEADER_LEN..]
+    }
+}
+impl AsMut<[u8]> for Payload {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0[SHARD_HEADER_LEN..]
+    }
+}
+
+/// Encodes `data` (whose id is `id`) into k+m shard objects. Each object is allocated
+/// once with room for its header, so the chunk is copied exactly once.
+pub fn encode(
+    volume: VolumeId,
+    id: ChunkId,
+    data: &[u8],
+    layout: Layout,
+) -> Result<Vec<Bytes>, CodecError> {
+    let len = u32::try_from(data.len()).map_err(|_| CodecError::TooLarge(data.len()))?;
+    let plen = layout.payload_len(data.len());
+    let mut shards: Vec<Payload> = (0..layout.total())
+        .map(|_| Payload(vec![0u8; SHARD_HEADER_LEN + plen]))
+        .collect();
+    for (i, piece) in data.chunks(plen).enumerate() {
+        shards[i].as_mut()[..piece.len()].copy_from_slice(piece);
+    }
+    if layout.m > 0 {
+        let rs = ReedSolomon::new(layout.k, layout.m)
+            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
+        rs.encode(&mut shards)
+            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
+    }
+    Ok(shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            let header = ShardHeader {
+                volume,
+                chunk: id,
+                index: i as u8,
+                k: layout.k as u8,
+                m: layout.m as u8,
+                chunk_len: len,
+                payload_len: plen as u32,
+                payload_crc: crc32fast::hash(s.as_ref()),
+            };
+            header.encode_into(&mut s.0[..SHARD_HEADER_LEN]);
+            Bytes::from(s.0)
+        })
+        .collect())
+}
+
+/// Checks one shard object against what the index expects of it and returns its
+/// payload. A shard that fails here must be treated as missing.
+pub fn verify_shard(
+    obj: &Bytes,
+    volume: VolumeId,
+    id: &ChunkId,
+    index: usize,
+    layout: Layout,
+    chunk_len: usize,
+) -> Result<Bytes, CodecError> {
+    let bad = |reason: String| CodecError::BadShard { index, reason };
+    let (h, off) = ShardHeader::decode_and_verify(obj).map_err(|e: HeaderError| bad(e.to_string()))?;
+    if h.volume != volume {
+        return Err(bad(format!("belongs to another volume ({})", h.volume)));
+    }
+    if h.chunk != *id || h.index as usize != index {
+        return Err(bad(format!(
+            "is shard {} of chunk {}, expected shard {index} of chunk {id}",
+            h.index, h.chunk
+        )));
+    }
+    if h.k as usize != layout.k || h.m as usize != layout.m || h.chunk_len as usize != chunk_len {
+        return Err(bad("geometry differs from the index".into()));
+    }
+    if h.payload_len as usize != layout.payload_len(chunk_len) {
+        return Err(bad("payload length differs from the geometry".into()));
+    }
+    Ok(obj.slice(off..))
+}
+
+/// Rebuilds a chunk from verified payloads (`None` where a shard is missing or
+/// bad) and checks the result against `id`.
+pub fn decode(
+    id: &ChunkId,
+    mut payloads: Vec<Option<Bytes>>,
+    layout: Layout,
+    chunk_len: usize,
+) -> Result<Vec<u8>, CodecError> {
+    assert_eq!(payloads.len(), layout.total());
+    let have = payloads.iter().filter(|p| p.is_some()).count();
+    if have < layout.k {
+        return Err(CodecError::NotEnoughShards { have, need: layout.k });
+    }
+    let data_complete = payloads[..layout.k].iter().all(|p| p.is_some());
+    let mut out = Vec::with_capacity(chunk_len);
+    if data_complete {
+        for p in payloads[..layout.k].iter().flatten() {
+            let take = (chunk_len - out.len()).min(p.len());
+            out.extend_from_slice(&p[..take]);
+        }
+    } else {
+        let rs = ReedSolomon::new(layout.k, layout.m)
+            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
+        let mut shards: Vec<Option<Vec<u8>>> =
+            payloads.iter_mut().map(|p| p.take().map(|b| b.to_vec())).collect();
+        rs.reconstruct_data(&mut shards)
+            .map_err(|_| CodecError::NotEnoughShards { have, need: layout.k })?;
+        for s in shards[..layout.k].iter().flatten() {
+            let take = (chunk_len - out.len()).min(s.len());
+            out.extend_from_slice(&s[..take]);
+        }
+    }
+    if out.len() != chunk_len || ChunkId::of(&out) != *id {
+        return Err(CodecError::ChunkMismatch);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(data: &[u8], k: usize, m: usize, drop: &[usize]) -> Result<Vec<u8>, CodecError> {
+        let vol = VolumeId([7; 16]);
+        let id = ChunkId::of(data);
+        let layout = Layout::new(k, m).unwrap();
+        let objs = encode(vol, id, data, layout).unwrap();
+        let payloads = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                if drop.contains(&i) {
+                    None
+                } else {
+                    Some(verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
+                }
+            })
+            .collect();
+        decode(&id, payloads, layout, data.len())
+    }
+
+    #[test]
+    fn fast_path_and_rebuild() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        assert_eq!(roundtrip(&data, 4, 2, &[]).unwrap(), data);
+        assert_eq!(roundtrip(&data, 4, 2, &[0, 3]).unwrap(), data);
+        assert_eq!(
+            roundtrip(&data, 4, 2, &[0, 1, 2]),
+            Err(CodecError::NotEnoughShards { have: 3, need: 4 })
+        );
+        assert_eq!(roundtrip(&data, 1, 0, &[]).unwrap(), data);
+        assert_eq!(roundtrip(b"", 2, 1, &[1]).unwrap(), b"");
+    }
+
+    #[test]
+    fn swapped_shard_is_rejected() {
+        let vol = VolumeId([1; 16]);
+        let a = b"first chunk of data".to_vec();
+        let b = b"other chunk of data".to_vec();
+        let layout = Layout::new(2, 1).unwrap();
+        let oa = encode(vol, ChunkId::of(&a), &a, layout).unwrap();
+        let ob = encode(vol, ChunkId::of(&b), &b, layout).unwrap();
+        let err = verify_shard(&ob[0], vol, &ChunkId::of(&a), 0, layout, a.len()).unwrap_err();
+        assert!(err.to_string().contains("expected shard 0"), "{err}");
+        let err = verify_shard(&oa[1], vol, &ChunkId::of(&a), 0, layout, a.len()).unwrap_err();
+        assert!(matches!(err, CodecError::BadShard { .. }));
+        let err = verify_shard(&oa[0], VolumeId([2; 16]), &ChunkId::of(&a), 0, layout, a.len())
+            .unwrap_err();
+        assert!(err.to_string().contains("another volume"), "{err}");
+    }
+}

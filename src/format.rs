@@ -1,0 +1,355 @@
+//! Every persisted byte of cloudraid: shard objects, the volume marker, object keys and
+//! the records of the local index. docs/FORMAT.md is the normative description of
+//! this module; change both together and bump the version of what changed.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Version of the shard object layout written by this build.
+pub const SHARD_FORMAT_VERSION: u16 = 1;
+/// Version of the volume marker written by this build.
+pub const MARKER_FORMAT_VERSION: u32 = 1;
+/// Version byte that prefixes every value in the local index.
+pub const INDEX_RECORD_VERSION: u8 = 1;
+
+pub const SHARD_MAGIC: &[u8; 8] = b"CRDSHARD";
+pub const SHARD_HEADER_LEN: usize = 80;
+/// Name of the marker object at the root of every backend of a volume.
+pub const MARKER_KEY: &str = "cloudraid.volume";
+
+/// A volume id: 16 random bytes, shown as a UUID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VolumeId(pub [u8; 16]);
+
+impl VolumeId {
+    pub fn random() -> Self {
+        VolumeId(*uuid::Uuid::new_v4().as_bytes())
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        uuid::Uuid::parse_str(s).ok().map(|u| VolumeId(*u.as_bytes()))
+    }
+}
+
+impl fmt::Display for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", uuid::Uuid::from_bytes(self.0))
+    }
+}
+impl fmt::Debug for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A chunk's address: the SHA-256 of its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ChunkId(pub [u8; 32]);
+
+impl ChunkId {
+    pub fn of(data: &[u8]) -> Self {
+        ChunkId(Sha256::digest(data).into())
+    }
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+impl fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", &self.hex()[..16])
+    }
+}
+impl fmt::Debug for ChunkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Object key of shard `index` of a chunk, relative to the backend's root.
+/// Two hex characters of fan-out keep local folders and listings manageable.
+pub fn shard_key(chunk: &ChunkId, index: usize) -> String {
+    let h = chunk.hex();
+    format!("chunks/{}/{}.{}", &h[..2], h, index)
+}
+
+/// The self-describing header at the start of every shard object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardHeader {
+    pub volume: VolumeId,
+    pub chunk: ChunkId,
+    pub index: u8,
+    pub k: u8,
+    pub m: u8,
+    pub chunk_len: u32,
+    pub payload_len: u32,
+    pub payload_crc: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeaderError {
+    #[error("shard object is shorter than its header ({0} bytes)")]
+    TooShort(usize),
+    #[error("not a cloudraid shard (bad magic)")]
+    BadMagic,
+    #[error("shard format version {0} is newer than this cloudraid understands (1); upgrade cloudraid")]
+    UnknownVersion(u16),
+    #[error("shard header checksum mismatch")]
+    HeaderChecksum,
+    #[error("shard payload is {actual} bytes, header says {expected}")]
+    PayloadLength { expected: u32, actual: usize },
+    #[error("shard payload checksum mismatch")]
+    PayloadChecksum,
+}
+
+impl ShardHeader {
+    pub fn encode_into(&self, out: &mut [u8]) {
+        assert!(out.len() >= SHARD_HEADER_LEN);
+        out[0..8].copy_from_slice(SHARD_MAGIC);
+        out[8..10].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
+        out[10..12].copy_from_slice(&(SHARD_HEADER_LEN as u16).to_le_bytes());
+        out[12..28].copy_from_slice(&self.volume.0);
+        out[28..60].copy_from_slice(&self.chunk.0);
+        out[60] = self.index;
+        out[61] = self.k;
+        out[62] = self.m;
+        out[63] = 0;
+        out[64..68].copy_from_slice(&self.chunk_len.to_le_bytes());
+        out[68..72].copy_from_slice(&self.payload_len.to_le_bytes());
+        out[72..76].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32fast::hash(&out[0..76]);
+        out[76..80].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Parses the header and checks the payload that follows it against the header's
+    /// length and checksum. Returns the header and the payload's offset.
+    pub fn decode_and_verify(obj: &[u8]) -> Result<(ShardHeader, usize), HeaderError> {
+        if obj.len() < 12 {
+            return Err(HeaderError::TooShort(obj.len()));
+        }
+        if &obj[0..8] != SHARD_MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        let version = u16::from_le_bytes([obj[8], obj[9]]);
+        if version != SHARD_FORMAT_VERSION {
+            return Err(HeaderError::UnknownVersion(version));
+        }
+        let hlen = u16::from_le_bytes([obj[10], obj[11]]) as usize;
+        if hlen < SHARD_HEADER_LEN || obj.len() < hlen {
+            return Err(HeaderError::TooShort(obj.len()));
+        }
+        let crc = u32::from_le_bytes(obj[76..80].try_into().unwrap());
+        if crc32fast::hash(&obj[0..76]) != crc {
+            return Err(HeaderError::HeaderChecksum);
+        }
+        let h = ShardHeader {
+            volume: VolumeId(obj[12..28].try_into().unwrap()),
+            chunk: ChunkId(obj[28..60].try_into().unwrap()),
+            index: obj[60],
+            k: obj[61],
+            m: obj[62],
+            chunk_len: u32::from_le_bytes(obj[64..68].try_into().unwrap()),
+            payload_len: u32::from_le_bytes(obj[68..72].try_into().unwrap()),
+            payload_crc: u32::from_le_bytes(obj[72..76].try_into().unwrap()),
+        };
+        let payload = &obj[hlen..];
+        if payload.len() != h.payload_len as usize {
+            return Err(HeaderError::PayloadLength {
+                expected: h.payload_len,
+                actual: payload.len(),
+            });
+        }
+        if crc32fast::hash(payload) != h.payload_crc {
+            return Err(HeaderError::PayloadChecksum);
+        }
+        Ok((h, hlen))
+    }
+}
+
+/// The marker object stored at [`MARKER_KEY`] on every backend (JSON).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VolumeMarker {
+    pub format: String,
+    pub version: u32,
+    pub volume_id: String,
+    pub volume_name: String,
+    pub data_shards: u8,
+    pub parity_shards: u8,
+    pub backend_name: String,
+    pub backend_slot: u16,
+    pub created_unix: u64,
+}
+
+impl VolumeMarker {
+    pub const FORMAT: &'static str = "cloudraid-volume";
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("marker serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+        let m: VolumeMarker = serde_json::from_slice(b)
+            .map_err(|e| format!("volume marker is not readable JSON ({e})"))?;
+        if m.format != Self::FORMAT {
+            return Err(format!("volume marker has format {:?}", m.format));
+        }
+        if m.version > MARKER_FORMAT_VERSION {
+            return Err(format!(
+                "volume marker version {} is newer than this cloudraid understands ({}); upgrade cloudraid",
+                m.version, MARKER_FORMAT_VERSION
+            ));
+        }
+        Ok(m)
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Local index: key space and records.
+// ---------------------------------------------------------------------------------
+
+/// Key prefixes of the index key space (one byte each).
+pub mod keys {
+    pub const SUPER: &[u8] = b"S";
+    pub const INODE: u8 = b'I';
+    pub const DIRENT: u8 = b'D';
+    pub const DIRCOOKIE: u8 = b'E';
+    pub const CONTENT: u8 = b'F';
+    pub const CHUNK: u8 = b'C';
+    pub const XATTR: u8 = b'X';
+    pub const GC: u8 = b'G';
+    pub const ORPHAN: u8 = b'O';
+
+    pub fn ino(prefix: u8, ino: u64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(9);
+        k.push(prefix);
+        k.extend_from_slice(&ino.to_be_bytes());
+        k
+    }
+    pub fn ino_name(prefix: u8, n: u64, name: &[u8]) -> Vec<u8> {
+        let mut k = ino(prefix, n);
+        k.extend_from_slice(name);
+        k
+    }
+    pub fn ino_u64(prefix: u8, i: u64, n: u64) -> Vec<u8> {
+        let mut k = ino(prefix, i);
+        k.extend_from_slice(&n.to_be_bytes());
+        k
+    }
+    pub fn chunk(prefix: u8, id: &super::ChunkId) -> Vec<u8> {
+        let mut k = Vec::with_capacity(33);
+        k.push(prefix);
+        k.extend_from_slice(&id.0);
+        k
+    }
+}
+
+/// Encodes an index record: one version byte, then the postcard encoding.
+pub fn encode_record<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![INDEX_RECORD_VERSION];
+    out.extend_from_slice(&postcard::to_allocvec(v).expect("index record serialises"));
+    out
+}
+
+pub fn decode_record<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
+    match b.first() {
+        Some(&INDEX_RECORD_VERSION) => {
+            postcard::from_bytes(&b[1..]).map_err(|e| format!("index record is damaged ({e})"))
+        }
+        Some(v) => Err(format!(
+            "index record version {v} is not understood by this cloudraid; upgrade cloudraid"
+        )),
+        None => Err("index record is empty".into()),
+    }
+}
+
+/// `S`: what the index belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SuperRecord {
+    pub volume_id: VolumeId,
+    pub next_ino: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// Nanoseconds since the Unix epoch.
+pub type Nanos = i64;
+
+/// `I` + ino: an inode.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InodeRecord {
+    pub kind: Kind,
+    /// Permission bits (07777).
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+    pub size: u64,
+    pub atime: Nanos,
+    pub mtime: Nanos,
+    pub ctime: Nanos,
+    pub crtime: Nanos,
+    /// Directories: parent inode (root is its own parent).
+    pub parent: u64,
+    /// Directories: next readdir cookie to hand out.
+    pub next_cookie: u64,
+    /// Symlinks: the target.
+    pub target: Vec<u8>,
+}
+
+/// `D` + parent + name: a directory entry.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DirentRecord {
+    pub ino: u64,
+    pub kind: Kind,
+    /// Stable readdir offset of this entry within its directory.
+    pub cookie: u64,
+}
+
+/// One chunk of a file's content.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ChunkRef {
+    /// A run of zero bytes that is not stored anywhere.
+    Hole { len: u32 },
+    Data { id: ChunkId, len: u32 },
+}
+
+impl ChunkRef {
+    pub fn len(&self) -> u64 {
+        match self {
+            ChunkRef::Hole { len } | ChunkRef::Data { len, .. } => *len as u64,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `F` + ino: a regular file's content: fixed-size chunks in order. The per-file
+/// redundancy (`k`, `m`) lets later placement policies vary it per file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContentRecord {
+    pub chunk_size: u32,
+    pub k: u8,
+    pub m: u8,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// `C` + chunk id: a stored chunk.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChunkRecord {
+    /// How many file-content references point at this chunk.
+    pub refs: u64,
+    pub len: u32,
+    pub k: u8,
+    pub m: u8,
+    /// Size of each shard object, header included.
+    pub shard_size: u32,
+    /// Backend slot holding shard i.
+    pub placement: Vec<u16>,
+}

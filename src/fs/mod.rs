@@ -1,0 +1,977 @@
+//! The filesystem core: POSIX operations over the index and the volume, async, with
+//! no knowledge of FUSE. The FUSE adapter (`crate::fuse`) and the tests call it.
+//!
+//! Locking: one async mutex (`meta`) serialises every change to the index, so a
+//! read-modify-write of several records is applied as one atomic batch. Each open
+//! file has a read-write lock over its staged state; a file lock is always taken
+//! before `meta`, never the other way round. Namespace reads (lookup, getattr,
+//! readdir) take no lock and never touch a backend.
+
+mod errno;
+mod file;
+mod guards;
+
+pub use errno::{Errno, FsResult};
+pub use file::commit_all_stats;
+
+use crate::erasure::Layout;
+use crate::format::{
+    decode_record, encode_record, keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, InodeRecord,
+    Kind, Nanos, SuperRecord, VolumeId,
+};
+use crate::index::{BatchExt, Index, ROOT_INO};
+use crate::meta::Batch;
+use crate::volume::Volume;
+use file::OpenFile;
+use guards::ChunkGuards;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+pub const NAME_MAX: usize = 255;
+pub const SYMLINK_MAX: usize = 4095;
+pub const XATTR_NAME_MAX: usize = 255;
+pub const XATTR_SIZE_MAX: usize = 65536;
+
+#[derive(Clone, Debug)]
+pub struct FsOptions {
+    pub read_only: bool,
+    pub staging_dir: PathBuf,
+    pub chunk_size: u32,
+    pub upload_concurrency: usize,
+    pub readahead_chunks: usize,
+}
+
+/// Attributes of an inode as the kernel sees them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub blocks: u64,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    pub crtime: SystemTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub ino: u64,
+    /// Offset to pass to `readdir` to continue after this entry.
+    pub offset: u64,
+    pub kind: Kind,
+    pub name: Vec<u8>,
+}
+
+/// A time to set with `setattr`.
+#[derive(Clone, Copy, Debug)]
+pub enum SetTime {
+    Now,
+    At(SystemTime),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+}
+
+/// Who is asking: used for ownership of new inodes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+pub const RENAME_NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+pub const RENAME_EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+pub const XATTR_CREATE: i32 = libc::XATTR_CREATE;
+pub const XATTR_REPLACE: i32 = libc::XATTR_REPLACE;
+
+struct Handle {
+    ino: u64,
+    write: bool,
+    /// End of the last read, to recognise sequential readers.
+    last_end: AtomicU64,
+}
+
+pub struct Fs {
+    vol: Arc<Volume>,
+    idx: Index,
+    opts: FsOptions,
+    meta: tokio::sync::Mutex<()>,
+    next_ino: AtomicU64,
+    files: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    guards: Arc<ChunkGuards>,
+    gc_wake: Arc<Notify>,
+}
+
+pub fn now_nanos() -> Nanos {
+    to_nanos(SystemTime::now())
+}
+
+pub fn to_nanos(t: SystemTime) -> Nanos {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as Nanos,
+        Err(e) => -(e.duration().as_nanos() as Nanos),
+    }
+}
+
+pub fn from_nanos(n: Nanos) -> SystemTime {
+    if n >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(n as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(n.unsigned_abs())
+    }
+}
+
+fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    if name.is_empty() || name.contains(&b'/') {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+/// Chunk reference changes of one batch: +1 per new reference, -1 per dropped one,
+/// with the record to create where the chunk is not in the index yet.
+#[derive(Default)]
+struct RefDelta {
+    delta: HashMap<ChunkId, i64>,
+    known: HashMap<ChunkId, ChunkRecord>,
+}
+
+impl RefDelta {
+    fn drop_content(&mut self, c: &ContentRecord) {
+        for r in &c.chunks {
+            if let ChunkRef::Data { id, .. } = r {
+                *self.delta.entry(*id).or_default() -= 1;
+            }
+        }
+    }
+    fn add_content(&mut self, c: &ContentRecord) {
+        for r in &c.chunks {
+            if let ChunkRef::Data { id, .. } = r {
+                *self.delta.entry(*id).or_default() += 1;
+            }
+        }
+    }
+}
+
+impl Fs {
+    /// Writes an empty filesystem (superblock and root directory) into `idx`.
+    pub fn format(idx: &Index, volume: VolumeId, owner: Caller) -> FsResult<()> {
+        if idx.superblock()?.is_some() {
+            return Ok(());
+        }
+        let now = now_nanos();
+        let mut b = Batch::default();
+        b.put_super(&SuperRecord { volume_id: volume, next_ino: ROOT_INO + 1 });
+        b.put_inode(
+            ROOT_INO,
+            &InodeRecord {
+                kind: Kind::Dir,
+                perm: 0o755,
+                uid: owner.uid,
+                gid: owner.gid,
+                nlink: 2,
+                size: 0,
+                atime: now,
+                mtime: now,
+                ctime: now,
+                crtime: now,
+                parent: ROOT_INO,
+                next_cookie: 3,
+                target: Vec::new(),
+            },
+        );
+        idx.apply(b)?;
+        idx.flush()?;
+        Ok(())
+    }
+
+    /// Opens the filesystem of `vol` stored in `idx`. Leftovers of a crash (unlinked
+    /// inodes that were still open, staging files) are cleaned up.
+    pub fn load(vol: Arc<Volume>, idx: Index, opts: FsOptions) -> Result<Arc<Fs>, String> {
+        let sb = idx
+            .superblock()
+            .map_err(|e| e.to_string())?
+            .ok_or("the local index is empty: the volume was never formatted")?;
+        if sb.volume_id != vol.id {
+            return Err(format!(
+                "the local index belongs to volume {}, not {}: check state_dir in the config",
+                sb.volume_id, vol.id
+            ));
+        }
+        std::fs::create_dir_all(&opts.staging_dir)
+            .map_err(|e| format!("cannot create staging dir {}: {e}", opts.staging_dir.display()))?;
+        if let Ok(rd) = std::fs::read_dir(&opts.staging_dir) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let fs = Arc::new(Fs {
+            vol,
+            idx,
+            opts,
+            meta: tokio::sync::Mutex::new(()),
+            next_ino: AtomicU64::new(sb.next_ino),
+            files: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            guards: Arc::new(ChunkGuards::default()),
+            gc_wake: Arc::new(Notify::new()),
+        });
+        if !fs.opts.read_only {
+            let orphans: Vec<(Vec<u8>, Vec<u8>)> =
+                fs.idx.store().scan(&[keys::ORPHAN], None, usize::MAX).map_err(|e| e.to_string())?;
+            for (k, _) in orphans {
+                let ino = u64::from_be_bytes(k[1..9].try_into().unwrap());
+                let mut b = Batch::default();
+                fs.purge_into(ino, &mut b).map_err(|e| e.to_string())?;
+                fs.idx.apply(b).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(fs)
+    }
+
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+    pub fn index(&self) -> &Index {
+        &self.idx
+    }
+    pub fn read_only(&self) -> bool {
+        self.opts.read_only
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.opts.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn inode(&self, ino: u64) -> FsResult<InodeRecord> {
+        self.idx.inode(ino)?.ok_or(Errno::ENOENT)
+    }
+
+    fn dir(&self, ino: u64) -> FsResult<InodeRecord> {
+        let r = self.inode(ino)?;
+        if r.kind != Kind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(r)
+    }
+
+    fn alloc_ino(&self, b: &mut Batch) -> u64 {
+        let ino = self.next_ino.fetch_add(1, Ordering::SeqCst);
+        b.put_super(&SuperRecord { volume_id: self.vol.id, next_ino: ino + 1 });
+        ino
+    }
+
+    fn attr_of(&self, ino: u64, r: &InodeRecord) -> Attr {
+        let (mut size, mut mtime) = (r.size, r.mtime);
+        if r.kind == Kind::File {
+            if let Some(of) = self.files.lock().unwrap().get(&ino) {
+                if let Some((s, m)) = of.live() {
+                    size = s;
+                    mtime = m;
+                }
+            }
+        }
+        let size = if r.kind == Kind::Symlink { r.target.len() as u64 } else { size };
+        Attr {
+            ino,
+            kind: r.kind,
+            perm: r.perm,
+            nlink: r.nlink,
+            uid: r.uid,
+            gid: r.gid,
+            size,
+            blocks: size.div_ceil(512),
+            atime: from_nanos(r.atime),
+            mtime: from_nanos(mtime),
+            ctime: from_nanos(r.ctime.max(if mtime != r.mtime { mtime } else { r.ctime })),
+            crtime: from_nanos(r.crtime),
+        }
+    }
+
+    // ----------------------------------------------------------------- namespace reads
+
+    pub async fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let p = self.dir(parent)?;
+        let ino = match name {
+            b"." => parent,
+            b".." => p.parent,
+            _ => self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?.ino,
+        };
+        self.getattr(ino).await
+    }
+
+    pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        let r = self.inode(ino)?;
+        Ok(self.attr_of(ino, &r))
+    }
+
+    pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let r = self.inode(ino)?;
+        if r.kind != Kind::Symlink {
+            return Err(Errno::EINVAL);
+        }
+        Ok(r.target)
+    }
+
+    /// Entries after `offset` (0 to start), at most `limit` of them. Offsets are
+    /// stable: entries added or removed meanwhile do not shift the others.
+    pub async fn readdir(&self, ino: u64, offset: u64, limit: usize) -> FsResult<Vec<DirEntry>> {
+        let d = self.dir(ino)?;
+        let mut out = Vec::new();
+        if offset < 1 {
+            out.push(DirEntry { ino, offset: 1, kind: Kind::Dir, name: b".".to_vec() });
+        }
+        if offset < 2 {
+            out.push(DirEntry { ino: d.parent, offset: 2, kind: Kind::Dir, name: b"..".to_vec() });
+        }
+        if out.len() >= limit {
+            out.truncate(limit);
+            return Ok(out);
+        }
+        for (cookie, name) in self.idx.dir_entries(ino, offset.max(2), limit - out.len())? {
+            if let Some(e) = self.idx.dirent(ino, &name)? {
+                out.push(DirEntry { ino: e.ino, offset: cookie, kind: e.kind, name });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn statfs(&self) -> FsResult<StatFs> {
+        const BSIZE: u64 = 4096;
+        let k = self.vol.layout.k as u64;
+        let width = self.vol.layout.total() as u64;
+        let n = self.vol.slots.len() as u64;
+        let caps: Vec<Option<(u64, u64)>> = self.vol.slots.iter().map(|s| s.backend.capacity()).collect();
+        let (total, free) = if caps.iter().all(|c| c.is_some()) {
+            // Each logical byte puts (k+m)/(n·k) bytes on every backend; the fullest
+            // backend limits what fits.
+            let min_total = caps.iter().flatten().map(|c| c.0).min().unwrap_or(0);
+            let min_free = caps.iter().flatten().map(|c| c.1).min().unwrap_or(0);
+            let scale = |x: u64| (x as u128 * (n * k) as u128 / width.max(1) as u128) as u64;
+            (scale(min_total), scale(min_free))
+        } else {
+            (1 << 50, 1 << 50)
+        };
+        Ok(StatFs {
+            blocks: total / BSIZE,
+            bfree: free / BSIZE,
+            bavail: free / BSIZE,
+            files: 1 << 40,
+            ffree: (1 << 40) - self.next_ino.load(Ordering::Relaxed),
+            bsize: BSIZE as u32,
+            namelen: NAME_MAX as u32,
+        })
+    }
+
+    // ----------------------------------------------------------------- namespace changes
+
+    fn new_inode(&self, kind: Kind, perm: u16, caller: Caller, parent: &InodeRecord, parent_ino: u64) -> InodeRecord {
+        let now = now_nanos();
+        // setgid directories pass their group (and, to directories, the bit) on.
+        let (gid, perm) = if parent.perm & 0o2000 != 0 {
+            (parent.gid, if kind == Kind::Dir { perm | 0o2000 } else { perm })
+        } else {
+            (caller.gid, perm)
+        };
+        InodeRecord {
+            kind,
+            perm,
+            uid: caller.uid,
+            gid,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            size: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+            parent: parent_ino,
+            next_cookie: 3,
+            target: Vec::new(),
+        }
+    }
+
+    /// Adds `name` → `ino` to directory `parent` (whose record is `p`, updated here).
+    fn link_into(&self, b: &mut Batch, parent: u64, p: &mut InodeRecord, name: &[u8], ino: u64, kind: Kind) {
+        let cookie = p.next_cookie;
+        p.next_cookie += 1;
+        let now = now_nanos();
+        p.mtime = now;
+        p.ctime = now;
+        if kind == Kind::Dir {
+            p.nlink += 1;
+        }
+        b.put_dirent(parent, name, &DirentRecord { ino, kind, cookie });
+    }
+
+    async fn create_node(
+        &self,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        caller: Caller,
+        target: Vec<u8>,
+    ) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(name)?;
+        let _g = self.meta.lock().await;
+        let mut p = self.dir(parent)?;
+        if name == b"." || name == b".." || self.idx.dirent(parent, name)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let mut b = Batch::default();
+        let ino = self.alloc_ino(&mut b);
+        let mut r = self.new_inode(kind, perm, caller, &p, parent);
+        r.size = target.len() as u64;
+        r.target = target;
+        if kind == Kind::File {
+            b.put_content(
+                ino,
+                &ContentRecord {
+                    chunk_size: self.opts.chunk_size,
+                    k: self.vol.layout.k as u8,
+                    m: self.vol.layout.m as u8,
+                    chunks: Vec::new(),
+                },
+            );
+        }
+        self.link_into(&mut b, parent, &mut p, name, ino, kind);
+        b.put_inode(parent, &p);
+        b.put_inode(ino, &r);
+        self.idx.apply(b)?;
+        Ok(self.attr_of(ino, &r))
+    }
+
+    pub async fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> FsResult<Attr> {
+        self.create_node(parent, name, Kind::Dir, (mode & 0o7777) as u16, caller, Vec::new()).await
+    }
+
+    pub async fn mknod_file(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> FsResult<Attr> {
+        self.create_node(parent, name, Kind::File, (mode & 0o7777) as u16, caller, Vec::new()).await
+    }
+
+    pub async fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> FsResult<Attr> {
+        if target.len() > SYMLINK_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.create_node(parent, name, Kind::Symlink, 0o777, caller, target.to_vec()).await
+    }
+
+    /// Creates a regular file and opens it. Returns its attributes and a handle.
+    pub async fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
+        let attr = match self.mknod_file(parent, name, mode, caller).await {
+            Ok(a) => a,
+            Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
+                let a = self.lookup(parent, name).await?;
+                if a.kind == Kind::Dir {
+                    return Err(Errno::EISDIR);
+                }
+                a
+            }
+            Err(e) => return Err(e),
+        };
+        let fh = self.open(attr.ino, flags).await?;
+        Ok((self.getattr(attr.ino).await?, fh))
+    }
+
+    pub async fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
+        self.writable()?;
+        check_name(newname)?;
+        let _g = self.meta.lock().await;
+        let mut r = self.inode(ino)?;
+        if r.kind == Kind::Dir {
+            return Err(Errno::EPERM);
+        }
+        if r.nlink == 0 {
+            return Err(Errno::ENOENT);
+        }
+        if r.nlink >= u32::MAX - 1 {
+            return Err(Errno::EMLINK);
+        }
+        let mut p = self.dir(newparent)?;
+        if self.idx.dirent(newparent, newname)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let mut b = Batch::default();
+        self.link_into(&mut b, newparent, &mut p, newname, ino, r.kind);
+        r.nlink += 1;
+        r.ctime = now_nanos();
+        b.put_inode(newparent, &p);
+        b.put_inode(ino, &r);
+        self.idx.apply(b)?;
+        Ok(self.attr_of(ino, &r))
+    }
+
+    /// Drops one link of `ino` (already removed from its directory). When the last
+    /// link goes and nobody has the file open, the inode and its content go too.
+    fn unlink_inode(&self, b: &mut Batch, ino: u64, r: &mut InodeRecord) -> FsResult<()> {
+        r.nlink = r.nlink.saturating_sub(if r.kind == Kind::Dir { r.nlink } else { 1 });
+        r.ctime = now_nanos();
+        if r.nlink > 0 {
+            b.put_inode(ino, r);
+        } else if self.files.lock().unwrap().contains_key(&ino) {
+            b.put_inode(ino, r);
+            b.put(keys::ino(keys::ORPHAN, ino), Vec::new());
+        } else {
+            self.purge_into(ino, b)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an inode with its content and attributes.
+    fn purge_into(&self, ino: u64, b: &mut Batch) -> FsResult<()> {
+        let mut refs = RefDelta::default();
+        if let Some(c) = self.idx.content(ino)? {
+            refs.drop_content(&c);
+            b.delete(keys::ino(keys::CONTENT, ino));
+        }
+        for name in self.idx.xattr_names(ino)? {
+            b.delete(keys::ino_name(keys::XATTR, ino, &name));
+        }
+        b.delete(keys::ino(keys::INODE, ino));
+        b.delete(keys::ino(keys::ORPHAN, ino));
+        self.apply_refs(b, refs)
+    }
+
+    /// Adds the chunk record changes of `refs` to the batch. Chunks that lose their
+    /// last reference move to the collection queue.
+    fn apply_refs(&self, b: &mut Batch, refs: RefDelta) -> FsResult<()> {
+        let mut queued = false;
+        for (id, d) in refs.delta {
+            if d == 0 {
+                continue;
+            }
+            let existing = self.idx.chunk(&id)?;
+            let mut rec = match existing {
+                Some(r) => r,
+                None if d > 0 => {
+                    let Some(r) = refs.known.get(&id).cloned() else {
+                        tracing::error!("chunk {id} is referenced but neither stored nor known");
+                        return Err(Errno::EIO);
+                    };
+                    b.delete(keys::chunk(keys::GC, &id));
+                    ChunkRecord { refs: 0, ..r }
+                }
+                None => {
+                    tracing::warn!("chunk {id} lost a reference but has no record");
+                    continue;
+                }
+            };
+            let refs_now = rec.refs as i64 + d;
+            if refs_now <= 0 {
+                b.delete(keys::chunk(keys::CHUNK, &id));
+                rec.refs = 0;
+                b.put(keys::chunk(keys::GC, &id), encode_record(&rec));
+                queued = true;
+            } else {
+                rec.refs = refs_now as u64;
+                b.put_chunk(&id, &rec);
+            }
+        }
+        if queued {
+            self.gc_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        let _g = self.meta.lock().await;
+        let mut p = self.dir(parent)?;
+        let e = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
+        if e.kind == Kind::Dir {
+            return Err(Errno::EISDIR);
+        }
+        let mut r = self.inode(e.ino)?;
+        let mut b = Batch::default();
+        b.del_dirent(parent, name, e.cookie);
+        let now = now_nanos();
+        p.mtime = now;
+        p.ctime = now;
+        b.put_inode(parent, &p);
+        self.unlink_inode(&mut b, e.ino, &mut r)?;
+        self.idx.apply(b)?;
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        match name {
+            b"." => return Err(Errno::EINVAL),
+            b".." => return Err(Errno::ENOTEMPTY),
+            _ => {}
+        }
+        let _g = self.meta.lock().await;
+        let mut p = self.dir(parent)?;
+        let e = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
+        if e.kind != Kind::Dir {
+            return Err(Errno::ENOTDIR);
+        }
+        if !self.idx.dir_is_empty(e.ino)? {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let mut r = self.inode(e.ino)?;
+        let mut b = Batch::default();
+        b.del_dirent(parent, name, e.cookie);
+        let now = now_nanos();
+        p.mtime = now;
+        p.ctime = now;
+        p.nlink = p.nlink.saturating_sub(1);
+        b.put_inode(parent, &p);
+        self.unlink_inode(&mut b, e.ino, &mut r)?;
+        self.idx.apply(b)?;
+        Ok(())
+    }
+
+    /// Is `ino` the directory `ancestor` or inside it?
+    fn is_within(&self, mut ino: u64, ancestor: u64) -> FsResult<bool> {
+        for _ in 0..100_000 {
+            if ino == ancestor {
+                return Ok(true);
+            }
+            if ino == ROOT_INO {
+                return Ok(false);
+            }
+            ino = self.inode(ino)?.parent;
+        }
+        Err(Errno::EIO)
+    }
+
+    pub async fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32) -> FsResult<()> {
+        self.writable()?;
+        check_name(newname)?;
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || (flags & RENAME_NOREPLACE != 0 && flags & RENAME_EXCHANGE != 0)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if matches!(name, b"." | b"..") || matches!(newname, b"." | b"..") {
+            return Err(Errno::EINVAL);
+        }
+        let _g = self.meta.lock().await;
+        self.dir(parent)?;
+        self.dir(newparent)?;
+        let src = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
+        let dst = self.idx.dirent(newparent, newname)?;
+        if parent == newparent && name == newname {
+            return if flags & RENAME_NOREPLACE != 0 { Err(Errno::EEXIST) } else { Ok(()) };
+        }
+        if src.kind == Kind::Dir && self.is_within(newparent, src.ino)? {
+            return Err(Errno::EINVAL);
+        }
+        let now = now_nanos();
+        let mut b = Batch::default();
+        // Parent records, loaded once even when both parents are the same directory.
+        let mut parents: HashMap<u64, InodeRecord> = HashMap::new();
+        parents.insert(parent, self.inode(parent)?);
+        parents.entry(newparent).or_insert(self.inode(newparent)?);
+
+        if flags & RENAME_EXCHANGE != 0 {
+            let dst = dst.ok_or(Errno::ENOENT)?;
+            if dst.kind == Kind::Dir && self.is_within(parent, dst.ino)? {
+                return Err(Errno::EINVAL);
+            }
+            b.put_dirent(parent, name, &DirentRecord { ino: dst.ino, kind: dst.kind, cookie: src.cookie });
+            b.put_dirent(newparent, newname, &DirentRecord { ino: src.ino, kind: src.kind, cookie: dst.cookie });
+            for (moved, from, to) in [(src, parent, newparent), (dst, newparent, parent)] {
+                let mut r = self.inode(moved.ino)?;
+                r.ctime = now;
+                if moved.kind == Kind::Dir && from != to {
+                    r.parent = to;
+                    parents.get_mut(&from).unwrap().nlink -= 1;
+                    parents.get_mut(&to).unwrap().nlink += 1;
+                }
+                b.put_inode(moved.ino, &r);
+            }
+        } else {
+            if let Some(dst) = dst {
+                if flags & RENAME_NOREPLACE != 0 {
+                    return Err(Errno::EEXIST);
+                }
+                if dst.ino == src.ino {
+                    return Ok(()); // two links to the same file: POSIX says do nothing
+                }
+                let mut victim = self.inode(dst.ino)?;
+                match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
+                    (false, true) => return Err(Errno::EISDIR),
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (true, true) => {
+                        if !self.idx.dir_is_empty(dst.ino)? {
+                            return Err(Errno::ENOTEMPTY);
+                        }
+                        parents.get_mut(&newparent).unwrap().nlink -= 1;
+                    }
+                    (false, false) => {}
+                }
+                b.del_dirent(newparent, newname, dst.cookie);
+                self.unlink_inode(&mut b, dst.ino, &mut victim)?;
+            }
+            b.del_dirent(parent, name, src.cookie);
+            let mut r = self.inode(src.ino)?;
+            r.ctime = now;
+            if src.kind == Kind::Dir && parent != newparent {
+                r.parent = newparent;
+                parents.get_mut(&parent).unwrap().nlink -= 1;
+            }
+            let np = parents.get_mut(&newparent).unwrap();
+            let cookie = np.next_cookie;
+            np.next_cookie += 1;
+            if src.kind == Kind::Dir && parent != newparent {
+                np.nlink += 1;
+            }
+            b.put_dirent(newparent, newname, &DirentRecord { ino: src.ino, kind: src.kind, cookie });
+            b.put_inode(src.ino, &r);
+        }
+        for (ino, mut p) in parents {
+            p.mtime = now;
+            p.ctime = now;
+            b.put_inode(ino, &p);
+        }
+        self.idx.apply(b)?;
+        Ok(())
+    }
+
+    pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
+        let changes_meta = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
+        if changes_meta || set.size.is_some() || set.atime.is_some() || set.mtime.is_some() {
+            self.writable()?;
+        }
+        if let Some(size) = set.size {
+            let r = self.inode(ino)?;
+            match r.kind {
+                Kind::Dir => return Err(Errno::EISDIR),
+                Kind::Symlink => return Err(Errno::EINVAL),
+                Kind::File => self.truncate(ino, size).await?,
+            }
+        }
+        if changes_meta || set.atime.is_some() || set.mtime.is_some() {
+            let now = now_nanos();
+            let resolve = |t: SetTime| match t {
+                SetTime::Now => now,
+                SetTime::At(t) => to_nanos(t),
+            };
+            if let Some(t) = set.mtime {
+                // An open file with staged writes would commit its own mtime later.
+                self.set_pending_mtime(ino, resolve(t)).await;
+            }
+            let _g = self.meta.lock().await;
+            let mut r = self.inode(ino)?;
+            if let Some(mode) = set.mode {
+                r.perm = (mode & 0o7777) as u16;
+            }
+            if let Some(uid) = set.uid {
+                r.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                r.gid = gid;
+            }
+            if (set.uid.is_some() || set.gid.is_some()) && r.kind != Kind::Dir {
+                r.perm &= !0o6000; // chown clears setuid/setgid, as on local filesystems
+            }
+            if let Some(t) = set.atime {
+                r.atime = resolve(t);
+            }
+            if let Some(t) = set.mtime {
+                r.mtime = resolve(t);
+            }
+            r.ctime = now;
+            let mut b = Batch::default();
+            b.put_inode(ino, &r);
+            self.idx.apply(b)?;
+        }
+        self.getattr(ino).await
+    }
+
+    // ----------------------------------------------------------------- extended attributes
+
+    pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
+        self.writable()?;
+        if name.is_empty() || name.len() > XATTR_NAME_MAX {
+            return Err(Errno::ERANGE);
+        }
+        if value.len() > XATTR_SIZE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        let _g = self.meta.lock().await;
+        let mut r = self.inode(ino)?;
+        let exists = self.idx.xattr(ino, name)?.is_some();
+        if flags & XATTR_CREATE != 0 && exists {
+            return Err(Errno::EEXIST);
+        }
+        if flags & XATTR_REPLACE != 0 && !exists {
+            return Err(Errno::ENODATA);
+        }
+        r.ctime = now_nanos();
+        let mut b = Batch::default();
+        b.put(keys::ino_name(keys::XATTR, ino, name), value.to_vec());
+        b.put_inode(ino, &r);
+        self.idx.apply(b)?;
+        Ok(())
+    }
+
+    pub async fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        self.inode(ino)?;
+        self.idx.xattr(ino, name)?.ok_or(Errno::ENODATA)
+    }
+
+    /// Attribute names, each followed by a NUL byte, as listxattr(2) returns them.
+    pub async fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.inode(ino)?;
+        let mut out = Vec::new();
+        for n in self.idx.xattr_names(ino)? {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub async fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
+        self.writable()?;
+        let _g = self.meta.lock().await;
+        let mut r = self.inode(ino)?;
+        if self.idx.xattr(ino, name)?.is_none() {
+            return Err(Errno::ENODATA);
+        }
+        r.ctime = now_nanos();
+        let mut b = Batch::default();
+        b.delete(keys::ino_name(keys::XATTR, ino, name));
+        b.put_inode(ino, &r);
+        self.idx.apply(b)?;
+        Ok(())
+    }
+
+    /// access(2) for callers that do not use default_permissions.
+    pub async fn access(&self, ino: u64, mask: i32, caller: Caller) -> FsResult<()> {
+        let r = self.inode(ino)?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.opts.read_only {
+            return Err(Errno::EROFS);
+        }
+        if caller.uid == 0 {
+            if mask & libc::X_OK != 0 && r.kind != Kind::Dir && r.perm & 0o111 == 0 {
+                return Err(Errno::EACCES);
+            }
+            return Ok(());
+        }
+        let bits = if caller.uid == r.uid {
+            (r.perm >> 6) & 7
+        } else if caller.gid == r.gid {
+            (r.perm >> 3) & 7
+        } else {
+            r.perm & 7
+        } as i32;
+        if bits & mask == mask {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    // ----------------------------------------------------------------- garbage collection
+
+    /// Deletes the shards of chunks that lost their last reference. Returns how many
+    /// chunks were deleted.
+    pub async fn collect_garbage(&self) -> FsResult<usize> {
+        let queued: Vec<(Vec<u8>, Vec<u8>)> = self.idx.store().scan(&[keys::GC], None, 1024).map_err(|e| {
+            tracing::error!("{e}");
+            Errno::EIO
+        })?;
+        let mut deleted = 0;
+        for (k, v) in queued {
+            let id = ChunkId(k[1..33].try_into().unwrap());
+            let rec: ChunkRecord = decode_record(&v).map_err(|e| {
+                tracing::error!("collection queue: {e}");
+                Errno::EIO
+            })?;
+            {
+                // Take the chunk off the queue, unless a commit is about to use it again.
+                let _g = self.meta.lock().await;
+                if self.idx.chunk(&id)?.is_some() || !self.guards.begin_delete(id) {
+                    let mut b = Batch::default();
+                    if self.idx.chunk(&id)?.is_some() {
+                        b.delete(k.clone());
+                        self.idx.apply(b)?;
+                    }
+                    continue;
+                }
+            }
+            let result = self.vol.delete_chunk(id, &rec).await;
+            let _g = self.meta.lock().await;
+            match result {
+                Ok(()) => {
+                    let mut b = Batch::default();
+                    b.delete(k);
+                    self.idx.apply(b)?;
+                    deleted += 1;
+                }
+                Err(f) => tracing::warn!("chunk {id}: deleting shard {} on {} failed, will retry: {}", f.index, f.backend, f.reason),
+            }
+            self.guards.end_delete(id);
+        }
+        Ok(deleted)
+    }
+
+    /// Runs garbage collection whenever chunks are queued (and every minute).
+    pub fn spawn_collector(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let gc_wake = self.gc_wake.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(fs) = weak.upgrade() else { return };
+                let wake = gc_wake.notified();
+                if !fs.opts.read_only {
+                    let _ = fs.collect_garbage().await;
+                }
+                drop(fs);
+                let _ = tokio::time::timeout(Duration::from_secs(60), wake).await;
+            }
+        })
+    }
+
+    /// The placement geometry files are written with.
+    pub fn layout(&self) -> Layout {
+        self.vol.layout
+    }
+}

@@ -1,0 +1,533 @@
+//! The FUSE adapter: the only module that knows fuser. Each kernel request is
+//! handed to a tokio task that runs the matching `Fs` operation and replies; the
+//! fuser thread itself never waits on a backend.
+
+use crate::format::Kind;
+use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the kernel may cache attributes and names. Every change goes through
+/// this mount, so the kernel's caches stay right.
+const TTL: Duration = Duration::from_secs(1);
+
+pub struct FuseAdapter {
+    fs: Arc<Fs>,
+    rt: tokio::runtime::Handle,
+}
+
+fn errno(e: FsErrno) -> Errno {
+    Errno::from_i32(e.0)
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+    }
+}
+
+fn fuse_attr(a: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.blocks,
+        atime: a.atime,
+        mtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.crtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+    }
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
+        FuseAdapter { fs, rt }
+    }
+
+    /// Runs `f` on the runtime; it owns its reply and answers when done.
+    fn run<F, Fut>(&self, f: F)
+    where
+        F: FnOnce(Arc<Fs>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f(self.fs.clone()));
+    }
+}
+
+macro_rules! entry_reply {
+    ($reply:expr, $res:expr) => {
+        match $res {
+            Ok(a) => $reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
+            Err(e) => $reply.error(errno(e)),
+        }
+    };
+}
+
+macro_rules! empty_reply {
+    ($reply:expr, $res:expr) => {
+        match $res {
+            Ok(()) => $reply.ok(),
+            Err(e) => $reply.error(errno(e)),
+        }
+    };
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let fs = self.fs.clone();
+        if let Err(e) = self.rt.block_on(fs.sync_all()) {
+            tracing::error!("flushing at unmount failed: {e}");
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.as_bytes().to_vec();
+        self.run(move |fs| async move { entry_reply!(reply, fs.lookup(parent.0, &name).await) });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.run(move |fs| async move {
+            match fs.getattr(ino.0).await {
+                Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr { mode, uid, gid, size, atime: atime.map(set_time), mtime: mtime.map(set_time) };
+        self.run(move |fs| async move {
+            match fs.setattr(ino.0, set).await {
+                Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(move |fs| async move {
+            match fs.readlink(ino.0).await {
+                Ok(t) => reply.data(&t),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Devices, FIFOs and sockets have no place in a backup volume.
+            reply.error(Errno::EPERM);
+            return;
+        }
+        let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        self.run(move |fs| async move { entry_reply!(reply, fs.mknod_file(parent.0, &name, mode & !umask, c).await) });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        self.run(move |fs| async move { entry_reply!(reply, fs.mkdir(parent.0, &name, mode & !umask, c).await) });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(move |fs| async move { empty_reply!(reply, fs.unlink(parent.0, &name).await) });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(move |fs| async move { empty_reply!(reply, fs.rmdir(parent.0, &name).await) });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (name, target, c) = (link_name.as_bytes().to_vec(), target.as_os_str().as_bytes().to_vec(), caller(req));
+        self.run(move |fs| async move { entry_reply!(reply, fs.symlink(parent.0, &name, &target, c).await) });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+        let flags = flags.bits();
+        self.run(move |fs| async move {
+            empty_reply!(reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await)
+        });
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        let newname = newname.as_bytes().to_vec();
+        self.run(move |fs| async move { entry_reply!(reply, fs.link(ino.0, newparent.0, &newname).await) });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.run(move |fs| async move {
+            match fs.open(ino.0, flags.0).await {
+                // Every change goes through this mount, so the page cache stays valid.
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.run(move |fs| async move {
+            match fs.read(fh.0, offset, size).await {
+                Ok(d) => reply.data(&d),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.run(move |fs| async move {
+            match fs.write(fh.0, offset, &data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.run(move |fs| async move { empty_reply!(reply, fs.flush(fh.0).await) });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.run(move |fs| async move { empty_reply!(reply, fs.release(fh.0).await) });
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.run(move |fs| async move { empty_reply!(reply, fs.fsync(fh.0).await) });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.run(move |fs| async move {
+            match fs.readdir(ino.0, offset, 512).await {
+                Ok(entries) => {
+                    for e in entries {
+                        if reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), OsStr::from_bytes(&e.name)) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.run(move |fs| async move {
+            match fs.index().flush() {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e.into())),
+            }
+        });
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.run(move |fs| async move {
+            match fs.statfs().await {
+                Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
+        self.run(move |fs| async move { empty_reply!(reply, fs.setxattr(ino.0, &name, &value, flags).await) });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = name.as_bytes().to_vec();
+        self.run(move |fs| async move { xattr_reply(reply, size, fs.getxattr(ino.0, &name).await) });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.run(move |fs| async move { xattr_reply(reply, size, fs.listxattr(ino.0).await) });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.as_bytes().to_vec();
+        self.run(move |fs| async move { empty_reply!(reply, fs.removexattr(ino.0, &name).await) });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let c = caller(req);
+        self.run(move |fs| async move { empty_reply!(reply, fs.access(ino.0, mask.bits(), c).await) });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        self.run(move |fs| async move {
+            match fs.create(parent.0, &name, mode & !umask, flags, c).await {
+                Ok((a, fh)) => {
+                    reply.created(&TTL, &fuse_attr(&a), Generation(0), FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, res: Result<Vec<u8>, FsErrno>) {
+    match res {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() <= size as usize => reply.data(&v),
+        Ok(_) => reply.error(Errno::ERANGE),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+/// Mount options understood by `cloudraid mount -o`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MountOpts {
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    /// Kernel flags passed through (nosuid, noexec, noatime...).
+    pub flags: Vec<String>,
+}
+
+impl MountOpts {
+    /// Parses a comma-separated option list. Options that only mean something to
+    /// mount(8) or fstab (`_netdev`, `nofail`, `auto`, `x-*`...) are dropped.
+    pub fn parse(list: &[String]) -> Result<MountOpts, String> {
+        let mut o = MountOpts::default();
+        for opt in list.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+            match opt {
+                "ro" => o.read_only = true,
+                "rw" => o.read_only = false,
+                "allow_other" => o.allow_other = true,
+                "allow_root" => o.allow_root = true,
+                "default_permissions" | "defaults" | "_netdev" | "nofail" | "auto" | "noauto" | "user" | "users"
+                | "nouser" | "owner" | "group" => {}
+                x if x.starts_with("x-") || x.starts_with("comment=") => {}
+                "nosuid" | "suid" | "nodev" | "dev" | "noexec" | "exec" | "noatime" | "atime" | "sync" | "async"
+                | "dirsync" | "relatime" | "norelatime" | "strictatime" | "lazytime" | "nodiratime" => {
+                    o.flags.push(opt.to_string())
+                }
+                other => {
+                    return Err(format!(
+                        "unknown mount option {other:?}: cloudraid takes ro, rw, allow_other, allow_root, default_permissions, nosuid, nodev, noexec, noatime, sync, async, dirsync"
+                    ))
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    fn fuser_config(&self, source: &str) -> fuser::Config {
+        use fuser::MountOption as M;
+        let mut mo = vec![
+            M::FSName(source.to_string()),
+            M::CUSTOM("subtype=cloudraid".into()),
+            M::DefaultPermissions,
+            if self.read_only { M::RO } else { M::RW },
+        ];
+        for f in &self.flags {
+            mo.push(match f.as_str() {
+                "nosuid" => M::NoSuid,
+                "suid" => M::Suid,
+                "nodev" => M::NoDev,
+                "dev" => M::Dev,
+                "noexec" => M::NoExec,
+                "exec" => M::Exec,
+                "noatime" => M::NoAtime,
+                "atime" => M::Atime,
+                "sync" => M::Sync,
+                "async" => M::Async,
+                "dirsync" => M::DirSync,
+                other => M::CUSTOM(other.to_string()),
+            });
+        }
+        let mut c = fuser::Config::default();
+        c.mount_options = mo;
+        c.acl = if self.allow_other {
+            fuser::SessionACL::All
+        } else if self.allow_root {
+            fuser::SessionACL::RootAndOwner
+        } else {
+            fuser::SessionACL::Owner
+        };
+        c.n_threads = Some(1);
+        c
+    }
+}
+
+/// A live mount. Dropping it unmounts (if still mounted) and waits for the
+/// session to end.
+pub struct Mounted {
+    session: Option<fuser::BackgroundSession>,
+    mountpoint: std::path::PathBuf,
+}
+
+/// Mounts `fs` at `mountpoint`; returns once the kernel has completed the FUSE
+/// handshake, i.e. the mount is live.
+pub fn mount(fs: Arc<Fs>, mountpoint: &Path, source: &str, opts: &MountOpts) -> std::io::Result<Mounted> {
+    let adapter = FuseAdapter::new(fs, tokio::runtime::Handle::current());
+    let session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(source))?;
+    Ok(Mounted { session: Some(session.spawn()?), mountpoint: mountpoint.to_path_buf() })
+}
+
+impl Mounted {
+    /// Waits until the filesystem is unmounted (by `umount` or [`unmount`]).
+    pub fn join(mut self) -> std::io::Result<()> {
+        match self.session.take() {
+            Some(s) => s.join(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(s) = self.session.take() {
+            let _ = unmount(&self.mountpoint, true);
+            let _ = s.join();
+        }
+    }
+}
+
+/// Unmounts `mountpoint`. With `lazy`, a busy mount is detached and disappears
+/// once the last file on it is closed; without, it fails with EBUSY.
+pub fn unmount(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if lazy && err.raw_os_error() == Some(libc::EBUSY) {
+        // SAFETY: as above.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+    }
+    if err.raw_os_error() == Some(libc::EPERM) {
+        let st = std::process::Command::new("fusermount3").arg("-u").arg(mountpoint).status();
+        if matches!(st, Ok(s) if s.success()) {
+            return Ok(());
+        }
+    }
+    Err(err)
+}

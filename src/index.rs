@@ -1,0 +1,141 @@
+//! The typed index: inodes, directory entries, file contents, chunk records and
+//! extended attributes, stored as versioned records in a [`MetaStore`].
+//! Reads go straight to the store; writes are collected in a [`Batch`] and applied
+//! atomically by the caller (see `fs.rs` for the locking rules).
+
+use crate::format::{
+    decode_record, encode_record, keys, ChunkId, ChunkRecord, ContentRecord, DirentRecord, InodeRecord,
+    SuperRecord,
+};
+use crate::meta::{Batch, MetaError, MetaStore};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("local index: {0}")]
+    Damaged(String),
+}
+
+pub type IndexResult<T> = Result<T, IndexError>;
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Clone)]
+pub struct Index {
+    store: Arc<dyn MetaStore>,
+}
+
+impl Index {
+    pub fn new(store: Arc<dyn MetaStore>) -> Self {
+        Index { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> IndexResult<Option<T>> {
+        match self.store.get(key)? {
+            None => Ok(None),
+            Some(v) => decode_record(&v).map(Some).map_err(IndexError::Damaged),
+        }
+    }
+
+    pub fn superblock(&self) -> IndexResult<Option<SuperRecord>> {
+        self.get(keys::SUPER)
+    }
+    pub fn inode(&self, ino: u64) -> IndexResult<Option<InodeRecord>> {
+        self.get(&keys::ino(keys::INODE, ino))
+    }
+    pub fn dirent(&self, parent: u64, name: &[u8]) -> IndexResult<Option<DirentRecord>> {
+        self.get(&keys::ino_name(keys::DIRENT, parent, name))
+    }
+    pub fn content(&self, ino: u64) -> IndexResult<Option<ContentRecord>> {
+        self.get(&keys::ino(keys::CONTENT, ino))
+    }
+    pub fn chunk(&self, id: &ChunkId) -> IndexResult<Option<ChunkRecord>> {
+        self.get(&keys::chunk(keys::CHUNK, id))
+    }
+    pub fn xattr(&self, ino: u64, name: &[u8]) -> IndexResult<Option<Vec<u8>>> {
+        Ok(self.store.get(&keys::ino_name(keys::XATTR, ino, name))?)
+    }
+
+    /// Up to `limit` entries of directory `parent` with a cookie above `after`,
+    /// in cookie order: (cookie, name).
+    pub fn dir_entries(&self, parent: u64, after: u64, limit: usize) -> IndexResult<Vec<(u64, Vec<u8>)>> {
+        let prefix = keys::ino(keys::DIRCOOKIE, parent);
+        let start = keys::ino_u64(keys::DIRCOOKIE, parent, after);
+        let rows = self.store.scan(&prefix, Some(&start), limit)?;
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (u64::from_be_bytes(k[9..17].try_into().unwrap()), v))
+            .collect())
+    }
+
+    pub fn dir_is_empty(&self, ino: u64) -> IndexResult<bool> {
+        Ok(self.store.scan(&keys::ino(keys::DIRENT, ino), None, 1)?.is_empty())
+    }
+
+    pub fn xattr_names(&self, ino: u64) -> IndexResult<Vec<Vec<u8>>> {
+        let prefix = keys::ino(keys::XATTR, ino);
+        Ok(self.store.scan(&prefix, None, usize::MAX)?.into_iter().map(|(k, _)| k[9..].to_vec()).collect())
+    }
+
+    /// Every record under a one-byte prefix, decoded, with the key's remainder.
+    pub fn all<T: serde::de::DeserializeOwned>(&self, prefix: u8) -> IndexResult<Vec<(Vec<u8>, T)>> {
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.store.scan(&[prefix], after.as_deref(), 4096)?;
+            if rows.is_empty() {
+                return Ok(out);
+            }
+            after = rows.last().map(|(k, _)| k.clone());
+            for (k, v) in rows {
+                out.push((k[1..].to_vec(), decode_record(&v).map_err(IndexError::Damaged)?));
+            }
+        }
+    }
+
+    pub fn apply(&self, batch: Batch) -> IndexResult<()> {
+        Ok(self.store.apply(batch)?)
+    }
+    pub fn flush(&self) -> IndexResult<()> {
+        Ok(self.store.flush()?)
+    }
+}
+
+/// Writes into a batch, with the same record encoding the getters read.
+pub trait BatchExt {
+    fn put_super(&mut self, r: &SuperRecord);
+    fn put_inode(&mut self, ino: u64, r: &InodeRecord);
+    fn put_content(&mut self, ino: u64, r: &ContentRecord);
+    fn put_chunk(&mut self, id: &ChunkId, r: &ChunkRecord);
+    fn put_dirent(&mut self, parent: u64, name: &[u8], r: &DirentRecord);
+    fn del_dirent(&mut self, parent: u64, name: &[u8], cookie: u64);
+}
+
+impl BatchExt for Batch {
+    fn put_super(&mut self, r: &SuperRecord) {
+        self.put(keys::SUPER.to_vec(), encode_record(r));
+    }
+    fn put_inode(&mut self, ino: u64, r: &InodeRecord) {
+        self.put(keys::ino(keys::INODE, ino), encode_record(r));
+    }
+    fn put_content(&mut self, ino: u64, r: &ContentRecord) {
+        self.put(keys::ino(keys::CONTENT, ino), encode_record(r));
+    }
+    fn put_chunk(&mut self, id: &ChunkId, r: &ChunkRecord) {
+        self.put(keys::chunk(keys::CHUNK, id), encode_record(r));
+    }
+    fn put_dirent(&mut self, parent: u64, name: &[u8], r: &DirentRecord) {
+        self.put(keys::ino_name(keys::DIRENT, parent, name), encode_record(r));
+        self.put(keys::ino_u64(keys::DIRCOOKIE, parent, r.cookie), name.to_vec());
+    }
+    fn del_dirent(&mut self, parent: u64, name: &[u8], cookie: u64) {
+        self.delete(keys::ino_name(keys::DIRENT, parent, name));
+        self.delete(keys::ino_u64(keys::DIRCOOKIE, parent, cookie));
+    }
+}

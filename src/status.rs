@@ -1,0 +1,160 @@
+//! `cloudraid status`: what the volume holds and where, computed from the local
+//! index (no listing of backends) plus one small probe per backend.
+
+use crate::cache::CacheStats;
+use crate::config::human;
+use crate::format::{keys, ChunkRecord, InodeRecord, Kind, MARKER_KEY};
+use crate::index::Index;
+use crate::volume::Volume;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    pub url: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub shards: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub volume_name: String,
+    pub volume_id: String,
+    pub data_shards: usize,
+    pub parity_shards: usize,
+    pub mountpoint: Option<String>,
+    pub pid: Option<u32>,
+    pub backends: Vec<BackendStatus>,
+    pub files: u64,
+    pub directories: u64,
+    pub logical_bytes: u64,
+    pub chunks: u64,
+    pub unique_bytes: u64,
+    pub stored_bytes: u64,
+    pub cache: Option<CacheStats>,
+    pub pending_files: usize,
+    pub pending_bytes: u64,
+}
+
+/// Probes a backend by reading its volume marker (bounded to 5 s).
+async fn probe(vol: &Volume, i: usize) -> Result<(), String> {
+    let b = &vol.slots[i].backend;
+    match tokio::time::timeout(Duration::from_secs(5), b.head(MARKER_KEY)).await {
+        Err(_) => Err("no answer within 5 s".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(None)) => Err("volume marker missing".into()),
+        Ok(Ok(Some(_))) => Ok(()),
+    }
+}
+
+pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, String> {
+    let n = vol.slots.len();
+    let mut shards = vec![0u64; n];
+    let mut bytes = vec![0u64; n];
+    let (mut chunks, mut unique, mut stored) = (0u64, 0u64, 0u64);
+    for (_, c) in idx.all::<ChunkRecord>(keys::CHUNK).map_err(|e| e.to_string())? {
+        chunks += 1;
+        unique += c.len as u64;
+        for s in &c.placement {
+            let s = *s as usize % n;
+            shards[s] += 1;
+            bytes[s] += c.shard_size as u64;
+            stored += c.shard_size as u64;
+        }
+    }
+    let (mut files, mut dirs, mut logical) = (0u64, 0u64, 0u64);
+    for (_, r) in idx.all::<InodeRecord>(keys::INODE).map_err(|e| e.to_string())? {
+        match r.kind {
+            Kind::File if r.nlink > 0 => {
+                files += 1;
+                logical += r.size;
+            }
+            Kind::Dir => dirs += 1,
+            _ => {}
+        }
+    }
+    let probes = futures::future::join_all((0..n).map(|i| probe(vol, i))).await;
+    let backends = vol
+        .slots
+        .iter()
+        .zip(probes)
+        .enumerate()
+        .map(|(i, (s, p))| BackendStatus {
+            name: s.name.clone(),
+            url: s.backend.describe(),
+            reachable: p.is_ok(),
+            error: p.err(),
+            shards: shards[i],
+            bytes: bytes[i],
+        })
+        .collect();
+    Ok(StatusReport {
+        volume_name: vol.name.clone(),
+        volume_id: vol.id.to_string(),
+        data_shards: vol.layout.k,
+        parity_shards: vol.layout.m,
+        mountpoint: None,
+        pid: None,
+        backends,
+        files,
+        directories: dirs,
+        logical_bytes: logical,
+        chunks,
+        unique_bytes: unique,
+        stored_bytes: stored,
+        cache: None,
+        pending_files: 0,
+        pending_bytes: 0,
+    })
+}
+
+pub fn render(r: &StatusReport) -> String {
+    let mut out = String::new();
+    let mounted = match (&r.mountpoint, r.pid) {
+        (Some(m), Some(p)) => format!("mounted at {m} (pid {p})"),
+        (Some(m), None) => format!("mounted at {m}"),
+        _ => "not mounted".into(),
+    };
+    out += &format!(
+        "volume {} ({})  {}+{} shards  {}\n\n",
+        r.volume_name, r.volume_id, r.data_shards, r.parity_shards, mounted
+    );
+    let w = r.backends.iter().map(|b| b.name.len()).max().unwrap_or(7).max(7);
+    out += &format!("{:<w$}  {:<11}  {:>10}  {:>10}  {}\n", "BACKEND", "STATE", "SHARDS", "BYTES", "URL");
+    for b in &r.backends {
+        let state = if b.reachable { "reachable" } else { "UNREACHABLE" };
+        out += &format!("{:<w$}  {:<11}  {:>10}  {:>10}  {}\n", b.name, state, b.shards, human(b.bytes), b.url);
+        if let Some(e) = &b.error {
+            out += &format!("{:<w$}    {e}\n", "");
+        }
+    }
+    let down = r.backends.iter().filter(|b| !b.reachable).count();
+    let overhead = if r.logical_bytes > 0 { r.stored_bytes as f64 / r.logical_bytes as f64 } else { 0.0 };
+    out += "\n";
+    out += &format!("files            {}\n", r.files);
+    out += &format!("directories      {}\n", r.directories);
+    out += &format!("logical bytes    {} ({})\n", human(r.logical_bytes), r.logical_bytes);
+    out += &format!("unique chunks    {} ({})\n", r.chunks, human(r.unique_bytes));
+    out += &format!("stored bytes     {} ({})\n", human(r.stored_bytes), r.stored_bytes);
+    out += &format!("overhead ratio   {overhead:.2}x (stored / logical)\n");
+    match &r.cache {
+        Some(c) => {
+            out += &format!("cache            {} of {} ({} chunks)\n", human(c.bytes), human(c.capacity), c.chunks)
+        }
+        None => out += "cache            empty (not mounted)\n",
+    }
+    if r.pending_files > 0 {
+        out += &format!("uncommitted      {} open file(s) with changes\n", r.pending_files);
+    }
+    let tolerance = r.parity_shards;
+    out += &match down {
+        0 => format!("health           all {} backends reachable; tolerates {tolerance} down\n", r.backends.len()),
+        d if d <= tolerance => format!("health           DEGRADED: {d} backend(s) unreachable; files stay readable\n"),
+        d => format!("health           FAILING: {d} backend(s) unreachable, more than the {tolerance} the volume tolerates; some reads will fail\n"),
+    };
+    out
+}

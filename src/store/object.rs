@@ -1,0 +1,270 @@
+//! [`Backend`] over `object_store`: local folders, memory, S3, GCS and Azure Blob.
+
+use super::{Backend, BackendOptions, ObjectInfo, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct ObjectBackend {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    /// Key prefix inside the store (the bucket path, or the folder for file://).
+    prefix: String,
+    /// For local folders: the folder, checked before every operation so that an
+    /// unplugged drive is reported as unreachable instead of being recreated.
+    local_root: Option<PathBuf>,
+}
+
+/// Opens the backend named by `url`. Credentials and endpoints come from the
+/// provider's usual environment variables, then from `options`.
+pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBackend> {
+    let bad = |reason: &str| StoreError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    let path_prefix = parsed.path().trim_matches('/').to_string();
+    let (store, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
+        match parsed.scheme() {
+            "file" => {
+                if parsed.host_str().is_some_and(|h| !h.is_empty()) {
+                    return Err(bad("use file:///absolute/path (three slashes)"));
+                }
+                let root = parsed
+                    .to_file_path()
+                    .ok()
+                    .filter(|p| p.is_absolute() && p.parent().is_some())
+                    .ok_or_else(|| bad("a file:// backend needs an absolute folder, e.g. file:///mnt/disk1/cloudraid"))?;
+                reject_options(url, options)?;
+                let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
+                let prefix = root.to_string_lossy().trim_matches('/').to_string();
+                (Arc::new(store), prefix, Some(root))
+            }
+            "memory" => {
+                reject_options(url, options)?;
+                (Arc::new(object_store::memory::InMemory::new()), String::new(), None)
+            }
+            "s3" | "gs" | "az" => {
+                if parsed.host_str().unwrap_or("").is_empty() {
+                    return Err(bad("the URL names no bucket or container"));
+                }
+                let root_url = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap());
+                (cloud_store(parsed.scheme(), &root_url, options).map_err(|e| bad(&e))?, path_prefix, None)
+            }
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme {other:?}; use file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix] or memory://"
+                )))
+            }
+        };
+    Ok(ObjectBackend { url: url.to_string(), store, prefix, local_root })
+}
+
+fn reject_options(url: &str, options: &BackendOptions) -> StoreResult<()> {
+    if let Some(k) = options.keys().next() {
+        return Err(StoreError::BadUrl {
+            url: url.into(),
+            reason: format!("option {k:?} given, but this kind of backend takes no options"),
+        });
+    }
+    Ok(())
+}
+
+/// Client defaults that make a dead provider fail in seconds instead of minutes.
+const CLIENT_DEFAULTS: &[(&str, &str)] = &[("connect_timeout", "5s"), ("timeout", "30s")];
+
+fn retry() -> object_store::RetryConfig {
+    let mut r = object_store::RetryConfig::default();
+    r.max_retries = 3;
+    r.retry_timeout = Duration::from_secs(20);
+    r
+}
+
+/// Applies, in order: our client defaults, the provider's environment variables,
+/// then the config file's options (an unknown option is an error).
+macro_rules! configure {
+    ($builder:expr, $key:ty, $env_prefix:expr, $url:expr, $options:expr) => {{
+        let mut b = $builder;
+        for (k, v) in CLIENT_DEFAULTS {
+            if let Ok(key) = k.parse::<$key>() {
+                b = b.with_config(key, *v);
+            }
+        }
+        for (k, v) in std::env::vars() {
+            if k.starts_with($env_prefix) {
+                if let Ok(key) = k.to_ascii_lowercase().parse::<$key>() {
+                    b = b.with_config(key, v);
+                }
+            }
+        }
+        for (k, v) in $options {
+            let key = k
+                .parse::<$key>()
+                .map_err(|_| format!("unknown option {k:?} for this provider"))?;
+            b = b.with_config(key, v.clone());
+        }
+        b.with_url($url).with_retry(retry()).build().map_err(|e| e.to_string())?
+    }};
+}
+
+fn cloud_store(scheme: &str, url: &str, options: &BackendOptions) -> Result<Arc<dyn ObjectStore>, String> {
+    Ok(match scheme {
+        "s3" => Arc::new(configure!(
+            object_store::aws::AmazonS3Builder::new(),
+            object_store::aws::AmazonS3ConfigKey,
+            "AWS_",
+            url,
+            options
+        )),
+        "gs" => Arc::new(configure!(
+            object_store::gcp::GoogleCloudStorageBuilder::new(),
+            object_store::gcp::GoogleConfigKey,
+            "GOOGLE_",
+            url,
+            options
+        )),
+        _ => Arc::new(configure!(
+            object_store::azure::MicrosoftAzureBuilder::new(),
+            object_store::azure::AzureConfigKey,
+            "AZURE_",
+            url,
+            options
+        )),
+    })
+}
+
+fn map_err(key: &str, e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            StoreError::AlreadyExists(key.to_string())
+        }
+        other => {
+            // The innermost source is usually the useful part ("connection refused").
+            let mut msg = other.to_string();
+            let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&other);
+            while let Some(s) = src {
+                msg = s.to_string();
+                src = s.source();
+            }
+            StoreError::Other(format!("{key}: {msg}"))
+        }
+    }
+}
+
+impl ObjectBackend {
+    fn path(&self, key: &str) -> ObjPath {
+        if self.prefix.is_empty() {
+            ObjPath::from(key)
+        } else {
+            ObjPath::from(format!("{}/{}", self.prefix, key))
+        }
+    }
+
+    fn check_root(&self) -> StoreResult<()> {
+        if let Some(root) = &self.local_root {
+            match std::fs::metadata(root) {
+                Ok(m) if m.is_dir() => {}
+                _ => {
+                    return Err(StoreError::Unavailable(format!(
+                        "folder {} is missing or not a folder (is the drive mounted?)",
+                        root.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn strip<'a>(&self, full: &'a str) -> &'a str {
+        if self.prefix.is_empty() {
+            full
+        } else {
+            full.strip_prefix(&self.prefix).map(|s| s.trim_start_matches('/')).unwrap_or(full)
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for ObjectBackend {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.check_root()?;
+        self.store.put(&self.path(key), PutPayload::from_bytes(data)).await.map_err(|e| map_err(key, e))?;
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
+        self.check_root()?;
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&self.path(key), PutPayload::from_bytes(data.clone()), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(object_store::Error::NotImplemented { .. }) => {
+                if self.head(key).await?.is_some() {
+                    return Ok(false);
+                }
+                self.put(key, data).await?;
+                Ok(true)
+            }
+            Err(e) => Err(map_err(key, e)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.check_root()?;
+        let r = self.store.get(&self.path(key)).await.map_err(|e| map_err(key, e))?;
+        r.bytes().await.map_err(|e| map_err(key, e))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.check_root()?;
+        self.store.get_range(&self.path(key), range).await.map_err(|e| map_err(key, e))
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
+        self.check_root()?;
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err(key, e)),
+        }
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.check_root()?;
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_err(key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        self.check_root()?;
+        let p = self.path(prefix.trim_end_matches('/'));
+        let metas: Vec<_> = self.store.list(Some(&p)).try_collect().await.map_err(|e| map_err(prefix, e))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| ObjectInfo { key: self.strip(m.location.as_ref()).to_string(), size: m.size })
+            .collect())
+    }
+
+    fn capacity(&self) -> Option<(u64, u64)> {
+        let root = self.local_root.as_ref()?;
+        let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).ok()?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c is a valid NUL-terminated path and st a properly sized out-parameter.
+        if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        let f = st.f_frsize as u64;
+        Some((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
+    }
+}

@@ -1,0 +1,238 @@
+//! The data plane of a volume: its backends, and the two pipelines for one chunk.
+//!
+//! write: chunk → encode (k+m shard objects) → upload, one shard per backend.
+//! read:  cache → fetch any k shards (data shards first, parity on failure) →
+//!        verify each shard → decode → verify the chunk's SHA-256 → cache.
+
+use crate::cache::ChunkCache;
+use crate::erasure::{self, CodecError, Layout};
+use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId};
+use crate::store::DynBackend;
+use bytes::Bytes;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+/// One backend of the volume, at a fixed slot number (its position in the
+/// config's backend list, recorded in every chunk's placement).
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub name: String,
+    pub backend: DynBackend,
+}
+
+/// Why a shard could not be used: which backend, and what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardFailure {
+    pub index: usize,
+    pub backend: String,
+    pub reason: String,
+}
+
+fn list_failures(f: &[ShardFailure]) -> String {
+    f.iter().map(|x| format!("shard {} on {}: {}", x.index, x.backend, x.reason)).collect::<Vec<_>>().join("; ")
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VolumeError {
+    #[error("chunk {chunk}: only {have} of the {need} shards needed could be read ({})", list_failures(.failures))]
+    NotEnoughShards { chunk: ChunkId, have: usize, need: usize, failures: Vec<ShardFailure> },
+    #[error("chunk {chunk}: upload failed ({})", list_failures(.failures))]
+    UploadFailed { chunk: ChunkId, failures: Vec<ShardFailure> },
+    #[error("chunk {chunk}: {source}")]
+    Codec { chunk: ChunkId, source: CodecError },
+}
+
+type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, VolumeError>>>;
+
+pub struct Volume {
+    pub id: VolumeId,
+    pub name: String,
+    pub slots: Vec<Slot>,
+    /// Redundancy of new chunks.
+    pub layout: Layout,
+    pub cache: ChunkCache,
+    inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
+}
+
+impl fmt::Debug for Volume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Volume({} {})", self.name, self.id)
+    }
+}
+
+impl Volume {
+    pub fn new(id: VolumeId, name: String, slots: Vec<Slot>, layout: Layout, cache_bytes: u64) -> Self {
+        assert!(!slots.is_empty());
+        Volume { id, name, slots, layout, cache: ChunkCache::new(cache_bytes), inflight: Mutex::new(HashMap::new()) }
+    }
+
+    /// Backend slot for each shard of a chunk: consecutive backends starting at one
+    /// derived from the chunk id, so load spreads evenly and the same chunk always
+    /// lands in the same places.
+    pub fn placement(&self, id: &ChunkId, layout: Layout) -> Vec<u16> {
+        let n = self.slots.len();
+        let start = u16::from_be_bytes([id.0[0], id.0[1]]) as usize % n;
+        (0..layout.total()).map(|i| ((start + i) % n) as u16).collect()
+    }
+
+    fn slot(&self, s: u16) -> &Slot {
+        &self.slots[s as usize % self.slots.len()]
+    }
+
+    /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds only when
+    /// every shard is stored; the returned record has no references yet.
+    pub async fn store_chunk(&self, id: ChunkId, data: Bytes, layout: Layout) -> Result<ChunkRecord, VolumeError> {
+        let placement = self.placement(&id, layout);
+        let vol = self.id;
+        let len = data.len();
+        let objects = tokio::task::spawn_blocking(move || erasure::encode(vol, id, &data, layout))
+            .await
+            .expect("encoder task panicked")
+            .map_err(|source| VolumeError::Codec { chunk: id, source })?;
+        let puts = objects.into_iter().enumerate().map(|(i, obj)| {
+            let slot = self.slot(placement[i]).clone();
+            async move {
+                slot.backend.put(&shard_key(&id, i), obj).await.map_err(|e| ShardFailure {
+                    index: i,
+                    backend: slot.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        });
+        let failures: Vec<ShardFailure> =
+            futures::future::join_all(puts).await.into_iter().filter_map(Result::err).collect();
+        if !failures.is_empty() {
+            for f in &failures {
+                tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
+            }
+            return Err(VolumeError::UploadFailed { chunk: id, failures });
+        }
+        Ok(ChunkRecord {
+            refs: 0,
+            len: len as u32,
+            k: layout.k as u8,
+            m: layout.m as u8,
+            shard_size: layout.shard_object_len(len) as u32,
+            placement,
+        })
+    }
+
+    /// The chunk's bytes, from the cache or rebuilt from any k shards. Concurrent
+    /// callers for the same chunk share one fetch.
+    pub async fn load_chunk(self: &Arc<Self>, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
+        if let Some(b) = self.cache.get(&id) {
+            return Ok(b);
+        }
+        let fut = {
+            let mut inflight = self.inflight.lock().unwrap();
+            match inflight.get(&id) {
+                Some(f) => f.clone(),
+                None => {
+                    let this = self.clone();
+                    let rec = rec.clone();
+                    let f = async move {
+                        let r = this.fetch_chunk(id, &rec).await;
+                        if let Ok(b) = &r {
+                            this.cache.insert(id, b.clone());
+                        }
+                        this.inflight.lock().unwrap().remove(&id);
+                        r
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(id, f.clone());
+                    f
+                }
+            }
+        };
+        fut.await
+    }
+
+    /// Starts fetching a chunk into the cache without waiting for it.
+    pub fn prefetch(self: &Arc<Self>, id: ChunkId, rec: ChunkRecord) {
+        if self.cache.contains(&id) || self.inflight.lock().unwrap().contains_key(&id) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.load_chunk(id, &rec).await {
+                tracing::debug!("prefetch of chunk {id} failed: {e}");
+            }
+        });
+    }
+
+    async fn fetch_shard(&self, id: ChunkId, rec: &ChunkRecord, i: usize) -> Result<Bytes, ShardFailure> {
+        let slot = self.slot(rec.placement[i]);
+        let fail = |reason: String| ShardFailure { index: i, backend: slot.name.clone(), reason };
+        let obj = slot.backend.get(&shard_key(&id, i)).await.map_err(|e| fail(e.to_string()))?;
+        let layout = Layout { k: rec.k as usize, m: rec.m as usize };
+        erasure::verify_shard(&obj, self.id, &id, i, layout, rec.len as usize).map_err(|e| fail(e.to_string()))
+    }
+
+    async fn fetch_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
+        let layout = Layout::new(rec.k as usize, rec.m as usize).map_err(|source| VolumeError::Codec { chunk: id, source })?;
+        let total = layout.total();
+        let mut payloads: Vec<Option<Bytes>> = vec![None; total];
+        let mut failures = Vec::new();
+        let mut pending = FuturesUnordered::new();
+        let fetch = |i: usize| self.fetch_shard(id, rec, i).map(move |r| (i, r)).boxed();
+        for i in 0..layout.k {
+            pending.push(fetch(i));
+        }
+        let mut next = layout.k;
+        let mut have = 0;
+        while let Some((i, r)) = pending.next().await {
+            match r {
+                Ok(p) => {
+                    payloads[i] = Some(p);
+                    have += 1;
+                    if have == layout.k {
+                        break;
+                    }
+                }
+                Err(f) => {
+                    tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
+                    failures.push(f);
+                    if next < total {
+                        pending.push(fetch(next));
+                        next += 1;
+                    }
+                }
+            }
+        }
+        drop(pending);
+        if have < layout.k {
+            let e = VolumeError::NotEnoughShards { chunk: id, have, need: layout.k, failures };
+            tracing::error!("{e}");
+            return Err(e);
+        }
+        let len = rec.len as usize;
+        let out = tokio::task::spawn_blocking(move || erasure::decode(&id, payloads, layout, len))
+            .await
+            .expect("decoder task panicked")
+            .map_err(|source| VolumeError::Codec { chunk: id, source })?;
+        Ok(Bytes::from(out))
+    }
+
+    /// Deletes every shard of a chunk. Missing shards are not an error.
+    pub async fn delete_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<(), ShardFailure> {
+        let dels = rec.placement.iter().enumerate().map(|(i, s)| {
+            let slot = self.slot(*s).clone();
+            async move {
+                slot.backend.delete(&shard_key(&id, i)).await.map_err(|e| ShardFailure {
+                    index: i,
+                    backend: slot.name.clone(),
+                    reason: e.to_string(),
+                })
+            }
+        });
+        self.cache.remove(&id);
+        for r in futures::future::join_all(dels).await {
+            r?;
+        }
+        Ok(())
+    }
+}
