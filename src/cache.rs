@@ -30,7 +30,12 @@ pub struct CacheStats {
 impl ChunkCache {
     pub fn new(capacity: u64) -> Self {
         ChunkCache {
-            inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0, hits: 0, misses: 0 }),
+            inner: Mutex::new(Inner {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+                hits: 0,
+                misses: 0,
+            }),
             capacity,
         }
     }
@@ -77,7 +82,13 @@ impl ChunkCache {
 
     pub fn stats(&self) -> CacheStats {
         let g = self.inner.lock().unwrap();
-        CacheStats { bytes: g.bytes, capacity: self.capacity, chunks: g.lru.len(), hits: g.hits, misses: g.misses }
+        CacheStats {
+            bytes: g.bytes,
+            capacity: self.capacity,
+            chunks: g.lru.len(),
+            hits: g.hits,
+            misses: g.misses,
+        }
     }
 }
 

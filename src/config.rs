@@ -14,7 +14,9 @@ impl Size {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}: expected e.g. 4MiB, 1GiB or 1048576"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected e.g. 4MiB, 1GiB or 1048576"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kib" => 1 << 10,
@@ -25,15 +27,26 @@ impl Size {
             "mb" => 1_000_000,
             "gb" => 1_000_000_000,
             "tb" => 1_000_000_000_000,
-            _ => return Err(format!("invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB)")),
+            _ => {
+                return Err(format!(
+                    "invalid size {s:?}: unknown unit {unit:?} (use B, KiB, MiB, GiB, TiB)"
+                ))
+            }
         };
-        n.checked_mul(mult).map(Size).ok_or_else(|| format!("size {s:?} is too large"))
+        n.checked_mul(mult)
+            .map(Size)
+            .ok_or_else(|| format!("size {s:?} is too large"))
     }
 }
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: &[(u64, &str)] = &[(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+        const UNITS: &[(u64, &str)] = &[
+            (1 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ];
         for (m, u) in UNITS {
             if self.0 >= *m && self.0 % m == 0 {
                 return write!(f, "{}{}", self.0 / m, u);
@@ -128,11 +141,21 @@ pub const MAX_CHUNK: u64 = 64 << 20;
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            format!("cannot read config {}: {e} (create one with `cloudraid init --config {}`)", path.display(), path.display())
+            format!(
+                "cannot read config {}: {e} (create one with `cloudraid init --config {}`)",
+                path.display(),
+                path.display()
+            )
         })?;
-        let cfg: Config =
-            toml::from_str(&text).map_err(|e| format!("config {} is invalid: {}", path.display(), one_line(&e.to_string())))?;
-        cfg.validate().map_err(|e| format!("config {}: {e}", path.display()))?;
+        let cfg: Config = toml::from_str(&text).map_err(|e| {
+            format!(
+                "config {} is invalid: {}",
+                path.display(),
+                one_line(&e.to_string())
+            )
+        })?;
+        cfg.validate()
+            .map_err(|e| format!("config {}: {e}", path.display()))?;
         Ok(cfg)
     }
 
@@ -142,7 +165,8 @@ impl Config {
             toml::to_string_pretty(self).map_err(|e| e.to_string())?
         );
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let tmp = path.with_extension("toml.tmp");
         std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
@@ -161,13 +185,24 @@ impl Config {
             return Err("data_shards + parity_shards must be at most 256".into());
         }
         if v.chunk_size.0 < MIN_CHUNK || v.chunk_size.0 > MAX_CHUNK {
-            return Err(format!("chunk_size {} must be between {} and {}", v.chunk_size, Size(MIN_CHUNK), Size(MAX_CHUNK)));
+            return Err(format!(
+                "chunk_size {} must be between {} and {}",
+                v.chunk_size,
+                Size(MIN_CHUNK),
+                Size(MAX_CHUNK)
+            ));
         }
         if v.cache_size.0 < v.chunk_size.0 {
-            return Err(format!("cache_size {} must be at least one chunk ({})", v.cache_size, v.chunk_size));
+            return Err(format!(
+                "cache_size {} must be at least one chunk ({})",
+                v.cache_size, v.chunk_size
+            ));
         }
         if !v.state_dir.is_absolute() {
-            return Err(format!("state_dir {} must be an absolute path", v.state_dir.display()));
+            return Err(format!(
+                "state_dir {} must be an absolute path",
+                v.state_dir.display()
+            ));
         }
         if v.upload_concurrency == 0 {
             return Err("upload_concurrency must be at least 1".into());
@@ -197,7 +232,11 @@ pub fn default_shards(n: usize) -> (usize, usize) {
 
 /// Collapses a multi-line message into one line.
 pub fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('|')).collect::<Vec<_>>().join(" ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

@@ -54,7 +54,10 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).read_line(&mut line).await?;
-    let mut resp = Response { pid: std::process::id(), ..Default::default() };
+    let mut resp = Response {
+        pid: std::process::id(),
+        ..Default::default()
+    };
     match serde_json::from_str::<Request>(&line) {
         Err(e) => resp.error = Some(format!("bad request: {e}")),
         Ok(Request::Status) => match status::gather(fs.volume(), fs.index()).await {
@@ -87,18 +90,33 @@ pub async fn request(state_dir: &Path, req: &Request) -> Result<Option<Response>
     let path = socket_path(state_dir);
     let stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None)
         }
-        Err(e) => return Err(format!("cannot reach the mount daemon at {}: {e}", path.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot reach the mount daemon at {}: {e}",
+                path.display()
+            ))
+        }
     };
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    w.write_all(&line).await.map_err(|e| format!("control socket: {e}"))?;
+    w.write_all(&line)
+        .await
+        .map_err(|e| format!("control socket: {e}"))?;
     let mut answer = String::new();
-    BufReader::new(r).read_line(&mut answer).await.map_err(|e| format!("control socket: {e}"))?;
-    let resp: Response =
-        serde_json::from_str(&answer).map_err(|e| format!("the mount daemon gave an unreadable answer: {e}"))?;
+    BufReader::new(r)
+        .read_line(&mut answer)
+        .await
+        .map_err(|e| format!("control socket: {e}"))?;
+    let resp: Response = serde_json::from_str(&answer)
+        .map_err(|e| format!("the mount daemon gave an unreadable answer: {e}"))?;
     Ok(Some(resp))
 }

@@ -36,7 +36,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -83,7 +86,11 @@ fn check_mountpoint(mp: &Path) -> Result<(), String> {
     match std::fs::metadata(mp) {
         Ok(md) if md.is_dir() => Ok(()),
         Ok(_) => Err(format!("mountpoint {} is not a directory", mp.display())),
-        Err(e) => Err(format!("mountpoint {} cannot be used ({e}); create it with `mkdir -p {}`", mp.display(), mp.display())),
+        Err(e) => Err(format!(
+            "mountpoint {} cannot be used ({e}); create it with `mkdir -p {}`",
+            mp.display(),
+            mp.display()
+        )),
     }
 }
 
@@ -101,9 +108,14 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
         .append(true)
         .open(&log_path)
         .map_err(|e| format!("cannot open log {}: {e}", log_path.display()))?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the cloudraid binary: {e}"))?;
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the cloudraid binary: {e}"))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.arg("mount").arg("--foreground").arg("--config").arg(absolute(&args.config_path)?).arg(&mp);
+    cmd.arg("mount")
+        .arg("--foreground")
+        .arg("--config")
+        .arg(absolute(&args.config_path)?)
+        .arg(&mp);
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
@@ -118,7 +130,9 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
     let out = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     let _ = std::io::BufReader::new(out).read_line(&mut line);
@@ -134,7 +148,10 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
         .ok()
         .and_then(|t| t.lines().last().map(str::to_string))
         .unwrap_or_default();
-    Err(format!("the mount daemon exited before the mount was live: {tail} (log: {})", log_path.display()))
+    Err(format!(
+        "the mount daemon exited before the mount was live: {tail} (log: {})",
+        log_path.display()
+    ))
 }
 
 /// Runs the mount in this process until it is unmounted or signalled.
@@ -239,12 +256,22 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
     let mp = absolute(mountpoint)?;
     let entry = find_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
     if entry.fstype != "fuse.cloudraid" {
-        return Err(format!("{} is a {} mount, not a cloudraid one; use umount(8)", mp.display(), entry.fstype));
+        return Err(format!(
+            "{} is a {} mount, not a cloudraid one; use umount(8)",
+            mp.display(),
+            entry.fstype
+        ));
     }
     let mut daemon_pid = None;
     if let Ok(config) = Config::load(Path::new(&entry.source)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
-        let resp = rt.block_on(control::request(&config.volume.state_dir, &control::Request::Sync))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resp = rt.block_on(control::request(
+            &config.volume.state_dir,
+            &control::Request::Sync,
+        ))?;
         if let Some(r) = resp {
             if !r.ok {
                 return Err(format!(
@@ -258,7 +285,10 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
     }
     fuse::unmount(&mp, false).map_err(|e| {
         if e.raw_os_error() == Some(libc::EBUSY) {
-            format!("{} is busy: a process still uses files there; close them and retry", mp.display())
+            format!(
+                "{} is busy: a process still uses files there; close them and retry",
+                mp.display()
+            )
         } else {
             format!("cannot unmount {}: {e}", mp.display())
         }
@@ -267,7 +297,10 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             // A zombie (already exited) has no cmdline left.
-            if std::fs::read(format!("/proc/{pid}/cmdline")).map(|c| c.is_empty()).unwrap_or(true) {
+            if std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -77,10 +77,15 @@ pub fn encode(
         shards[i].as_mut()[..piece.len()].copy_from_slice(piece);
     }
     if layout.m > 0 {
-        let rs = ReedSolomon::new(layout.k, layout.m)
-            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
+        let rs = ReedSolomon::new(layout.k, layout.m).map_err(|_| CodecError::BadParameters {
+            k: layout.k,
+            m: layout.m,
+        })?;
         rs.encode(&mut shards)
-            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
+            .map_err(|_| CodecError::BadParameters {
+                k: layout.k,
+                m: layout.m,
+            })?;
     }
     Ok(shards
         .into_iter()
@@ -113,7 +118,8 @@ pub fn verify_shard(
     chunk_len: usize,
 ) -> Result<Bytes, CodecError> {
     let bad = |reason: String| CodecError::BadShard { index, reason };
-    let (h, off) = ShardHeader::decode_and_verify(obj).map_err(|e: HeaderError| bad(e.to_string()))?;
+    let (h, off) =
+        ShardHeader::decode_and_verify(obj).map_err(|e: HeaderError| bad(e.to_string()))?;
     if h.volume != volume {
         return Err(bad(format!("belongs to another volume ({})", h.volume)));
     }
@@ -143,7 +149,10 @@ pub fn decode(
     assert_eq!(payloads.len(), layout.total());
     let have = payloads.iter().filter(|p| p.is_some()).count();
     if have < layout.k {
-        return Err(CodecError::NotEnoughShards { have, need: layout.k });
+        return Err(CodecError::NotEnoughShards {
+            have,
+            need: layout.k,
+        });
     }
     let data_complete = payloads[..layout.k].iter().all(|p| p.is_some());
     let mut out = Vec::with_capacity(chunk_len);
@@ -153,12 +162,19 @@ pub fn decode(
             out.extend_from_slice(&p[..take]);
         }
     } else {
-        let rs = ReedSolomon::new(layout.k, layout.m)
-            .map_err(|_| CodecError::BadParameters { k: layout.k, m: layout.m })?;
-        let mut shards: Vec<Option<Vec<u8>>> =
-            payloads.iter_mut().map(|p| p.take().map(|b| b.to_vec())).collect();
+        let rs = ReedSolomon::new(layout.k, layout.m).map_err(|_| CodecError::BadParameters {
+            k: layout.k,
+            m: layout.m,
+        })?;
+        let mut shards: Vec<Option<Vec<u8>>> = payloads
+            .iter_mut()
+            .map(|p| p.take().map(|b| b.to_vec()))
+            .collect();
         rs.reconstruct_data(&mut shards)
-            .map_err(|_| CodecError::NotEnoughShards { have, need: layout.k })?;
+            .map_err(|_| CodecError::NotEnoughShards {
+                have,
+                need: layout.k,
+            })?;
         for s in shards[..layout.k].iter().flatten() {
             let take = (chunk_len - out.len()).min(s.len());
             out.extend_from_slice(&s[..take]);
@@ -218,8 +234,15 @@ mod tests {
         assert!(err.to_string().contains("expected shard 0"), "{err}");
         let err = verify_shard(&oa[1], vol, &ChunkId::of(&a), 0, layout, a.len()).unwrap_err();
         assert!(matches!(err, CodecError::BadShard { .. }));
-        let err = verify_shard(&oa[0], VolumeId([2; 16]), &ChunkId::of(&a), 0, layout, a.len())
-            .unwrap_err();
+        let err = verify_shard(
+            &oa[0],
+            VolumeId([2; 16]),
+            &ChunkId::of(&a),
+            0,
+            layout,
+            a.len(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("another volume"), "{err}");
     }
 }

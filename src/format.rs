@@ -27,7 +27,9 @@ impl VolumeId {
         VolumeId(*uuid::Uuid::new_v4().as_bytes())
     }
     pub fn parse(s: &str) -> Option<Self> {
-        uuid::Uuid::parse_str(s).ok().map(|u| VolumeId(*u.as_bytes()))
+        uuid::Uuid::parse_str(s)
+            .ok()
+            .map(|u| VolumeId(*u.as_bytes()))
     }
 }
 
@@ -91,7 +93,9 @@ pub enum HeaderError {
     TooShort(usize),
     #[error("not a cloudraid shard (bad magic)")]
     BadMagic,
-    #[error("shard format version {0} is newer than this cloudraid understands (1); upgrade cloudraid")]
+    #[error(
+        "shard format version {0} is newer than this cloudraid understands (1); upgrade cloudraid"
+    )]
     UnknownVersion(u16),
     #[error("shard header checksum mismatch")]
     HeaderChecksum,
@@ -315,8 +319,13 @@ pub struct DirentRecord {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ChunkRef {
     /// A run of zero bytes that is not stored anywhere.
-    Hole { len: u32 },
-    Data { id: ChunkId, len: u32 },
+    Hole {
+        len: u32,
+    },
+    Data {
+        id: ChunkId,
+        len: u32,
+    },
 }
 
 impl ChunkRef {

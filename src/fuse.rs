@@ -5,9 +5,10 @@
 use crate::format::Kind;
 use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -57,7 +58,10 @@ fn fuse_attr(a: &Attr) -> FileAttr {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller { uid: req.uid(), gid: req.gid() }
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
 }
 
 fn set_time(t: TimeOrNow) -> SetTime {
@@ -146,7 +150,14 @@ impl fuser::Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let set = SetAttr { mode, uid, gid, size, atime: atime.map(set_time), mtime: mtime.map(set_time) };
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+        };
         self.run(move |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
@@ -180,12 +191,27 @@ impl fuser::Filesystem for FuseAdapter {
             return;
         }
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(move |fs| async move { entry_reply!(reply, fs.mknod_file(parent.0, &name, mode & !umask, c).await) });
+        self.run(move |fs| async move {
+            entry_reply!(
+                reply,
+                fs.mknod_file(parent.0, &name, mode & !umask, c).await
+            )
+        });
     }
 
-    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(move |fs| async move { entry_reply!(reply, fs.mkdir(parent.0, &name, mode & !umask, c).await) });
+        self.run(move |fs| async move {
+            entry_reply!(reply, fs.mkdir(parent.0, &name, mode & !umask, c).await)
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -198,9 +224,22 @@ impl fuser::Filesystem for FuseAdapter {
         self.run(move |fs| async move { empty_reply!(reply, fs.rmdir(parent.0, &name).await) });
     }
 
-    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
-        let (name, target, c) = (link_name.as_bytes().to_vec(), target.as_os_str().as_bytes().to_vec(), caller(req));
-        self.run(move |fs| async move { entry_reply!(reply, fs.symlink(parent.0, &name, &target, c).await) });
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, target, c) = (
+            link_name.as_bytes().to_vec(),
+            target.as_os_str().as_bytes().to_vec(),
+            caller(req),
+        );
+        self.run(move |fs| async move {
+            entry_reply!(reply, fs.symlink(parent.0, &name, &target, c).await)
+        });
     }
 
     fn rename(
@@ -216,13 +255,26 @@ impl fuser::Filesystem for FuseAdapter {
         let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
         let flags = flags.bits();
         self.run(move |fs| async move {
-            empty_reply!(reply, fs.rename(parent.0, &name, newparent.0, &newname, flags).await)
+            empty_reply!(
+                reply,
+                fs.rename(parent.0, &name, newparent.0, &newname, flags)
+                    .await
+            )
         });
     }
 
-    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         let newname = newname.as_bytes().to_vec();
-        self.run(move |fs| async move { entry_reply!(reply, fs.link(ino.0, newparent.0, &newname).await) });
+        self.run(move |fs| async move {
+            entry_reply!(reply, fs.link(ino.0, newparent.0, &newname).await)
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -275,7 +327,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         self.run(move |fs| async move { empty_reply!(reply, fs.flush(fh.0).await) });
     }
 
@@ -292,16 +351,35 @@ impl fuser::Filesystem for FuseAdapter {
         self.run(move |fs| async move { empty_reply!(reply, fs.release(fh.0).await) });
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.run(move |fs| async move { empty_reply!(reply, fs.fsync(fh.0).await) });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         self.run(move |fs| async move {
             match fs.readdir(ino.0, offset, 512).await {
                 Ok(entries) => {
                     for e in entries {
-                        if reply.add(INodeNo(e.ino), e.offset, file_type(e.kind), OsStr::from_bytes(&e.name)) {
+                        if reply.add(
+                            INodeNo(e.ino),
+                            e.offset,
+                            file_type(e.kind),
+                            OsStr::from_bytes(&e.name),
+                        ) {
                             break;
                         }
                     }
@@ -312,7 +390,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.run(move |fs| async move {
             match fs.index().flush() {
                 Ok(()) => reply.ok(),
@@ -324,7 +409,9 @@ impl fuser::Filesystem for FuseAdapter {
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.run(move |fs| async move {
             match fs.statfs().await {
-                Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize),
+                Ok(s) => reply.statfs(
+                    s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -341,12 +428,16 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
-        self.run(move |fs| async move { empty_reply!(reply, fs.setxattr(ino.0, &name, &value, flags).await) });
+        self.run(move |fs| async move {
+            empty_reply!(reply, fs.setxattr(ino.0, &name, &value, flags).await)
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move { xattr_reply(reply, size, fs.getxattr(ino.0, &name).await) });
+        self.run(
+            move |fs| async move { xattr_reply(reply, size, fs.getxattr(ino.0, &name).await) },
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
@@ -360,7 +451,9 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let c = caller(req);
-        self.run(move |fs| async move { empty_reply!(reply, fs.access(ino.0, mask.bits(), c).await) });
+        self.run(
+            move |fs| async move { empty_reply!(reply, fs.access(ino.0, mask.bits(), c).await) },
+        );
     }
 
     fn create(
@@ -376,9 +469,13 @@ impl fuser::Filesystem for FuseAdapter {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
         self.run(move |fs| async move {
             match fs.create(parent.0, &name, mode & !umask, flags, c).await {
-                Ok((a, fh)) => {
-                    reply.created(&TTL, &fuse_attr(&a), Generation(0), FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE)
-                }
+                Ok((a, fh)) => reply.created(
+                    &TTL,
+                    &fuse_attr(&a),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::FOPEN_KEEP_CACHE,
+                ),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -409,7 +506,12 @@ impl MountOpts {
     /// mount(8) or fstab (`_netdev`, `nofail`, `auto`, `x-*`...) are dropped.
     pub fn parse(list: &[String]) -> Result<MountOpts, String> {
         let mut o = MountOpts::default();
-        for opt in list.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()) {
+        for opt in list
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             match opt {
                 "ro" => o.read_only = true,
                 "rw" => o.read_only = false,
@@ -479,10 +581,18 @@ pub struct Mounted {
 
 /// Mounts `fs` at `mountpoint`; returns once the kernel has completed the FUSE
 /// handshake, i.e. the mount is live.
-pub fn mount(fs: Arc<Fs>, mountpoint: &Path, source: &str, opts: &MountOpts) -> std::io::Result<Mounted> {
+pub fn mount(
+    fs: Arc<Fs>,
+    mountpoint: &Path,
+    source: &str,
+    opts: &MountOpts,
+) -> std::io::Result<Mounted> {
     let adapter = FuseAdapter::new(fs, tokio::runtime::Handle::current());
     let session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(source))?;
-    Ok(Mounted { session: Some(session.spawn()?), mountpoint: mountpoint.to_path_buf() })
+    Ok(Mounted {
+        session: Some(session.spawn()?),
+        mountpoint: mountpoint.to_path_buf(),
+    })
 }
 
 impl Mounted {
@@ -524,7 +634,10 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
         }
     }
     if err.raw_os_error() == Some(libc::EPERM) {
-        let st = std::process::Command::new("fusermount3").arg("-u").arg(mountpoint).status();
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(mountpoint)
+            .status();
         if matches!(st, Ok(s) if s.success()) {
             return Ok(());
         }

@@ -4,8 +4,8 @@
 //! atomically by the caller (see `fs.rs` for the locking rules).
 
 use crate::format::{
-    decode_record, encode_record, keys, ChunkId, ChunkRecord, ContentRecord, DirentRecord, InodeRecord,
-    SuperRecord,
+    decode_record, encode_record, keys, ChunkId, ChunkRecord, ContentRecord, DirentRecord,
+    InodeRecord, SuperRecord,
 };
 use crate::meta::{Batch, MetaError, MetaStore};
 use std::sync::Arc;
@@ -64,7 +64,12 @@ impl Index {
 
     /// Up to `limit` entries of directory `parent` with a cookie above `after`,
     /// in cookie order: (cookie, name).
-    pub fn dir_entries(&self, parent: u64, after: u64, limit: usize) -> IndexResult<Vec<(u64, Vec<u8>)>> {
+    pub fn dir_entries(
+        &self,
+        parent: u64,
+        after: u64,
+        limit: usize,
+    ) -> IndexResult<Vec<(u64, Vec<u8>)>> {
         let prefix = keys::ino(keys::DIRCOOKIE, parent);
         let start = keys::ino_u64(keys::DIRCOOKIE, parent, after);
         let rows = self.store.scan(&prefix, Some(&start), limit)?;
@@ -75,16 +80,27 @@ impl Index {
     }
 
     pub fn dir_is_empty(&self, ino: u64) -> IndexResult<bool> {
-        Ok(self.store.scan(&keys::ino(keys::DIRENT, ino), None, 1)?.is_empty())
+        Ok(self
+            .store
+            .scan(&keys::ino(keys::DIRENT, ino), None, 1)?
+            .is_empty())
     }
 
     pub fn xattr_names(&self, ino: u64) -> IndexResult<Vec<Vec<u8>>> {
         let prefix = keys::ino(keys::XATTR, ino);
-        Ok(self.store.scan(&prefix, None, usize::MAX)?.into_iter().map(|(k, _)| k[9..].to_vec()).collect())
+        Ok(self
+            .store
+            .scan(&prefix, None, usize::MAX)?
+            .into_iter()
+            .map(|(k, _)| k[9..].to_vec())
+            .collect())
     }
 
     /// Every record under a one-byte prefix, decoded, with the key's remainder.
-    pub fn all<T: serde::de::DeserializeOwned>(&self, prefix: u8) -> IndexResult<Vec<(Vec<u8>, T)>> {
+    pub fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: u8,
+    ) -> IndexResult<Vec<(Vec<u8>, T)>> {
         let mut out = Vec::new();
         let mut after: Option<Vec<u8>> = None;
         loop {
@@ -94,7 +110,10 @@ impl Index {
             }
             after = rows.last().map(|(k, _)| k.clone());
             for (k, v) in rows {
-                out.push((k[1..].to_vec(), decode_record(&v).map_err(IndexError::Damaged)?));
+                out.push((
+                    k[1..].to_vec(),
+                    decode_record(&v).map_err(IndexError::Damaged)?,
+                ));
             }
         }
     }
@@ -132,7 +151,10 @@ impl BatchExt for Batch {
     }
     fn put_dirent(&mut self, parent: u64, name: &[u8], r: &DirentRecord) {
         self.put(keys::ino_name(keys::DIRENT, parent, name), encode_record(r));
-        self.put(keys::ino_u64(keys::DIRCOOKIE, parent, r.cookie), name.to_vec());
+        self.put(
+            keys::ino_u64(keys::DIRCOOKIE, parent, r.cookie),
+            name.to_vec(),
+        );
     }
     fn del_dirent(&mut self, parent: u64, name: &[u8], cookie: u64) {
         self.delete(keys::ino_name(keys::DIRENT, parent, name));

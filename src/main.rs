@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cloudraid", version, about = "A backup drive that survives a cloud going dark: files are erasure-coded across several storage providers")]
+#[command(
+    name = "cloudraid",
+    version,
+    about = "A backup drive that survives a cloud going dark: files are erasure-coded across several storage providers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -81,12 +85,21 @@ fn parse_size(s: &str) -> Result<Size, String> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDRAID_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cloudraid=info,warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cloudraid=info,fuser=error,warn"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| format!("cannot start the runtime: {e}"))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
 fn init_volume(req: setup::InitRequest) -> Result<(), String> {
@@ -108,7 +121,10 @@ fn init_volume(req: setup::InitRequest) -> Result<(), String> {
     for w in report.warnings {
         println!("warning: {w}");
     }
-    println!("mount it with: cloudraid mount --config {} MOUNTPOINT", path.display());
+    println!(
+        "mount it with: cloudraid mount --config {} MOUNTPOINT",
+        path.display()
+    );
     Ok(())
 }
 
@@ -116,7 +132,9 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
         match control::request(&config.volume.state_dir, &control::Request::Status).await? {
-            Some(r) if r.ok => r.status.ok_or_else(|| "the mount daemon sent no status".to_string()),
+            Some(r) if r.ok => r
+                .status
+                .ok_or_else(|| "the mount daemon sent no status".to_string()),
             Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
             None => {
                 let (vol, _) = setup::open_volume(&config).await?;
@@ -126,7 +144,10 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
         }
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
     } else {
         print!("{}", status::render(&report));
     }
@@ -134,12 +155,20 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
 }
 
 fn demo(mountpoint: &Path) -> Result<(), String> {
-    let base = dirs::data_dir().unwrap_or_else(|| PathBuf::from("/tmp")).join("cloudraid").join("demo");
+    let base = dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("cloudraid")
+        .join("demo");
     let config = base.join("demo.toml");
     if !config.exists() {
         let backends = ["disk-a", "disk-b", "disk-c"]
             .iter()
-            .map(|n| (n.to_string(), format!("file://{}", base.join("backends").join(n).display())))
+            .map(|n| {
+                (
+                    n.to_string(),
+                    format!("file://{}", base.join("backends").join(n).display()),
+                )
+            })
             .collect();
         init_volume(setup::InitRequest {
             config_path: config.clone(),
@@ -154,11 +183,25 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
             allow_shared_backends: false,
         })?;
     }
-    std::fs::create_dir_all(mountpoint).map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
-    println!("demo volume: 2 data + 1 parity shards over three folders in {}", base.join("backends").display());
-    println!("copy files into {}; any one of the three folders can vanish and they stay readable.", mountpoint.display());
-    println!("in another terminal: cloudraid status --config {}", config.display());
-    daemon::mount_foreground(&daemon::MountArgs { config_path: config, mountpoint: mountpoint.to_path_buf(), options: vec![] })
+    std::fs::create_dir_all(mountpoint)
+        .map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
+    println!(
+        "demo volume: 2 data + 1 parity shards over three folders in {}",
+        base.join("backends").display()
+    );
+    println!(
+        "copy files into {}; any one of the three folders can vanish and they stay readable.",
+        mountpoint.display()
+    );
+    println!(
+        "in another terminal: cloudraid status --config {}",
+        config.display()
+    );
+    daemon::mount_foreground(&daemon::MountArgs {
+        config_path: config,
+        mountpoint: mountpoint.to_path_buf(),
+        options: vec![],
+    })
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -177,7 +220,10 @@ fn run(cli: Cli) -> Result<(), String> {
         } => init_volume(setup::InitRequest {
             config_path: config,
             name,
-            backends: backends.iter().map(|b| setup::parse_backend_arg(b)).collect::<Result<_, _>>()?,
+            backends: backends
+                .iter()
+                .map(|b| setup::parse_backend_arg(b))
+                .collect::<Result<_, _>>()?,
             data_shards,
             parity_shards,
             chunk_size,
@@ -186,8 +232,17 @@ fn run(cli: Cli) -> Result<(), String> {
             force,
             allow_shared_backends,
         }),
-        Cmd::Mount { config, mountpoint, options, foreground } => {
-            let args = daemon::MountArgs { config_path: config, mountpoint, options };
+        Cmd::Mount {
+            config,
+            mountpoint,
+            options,
+            foreground,
+        } => {
+            let args = daemon::MountArgs {
+                config_path: config,
+                mountpoint,
+                options,
+            };
             if foreground {
                 daemon::mount_foreground(&args)
             } else {

@@ -35,18 +35,25 @@ pub struct InitReport {
 
 /// Parses `NAME=URL`.
 pub fn parse_backend_arg(s: &str) -> Result<(String, String), String> {
-    let (name, url) = s
-        .split_once('=')
-        .ok_or_else(|| format!("--backend {s:?} must be NAME=URL, e.g. disk1=file:///mnt/disk1/cloudraid"))?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(format!("backend name {name:?} must be letters, digits, - or _"));
+    let (name, url) = s.split_once('=').ok_or_else(|| {
+        format!("--backend {s:?} must be NAME=URL, e.g. disk1=file:///mnt/disk1/cloudraid")
+    })?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "backend name {name:?} must be letters, digits, - or _"
+        ));
     }
     Ok((name.to_string(), url.to_string()))
 }
 
 pub fn default_state_dir(name: &str, id: &VolumeId) -> PathBuf {
     let base = dirs::data_dir().unwrap_or_else(|| PathBuf::from("/var/lib"));
-    base.join("cloudraid").join(format!("{name}-{}", &id.to_string()[..8]))
+    base.join("cloudraid")
+        .join(format!("{name}-{}", &id.to_string()[..8]))
 }
 
 /// How many whole backends can be lost when `k+m` shards are spread over `n`.
@@ -84,7 +91,11 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     let n = req.backends.len();
     let (dk, dm) = default_shards(n);
     let k = req.data_shards.unwrap_or(dk);
-    let m = req.parity_shards.unwrap_or(if req.data_shards.is_some() { n.saturating_sub(k) } else { dm });
+    let m = req.parity_shards.unwrap_or(if req.data_shards.is_some() {
+        n.saturating_sub(k)
+    } else {
+        dm
+    });
     if k < 1 {
         return Err("--data-shards must be at least 1".into());
     }
@@ -115,7 +126,11 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     let name = req
         .name
         .clone()
-        .or_else(|| req.config_path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .or_else(|| {
+            req.config_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "cloudraid".into());
     let id = VolumeId::random();
     let state_dir = match &req.state_dir {
@@ -137,7 +152,11 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         backends: req
             .backends
             .iter()
-            .map(|(n, u)| BackendSection { name: n.clone(), url: u.clone(), options: Default::default() })
+            .map(|(n, u)| BackendSection {
+                name: n.clone(),
+                url: u.clone(),
+                options: Default::default(),
+            })
             .collect(),
     };
     config.validate()?;
@@ -147,9 +166,13 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     for b in &config.backends {
         if let Some(path) = b.url.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!("backend {}: file:// URLs need an absolute path (file:///...)", b.name));
+                return Err(format!(
+                    "backend {}: file:// URLs need an absolute path (file:///...)",
+                    b.name
+                ));
             }
-            std::fs::create_dir_all(path).map_err(|e| format!("backend {}: cannot create folder {path}: {e}", b.name))?;
+            std::fs::create_dir_all(path)
+                .map_err(|e| format!("backend {}: cannot create folder {path}: {e}", b.name))?;
         }
     }
     let backends = connect(&config)?;
@@ -182,9 +205,17 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     let meta = SledMeta::open(&state_dir.join("index")).map_err(|e| e.to_string())?;
     let idx = Index::new(Arc::new(meta));
     // SAFETY: getuid/getgid cannot fail.
-    let owner = unsafe { Caller { uid: libc::getuid(), gid: libc::getgid() } };
+    let owner = unsafe {
+        Caller {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+        }
+    };
     Fs::format(&idx, id, owner).map_err(|e| format!("cannot write the local index: {e}"))?;
-    let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     for (i, slot) in backends.iter().enumerate() {
         let marker = VolumeMarker {
             format: VolumeMarker::FORMAT.into(),
@@ -203,7 +234,10 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .await
             .map_err(|e| format!("backend {}: cannot write the volume marker: {e}", slot.name))?;
         if !written {
-            return Err(format!("backend {}: another volume's marker appeared while creating this one", slot.name));
+            return Err(format!(
+                "backend {}: another volume's marker appeared while creating this one",
+                slot.name
+            ));
         }
     }
     config.save(&req.config_path)?;
@@ -215,8 +249,12 @@ fn connect(config: &Config) -> Result<Vec<Slot>, String> {
         .backends
         .iter()
         .map(|b| {
-            let backend = open_backend(&b.url, &b.options).map_err(|e| format!("backend {}: {e}", b.name))?;
-            Ok(Slot { name: b.name.clone(), backend: Arc::new(backend) as DynBackend })
+            let backend =
+                open_backend(&b.url, &b.options).map_err(|e| format!("backend {}: {e}", b.name))?;
+            Ok(Slot {
+                name: b.name.clone(),
+                backend: Arc::new(backend) as DynBackend,
+            })
         })
         .collect()
 }
@@ -235,7 +273,8 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
     let v = &config.volume;
     let id = VolumeId::parse(&v.id).ok_or("volume id is not a UUID")?;
     let slots = connect(config)?;
-    let layout = Layout::new(v.data_shards as usize, v.parity_shards as usize).map_err(|e| e.to_string())?;
+    let layout =
+        Layout::new(v.data_shards as usize, v.parity_shards as usize).map_err(|e| e.to_string())?;
     let markers = futures::future::join_all(slots.iter().map(|s| read_marker(&s.backend))).await;
     let mut checks = Vec::new();
     for (slot, m) in slots.iter().zip(markers) {
@@ -257,7 +296,10 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
         if let Some(e) = &error {
             tracing::warn!("backend {} is unavailable: {e}", slot.name);
         }
-        checks.push(BackendCheck { name: slot.name.clone(), error });
+        checks.push(BackendCheck {
+            name: slot.name.clone(),
+            error,
+        });
     }
     let vol = Volume::new(id, v.name.clone(), slots, layout, v.cache_size.0);
     Ok((Arc::new(vol), checks))
@@ -287,7 +329,10 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
 }
 
 /// Opens everything: volume, index and filesystem core.
-pub async fn open_fs(config: &Config, read_only: bool) -> Result<(Arc<Fs>, Vec<BackendCheck>), String> {
+pub async fn open_fs(
+    config: &Config,
+    read_only: bool,
+) -> Result<(Arc<Fs>, Vec<BackendCheck>), String> {
     let (vol, checks) = open_volume(config).await?;
     let idx = open_index(config)?;
     let fs = Fs::load(vol, idx, fs_options(config, read_only))?;

@@ -56,7 +56,10 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
     let mut shards = vec![0u64; n];
     let mut bytes = vec![0u64; n];
     let (mut chunks, mut unique, mut stored) = (0u64, 0u64, 0u64);
-    for (_, c) in idx.all::<ChunkRecord>(keys::CHUNK).map_err(|e| e.to_string())? {
+    for (_, c) in idx
+        .all::<ChunkRecord>(keys::CHUNK)
+        .map_err(|e| e.to_string())?
+    {
         chunks += 1;
         unique += c.len as u64;
         for s in &c.placement {
@@ -67,7 +70,10 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         }
     }
     let (mut files, mut dirs, mut logical) = (0u64, 0u64, 0u64);
-    for (_, r) in idx.all::<InodeRecord>(keys::INODE).map_err(|e| e.to_string())? {
+    for (_, r) in idx
+        .all::<InodeRecord>(keys::INODE)
+        .map_err(|e| e.to_string())?
+    {
         match r.kind {
             Kind::File if r.nlink > 0 => {
                 files += 1;
@@ -123,32 +129,76 @@ pub fn render(r: &StatusReport) -> String {
         "volume {} ({})  {}+{} shards  {}\n\n",
         r.volume_name, r.volume_id, r.data_shards, r.parity_shards, mounted
     );
-    let w = r.backends.iter().map(|b| b.name.len()).max().unwrap_or(7).max(7);
-    out += &format!("{:<w$}  {:<11}  {:>10}  {:>10}  {}\n", "BACKEND", "STATE", "SHARDS", "BYTES", "URL");
+    let w = r
+        .backends
+        .iter()
+        .map(|b| b.name.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    out += &format!(
+        "{:<w$}  {:<11}  {:>10}  {:>10}  {}\n",
+        "BACKEND", "STATE", "SHARDS", "BYTES", "URL"
+    );
     for b in &r.backends {
-        let state = if b.reachable { "reachable" } else { "UNREACHABLE" };
-        out += &format!("{:<w$}  {:<11}  {:>10}  {:>10}  {}\n", b.name, state, b.shards, human(b.bytes), b.url);
+        let state = if b.reachable {
+            "reachable"
+        } else {
+            "UNREACHABLE"
+        };
+        out += &format!(
+            "{:<w$}  {:<11}  {:>10}  {:>10}  {}\n",
+            b.name,
+            state,
+            b.shards,
+            human(b.bytes),
+            b.url
+        );
         if let Some(e) = &b.error {
             out += &format!("{:<w$}    {e}\n", "");
         }
     }
     let down = r.backends.iter().filter(|b| !b.reachable).count();
-    let overhead = if r.logical_bytes > 0 { r.stored_bytes as f64 / r.logical_bytes as f64 } else { 0.0 };
+    let overhead = if r.logical_bytes > 0 {
+        r.stored_bytes as f64 / r.logical_bytes as f64
+    } else {
+        0.0
+    };
     out += "\n";
     out += &format!("files            {}\n", r.files);
     out += &format!("directories      {}\n", r.directories);
-    out += &format!("logical bytes    {} ({})\n", human(r.logical_bytes), r.logical_bytes);
-    out += &format!("unique chunks    {} ({})\n", r.chunks, human(r.unique_bytes));
-    out += &format!("stored bytes     {} ({})\n", human(r.stored_bytes), r.stored_bytes);
+    out += &format!(
+        "logical bytes    {} ({})\n",
+        human(r.logical_bytes),
+        r.logical_bytes
+    );
+    out += &format!(
+        "unique chunks    {} ({})\n",
+        r.chunks,
+        human(r.unique_bytes)
+    );
+    out += &format!(
+        "stored bytes     {} ({})\n",
+        human(r.stored_bytes),
+        r.stored_bytes
+    );
     out += &format!("overhead ratio   {overhead:.2}x (stored / logical)\n");
     match &r.cache {
         Some(c) => {
-            out += &format!("cache            {} of {} ({} chunks)\n", human(c.bytes), human(c.capacity), c.chunks)
+            out += &format!(
+                "cache            {} of {} ({} chunks)\n",
+                human(c.bytes),
+                human(c.capacity),
+                c.chunks
+            )
         }
         None => out += "cache            empty (not mounted)\n",
     }
     if r.pending_files > 0 {
-        out += &format!("uncommitted      {} open file(s) with changes\n", r.pending_files);
+        out += &format!(
+            "uncommitted      {} open file(s) with changes\n",
+            r.pending_files
+        );
     }
     let tolerance = r.parity_shards;
     out += &match down {

@@ -32,15 +32,26 @@ pub struct ShardFailure {
 }
 
 fn list_failures(f: &[ShardFailure]) -> String {
-    f.iter().map(|x| format!("shard {} on {}: {}", x.index, x.backend, x.reason)).collect::<Vec<_>>().join("; ")
+    f.iter()
+        .map(|x| format!("shard {} on {}: {}", x.index, x.backend, x.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum VolumeError {
     #[error("chunk {chunk}: only {have} of the {need} shards needed could be read ({})", list_failures(.failures))]
-    NotEnoughShards { chunk: ChunkId, have: usize, need: usize, failures: Vec<ShardFailure> },
+    NotEnoughShards {
+        chunk: ChunkId,
+        have: usize,
+        need: usize,
+        failures: Vec<ShardFailure>,
+    },
     #[error("chunk {chunk}: upload failed ({})", list_failures(.failures))]
-    UploadFailed { chunk: ChunkId, failures: Vec<ShardFailure> },
+    UploadFailed {
+        chunk: ChunkId,
+        failures: Vec<ShardFailure>,
+    },
     #[error("chunk {chunk}: {source}")]
     Codec { chunk: ChunkId, source: CodecError },
 }
@@ -64,9 +75,22 @@ impl fmt::Debug for Volume {
 }
 
 impl Volume {
-    pub fn new(id: VolumeId, name: String, slots: Vec<Slot>, layout: Layout, cache_bytes: u64) -> Self {
+    pub fn new(
+        id: VolumeId,
+        name: String,
+        slots: Vec<Slot>,
+        layout: Layout,
+        cache_bytes: u64,
+    ) -> Self {
         assert!(!slots.is_empty());
-        Volume { id, name, slots, layout, cache: ChunkCache::new(cache_bytes), inflight: Mutex::new(HashMap::new()) }
+        Volume {
+            id,
+            name,
+            slots,
+            layout,
+            cache: ChunkCache::new(cache_bytes),
+            inflight: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Backend slot for each shard of a chunk: consecutive backends starting at one
@@ -75,7 +99,9 @@ impl Volume {
     pub fn placement(&self, id: &ChunkId, layout: Layout) -> Vec<u16> {
         let n = self.slots.len();
         let start = u16::from_be_bytes([id.0[0], id.0[1]]) as usize % n;
-        (0..layout.total()).map(|i| ((start + i) % n) as u16).collect()
+        (0..layout.total())
+            .map(|i| ((start + i) % n) as u16)
+            .collect()
     }
 
     fn slot(&self, s: u16) -> &Slot {
@@ -84,7 +110,12 @@ impl Volume {
 
     /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds only when
     /// every shard is stored; the returned record has no references yet.
-    pub async fn store_chunk(&self, id: ChunkId, data: Bytes, layout: Layout) -> Result<ChunkRecord, VolumeError> {
+    pub async fn store_chunk(
+        &self,
+        id: ChunkId,
+        data: Bytes,
+        layout: Layout,
+    ) -> Result<ChunkRecord, VolumeError> {
         let placement = self.placement(&id, layout);
         let vol = self.id;
         let len = data.len();
@@ -95,20 +126,29 @@ impl Volume {
         let puts = objects.into_iter().enumerate().map(|(i, obj)| {
             let slot = self.slot(placement[i]).clone();
             async move {
-                slot.backend.put(&shard_key(&id, i), obj).await.map_err(|e| ShardFailure {
-                    index: i,
-                    backend: slot.name.clone(),
-                    reason: e.to_string(),
-                })
+                slot.backend
+                    .put(&shard_key(&id, i), obj)
+                    .await
+                    .map_err(|e| ShardFailure {
+                        index: i,
+                        backend: slot.name.clone(),
+                        reason: e.to_string(),
+                    })
             }
         });
-        let failures: Vec<ShardFailure> =
-            futures::future::join_all(puts).await.into_iter().filter_map(Result::err).collect();
+        let failures: Vec<ShardFailure> = futures::future::join_all(puts)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
         if !failures.is_empty() {
             for f in &failures {
                 tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
             }
-            return Err(VolumeError::UploadFailed { chunk: id, failures });
+            return Err(VolumeError::UploadFailed {
+                chunk: id,
+                failures,
+            });
         }
         Ok(ChunkRecord {
             refs: 0,
@@ -122,7 +162,11 @@ impl Volume {
 
     /// The chunk's bytes, from the cache or rebuilt from any k shards. Concurrent
     /// callers for the same chunk share one fetch.
-    pub async fn load_chunk(self: &Arc<Self>, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
+    pub async fn load_chunk(
+        self: &Arc<Self>,
+        id: ChunkId,
+        rec: &ChunkRecord,
+    ) -> Result<Bytes, VolumeError> {
         if let Some(b) = self.cache.get(&id) {
             return Ok(b);
         }
@@ -164,16 +208,34 @@ impl Volume {
         });
     }
 
-    async fn fetch_shard(&self, id: ChunkId, rec: &ChunkRecord, i: usize) -> Result<Bytes, ShardFailure> {
+    async fn fetch_shard(
+        &self,
+        id: ChunkId,
+        rec: &ChunkRecord,
+        i: usize,
+    ) -> Result<Bytes, ShardFailure> {
         let slot = self.slot(rec.placement[i]);
-        let fail = |reason: String| ShardFailure { index: i, backend: slot.name.clone(), reason };
-        let obj = slot.backend.get(&shard_key(&id, i)).await.map_err(|e| fail(e.to_string()))?;
-        let layout = Layout { k: rec.k as usize, m: rec.m as usize };
-        erasure::verify_shard(&obj, self.id, &id, i, layout, rec.len as usize).map_err(|e| fail(e.to_string()))
+        let fail = |reason: String| ShardFailure {
+            index: i,
+            backend: slot.name.clone(),
+            reason,
+        };
+        let obj = slot
+            .backend
+            .get(&shard_key(&id, i))
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let layout = Layout {
+            k: rec.k as usize,
+            m: rec.m as usize,
+        };
+        erasure::verify_shard(&obj, self.id, &id, i, layout, rec.len as usize)
+            .map_err(|e| fail(e.to_string()))
     }
 
     async fn fetch_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
-        let layout = Layout::new(rec.k as usize, rec.m as usize).map_err(|source| VolumeError::Codec { chunk: id, source })?;
+        let layout = Layout::new(rec.k as usize, rec.m as usize)
+            .map_err(|source| VolumeError::Codec { chunk: id, source })?;
         let total = layout.total();
         let mut payloads: Vec<Option<Bytes>> = vec![None; total];
         let mut failures = Vec::new();
@@ -205,7 +267,12 @@ impl Volume {
         }
         drop(pending);
         if have < layout.k {
-            let e = VolumeError::NotEnoughShards { chunk: id, have, need: layout.k, failures };
+            let e = VolumeError::NotEnoughShards {
+                chunk: id,
+                have,
+                need: layout.k,
+                failures,
+            };
             tracing::error!("{e}");
             return Err(e);
         }
@@ -222,11 +289,14 @@ impl Volume {
         let dels = rec.placement.iter().enumerate().map(|(i, s)| {
             let slot = self.slot(*s).clone();
             async move {
-                slot.backend.delete(&shard_key(&id, i)).await.map_err(|e| ShardFailure {
-                    index: i,
-                    backend: slot.name.clone(),
-                    reason: e.to_string(),
-                })
+                slot.backend
+                    .delete(&shard_key(&id, i))
+                    .await
+                    .map_err(|e| ShardFailure {
+                        index: i,
+                        backend: slot.name.clone(),
+                        reason: e.to_string(),
+                    })
             }
         });
         self.cache.remove(&id);

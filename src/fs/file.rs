@@ -64,7 +64,6 @@ impl OpenFile {
     pub(super) fn live(&self) -> Option<(u64, Nanos)> {
         *self.live.lock().unwrap()
     }
-
 }
 
 fn is_zero(buf: &[u8]) -> bool {
@@ -113,7 +112,11 @@ impl Fs {
         }
         let r = self.inode(ino)?;
         if r.kind != Kind::File {
-            return Err(if r.kind == Kind::Dir { Errno::EISDIR } else { Errno::EINVAL });
+            return Err(if r.kind == Kind::Dir {
+                Errno::EISDIR
+            } else {
+                Errno::EINVAL
+            });
         }
         let content = self.idx.content(ino)?.unwrap_or(ContentRecord {
             chunk_size: self.opts.chunk_size,
@@ -151,7 +154,11 @@ impl Fs {
         if !last {
             return Ok(());
         }
-        let linked = self.idx.inode(of.ino)?.map(|r| r.nlink > 0).unwrap_or(false);
+        let linked = self
+            .idx
+            .inode(of.ino)?
+            .map(|r| r.nlink > 0)
+            .unwrap_or(false);
         let result = if linked && !self.opts.read_only {
             let mut st = of.state.write().await;
             self.commit(of, &mut st).await
@@ -184,7 +191,9 @@ impl Fs {
     }
 
     pub(super) async fn set_pending_mtime(&self, ino: u64, t: Nanos) {
-        let Some(of) = self.files.lock().unwrap().get(&ino).cloned() else { return };
+        let Some(of) = self.files.lock().unwrap().get(&ino).cloned() else {
+            return;
+        };
         let mut st = of.state.write().await;
         if st.meta_dirty {
             st.mtime = Some(t);
@@ -210,13 +219,32 @@ impl Fs {
             }
         }
         let fh = self.next_fh.fetch_add(1, Ordering::SeqCst);
-        self.handles.lock().unwrap().insert(fh, Arc::new(Handle { ino, write, last_end: AtomicU64::new(u64::MAX) }));
+        self.handles.lock().unwrap().insert(
+            fh,
+            Arc::new(Handle {
+                ino,
+                write,
+                last_end: AtomicU64::new(u64::MAX),
+            }),
+        );
         Ok(fh)
     }
 
     fn handle(&self, fh: u64) -> FsResult<(Arc<Handle>, Arc<OpenFile>)> {
-        let h = self.handles.lock().unwrap().get(&fh).cloned().ok_or(Errno::EBADF)?;
-        let of = self.files.lock().unwrap().get(&h.ino).cloned().ok_or(Errno::EBADF)?;
+        let h = self
+            .handles
+            .lock()
+            .unwrap()
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::EBADF)?;
+        let of = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&h.ino)
+            .cloned()
+            .ok_or(Errno::EBADF)?;
         Ok((h, of))
     }
 
@@ -309,7 +337,9 @@ impl Fs {
         let f = self.ensure_staging(st)?;
         let data = self.committed_chunk(&st.content.chunks[i as usize]).await?;
         let off = i * st.cs();
-        tokio::task::spawn_blocking(move || f.write_all_at(&data, off)).await.expect("staging task panicked")?;
+        tokio::task::spawn_blocking(move || f.write_all_at(&data, off))
+            .await
+            .expect("staging task panicked")?;
         st.present.insert(i);
         Ok(())
     }
@@ -422,8 +452,19 @@ impl Fs {
     }
 
     pub async fn release(&self, fh: u64) -> FsResult<()> {
-        let h = self.handles.lock().unwrap().remove(&fh).ok_or(Errno::EBADF)?;
-        let of = self.files.lock().unwrap().get(&h.ino).cloned().ok_or(Errno::EBADF)?;
+        let h = self
+            .handles
+            .lock()
+            .unwrap()
+            .remove(&fh)
+            .ok_or(Errno::EBADF)?;
+        let of = self
+            .files
+            .lock()
+            .unwrap()
+            .get(&h.ino)
+            .cloned()
+            .ok_or(Errno::EBADF)?;
         if h.write && of.opens.load(Ordering::SeqCst) > 1 {
             let mut st = of.state.write().await;
             self.commit(&of, &mut st).await?;
@@ -436,7 +477,11 @@ impl Fs {
         let files: Vec<Arc<OpenFile>> = self.files.lock().unwrap().values().cloned().collect();
         let mut result = Ok(());
         for of in files {
-            let linked = self.idx.inode(of.ino)?.map(|r| r.nlink > 0).unwrap_or(false);
+            let linked = self
+                .idx
+                .inode(of.ino)?
+                .map(|r| r.nlink > 0)
+                .unwrap_or(false);
             if linked {
                 let mut st = of.state.write().await;
                 if let Err(e) = self.commit(&of, &mut st).await {
@@ -456,18 +501,27 @@ impl Fs {
         off: u64,
         len: usize,
         layout: Layout,
-    ) -> FsResult<(u64, ChunkRef, Option<(ChunkId, ChunkRecord, super::guards::RefGuard)>)> {
+    ) -> FsResult<(
+        u64,
+        ChunkRef,
+        Option<(ChunkId, ChunkRecord, super::guards::RefGuard)>,
+    )> {
         let Some(f) = staging else {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
-        let (buf, id) = tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
-            let mut buf = vec![0u8; len];
-            read_full_at(&f, &mut buf, off)?;
-            let id = if is_zero(&buf) { None } else { Some(ChunkId::of(&buf)) };
-            Ok((buf, id))
-        })
-        .await
-        .expect("chunk task panicked")?;
+        let (buf, id) =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
+                let mut buf = vec![0u8; len];
+                read_full_at(&f, &mut buf, off)?;
+                let id = if is_zero(&buf) {
+                    None
+                } else {
+                    Some(ChunkId::of(&buf))
+                };
+                Ok((buf, id))
+            })
+            .await
+            .expect("chunk task panicked")?;
         let Some(id) = id else {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
@@ -476,7 +530,14 @@ impl Fs {
             Some(rec) => rec,
             None => self.vol.store_chunk(id, Bytes::from(buf), layout).await?,
         };
-        Ok((i, ChunkRef::Data { id, len: len as u32 }, Some((id, rec, guard))))
+        Ok((
+            i,
+            ChunkRef::Data {
+                id,
+                len: len as u32,
+            },
+            Some((id, rec, guard)),
+        ))
     }
 
     async fn commit(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
@@ -485,7 +546,10 @@ impl Fs {
         }
         let cs = st.cs();
         let n = st.size.div_ceil(cs);
-        let layout = Layout { k: st.content.k as usize, m: st.content.m as usize };
+        let layout = Layout {
+            k: st.content.k as usize,
+            m: st.content.m as usize,
+        };
         let mut chunks: Vec<Option<ChunkRef>> = vec![None; n as usize];
         let mut todo = Vec::new();
         for i in 0..n {
@@ -518,7 +582,10 @@ impl Fs {
             chunk_size: st.content.chunk_size,
             k: st.content.k,
             m: st.content.m,
-            chunks: chunks.into_iter().map(|c| c.expect("every chunk sealed")).collect(),
+            chunks: chunks
+                .into_iter()
+                .map(|c| c.expect("every chunk sealed"))
+                .collect(),
         };
         {
             let _g = self.meta.lock().await;
@@ -559,7 +626,10 @@ impl Fs {
     /// Chunk reference counts recomputed from every file (for checks and tests).
     pub fn count_references(&self) -> FsResult<HashMap<ChunkId, u64>> {
         let mut counts = HashMap::new();
-        for (_, c) in self.idx.all::<ContentRecord>(crate::format::keys::CONTENT)? {
+        for (_, c) in self
+            .idx
+            .all::<ContentRecord>(crate::format::keys::CONTENT)?
+        {
             for r in c.chunks {
                 if let ChunkRef::Data { id, .. } = r {
                     *counts.entry(id).or_default() += 1;

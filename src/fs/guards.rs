@@ -49,7 +49,10 @@ impl ChunkGuards {
                 let mut s = self.state.lock().unwrap();
                 if !s.deleting.contains(&id) {
                     *s.referencing.entry(id).or_default() += 1;
-                    return RefGuard { guards: self.clone(), id };
+                    return RefGuard {
+                        guards: self.clone(),
+                        id,
+                    };
                 }
             }
             notified.await;

@@ -16,8 +16,8 @@ pub use file::commit_all_stats;
 
 use crate::erasure::Layout;
 use crate::format::{
-    decode_record, encode_record, keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, InodeRecord,
-    Kind, Nanos, SuperRecord, VolumeId,
+    decode_record, encode_record, keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord,
+    DirentRecord, InodeRecord, Kind, Nanos, SuperRecord, VolumeId,
 };
 use crate::index::{BatchExt, Index, ROOT_INO};
 use crate::meta::Batch;
@@ -193,7 +193,10 @@ impl Fs {
         }
         let now = now_nanos();
         let mut b = Batch::default();
-        b.put_super(&SuperRecord { volume_id: volume, next_ino: ROOT_INO + 1 });
+        b.put_super(&SuperRecord {
+            volume_id: volume,
+            next_ino: ROOT_INO + 1,
+        });
         b.put_inode(
             ROOT_INO,
             &InodeRecord {
@@ -230,8 +233,12 @@ impl Fs {
                 sb.volume_id, vol.id
             ));
         }
-        std::fs::create_dir_all(&opts.staging_dir)
-            .map_err(|e| format!("cannot create staging dir {}: {e}", opts.staging_dir.display()))?;
+        std::fs::create_dir_all(&opts.staging_dir).map_err(|e| {
+            format!(
+                "cannot create staging dir {}: {e}",
+                opts.staging_dir.display()
+            )
+        })?;
         if let Ok(rd) = std::fs::read_dir(&opts.staging_dir) {
             for e in rd.flatten() {
                 let _ = std::fs::remove_file(e.path());
@@ -250,8 +257,11 @@ impl Fs {
             gc_wake: Arc::new(Notify::new()),
         });
         if !fs.opts.read_only {
-            let orphans: Vec<(Vec<u8>, Vec<u8>)> =
-                fs.idx.store().scan(&[keys::ORPHAN], None, usize::MAX).map_err(|e| e.to_string())?;
+            let orphans: Vec<(Vec<u8>, Vec<u8>)> = fs
+                .idx
+                .store()
+                .scan(&[keys::ORPHAN], None, usize::MAX)
+                .map_err(|e| e.to_string())?;
             for (k, _) in orphans {
                 let ino = u64::from_be_bytes(k[1..9].try_into().unwrap());
                 let mut b = Batch::default();
@@ -294,7 +304,10 @@ impl Fs {
 
     fn alloc_ino(&self, b: &mut Batch) -> u64 {
         let ino = self.next_ino.fetch_add(1, Ordering::SeqCst);
-        b.put_super(&SuperRecord { volume_id: self.vol.id, next_ino: ino + 1 });
+        b.put_super(&SuperRecord {
+            volume_id: self.vol.id,
+            next_ino: ino + 1,
+        });
         ino
     }
 
@@ -308,7 +321,11 @@ impl Fs {
                 }
             }
         }
-        let size = if r.kind == Kind::Symlink { r.target.len() as u64 } else { size };
+        let size = if r.kind == Kind::Symlink {
+            r.target.len() as u64
+        } else {
+            size
+        };
         Attr {
             ino,
             kind: r.kind,
@@ -359,18 +376,36 @@ impl Fs {
         let d = self.dir(ino)?;
         let mut out = Vec::new();
         if offset < 1 {
-            out.push(DirEntry { ino, offset: 1, kind: Kind::Dir, name: b".".to_vec() });
+            out.push(DirEntry {
+                ino,
+                offset: 1,
+                kind: Kind::Dir,
+                name: b".".to_vec(),
+            });
         }
         if offset < 2 {
-            out.push(DirEntry { ino: d.parent, offset: 2, kind: Kind::Dir, name: b"..".to_vec() });
+            out.push(DirEntry {
+                ino: d.parent,
+                offset: 2,
+                kind: Kind::Dir,
+                name: b"..".to_vec(),
+            });
         }
         if out.len() >= limit {
             out.truncate(limit);
             return Ok(out);
         }
-        for (cookie, name) in self.idx.dir_entries(ino, offset.max(2), limit - out.len())? {
+        for (cookie, name) in self
+            .idx
+            .dir_entries(ino, offset.max(2), limit - out.len())?
+        {
             if let Some(e) = self.idx.dirent(ino, &name)? {
-                out.push(DirEntry { ino: e.ino, offset: cookie, kind: e.kind, name });
+                out.push(DirEntry {
+                    ino: e.ino,
+                    offset: cookie,
+                    kind: e.kind,
+                    name,
+                });
             }
         }
         Ok(out)
@@ -381,7 +416,12 @@ impl Fs {
         let k = self.vol.layout.k as u64;
         let width = self.vol.layout.total() as u64;
         let n = self.vol.slots.len() as u64;
-        let caps: Vec<Option<(u64, u64)>> = self.vol.slots.iter().map(|s| s.backend.capacity()).collect();
+        let caps: Vec<Option<(u64, u64)>> = self
+            .vol
+            .slots
+            .iter()
+            .map(|s| s.backend.capacity())
+            .collect();
         let (total, free) = if caps.iter().all(|c| c.is_some()) {
             // Each logical byte puts (k+m)/(n·k) bytes on every backend; the fullest
             // backend limits what fits.
@@ -405,11 +445,25 @@ impl Fs {
 
     // ----------------------------------------------------------------- namespace changes
 
-    fn new_inode(&self, kind: Kind, perm: u16, caller: Caller, parent: &InodeRecord, parent_ino: u64) -> InodeRecord {
+    fn new_inode(
+        &self,
+        kind: Kind,
+        perm: u16,
+        caller: Caller,
+        parent: &InodeRecord,
+        parent_ino: u64,
+    ) -> InodeRecord {
         let now = now_nanos();
         // setgid directories pass their group (and, to directories, the bit) on.
         let (gid, perm) = if parent.perm & 0o2000 != 0 {
-            (parent.gid, if kind == Kind::Dir { perm | 0o2000 } else { perm })
+            (
+                parent.gid,
+                if kind == Kind::Dir {
+                    perm | 0o2000
+                } else {
+                    perm
+                },
+            )
         } else {
             (caller.gid, perm)
         };
@@ -431,7 +485,15 @@ impl Fs {
     }
 
     /// Adds `name` → `ino` to directory `parent` (whose record is `p`, updated here).
-    fn link_into(&self, b: &mut Batch, parent: u64, p: &mut InodeRecord, name: &[u8], ino: u64, kind: Kind) {
+    fn link_into(
+        &self,
+        b: &mut Batch,
+        parent: u64,
+        p: &mut InodeRecord,
+        name: &[u8],
+        ino: u64,
+        kind: Kind,
+    ) {
         let cookie = p.next_cookie;
         p.next_cookie += 1;
         let now = now_nanos();
@@ -482,23 +544,65 @@ impl Fs {
         Ok(self.attr_of(ino, &r))
     }
 
-    pub async fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> FsResult<Attr> {
-        self.create_node(parent, name, Kind::Dir, (mode & 0o7777) as u16, caller, Vec::new()).await
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        self.create_node(
+            parent,
+            name,
+            Kind::Dir,
+            (mode & 0o7777) as u16,
+            caller,
+            Vec::new(),
+        )
+        .await
     }
 
-    pub async fn mknod_file(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> FsResult<Attr> {
-        self.create_node(parent, name, Kind::File, (mode & 0o7777) as u16, caller, Vec::new()).await
+    pub async fn mknod_file(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        self.create_node(
+            parent,
+            name,
+            Kind::File,
+            (mode & 0o7777) as u16,
+            caller,
+            Vec::new(),
+        )
+        .await
     }
 
-    pub async fn symlink(&self, parent: u64, name: &[u8], target: &[u8], caller: Caller) -> FsResult<Attr> {
+    pub async fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        caller: Caller,
+    ) -> FsResult<Attr> {
         if target.len() > SYMLINK_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
-        self.create_node(parent, name, Kind::Symlink, 0o777, caller, target.to_vec()).await
+        self.create_node(parent, name, Kind::Symlink, 0o777, caller, target.to_vec())
+            .await
     }
 
     /// Creates a regular file and opens it. Returns its attributes and a handle.
-    pub async fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32, caller: Caller) -> FsResult<(Attr, u64)> {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+        caller: Caller,
+    ) -> FsResult<(Attr, u64)> {
         let attr = match self.mknod_file(parent, name, mode, caller).await {
             Ok(a) => a,
             Err(Errno::EEXIST) if flags & libc::O_EXCL == 0 => {
@@ -545,7 +649,9 @@ impl Fs {
     /// Drops one link of `ino` (already removed from its directory). When the last
     /// link goes and nobody has the file open, the inode and its content go too.
     fn unlink_inode(&self, b: &mut Batch, ino: u64, r: &mut InodeRecord) -> FsResult<()> {
-        r.nlink = r.nlink.saturating_sub(if r.kind == Kind::Dir { r.nlink } else { 1 });
+        r.nlink = r
+            .nlink
+            .saturating_sub(if r.kind == Kind::Dir { r.nlink } else { 1 });
         r.ctime = now_nanos();
         if r.nlink > 0 {
             b.put_inode(ino, r);
@@ -677,7 +783,14 @@ impl Fs {
         Err(Errno::EIO)
     }
 
-    pub async fn rename(&self, parent: u64, name: &[u8], newparent: u64, newname: &[u8], flags: u32) -> FsResult<()> {
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
         self.writable()?;
         check_name(newname)?;
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
@@ -694,7 +807,11 @@ impl Fs {
         let src = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
         let dst = self.idx.dirent(newparent, newname)?;
         if parent == newparent && name == newname {
-            return if flags & RENAME_NOREPLACE != 0 { Err(Errno::EEXIST) } else { Ok(()) };
+            return if flags & RENAME_NOREPLACE != 0 {
+                Err(Errno::EEXIST)
+            } else {
+                Ok(())
+            };
         }
         if src.kind == Kind::Dir && self.is_within(newparent, src.ino)? {
             return Err(Errno::EINVAL);
@@ -711,8 +828,24 @@ impl Fs {
             if dst.kind == Kind::Dir && self.is_within(parent, dst.ino)? {
                 return Err(Errno::EINVAL);
             }
-            b.put_dirent(parent, name, &DirentRecord { ino: dst.ino, kind: dst.kind, cookie: src.cookie });
-            b.put_dirent(newparent, newname, &DirentRecord { ino: src.ino, kind: src.kind, cookie: dst.cookie });
+            b.put_dirent(
+                parent,
+                name,
+                &DirentRecord {
+                    ino: dst.ino,
+                    kind: dst.kind,
+                    cookie: src.cookie,
+                },
+            );
+            b.put_dirent(
+                newparent,
+                newname,
+                &DirentRecord {
+                    ino: src.ino,
+                    kind: src.kind,
+                    cookie: dst.cookie,
+                },
+            );
             for (moved, from, to) in [(src, parent, newparent), (dst, newparent, parent)] {
                 let mut r = self.inode(moved.ino)?;
                 r.ctime = now;
@@ -759,7 +892,15 @@ impl Fs {
             if src.kind == Kind::Dir && parent != newparent {
                 np.nlink += 1;
             }
-            b.put_dirent(newparent, newname, &DirentRecord { ino: src.ino, kind: src.kind, cookie });
+            b.put_dirent(
+                newparent,
+                newname,
+                &DirentRecord {
+                    ino: src.ino,
+                    kind: src.kind,
+                    cookie,
+                },
+            );
             b.put_inode(src.ino, &r);
         }
         for (ino, mut p) in parents {
@@ -914,10 +1055,14 @@ impl Fs {
     /// Deletes the shards of chunks that lost their last reference. Returns how many
     /// chunks were deleted.
     pub async fn collect_garbage(&self) -> FsResult<usize> {
-        let queued: Vec<(Vec<u8>, Vec<u8>)> = self.idx.store().scan(&[keys::GC], None, 1024).map_err(|e| {
-            tracing::error!("{e}");
-            Errno::EIO
-        })?;
+        let queued: Vec<(Vec<u8>, Vec<u8>)> = self
+            .idx
+            .store()
+            .scan(&[keys::GC], None, 1024)
+            .map_err(|e| {
+                tracing::error!("{e}");
+                Errno::EIO
+            })?;
         let mut deleted = 0;
         for (k, v) in queued {
             let id = ChunkId(k[1..33].try_into().unwrap());
@@ -946,7 +1091,12 @@ impl Fs {
                     self.idx.apply(b)?;
                     deleted += 1;
                 }
-                Err(f) => tracing::warn!("chunk {id}: deleting shard {} on {} failed, will retry: {}", f.index, f.backend, f.reason),
+                Err(f) => tracing::warn!(
+                    "chunk {id}: deleting shard {} on {} failed, will retry: {}",
+                    f.index,
+                    f.backend,
+                    f.reason
+                ),
             }
             self.guards.end_delete(id);
         }

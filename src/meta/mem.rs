@@ -20,7 +20,12 @@ impl MetaStore for MemMeta {
         Ok(self.map.lock().unwrap().get(key).cloned())
     }
 
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let map = self.map.lock().unwrap();
         let start = match after {
             Some(a) => Bound::Excluded(a.to_vec()),

@@ -15,7 +15,9 @@ pub use sled_store::SledMeta;
 pub enum MetaError {
     #[error("local index: {0}")]
     Io(String),
-    #[error("local index at {path} is in use by another cloudraid process (is the volume mounted?)")]
+    #[error(
+        "local index at {path} is in use by another cloudraid process (is the volume mounted?)"
+    )]
     Locked { path: String },
 }
 
@@ -43,7 +45,12 @@ pub trait MetaStore: Send + Sync {
     fn get(&self, key: &[u8]) -> MetaResult<Option<Vec<u8>>>;
     /// Up to `limit` entries whose key starts with `prefix` and sorts strictly after
     /// `after` (or from the start of the prefix), in key order.
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>>;
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Applies every operation of the batch atomically, in order.
     fn apply(&self, batch: Batch) -> MetaResult<()>;
     /// Makes every applied batch durable.

@@ -19,10 +19,13 @@ impl SledMeta {
             .cache_capacity(64 << 20)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
                 {
-                    MetaError::Locked { path: path.display().to_string() }
+                    MetaError::Locked {
+                        path: path.display().to_string(),
+                    }
                 }
                 other => MetaError::Io(format!("cannot open {}: {other}", path.display())),
             })?;
@@ -35,9 +38,17 @@ impl MetaStore for SledMeta {
         Ok(self.db.get(key).map_err(err)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
         let iter = match after {
-            Some(a) => self.db.range((std::ops::Bound::Excluded(a.to_vec()), std::ops::Bound::Unbounded)),
+            Some(a) => self.db.range((
+                std::ops::Bound::Excluded(a.to_vec()),
+                std::ops::Bound::Unbounded,
+            )),
             None => self.db.range(prefix.to_vec()..),
         };
         let mut out = Vec::new();

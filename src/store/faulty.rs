@@ -29,7 +29,10 @@ pub struct FaultyBackend {
 
 impl FaultyBackend {
     pub fn new(inner: Arc<dyn Backend>) -> Self {
-        FaultyBackend { inner, fault: AtomicU8::new(Fault::None as u8) }
+        FaultyBackend {
+            inner,
+            fault: AtomicU8::new(Fault::None as u8),
+        }
     }
 
     pub fn set(&self, fault: Fault) {
@@ -47,10 +50,14 @@ impl FaultyBackend {
 
     fn check(&self, write: bool) -> StoreResult<()> {
         match self.fault() {
-            Fault::Down => Err(StoreError::Unavailable(format!("{} is down (injected)", self.inner.describe()))),
-            Fault::RejectWrites if write => {
-                Err(StoreError::Unavailable(format!("{} rejects writes (injected)", self.inner.describe())))
-            }
+            Fault::Down => Err(StoreError::Unavailable(format!(
+                "{} is down (injected)",
+                self.inner.describe()
+            ))),
+            Fault::RejectWrites if write => Err(StoreError::Unavailable(format!(
+                "{} rejects writes (injected)",
+                self.inner.describe()
+            ))),
             _ => Ok(()),
         }
     }

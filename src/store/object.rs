@@ -25,7 +25,10 @@ pub struct ObjectBackend {
 /// Opens the backend named by `url`. Credentials and endpoints come from the
 /// provider's usual environment variables, then from `options`.
 pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBackend> {
-    let bad = |reason: &str| StoreError::BadUrl { url: url.to_string(), reason: reason.to_string() };
+    let bad = |reason: &str| StoreError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     let path_prefix = parsed.path().trim_matches('/').to_string();
     let (store, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
@@ -61,7 +64,12 @@ pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBa
                 )))
             }
         };
-    Ok(ObjectBackend { url: url.to_string(), store, prefix, local_root })
+    Ok(ObjectBackend {
+        url: url.to_string(),
+        store,
+        prefix,
+        local_root,
+    })
 }
 
 fn reject_options(url: &str, options: &BackendOptions) -> StoreResult<()> {
@@ -107,11 +115,18 @@ macro_rules! configure {
                 .map_err(|_| format!("unknown option {k:?} for this provider"))?;
             b = b.with_config(key, v.clone());
         }
-        b.with_url($url).with_retry(retry()).build().map_err(|e| e.to_string())?
+        b.with_url($url)
+            .with_retry(retry())
+            .build()
+            .map_err(|e| e.to_string())?
     }};
 }
 
-fn cloud_store(scheme: &str, url: &str, options: &BackendOptions) -> Result<Arc<dyn ObjectStore>, String> {
+fn cloud_store(
+    scheme: &str,
+    url: &str,
+    options: &BackendOptions,
+) -> Result<Arc<dyn ObjectStore>, String> {
     Ok(match scheme {
         "s3" => Arc::new(configure!(
             object_store::aws::AmazonS3Builder::new(),
@@ -184,7 +199,9 @@ impl ObjectBackend {
         if self.prefix.is_empty() {
             full
         } else {
-            full.strip_prefix(&self.prefix).map(|s| s.trim_start_matches('/')).unwrap_or(full)
+            full.strip_prefix(&self.prefix)
+                .map(|s| s.trim_start_matches('/'))
+                .unwrap_or(full)
         }
     }
 }
@@ -197,16 +214,27 @@ impl Backend for ObjectBackend {
 
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.check_root()?;
-        self.store.put(&self.path(key), PutPayload::from_bytes(data)).await.map_err(|e| map_err(key, e))?;
+        self.store
+            .put(&self.path(key), PutPayload::from_bytes(data))
+            .await
+            .map_err(|e| map_err(key, e))?;
         Ok(())
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
         self.check_root()?;
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.path(key), PutPayload::from_bytes(data.clone()), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&self.path(key), PutPayload::from_bytes(data.clone()), opts)
+            .await
+        {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
             Err(object_store::Error::NotImplemented { .. }) => {
                 if self.head(key).await?.is_some() {
                     return Ok(false);
@@ -220,13 +248,20 @@ impl Backend for ObjectBackend {
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         self.check_root()?;
-        let r = self.store.get(&self.path(key)).await.map_err(|e| map_err(key, e))?;
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| map_err(key, e))?;
         r.bytes().await.map_err(|e| map_err(key, e))
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         self.check_root()?;
-        self.store.get_range(&self.path(key), range).await.map_err(|e| map_err(key, e))
+        self.store
+            .get_range(&self.path(key), range)
+            .await
+            .map_err(|e| map_err(key, e))
     }
 
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
@@ -249,10 +284,18 @@ impl Backend for ObjectBackend {
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
         self.check_root()?;
         let p = self.path(prefix.trim_end_matches('/'));
-        let metas: Vec<_> = self.store.list(Some(&p)).try_collect().await.map_err(|e| map_err(prefix, e))?;
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&p))
+            .try_collect()
+            .await
+            .map_err(|e| map_err(prefix, e))?;
         Ok(metas
             .into_iter()
-            .map(|m| ObjectInfo { key: self.strip(m.location.as_ref()).to_string(), size: m.size })
+            .map(|m| ObjectInfo {
+                key: self.strip(m.location.as_ref()).to_string(),
+                size: m.size,
+            })
             .collect())
     }
 

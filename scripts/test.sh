@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of cloudraid: core, property, conformance, real-mount and CLI tests.
+# On a fresh machine it first installs what the tests need. Real-mount tests need
+# root and /dev/fuse (as in CI); run by hand without them, they say so and skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+if [ "$(id -u)" = 0 ] && [ ! -e /dev/fuse ]; then
+  mknod -m 0666 /dev/fuse c 10 229 || true
+fi
+# fusermount3 (package fuse3) lets non-root users unmount; root does not need it.
+if [ "$(id -u)" = 0 ] && ! command -v fusermount3 >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq fuse3 >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fuse3 >/dev/null 2>&1)) || true
+fi
+
+cargo build --tests --bins --locked 2>&1 | tail -n 3
+cargo test --locked -- --test-threads=2

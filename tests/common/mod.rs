@@ -1,0 +1,119 @@
+//! Shared helpers for the test binaries.
+#![allow(dead_code)]
+
+use cloudraid::erasure::Layout;
+use cloudraid::format::VolumeId;
+use cloudraid::fs::{Caller, Fs, FsOptions};
+use cloudraid::index::Index;
+use cloudraid::meta::{MemMeta, MetaStore};
+use cloudraid::store::{open_backend, Backend, FaultyBackend};
+use cloudraid::volume::{Slot, Volume};
+use std::sync::Arc;
+
+/// A filesystem core over `n` in-memory backends, each behind a fault switch.
+pub struct TestVolume {
+    pub fs: Arc<Fs>,
+    pub faults: Vec<Arc<FaultyBackend>>,
+    pub meta: Arc<MemMeta>,
+    pub id: VolumeId,
+    pub layout: Layout,
+    pub chunk_size: u32,
+    pub staging: tempfile::TempDir,
+}
+
+pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
+    let faults: Vec<Arc<FaultyBackend>> = (0..n)
+        .map(|_| {
+            let inner: Arc<dyn Backend> =
+                Arc::new(open_backend("memory://", &Default::default()).unwrap());
+            Arc::new(FaultyBackend::new(inner))
+        })
+        .collect();
+    let meta = Arc::new(MemMeta::new());
+    let id = VolumeId::random();
+    let layout = Layout::new(k, m).unwrap();
+    let staging = tempfile::tempdir().unwrap();
+    let idx = Index::new(meta.clone() as Arc<dyn MetaStore>);
+    Fs::format(&idx, id, Caller::default()).unwrap();
+    let fs = build(
+        &faults,
+        &meta,
+        id,
+        layout,
+        chunk_size,
+        staging.path(),
+        false,
+    );
+    TestVolume {
+        fs,
+        faults,
+        meta,
+        id,
+        layout,
+        chunk_size,
+        staging,
+    }
+}
+
+fn build(
+    faults: &[Arc<FaultyBackend>],
+    meta: &Arc<MemMeta>,
+    id: VolumeId,
+    layout: Layout,
+    chunk_size: u32,
+    staging: &std::path::Path,
+    read_only: bool,
+) -> Arc<Fs> {
+    let slots = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Slot {
+            name: format!("b{i}"),
+            backend: f.clone() as Arc<dyn Backend>,
+        })
+        .collect();
+    let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20);
+    let idx = Index::new(meta.clone() as Arc<dyn MetaStore>);
+    let opts = FsOptions {
+        read_only,
+        staging_dir: staging.to_path_buf(),
+        chunk_size,
+        upload_concurrency: 3,
+        readahead_chunks: 2,
+    };
+    Fs::load(Arc::new(vol), idx, opts).unwrap()
+}
+
+impl TestVolume {
+    /// A fresh core over the same index and backends (what a remount sees).
+    pub fn reopen(&self, read_only: bool) -> Arc<Fs> {
+        build(
+            &self.faults,
+            &self.meta,
+            self.id,
+            self.layout,
+            self.chunk_size,
+            self.staging.path(),
+            read_only,
+        )
+    }
+
+    /// Number of shard objects stored across all backends.
+    pub async fn shard_objects(&self) -> usize {
+        let mut n = 0;
+        for f in &self.faults {
+            n += f.list("chunks").await.unwrap().len();
+        }
+        n
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut v = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+pub const ROOT: u64 = 1;

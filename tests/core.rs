@@ -1,0 +1,584 @@
+//! Core tests: the filesystem core driven directly over in-memory backends.
+
+mod common;
+
+use cloudraid::format::Kind;
+use cloudraid::fs::{
+    Caller, Errno, Fs, SetAttr, SetTime, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE,
+    XATTR_REPLACE,
+};
+use cloudraid::store::Fault;
+use common::{bytes, volume, ROOT};
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+
+const C: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
+
+async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (a, fh) = fs
+        .create(parent, name.as_bytes(), 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    let mut off = 0;
+    for piece in data.chunks(100_000) {
+        fs.write(fh, off, piece).await.unwrap();
+        off += piece.len() as u64;
+    }
+    fs.release(fh).await.unwrap();
+    a.ino
+}
+
+async fn read_all(fs: &Fs, ino: u64) -> Result<Vec<u8>, Errno> {
+    let fh = fs.open(ino, libc::O_RDONLY).await?;
+    let mut out = Vec::new();
+    loop {
+        let d = match fs.read(fh, out.len() as u64, 131072).await {
+            Ok(d) => d,
+            Err(e) => {
+                fs.release(fh).await.unwrap();
+                return Err(e);
+            }
+        };
+        if d.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&d);
+    }
+    fs.release(fh).await.unwrap();
+    Ok(out)
+}
+
+async fn names(fs: &Fs, dir: u64) -> Vec<String> {
+    let mut v: Vec<String> = fs
+        .readdir(dir, 0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| String::from_utf8(e.name).unwrap())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_lookup_readdir_and_errors() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let d = fs.mkdir(ROOT, b"docs", 0o755, C).await.unwrap();
+    assert_eq!(d.kind, Kind::Dir);
+    assert_eq!((d.uid, d.gid, d.perm, d.nlink), (1000, 1000, 0o755, 2));
+    assert_eq!(fs.getattr(ROOT).await.unwrap().nlink, 3);
+    let f = write_file(fs, d.ino, "a.txt", b"hello").await;
+    assert_eq!(fs.lookup(d.ino, b"a.txt").await.unwrap().ino, f);
+    assert_eq!(fs.lookup(d.ino, b"a.txt").await.unwrap().size, 5);
+    assert_eq!(fs.lookup(d.ino, b"nope").await.unwrap_err(), Errno::ENOENT);
+    assert_eq!(fs.lookup(f, b"x").await.unwrap_err(), Errno::ENOTDIR);
+    assert_eq!(
+        fs.mkdir(ROOT, b"docs", 0o755, C).await.unwrap_err(),
+        Errno::EEXIST
+    );
+    let long = vec![b'x'; 256];
+    assert_eq!(
+        fs.mkdir(ROOT, &long, 0o755, C).await.unwrap_err(),
+        Errno::ENAMETOOLONG
+    );
+    assert_eq!(
+        fs.lookup(ROOT, &long).await.unwrap_err(),
+        Errno::ENAMETOOLONG
+    );
+    assert!(fs.mkdir(ROOT, &vec![b'y'; 255], 0o755, C).await.is_ok());
+    assert_eq!(fs.rmdir(ROOT, b"docs").await.unwrap_err(), Errno::ENOTEMPTY);
+    assert_eq!(fs.rmdir(d.ino, b"a.txt").await.unwrap_err(), Errno::ENOTDIR);
+    assert_eq!(fs.unlink(ROOT, b"docs").await.unwrap_err(), Errno::EISDIR);
+    assert_eq!(
+        fs.unlink(ROOT, b"missing").await.unwrap_err(),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        fs.create(d.ino, b"a.txt", 0o644, libc::O_RDWR | libc::O_EXCL, C)
+            .await
+            .unwrap_err(),
+        Errno::EEXIST
+    );
+    fs.unlink(d.ino, b"a.txt").await.unwrap();
+    fs.rmdir(ROOT, b"docs").await.unwrap();
+    assert_eq!(fs.getattr(ROOT).await.unwrap().nlink, 3); // the 255-byte directory remains
+    assert_eq!(fs.getattr(f).await.unwrap_err(), Errno::ENOENT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readdir_offsets_are_stable() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    for i in 0..50 {
+        fs.mkdir(ROOT, format!("d{i:02}").as_bytes(), 0o755, C)
+            .await
+            .unwrap();
+    }
+    let first = fs.readdir(ROOT, 0, 20).await.unwrap();
+    assert_eq!(first.len(), 20);
+    assert_eq!(first[0].name, b".");
+    assert_eq!(first[1].name, b"..");
+    // Remove an entry already listed and add a new one: the rest is neither lost nor repeated.
+    fs.rmdir(ROOT, &first[5].name).await.unwrap();
+    fs.mkdir(ROOT, b"zz-new", 0o755, C).await.unwrap();
+    let mut seen: Vec<Vec<u8>> = first.iter().map(|e| e.name.clone()).collect();
+    let mut off = first.last().unwrap().offset;
+    loop {
+        let more = fs.readdir(ROOT, off, 7).await.unwrap();
+        if more.is_empty() {
+            break;
+        }
+        off = more.last().unwrap().offset;
+        seen.extend(more.into_iter().map(|e| e.name));
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no entry listed twice");
+    assert_eq!(seen.len(), 2 + 50 + 1);
+    assert!(seen.contains(&b"zz-new".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rename_variants() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let a = fs.mkdir(ROOT, b"a", 0o755, C).await.unwrap().ino;
+    let b = fs.mkdir(ROOT, b"b", 0o755, C).await.unwrap().ino;
+    let f1 = write_file(fs, a, "f1", b"one").await;
+    let f2 = write_file(fs, b, "f2", b"two").await;
+
+    // Across directories, replacing a target.
+    fs.rename(a, b"f1", b, b"f2", 0).await.unwrap();
+    assert_eq!(fs.lookup(b, b"f2").await.unwrap().ino, f1);
+    assert_eq!(fs.lookup(a, b"f1").await.unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        fs.getattr(f2).await.unwrap_err(),
+        Errno::ENOENT,
+        "replaced file is gone"
+    );
+    assert_eq!(read_all(fs, f1).await.unwrap(), b"one");
+
+    // NOREPLACE and EXCHANGE.
+    let f3 = write_file(fs, a, "f3", b"three").await;
+    assert_eq!(
+        fs.rename(a, b"f3", b, b"f2", RENAME_NOREPLACE)
+            .await
+            .unwrap_err(),
+        Errno::EEXIST
+    );
+    fs.rename(a, b"f3", b, b"f2", RENAME_EXCHANGE)
+        .await
+        .unwrap();
+    assert_eq!(fs.lookup(a, b"f3").await.unwrap().ino, f1);
+    assert_eq!(fs.lookup(b, b"f2").await.unwrap().ino, f3);
+    assert_eq!(
+        fs.rename(a, b"f3", b, b"none", RENAME_EXCHANGE)
+            .await
+            .unwrap_err(),
+        Errno::ENOENT
+    );
+
+    // Directories: into own subtree, over a file, over a non-empty dir, over an empty dir.
+    let sub = fs.mkdir(a, b"sub", 0o755, C).await.unwrap().ino;
+    assert_eq!(
+        fs.rename(ROOT, b"a", sub, b"x", 0).await.unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        fs.rename(a, b"sub", b, b"f2", 0).await.unwrap_err(),
+        Errno::ENOTDIR
+    );
+    assert_eq!(
+        fs.rename(b, b"f2", a, b"sub", 0).await.unwrap_err(),
+        Errno::EISDIR
+    );
+    assert_eq!(
+        fs.rename(ROOT, b"b", a, b"f3", 0).await.unwrap_err(),
+        Errno::ENOTDIR
+    );
+    let empty = fs.mkdir(b, b"empty", 0o755, C).await.unwrap().ino;
+    fs.rename(a, b"sub", b, b"empty", 0).await.unwrap();
+    assert_eq!(fs.lookup(b, b"empty").await.unwrap().ino, sub);
+    assert_eq!(fs.getattr(empty).await.unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        fs.lookup(sub, b"..").await.unwrap().ino,
+        b,
+        "moved directory's parent follows"
+    );
+    assert_eq!(fs.getattr(a).await.unwrap().nlink, 2);
+    assert_eq!(fs.getattr(b).await.unwrap().nlink, 3);
+    assert_eq!(
+        fs.rename(ROOT, b"b", b, b"x", 0).await.unwrap_err(),
+        Errno::EINVAL
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_symlinks_xattrs_and_setattr() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let f = write_file(fs, ROOT, "orig", b"data").await;
+    let l = fs.link(f, ROOT, b"hard").await.unwrap();
+    assert_eq!((l.ino, l.nlink), (f, 2));
+    fs.unlink(ROOT, b"orig").await.unwrap();
+    assert_eq!(fs.getattr(f).await.unwrap().nlink, 1);
+    assert_eq!(read_all(fs, f).await.unwrap(), b"data");
+    let d = fs.mkdir(ROOT, b"dir", 0o755, C).await.unwrap().ino;
+    assert_eq!(
+        fs.link(d, ROOT, b"dirlink").await.unwrap_err(),
+        Errno::EPERM
+    );
+
+    let s = fs.symlink(ROOT, b"sl", b"hard", C).await.unwrap();
+    assert_eq!((s.kind, s.size), (Kind::Symlink, 4));
+    assert_eq!(fs.readlink(s.ino).await.unwrap(), b"hard");
+    assert_eq!(fs.readlink(f).await.unwrap_err(), Errno::EINVAL);
+
+    fs.setxattr(f, b"user.tag", b"v1", 0).await.unwrap();
+    assert_eq!(
+        fs.setxattr(f, b"user.tag", b"v2", XATTR_CREATE)
+            .await
+            .unwrap_err(),
+        Errno::EEXIST
+    );
+    assert_eq!(
+        fs.setxattr(f, b"user.other", b"v", XATTR_REPLACE)
+            .await
+            .unwrap_err(),
+        Errno::ENODATA
+    );
+    fs.setxattr(f, b"user.tag", b"v2", XATTR_REPLACE)
+        .await
+        .unwrap();
+    fs.setxattr(f, b"user.b", b"", 0).await.unwrap();
+    assert_eq!(fs.getxattr(f, b"user.tag").await.unwrap(), b"v2");
+    assert_eq!(fs.listxattr(f).await.unwrap(), b"user.b\0user.tag\0");
+    fs.removexattr(f, b"user.tag").await.unwrap();
+    assert_eq!(
+        fs.getxattr(f, b"user.tag").await.unwrap_err(),
+        Errno::ENODATA
+    );
+    assert_eq!(
+        fs.removexattr(f, b"user.tag").await.unwrap_err(),
+        Errno::ENODATA
+    );
+
+    let t = std::time::UNIX_EPOCH + std::time::Duration::new(1_500_000_000, 123_456_789);
+    let a = fs
+        .setattr(
+            f,
+            SetAttr {
+                mode: Some(0o4750),
+                uid: None,
+                gid: None,
+                size: None,
+                atime: Some(SetTime::At(t)),
+                mtime: Some(SetTime::At(t)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.perm, a.mtime, a.atime), (0o4750, t, t));
+    let a = fs
+        .setattr(
+            f,
+            SetAttr {
+                uid: Some(7),
+                gid: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.uid, a.gid, a.perm), (7, 8, 0o750), "chown clears setuid");
+    assert_eq!(
+        fs.setattr(
+            d,
+            SetAttr {
+                size: Some(0),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap_err(),
+        Errno::EISDIR
+    );
+}
+
+/// Random writes, truncates, reopens and reads against a plain byte vector.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_writes_match_a_model() {
+    // Chunk size not a power of two, so writes straddle chunk edges in every way.
+    let tv = volume(3, 2, 5, 1000);
+    let mut fs = tv.fs.clone();
+    let ino = write_file(&fs, ROOT, "f", &bytes(1, 2500)).await;
+    let mut model = bytes(1, 2500);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let mut fh = fs.open(ino, libc::O_RDWR).await.unwrap();
+    for step in 0..400 {
+        match rng.random_range(0..10) {
+            0..=5 => {
+                let off = rng.random_range(0..(model.len() as u64 + 3000));
+                let len = rng.random_range(1..2500);
+                let data = bytes(step, len);
+                fs.write(fh, off, &data).await.unwrap();
+                let end = off as usize + len;
+                if model.len() < end {
+                    model.resize(end, 0);
+                }
+                model[off as usize..end].copy_from_slice(&data);
+            }
+            6 => {
+                let size = rng.random_range(0..(model.len() as u64 + 2000));
+                fs.setattr(
+                    ino,
+                    SetAttr {
+                        size: Some(size),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+                model.resize(size as usize, 0);
+            }
+            7 => fs.flush(fh).await.unwrap(),
+            8 => {
+                // Close, remount the core, reopen.
+                fs.release(fh).await.unwrap();
+                if rng.random_bool(0.5) {
+                    fs = tv.reopen(false);
+                }
+                fh = fs.open(ino, libc::O_RDWR).await.unwrap();
+            }
+            _ => {
+                let off = rng.random_range(0..(model.len() as u64 + 10));
+                let got = fs.read(fh, off, 3000).await.unwrap();
+                let lo = (off as usize).min(model.len());
+                let hi = (off as usize + 3000).min(model.len());
+                assert_eq!(got, model[lo..hi], "read at {off} after step {step}");
+            }
+        }
+        assert_eq!(
+            fs.getattr(ino).await.unwrap().size,
+            model.len() as u64,
+            "size after step {step}"
+        );
+    }
+    fs.release(fh).await.unwrap();
+    let fs = tv.reopen(false);
+    assert_eq!(read_all(&fs, ino).await.unwrap(), model);
+    // Reference counts in the index agree with the files.
+    let counted = fs.count_references().unwrap();
+    for (id, n) in &counted {
+        assert_eq!(fs.index().chunk(id).unwrap().unwrap().refs, *n);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identical_chunks_are_stored_once_and_collected_when_unused() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let data = bytes(7, 300_000);
+    let a = write_file(fs, ROOT, "a", &data).await;
+    let shards_one = tv.shard_objects().await;
+    assert_eq!(shards_one, 5 * 3, "5 chunks × 3 shards");
+    let b = write_file(fs, ROOT, "b", &data).await;
+    assert_eq!(
+        tv.shard_objects().await,
+        shards_one,
+        "the copy uploads nothing"
+    );
+    assert_eq!(read_all(fs, b).await.unwrap(), data);
+    fs.unlink(ROOT, b"a").await.unwrap();
+    fs.collect_garbage().await.unwrap();
+    assert_eq!(
+        tv.shard_objects().await,
+        shards_one,
+        "still referenced by b"
+    );
+    assert_eq!(read_all(fs, b).await.unwrap(), data);
+    fs.unlink(ROOT, b"b").await.unwrap();
+    assert_eq!(fs.collect_garbage().await.unwrap(), 5);
+    assert_eq!(
+        tv.shard_objects().await,
+        0,
+        "no shard left once no file uses it"
+    );
+    assert_eq!(fs.getattr(a).await.unwrap_err(), Errno::ENOENT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sparse_files_store_no_zero_chunks() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let (a, fh) = fs
+        .create(ROOT, b"sparse", 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    fs.write(fh, 10 << 20, b"tail").await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, (10 << 20) + 4);
+    assert_eq!(
+        tv.shard_objects().await,
+        3,
+        "only the chunk holding data is stored"
+    );
+    let all = read_all(fs, a.ino).await.unwrap();
+    assert!(all[..10 << 20].iter().all(|b| *b == 0));
+    assert_eq!(&all[10 << 20..], b"tail");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unlinked_open_file_stays_readable_until_closed() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let data = bytes(3, 200_000);
+    let ino = write_file(fs, ROOT, "tmp", &data).await;
+    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
+    fs.unlink(ROOT, b"tmp").await.unwrap();
+    assert_eq!(fs.lookup(ROOT, b"tmp").await.unwrap_err(), Errno::ENOENT);
+    assert_eq!(fs.read(fh, 0, 200_000).await.unwrap(), data);
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.getattr(ino).await.unwrap_err(), Errno::ENOENT);
+    fs.collect_garbage().await.unwrap();
+    assert_eq!(tv.shard_objects().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_survive_m_backends_down_or_lying() {
+    let tv = volume(2, 2, 4, 64 << 10);
+    let fs = &tv.fs;
+    let data = bytes(9, 1_000_000);
+    let ino = write_file(fs, ROOT, "big", &data).await;
+    for (down, corrupt) in [
+        (vec![0], vec![]),
+        (vec![1, 3], vec![]),
+        (vec![2], vec![0]),
+        (vec![], vec![1, 2]),
+    ] {
+        let fs = tv.reopen(true); // a fresh cache each time
+        for f in &tv.faults {
+            f.set(Fault::None);
+        }
+        for i in &down {
+            tv.faults[*i].set(Fault::Down);
+        }
+        for i in &corrupt {
+            tv.faults[*i].set(Fault::CorruptReads);
+        }
+        assert_eq!(
+            read_all(&fs, ino).await.unwrap(),
+            data,
+            "down {down:?} corrupt {corrupt:?}"
+        );
+    }
+    // Three of four unusable: a clean error, never wrong bytes.
+    let fs = tv.reopen(true);
+    tv.faults[0].set(Fault::Down);
+    tv.faults[1].set(Fault::CorruptReads);
+    tv.faults[2].set(Fault::Down);
+    tv.faults[3].set(Fault::None);
+    assert_eq!(read_all(&fs, ino).await.unwrap_err(), Errno::EIO);
+    // Listing and stat never touch a backend.
+    assert_eq!(names(&fs, ROOT).await, vec!["big"]);
+    assert_eq!(fs.getattr(ino).await.unwrap().size, data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_upload_keeps_the_previous_version() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let old = bytes(1, 100_000);
+    let ino = write_file(fs, ROOT, "f", &old).await;
+    tv.faults[1].set(Fault::RejectWrites);
+    let fh = fs.open(ino, libc::O_RDWR | libc::O_TRUNC).await.unwrap();
+    fs.write(fh, 0, &bytes(2, 150_000)).await.unwrap();
+    assert_eq!(fs.flush(fh).await.unwrap_err(), Errno::EIO);
+    assert_eq!(
+        fs.index().content(ino).unwrap().unwrap().chunks.len(),
+        2,
+        "index still holds the old chunks"
+    );
+    // Once the backend is back, the staged data is committed by the next flush.
+    tv.faults[1].set(Fault::None);
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(
+        read_all(&tv.reopen(true), ino).await.unwrap(),
+        bytes(2, 150_000)
+    );
+    // A failed write never touches the committed file seen by a fresh mount.
+    tv.faults[0].set(Fault::Down);
+    let fh = fs.open(ino, libc::O_RDWR).await.unwrap();
+    fs.write(fh, 0, &bytes(3, 1000)).await.unwrap();
+    assert_eq!(fs.fsync(fh).await.unwrap_err(), Errno::EIO);
+    assert_eq!(
+        read_all(&tv.reopen(true), ino).await.unwrap(),
+        bytes(2, 150_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_only_core_refuses_changes() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let ino = write_file(&tv.fs, ROOT, "f", b"x").await;
+    let ro = tv.reopen(true);
+    assert_eq!(
+        ro.mkdir(ROOT, b"d", 0o755, C).await.unwrap_err(),
+        Errno::EROFS
+    );
+    assert_eq!(ro.unlink(ROOT, b"f").await.unwrap_err(), Errno::EROFS);
+    assert_eq!(
+        ro.open(ino, libc::O_WRONLY).await.unwrap_err(),
+        Errno::EROFS
+    );
+    assert_eq!(
+        ro.setattr(
+            ino,
+            SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            }
+        )
+        .await
+        .unwrap_err(),
+        Errno::EROFS
+    );
+    assert_eq!(read_all(&ro, ino).await.unwrap(), b"x");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_writers_and_readers() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = tv.fs.clone();
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let fs: Arc<Fs> = fs.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10u64 {
+                let name = format!("t{t}-{i}");
+                let data = bytes(t * 100 + i, (i as usize + 1) * 20_000);
+                let ino = write_file(&fs, ROOT, &name, &data).await;
+                assert_eq!(read_all(&fs, ino).await.unwrap(), data);
+                if i % 3 == 0 {
+                    fs.unlink(ROOT, name.as_bytes()).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(names(&fs, ROOT).await.len(), 8 * 6);
+    fs.collect_garbage().await.unwrap();
+    let counted = fs.count_references().unwrap();
+    for (id, n) in &counted {
+        assert_eq!(fs.index().chunk(id).unwrap().unwrap().refs, *n);
+    }
+}
