@@ -1,0 +1,96 @@
+//! One suite for every storage backend kind reachable here: memory:// and file://.
+//! (Cloud protocol servers join this suite with the emulator harness.)
+
+use bytes::Bytes;
+use cloudraid::store::{open_backend, Backend, StoreError};
+
+async fn suite(b: &dyn Backend) {
+    assert_eq!(b.head("x/a").await.unwrap(), None);
+    assert!(matches!(b.get("x/a").await, Err(StoreError::NotFound(_))));
+    b.put("x/a", Bytes::from_static(b"hello world"))
+        .await
+        .unwrap();
+    assert_eq!(b.head("x/a").await.unwrap(), Some(11));
+    assert_eq!(&b.get("x/a").await.unwrap()[..], b"hello world");
+    assert_eq!(&b.get_range("x/a", 6..11).await.unwrap()[..], b"world");
+    // Overwrite replaces.
+    b.put("x/a", Bytes::from_static(b"v2")).await.unwrap();
+    assert_eq!(&b.get("x/a").await.unwrap()[..], b"v2");
+    // Conditional create.
+    assert!(b
+        .put_if_absent("x/once", Bytes::from_static(b"1"))
+        .await
+        .unwrap());
+    assert!(!b
+        .put_if_absent("x/once", Bytes::from_static(b"2"))
+        .await
+        .unwrap());
+    assert_eq!(&b.get("x/once").await.unwrap()[..], b"1");
+    // Large objects.
+    let big: Vec<u8> = (0..(9 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    b.put("y/big", Bytes::from(big.clone())).await.unwrap();
+    assert_eq!(b.get("y/big").await.unwrap().len(), big.len());
+    assert_eq!(
+        &b.get_range("y/big", 5_000_000..5_000_010).await.unwrap()[..],
+        &big[5_000_000..5_000_010]
+    );
+    // Listing is by prefix, with sizes.
+    let mut l = b.list("x").await.unwrap();
+    l.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        l.iter()
+            .map(|o| (o.key.as_str(), o.size))
+            .collect::<Vec<_>>(),
+        [("x/a", 2), ("x/once", 1)]
+    );
+    // Delete, also of a missing key.
+    b.delete("x/a").await.unwrap();
+    b.delete("x/a").await.unwrap();
+    assert_eq!(b.head("x/a").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_backend() {
+    suite(&open_backend("memory://", &Default::default()).unwrap()).await;
+}
+
+#[tokio::test]
+async fn file_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/store", dir.path().display());
+    std::fs::create_dir(dir.path().join("store")).unwrap();
+    let b = open_backend(&url, &Default::default()).unwrap();
+    suite(&b).await;
+    assert!(b
+        .capacity()
+        .is_some_and(|(total, free)| total > 0 && free <= total));
+}
+
+#[tokio::test]
+async fn missing_folder_is_unreachable_and_never_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("drive");
+    let b = open_backend(&format!("file://{}", root.display()), &Default::default()).unwrap();
+    let err = b.put("k", Bytes::from_static(b"v")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.to_string().contains("is the drive mounted"), "{err}");
+    assert!(!root.exists(), "a write must not create the missing folder");
+    assert!(matches!(b.get("k").await, Err(StoreError::Unavailable(_))));
+}
+
+#[test]
+fn bad_urls_are_refused_with_the_reason() {
+    let e = |u: &str| {
+        open_backend(u, &Default::default())
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(e("ftp://host/x").contains("unknown scheme \"ftp\""));
+    assert!(e("file://relative/path").contains("three slashes"));
+    assert!(e("not a url").contains("invalid backend URL"));
+    assert!(e("s3://").contains("no bucket"));
+    let mut opts = std::collections::BTreeMap::new();
+    opts.insert("no_such_option".to_string(), "1".to_string());
+    let err = open_backend("s3://bucket", &opts).unwrap_err().to_string();
+    assert!(err.contains("unknown option \"no_such_option\""), "{err}");
+}
