@@ -1,0 +1,428 @@
+//! Real-mount tests: a volume over local folders mounted in a temp dir through
+//! FUSE, used with std::fs like any program would. Needs root and /dev/fuse (CI
+//! has both); run by hand without them, each test says so and skips.
+
+mod common;
+
+use cloudraid::config::{Config, Size};
+use cloudraid::fuse::{self, MountOpts, Mounted};
+use cloudraid::setup;
+use std::ffi::CString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Mount tests run one at a time (see ../shared/notes/fuse-here.md on EBUSY).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn can_mount() -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("real-mount tests need root and /dev/fuse, and CI must provide both");
+    }
+    eprintln!("skipping: real-mount tests need root and /dev/fuse");
+    false
+}
+
+struct Vol {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    config: Config,
+    rt: tokio::runtime::Runtime,
+    mounted: Option<Mounted>,
+    mp: PathBuf,
+}
+
+impl Vol {
+    fn new(k: usize, m: usize, n: usize, chunk: u64) -> Vol {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let mp = base.join("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = rt
+            .block_on(setup::init(setup::InitRequest {
+                config_path: base.join("vol.toml"),
+                name: Some("test".into()),
+                backends: (0..n)
+                    .map(|i| (format!("b{i}"), format!("file://{}/b{i}", base.display())))
+                    .collect(),
+                data_shards: Some(k),
+                parity_shards: Some(m),
+                chunk_size: Size(chunk),
+                cache_size: Size(32 << 20),
+                state_dir: Some(base.join("state")),
+                force: false,
+                allow_shared_backends: false,
+            }))
+            .unwrap();
+        let mut v = Vol {
+            _dir: dir,
+            base,
+            config: report.config,
+            rt,
+            mounted: None,
+            mp,
+        };
+        v.mount(false);
+        v
+    }
+
+    fn mount(&mut self, read_only: bool) {
+        let _g = self.rt.enter();
+        let (fs, _) = self
+            .rt
+            .block_on(setup::open_fs(&self.config, read_only))
+            .unwrap();
+        let opts = MountOpts {
+            read_only,
+            ..Default::default()
+        };
+        self.mounted = Some(fuse::mount(fs, &self.mp, "test-volume", &opts).unwrap());
+    }
+
+    fn unmount(&mut self) {
+        drop(self.mounted.take());
+    }
+
+    fn remount(&mut self, read_only: bool) {
+        self.unmount();
+        self.mount(read_only);
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.mp.join(rel)
+    }
+}
+
+impl Drop for Vol {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+fn drop_page_cache() {
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+#[test]
+fn large_file_round_trip_and_cold_read_after_remount() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 4 << 20);
+    let data = common::bytes(11, 64 << 20);
+    std::fs::write(v.p("big.bin"), &data).unwrap();
+    assert_eq!(
+        std::fs::metadata(v.p("big.bin")).unwrap().len(),
+        data.len() as u64
+    );
+    assert!(std::fs::read(v.p("big.bin")).unwrap() == data);
+    v.remount(false);
+    drop_page_cache();
+    let mut back = Vec::new();
+    std::fs::File::open(v.p("big.bin"))
+        .unwrap()
+        .read_to_end(&mut back)
+        .unwrap();
+    assert!(back == data, "cold read after remount differs");
+    // Stored on the backends: 16 chunks × 3 shards, half a chunk each.
+    let shards: usize = (0..3)
+        .map(|i| walk(&v.base.join(format!("b{i}/chunks"))).len())
+        .sum();
+    assert_eq!(shards, 16 * 3);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn random_offset_writes_and_truncates_match_a_model() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    use rand::{Rng, SeedableRng};
+    let mut v = Vol::new(3, 2, 5, 64 << 10);
+    let path = v.p("model.bin");
+    let mut model: Vec<u8> = Vec::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for round in 0..4 {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .unwrap();
+        for step in 0..150 {
+            match rng.random_range(0..8) {
+                0..=4 => {
+                    let off = rng.random_range(0..model.len() as u64 + 300_000);
+                    let data = common::bytes(round * 1000 + step, rng.random_range(1..200_000));
+                    f.write_all_at(&data, off).unwrap();
+                    let end = off as usize + data.len();
+                    if model.len() < end {
+                        model.resize(end, 0);
+                    }
+                    model[off as usize..end].copy_from_slice(&data);
+                }
+                5 => {
+                    let size = rng.random_range(0..model.len() as u64 + 100_000);
+                    f.set_len(size).unwrap();
+                    model.resize(size as usize, 0);
+                }
+                6 => f.sync_all().unwrap(),
+                _ => {
+                    let off = rng.random_range(0..model.len() as u64 + 10);
+                    let mut buf = vec![0u8; 100_000];
+                    let n = f.read_at(&mut buf, off).unwrap();
+                    let lo = (off as usize).min(model.len());
+                    let hi = (off as usize + 100_000).min(model.len());
+                    assert_eq!(&buf[..n], &model[lo..hi], "round {round} step {step}");
+                }
+            }
+        }
+        drop(f);
+        assert!(
+            std::fs::read(&path).unwrap() == model,
+            "after close, round {round}"
+        );
+        v.remount(false);
+        assert!(
+            std::fs::read(&path).unwrap() == model,
+            "after remount, round {round}"
+        );
+    }
+    // Appends.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"appended").unwrap();
+    drop(f);
+    model.extend_from_slice(b"appended");
+    v.remount(false);
+    assert!(std::fs::read(&path).unwrap() == model);
+}
+
+#[test]
+fn many_small_files_in_a_tree() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    let mut expected = Vec::new();
+    for d in 0..10 {
+        std::fs::create_dir_all(v.p(&format!("tree/d{d}/sub"))).unwrap();
+        for f in 0..40 {
+            let rel = format!(
+                "tree/d{d}/{}file-{f}.txt",
+                if f % 2 == 0 { "sub/" } else { "" }
+            );
+            let data = common::bytes((d * 100 + f) as u64, (f * 97) % 5000);
+            std::fs::write(v.p(&rel), &data).unwrap();
+            expected.push((rel, data));
+        }
+    }
+    v.remount(false);
+    for (rel, data) in &expected {
+        assert_eq!(&std::fs::read(v.p(rel)).unwrap(), data, "{rel}");
+    }
+    let mut listed: Vec<String> = std::fs::read_dir(v.p("tree/d3"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed.len(), 21);
+    assert_eq!(listed[0], "file-1.txt");
+    assert!(listed.contains(&"sub".to_string()));
+}
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn errno_of<T>(r: std::io::Result<T>) -> i32 {
+    r.err().and_then(|e| e.raw_os_error()).unwrap_or(0)
+}
+
+#[test]
+fn rename_link_symlink_xattr_modes_and_times_persist() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    std::fs::create_dir(v.p("a")).unwrap();
+    std::fs::create_dir(v.p("b")).unwrap();
+    std::fs::write(v.p("a/one"), b"one").unwrap();
+    std::fs::write(v.p("b/two"), b"two").unwrap();
+    std::fs::rename(v.p("a/one"), v.p("b/two")).unwrap(); // across dirs, replacing
+    assert_eq!(std::fs::read(v.p("b/two")).unwrap(), b"one");
+    std::fs::write(v.p("a/three"), b"three").unwrap();
+    // RENAME_NOREPLACE and RENAME_EXCHANGE through renameat2(2).
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cpath(&v.p("a/three")).as_ptr(),
+            libc::AT_FDCWD,
+            cpath(&v.p("b/two")).as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    assert_eq!(
+        (r, std::io::Error::last_os_error().raw_os_error()),
+        (-1, Some(libc::EEXIST))
+    );
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cpath(&v.p("a/three")).as_ptr(),
+            libc::AT_FDCWD,
+            cpath(&v.p("b/two")).as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(std::fs::read(v.p("a/three")).unwrap(), b"one");
+    assert_eq!(std::fs::read(v.p("b/two")).unwrap(), b"three");
+    std::fs::rename(v.p("a"), v.p("b/a-moved")).unwrap();
+
+    std::fs::hard_link(v.p("b/two"), v.p("b/two-link")).unwrap();
+    std::os::unix::fs::symlink("two", v.p("b/two-sym")).unwrap();
+    std::fs::set_permissions(v.p("b/two"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::chown(v.p("b/two"), Some(1234), Some(5678)).unwrap();
+    let name = CString::new("user.origin").unwrap();
+    let r = unsafe {
+        libc::setxattr(
+            cpath(&v.p("b/two")).as_ptr(),
+            name.as_ptr(),
+            b"cloud".as_ptr().cast(),
+            5,
+            0,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let times = [
+        libc::timespec {
+            tv_sec: 1_600_000_000,
+            tv_nsec: 5,
+        },
+        libc::timespec {
+            tv_sec: 1_600_000_001,
+            tv_nsec: 123_456_789,
+        },
+    ];
+    assert_eq!(
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                cpath(&v.p("b/two")).as_ptr(),
+                times.as_ptr(),
+                0,
+            )
+        },
+        0
+    );
+
+    let before = std::fs::metadata(v.p("b/two")).unwrap();
+    v.remount(false);
+    let after = std::fs::metadata(v.p("b/two")).unwrap();
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (1234, 5678));
+    assert_eq!(
+        (after.mtime(), after.mtime_nsec()),
+        (1_600_000_001, 123_456_789)
+    );
+    assert_eq!((after.atime(), after.atime_nsec()), (1_600_000_000, 5));
+    assert_eq!(
+        (after.ino(), after.nlink(), after.size()),
+        (before.ino(), 2, 5)
+    );
+    assert_eq!(
+        std::fs::metadata(v.p("b/two-link")).unwrap().ino(),
+        after.ino()
+    );
+    assert_eq!(
+        std::fs::read_link(v.p("b/two-sym")).unwrap(),
+        Path::new("two")
+    );
+    assert_eq!(std::fs::read(v.p("b/two-sym")).unwrap(), b"three");
+    assert_eq!(std::fs::read(v.p("b/a-moved/three")).unwrap(), b"one");
+    let mut buf = [0u8; 64];
+    let n = unsafe {
+        libc::getxattr(
+            cpath(&v.p("b/two")).as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            64,
+        )
+    };
+    assert_eq!(&buf[..n as usize], b"cloud");
+    let n = unsafe { libc::listxattr(cpath(&v.p("b/two")).as_ptr(), buf.as_mut_ptr().cast(), 64) };
+    assert_eq!(&buf[..n as usize], b"user.origin\0");
+    assert_eq!(std::fs::metadata(v.p("b")).unwrap().nlink(), 3);
+}
+
+#[test]
+fn errors_have_the_right_errno() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    std::fs::create_dir(v.p("d")).unwrap();
+    std::fs::write(v.p("d/f"), b"x").unwrap();
+    assert_eq!(errno_of(std::fs::remove_dir(v.p("d"))), libc::ENOTEMPTY);
+    assert_eq!(errno_of(std::fs::create_dir(v.p("d"))), libc::EEXIST);
+    assert_eq!(errno_of(std::fs::read(v.p("missing"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(std::fs::write(v.p(&"n".repeat(256)), b"x")),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(errno_of(std::fs::remove_dir(v.p("d/f"))), libc::ENOTDIR);
+    assert_eq!(errno_of(std::fs::remove_file(v.p("d"))), libc::EISDIR);
+    assert_eq!(errno_of(std::fs::read_dir(v.p("d/f"))), libc::ENOTDIR);
+    let mut f = std::fs::File::open(v.p("d/f")).unwrap();
+    assert_eq!(f.seek(SeekFrom::End(0)).unwrap(), 1);
+    let st = nix_statfs(&v.mp);
+    assert!(st.0 > 0 && st.1 > 0, "statfs reports capacity: {st:?}");
+    drop(f);
+    v.remount(true);
+    assert_eq!(errno_of(std::fs::write(v.p("d/g"), b"x")), libc::EROFS);
+    assert_eq!(
+        errno_of(std::fs::OpenOptions::new().write(true).open(v.p("d/f"))),
+        libc::EROFS
+    );
+    assert_eq!(std::fs::read(v.p("d/f")).unwrap(), b"x");
+}
+
+fn nix_statfs(p: &Path) -> (u64, u64) {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(cpath(p).as_ptr(), &mut st) }, 0);
+    (st.f_blocks as u64, st.f_bavail as u64)
+}
