@@ -1,0 +1,458 @@
+//! The binary as a user runs it: init, mount (detached), status, umount, outages,
+//! a killed daemon, and the one-line errors for bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudraid"));
+    c.env_remove("CLOUDRAID_READY_PIPE");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure is exit 1 and exactly one line on stderr that says what is wrong.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got:\n{err}");
+    assert!(lines[0].starts_with("cloudraid: error: "), "{err}");
+    assert!(
+        lines[0].contains(needle),
+        "error {:?} should mention {needle:?}",
+        lines[0]
+    );
+}
+
+fn can_mount() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("mount tests need root and /dev/fuse, and CI must provide both");
+    }
+    eprintln!("skipping: mount tests need root and /dev/fuse");
+    false
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        Env { _dir: dir, base }
+    }
+    fn p(&self, rel: &str) -> String {
+        self.base.join(rel).display().to_string()
+    }
+    fn backend(&self, name: &str) -> String {
+        format!("{name}=file://{}", self.p(name))
+    }
+    fn init(&self, cfg: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["init", "--config", cfg];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+}
+
+fn mounted_type(mp: &str) -> Option<(String, String)> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f[1] == mp).then(|| (f[0].to_string(), f[2].to_string()))
+    })
+}
+
+#[test]
+fn init_refuses_bad_input_with_one_line() {
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    let (a, b, c) = (e.backend("a"), e.backend("b"), e.backend("c"));
+    let o = e.init(
+        &cfg,
+        &["--backend", &a, "--backend", &b, "--data-shards", "0"],
+    );
+    assert_one_line_error(&o, "at least 1");
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &b,
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "1",
+        ],
+    );
+    assert_one_line_error(&o, "--allow-shared-backends");
+    let o = e.init(&cfg, &["--backend", "x=ftp://host/path"]);
+    assert_one_line_error(&o, "unknown scheme");
+    let o = e.init(&cfg, &["--backend", &a, "--chunk-size", "4 parsecs"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("unknown unit"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&cfg).exists(), "nothing written after a refusal");
+
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &b,
+            "--backend",
+            &c,
+            "--state-dir",
+            &e.p("s1"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("2+1 shards over 3 backends"),
+        "{}",
+        stdout(&o)
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        text.contains("data_shards = 2")
+            && text.contains("parity_shards = 1")
+            && text.contains("chunk_size = \"4MiB\"")
+    );
+    let mode = std::fs::metadata(e.p("s1"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
+    assert_eq!(mode, 0o700);
+    let marker = std::fs::read_to_string(e.base.join("a/cloudraid.volume")).unwrap();
+    assert!(marker.contains("\"cloudraid-volume\""));
+
+    let o = e.init(&cfg, &["--backend", &a, "--backend", &b, "--backend", &c]);
+    assert_one_line_error(&o, "--force");
+    // Another volume over the same folders is refused, and the first one's marker stays.
+    let o = e.init(
+        &e.p("w.toml"),
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &e.backend("d"),
+            "--state-dir",
+            &e.p("s2"),
+        ],
+    );
+    assert_one_line_error(&o, "already holds volume");
+    assert_eq!(
+        std::fs::read_to_string(e.base.join("a/cloudraid.volume")).unwrap(),
+        marker
+    );
+    // Shared backends are allowed when asked for, with a warning about fault tolerance.
+    let o = e.init(
+        &e.p("x.toml"),
+        &[
+            "--backend",
+            &e.backend("x1"),
+            "--backend",
+            &e.backend("x2"),
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "2",
+            "--allow-shared-backends",
+            "--state-dir",
+            &e.p("s3"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("survives the loss of 1 backend(s), not 2"),
+        "{}",
+        stdout(&o)
+    );
+    // A broken config gets one line, naming the file.
+    std::fs::write(e.p("broken.toml"), "[volume\nname=").unwrap();
+    assert_one_line_error(
+        &run(&["status", "--config", &e.p("broken.toml")]),
+        "broken.toml",
+    );
+    assert_one_line_error(
+        &run(&["status", "--config", &e.p("absent.toml")]),
+        "cannot read config",
+    );
+}
+
+#[test]
+fn mount_status_umount_and_remount() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &e.backend("a"),
+            "--backend",
+            &e.backend("b"),
+            "--backend",
+            &e.backend("c"),
+            "--state-dir",
+            &e.p("state"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp = e.p("mnt");
+    assert_one_line_error(&run(&["mount", "--config", &cfg, &mp]), "mkdir");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        mounted_type(&mp),
+        Some((cfg.clone(), "fuse.cloudraid".into()))
+    );
+    assert_one_line_error(&run(&["mount", "--config", &cfg, &mp]), "already mounted");
+
+    let data = common::bytes(1, 9 << 20);
+    std::fs::write(format!("{mp}/file.bin"), &data).unwrap();
+    std::fs::create_dir(format!("{mp}/dir")).unwrap();
+    std::fs::write(format!("{mp}/dir/small"), b"small").unwrap();
+    let o = run(&["status", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains(&format!("mounted at {mp}")), "{s}");
+    assert_eq!(
+        s.matches("reachable").count(),
+        4,
+        "three backends and the health line: {s}"
+    );
+    assert!(s.contains("files            2"), "{s}");
+    assert!(s.contains("overhead ratio   1.50x"), "{s}");
+
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mounted_type(&mp), None);
+    let o = run(&["status", "--config", &cfg]);
+    assert!(stdout(&o).contains("not mounted"), "{}", stdout(&o));
+    assert_one_line_error(&run(&["umount", &mp]), "not mounted");
+
+    let o = run(&["mount", "--config", &cfg, &mp, "-o", "ro,noatime"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(format!("{mp}/file.bin")).unwrap() == data);
+    assert_eq!(std::fs::read(format!("{mp}/dir/small")).unwrap(), b"small");
+    assert!(std::fs::write(format!("{mp}/new"), b"x").is_err());
+    assert!(run(&["umount", &mp]).status.success());
+    assert_one_line_error(
+        &run(&["mount", "--config", &cfg, &mp, "-o", "bogus"]),
+        "unknown mount option",
+    );
+}
+
+#[test]
+fn files_stay_readable_with_a_backend_folder_gone() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    // A small cache and chunk size, so reads really go to the backends.
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &e.backend("a"),
+            "--backend",
+            &e.backend("b"),
+            "--backend",
+            &e.backend("c"),
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "1",
+            "--chunk-size",
+            "256KiB",
+            "--cache-size",
+            "256KiB",
+            "--state-dir",
+            &e.p("state"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("{mp}/f{i}"),
+                common::bytes(i, (i as usize * 700_001) % (5 << 20) + 1),
+            )
+        })
+        .collect();
+    for (p, d) in &files {
+        std::fs::write(p, d).unwrap();
+    }
+    // While mounted: the folder of backend b disappears (an unplugged drive).
+    std::fs::rename(e.base.join("b"), e.base.join("b-unplugged")).unwrap();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    for (p, d) in &files {
+        assert!(
+            &std::fs::read(p).unwrap() == d,
+            "{p} differs with backend b gone"
+        );
+    }
+    let s = stdout(&run(&["status", "--config", &cfg]));
+    let b_line = s.lines().find(|l| l.starts_with("b ")).unwrap();
+    assert!(b_line.contains("UNREACHABLE"), "{s}");
+    assert!(s.contains("DEGRADED"), "{s}");
+    // And after a remount with the folder still gone.
+    assert!(run(&["umount", &mp]).status.success());
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (p, d) in &files {
+        assert!(&std::fs::read(p).unwrap() == d, "{p} differs after remount");
+    }
+    // A second backend gone is more than m=1: reads fail with EIO, listing still works.
+    std::fs::rename(e.base.join("c"), e.base.join("c-unplugged")).unwrap();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    let err = std::fs::read(&files[11].0).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert_eq!(std::fs::read_dir(&mp).unwrap().count(), 12);
+    assert!(run(&["umount", &mp]).status.success());
+    let log = std::fs::read_to_string(e.base.join("state/mount.log")).unwrap();
+    assert!(
+        log.contains("backend=b") && log.contains("is the drive mounted"),
+        "log names the failing backend:\n{log}"
+    );
+}
+
+#[test]
+fn killed_daemon_leaves_committed_files_intact() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &e.backend("a"),
+            "--backend",
+            &e.backend("b"),
+            "--backend",
+            &e.backend("c"),
+            "--state-dir",
+            &e.p("state"),
+        ],
+    );
+    assert!(o.status.success());
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    let data = common::bytes(4, 3 << 20);
+    {
+        let mut f = std::fs::File::create(format!("{mp}/kept")).unwrap();
+        std::io::Write::write_all(&mut f, &data).unwrap();
+        f.sync_all().unwrap();
+    }
+    std::os::unix::fs::symlink("kept", format!("{mp}/link")).unwrap();
+    // fsync of the directory makes the new name durable at once (see docs/SEMANTICS.md).
+    std::fs::File::open(&mp).unwrap().sync_all().unwrap();
+    let status = stdout(&run(&["status", "--config", &cfg, "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let pid = v["pid"].as_u64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The dead mount is still listed; `cloudraid umount` clears it.
+    assert!(mounted_type(&mp).is_some());
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(format!("{mp}/kept")).unwrap() == data);
+    assert_eq!(
+        std::fs::read_link(format!("{mp}/link")).unwrap(),
+        Path::new("kept")
+    );
+    assert!(run(&["umount", &mp]).status.success());
+}
+
+#[test]
+fn config_pointing_at_another_volume_is_refused() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let o = e.init(
+        &e.p("one.toml"),
+        &[
+            "--backend",
+            &e.backend("a"),
+            "--backend",
+            &e.backend("b"),
+            "--state-dir",
+            &e.p("s1"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = e.init(
+        &e.p("two.toml"),
+        &[
+            "--backend",
+            &e.backend("c"),
+            "--backend",
+            &e.backend("d"),
+            "--state-dir",
+            &e.p("s2"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Edit volume two's config so one backend is volume one's folder.
+    let two = std::fs::read_to_string(e.p("two.toml"))
+        .unwrap()
+        .replace(&e.p("d"), &e.p("a"));
+    std::fs::write(e.p("two.toml"), two).unwrap();
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    assert_one_line_error(
+        &run(&["status", "--config", &e.p("two.toml")]),
+        "wrong bucket or folder",
+    );
+    if can_mount() {
+        assert_one_line_error(
+            &run(&["mount", "--config", &e.p("two.toml"), &mp]),
+            "wrong bucket or folder",
+        );
+        assert_eq!(mounted_type(&mp), None);
+    }
+}
