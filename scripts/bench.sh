@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Benchmark: 1 GiB written with dd bs=1M, cold read (fresh mount, caches dropped) and
+# warm read, on a cloudraid volume with k=4, m=2 over six file:// backends, and the
+# same on a plain folder of the same disk. Prints MB/s (10^6 bytes/s), the ratio to
+# the plain folder and the mount daemon's peak RSS. Needs root and /dev/fuse.
+# Usage: scripts/bench.sh [SIZE_MIB] [RUNS]   (defaults: 1024, 3; medians are printed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size_mib=${1:-1024}
+runs=${2:-3}
+cargo build --release --locked 2>&1 | tail -n 1
+bin=$PWD/target/release/cloudraid
+work=${BENCH_DIR:-/var/tmp/cloudraid-bench}
+rm -rf "$work"; mkdir -p "$work/plain" "$work/mnt"
+trap '"$bin" umount "$work/mnt" >/dev/null 2>&1 || true' EXIT
+head -c $((size_mib << 20)) /dev/urandom > "$work/src.bin"
+backends=()
+for i in 1 2 3 4 5 6; do backends+=(--backend "d$i=file://$work/backend-$i"); done
+"$bin" init --config "$work/bench.toml" "${backends[@]}" --data-shards 4 --parity-shards 2 \
+  --cache-size 256MiB --state-dir "$work/state" >/dev/null
+cache_mib=256
+
+now() { date +%s.%N; }
+mbps() { awk -v b=$((size_mib << 20)) -v t0="$1" -v t1="$2" 'BEGIN { printf "%.0f", b / (t1 - t0) / 1e6 }'; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+daemon_pid() { "$bin" status --config "$work/bench.toml" --json | awk -F': ' '/"pid"/ { gsub(/[ ,]/, "", $2); print $2; exit }'; }
+peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+declare -a pw pc pwarm cw cc cwarm rss
+for r in $(seq "$runs"); do
+  rm -f "$work/plain/f"; drop
+  t0=$(now); dd if="$work/src.bin" of="$work/plain/f" bs=1M conv=fsync status=none; t1=$(now)
+  pw+=($(mbps "$t0" "$t1"))
+  drop
+  t0=$(now); dd if="$work/plain/f" of=/dev/null bs=1M status=none; t1=$(now)
+  pc+=($(mbps "$t0" "$t1"))
+  t0=$(now); dd if="$work/plain/f" of=/dev/null bs=1M status=none; t1=$(now)
+  pwarm+=($(mbps "$t0" "$t1"))
+
+  "$bin" mount --config "$work/bench.toml" "$work/mnt"
+  pid=$(daemon_pid)
+  rm -f "$work/mnt/f"; drop
+  t0=$(now); dd if="$work/src.bin" of="$work/mnt/f" bs=1M conv=fsync status=none; t1=$(now)
+  cw+=($(mbps "$t0" "$t1"))
+  rss+=($(peak_rss_mib "$pid"))
+  "$bin" umount "$work/mnt" >/dev/null
+  drop
+  "$bin" mount --config "$work/bench.toml" "$work/mnt"
+  t0=$(now); dd if="$work/mnt/f" of=/dev/null bs=1M status=none; t1=$(now)
+  cc+=($(mbps "$t0" "$t1"))
+  t0=$(now); dd if="$work/mnt/f" of=/dev/null bs=1M status=none; t1=$(now)
+  cwarm+=($(mbps "$t0" "$t1"))
+  cmp -s "$work/src.bin" "$work/mnt/f" || { echo "read back differs!" >&2; exit 1; }
+  "$bin" umount "$work/mnt" >/dev/null
+  echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
+done
+
+m() { printf '%s\n' "$@" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+W=$(m "${cw[@]}"); C=$(m "${cc[@]}"); H=$(m "${cwarm[@]}")
+PW=$(m "${pw[@]}"); PC=$(m "${pc[@]}"); PH=$(m "${pwarm[@]}"); R=$(m "${rss[@]}")
+echo
+echo "| ${size_mib} MiB, k=4 m=2, six file:// backends, median of $runs | write (dd bs=1M, conv=fsync) | cold read | warm read |"
+echo "|---|---|---|---|"
+echo "| plain folder, same disk | $PW MB/s | $PC MB/s | $PH MB/s |"
+echo "| cloudraid | $W MB/s | $C MB/s | $H MB/s |"
+echo "| ratio to plain folder | $(ratio "$W" "$PW") | $(ratio "$C" "$PC") | $(ratio "$H" "$PH") |"
+echo
+echo "peak RSS of the mount daemon during the write: $R MiB (limit: cache $cache_mib MiB + 128 MiB = $((cache_mib + 128)) MiB)"
+[ "$R" -lt $((cache_mib + 128)) ] || { echo "peak RSS above the limit" >&2; exit 1; }
