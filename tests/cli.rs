@@ -89,6 +89,30 @@ fn mounted_type(mp: &str) -> Option<(String, String)> {
     })
 }
 
+/// A volume over folders a, b and c of `e`, mounted at `e/mnt`. Returns (config, mountpoint).
+fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
+    let cfg = e.p("v.toml");
+    let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
+    let mut args = vec![
+        "--backend",
+        &a,
+        "--backend",
+        &b,
+        "--backend",
+        &c,
+        "--state-dir",
+        &state,
+    ];
+    args.extend_from_slice(extra);
+    let o = e.init(&cfg, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (cfg, mp)
+}
+
 #[test]
 fn init_refuses_bad_input_with_one_line() {
     let e = Env::new();
@@ -284,17 +308,10 @@ fn files_stay_readable_with_a_backend_folder_gone() {
         return;
     }
     let e = Env::new();
-    let cfg = e.p("v.toml");
     // A small cache and chunk size, so reads really go to the backends.
-    let o = e.init(
-        &cfg,
+    let (cfg, mp) = mounted_volume(
+        &e,
         &[
-            "--backend",
-            &e.backend("a"),
-            "--backend",
-            &e.backend("b"),
-            "--backend",
-            &e.backend("c"),
             "--data-shards",
             "2",
             "--parity-shards",
@@ -303,14 +320,8 @@ fn files_stay_readable_with_a_backend_folder_gone() {
             "256KiB",
             "--cache-size",
             "256KiB",
-            "--state-dir",
-            &e.p("state"),
         ],
     );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let mp = e.p("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
     let files: Vec<(String, Vec<u8>)> = (0..12)
         .map(|i| {
             (
@@ -363,24 +374,7 @@ fn killed_daemon_leaves_committed_files_intact() {
         return;
     }
     let e = Env::new();
-    let cfg = e.p("v.toml");
-    let o = e.init(
-        &cfg,
-        &[
-            "--backend",
-            &e.backend("a"),
-            "--backend",
-            &e.backend("b"),
-            "--backend",
-            &e.backend("c"),
-            "--state-dir",
-            &e.p("state"),
-        ],
-    );
-    assert!(o.status.success());
-    let mp = e.p("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    let (cfg, mp) = mounted_volume(&e, &[]);
     let data = common::bytes(4, 3 << 20);
     {
         let mut f = std::fs::File::create(format!("{mp}/kept")).unwrap();
