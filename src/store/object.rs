@@ -42,8 +42,11 @@ pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBa
                     .ok()
                     .filter(|p| p.is_absolute() && p.parent().is_some())
                     .ok_or_else(|| bad("a file:// backend needs an absolute folder, e.g. file:///mnt/disk1/cloudraid"))?;
-                reject_options(url, options)?;
-                let store = object_store::local::LocalFileSystem::new().with_automatic_cleanup(true);
+                let fsync = local_fsync_option(url, options)?;
+                // Shards are fsynced (file and folder) before a put returns, so a
+                // stored shard survives a power cut like an object acknowledged by a cloud.
+                let store =
+                    object_store::local::LocalFileSystem::new().with_automatic_cleanup(true).with_fsync(fsync);
                 let prefix = root.to_string_lossy().trim_matches('/').to_string();
                 (Arc::new(store), prefix, Some(root))
             }
@@ -70,6 +73,25 @@ pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBa
         prefix,
         local_root,
     })
+}
+
+/// The one option of a file:// backend: `fsync = "false"` trades durability of
+/// stored shards for speed (for scratch volumes and tests).
+fn local_fsync_option(url: &str, options: &BackendOptions) -> StoreResult<bool> {
+    let mut fsync = true;
+    for (k, v) in options {
+        match (k.as_str(), v.as_str()) {
+            ("fsync", "true") => fsync = true,
+            ("fsync", "false") => fsync = false,
+            _ => {
+                return Err(StoreError::BadUrl {
+                    url: url.into(),
+                    reason: format!("option {k:?} = {v:?} is not understood; a file:// backend takes only fsync = \"true\" or \"false\""),
+                })
+            }
+        }
+    }
+    Ok(fsync)
 }
 
 fn reject_options(url: &str, options: &BackendOptions) -> StoreResult<()> {
