@@ -7,8 +7,8 @@ use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -108,6 +108,9 @@ impl fuser::Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Listings carry attributes, so `ls -l` needs no lookup per entry.
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         Ok(())
     }
 
@@ -379,6 +382,39 @@ impl fuser::Filesystem for FuseAdapter {
                             e.offset,
                             file_type(e.kind),
                             OsStr::from_bytes(&e.name),
+                        ) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.run(move |fs| async move {
+            match fs.readdir(ino.0, offset, 128).await {
+                Ok(entries) => {
+                    for e in entries {
+                        let Ok(a) = fs.getattr(e.ino).await else {
+                            continue;
+                        };
+                        if reply.add(
+                            INodeNo(e.ino),
+                            e.offset,
+                            OsStr::from_bytes(&e.name),
+                            &TTL,
+                            &fuse_attr(&a),
+                            Generation(0),
                         ) {
                             break;
                         }

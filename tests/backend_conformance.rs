@@ -93,7 +93,9 @@ fn bad_urls_are_refused_with_the_reason() {
     opts.insert("no_such_option".to_string(), "1".to_string());
     let err = open_backend("s3://bucket", &opts).unwrap_err().to_string();
     assert!(err.contains("unknown option \"no_such_option\""), "{err}");
-    let err = open_backend("file:///tmp/x", &opts).unwrap_err().to_string();
+    let err = open_backend("file:///tmp/x", &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("takes only fsync"), "{err}");
     let mut opts = std::collections::BTreeMap::new();
     opts.insert("fsync".to_string(), "false".to_string());

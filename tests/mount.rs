@@ -252,6 +252,13 @@ fn many_small_files_in_a_tree() {
     for (rel, data) in &expected {
         assert_eq!(&std::fs::read(v.p(rel)).unwrap(), data, "{rel}");
     }
+    // Sizes seen through a listing (attributes come with READDIRPLUS) match the files.
+    for e in std::fs::read_dir(v.p("tree/d4/sub")).unwrap() {
+        let e = e.unwrap();
+        let rel = format!("tree/d4/sub/{}", e.file_name().to_string_lossy());
+        let want = expected.iter().find(|(r, _)| *r == rel).unwrap().1.len() as u64;
+        assert_eq!(e.metadata().unwrap().len(), want, "{rel}");
+    }
     let mut listed: Vec<String> = std::fs::read_dir(v.p("tree/d3"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
