@@ -48,7 +48,7 @@ impl fmt::Display for Size {
             (1 << 10, "KiB"),
         ];
         for (m, u) in UNITS {
-            if self.0 >= *m && self.0 % m == 0 {
+            if self.0 >= *m && self.0.is_multiple_of(*m) {
                 return write!(f, "{}{}", self.0 / m, u);
             }
         }

@@ -403,7 +403,7 @@ impl Fs {
         }
         // The chunk holding the new or the old end changes length: bring it in.
         let edge = size.min(st.size);
-        if edge % cs != 0 {
+        if !edge.is_multiple_of(cs) {
             self.materialise(st, edge / cs).await?;
             st.dirty.insert(edge / cs);
         }
