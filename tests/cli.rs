@@ -450,3 +450,60 @@ fn config_pointing_at_another_volume_is_refused() {
         assert_eq!(mounted_type(&mp), None);
     }
 }
+
+#[test]
+fn demo_creates_once_mounts_in_the_foreground_and_stops_on_ctrl_c() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let mp = e.p("demo-mnt");
+    let start = || {
+        bin()
+            .args(["demo", &mp])
+            .env("XDG_DATA_HOME", e.p("data"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_mounted = || {
+        for _ in 0..200 {
+            if mounted_type(&mp).is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("demo did not mount {mp}");
+    };
+    let child = start();
+    wait_mounted();
+    assert_eq!(mounted_type(&mp).unwrap().1, "fuse.cloudraid");
+    let data = common::bytes(8, 5 << 20);
+    std::fs::write(format!("{mp}/hello.bin"), &data).unwrap();
+    let backends = e.base.join("data/cloudraid/demo/backends");
+    for d in ["disk-a", "disk-b", "disk-c"] {
+        assert!(
+            backends.join(d).join("cloudraid.volume").exists(),
+            "{d} holds the marker"
+        );
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("created volume demo"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(mounted_type(&mp), None, "Ctrl-C unmounts");
+    // The second run reuses the same volume.
+    let child = start();
+    wait_mounted();
+    assert!(std::fs::read(format!("{mp}/hello.bin")).unwrap() == data);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("created volume"), "{}", stdout(&out));
+}
