@@ -582,3 +582,15 @@ async fn parallel_writers_and_readers() {
         assert_eq!(fs.index().chunk(id).unwrap().unwrap().refs, *n);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn collection_covers_more_chunks_than_one_pass_reads() {
+    let tv = volume(2, 1, 3, 1000);
+    let fs = &tv.fs;
+    write_file(fs, ROOT, "many", &bytes(5, 600 * 1000)).await;
+    assert_eq!(tv.shard_objects().await, 600 * 3);
+    fs.unlink(ROOT, b"many").await.unwrap();
+    assert_eq!(fs.collect_garbage().await.unwrap(), 600);
+    assert_eq!(tv.shard_objects().await, 0);
+    assert_eq!(fs.collect_garbage().await.unwrap(), 0, "the queue is empty");
+}

@@ -1055,52 +1055,70 @@ impl Fs {
     /// Deletes the shards of chunks that lost their last reference. Returns how many
     /// chunks were deleted.
     pub async fn collect_garbage(&self) -> FsResult<usize> {
-        let queued: Vec<(Vec<u8>, Vec<u8>)> = self
-            .idx
-            .store()
-            .scan(&[keys::GC], None, 1024)
-            .map_err(|e| {
-                tracing::error!("{e}");
-                Errno::EIO
-            })?;
         let mut deleted = 0;
-        for (k, v) in queued {
-            let id = ChunkId(k[1..33].try_into().unwrap());
-            let rec: ChunkRecord = decode_record(&v).map_err(|e| {
-                tracing::error!("collection queue: {e}");
-                Errno::EIO
-            })?;
-            {
-                // Take the chunk off the queue, unless a commit is about to use it again.
-                let _g = self.meta.lock().await;
-                if self.idx.chunk(&id)?.is_some() || !self.guards.begin_delete(id) {
-                    let mut b = Batch::default();
-                    if self.idx.chunk(&id)?.is_some() {
-                        b.delete(k.clone());
-                        self.idx.apply(b)?;
-                    }
-                    continue;
-                }
-            }
-            let result = self.vol.delete_chunk(id, &rec).await;
-            let _g = self.meta.lock().await;
-            match result {
-                Ok(()) => {
-                    let mut b = Batch::default();
-                    b.delete(k);
-                    self.idx.apply(b)?;
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .idx
+                .store()
+                .scan(&[keys::GC], after.as_deref(), 256)
+                .map_err(|e| {
+                    tracing::error!("{e}");
+                    Errno::EIO
+                })?;
+            let Some((last, _)) = page.last() else {
+                return Ok(deleted);
+            };
+            after = Some(last.clone());
+            for (k, v) in page {
+                if self.collect_one(k, &v).await? {
                     deleted += 1;
                 }
-                Err(f) => tracing::warn!(
+            }
+        }
+    }
+
+    /// Deletes the shards of one queued chunk unless it is in use again.
+    async fn collect_one(&self, key: Vec<u8>, value: &[u8]) -> FsResult<bool> {
+        let id = ChunkId(key[1..33].try_into().unwrap());
+        let rec: ChunkRecord = decode_record(value).map_err(|e| {
+            tracing::error!("collection queue: {e}");
+            Errno::EIO
+        })?;
+        {
+            // Take the chunk off the queue, unless a file uses it again or a commit
+            // is about to.
+            let _g = self.meta.lock().await;
+            if self.idx.chunk(&id)?.is_some() {
+                let mut b = Batch::default();
+                b.delete(key);
+                self.idx.apply(b)?;
+                return Ok(false);
+            }
+            if !self.guards.begin_delete(id) {
+                return Ok(false);
+            }
+        }
+        let result = self.vol.delete_chunk(id, &rec).await;
+        let done = match result {
+            Ok(()) => {
+                let _g = self.meta.lock().await;
+                let mut b = Batch::default();
+                b.delete(key);
+                self.idx.apply(b).map(|_| true)
+            }
+            Err(f) => {
+                tracing::warn!(
                     "chunk {id}: deleting shard {} on {} failed, will retry: {}",
                     f.index,
                     f.backend,
                     f.reason
-                ),
+                );
+                Ok(false)
             }
-            self.guards.end_delete(id);
-        }
-        Ok(deleted)
+        };
+        self.guards.end_delete(id);
+        Ok(done?)
     }
 
     /// Runs garbage collection whenever chunks are queued (and every minute).
