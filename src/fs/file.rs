@@ -509,6 +509,11 @@ impl Fs {
         let Some(f) = staging else {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
+        let _slot = self
+            .seal_slots
+            .acquire()
+            .await
+            .expect("seal semaphore is never closed");
         let (buf, id) =
             tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
                 let mut buf = vec![0u8; len];

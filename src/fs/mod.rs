@@ -129,6 +129,9 @@ pub struct Fs {
     next_fh: AtomicU64,
     guards: Arc<ChunkGuards>,
     gc_wake: Arc<Notify>,
+    /// Chunks being sealed (read, hashed, encoded, uploaded) at once, over all files:
+    /// this bounds the write path's memory whatever the number of files being closed.
+    seal_slots: tokio::sync::Semaphore,
 }
 
 pub fn now_nanos() -> Nanos {
@@ -244,6 +247,7 @@ impl Fs {
                 let _ = std::fs::remove_file(e.path());
             }
         }
+        let seal_permits = opts.upload_concurrency.max(1);
         let fs = Arc::new(Fs {
             vol,
             idx,
@@ -255,6 +259,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             guards: Arc::new(ChunkGuards::default()),
             gc_wake: Arc::new(Notify::new()),
+            seal_slots: tokio::sync::Semaphore::new(seal_permits),
         });
         if !fs.opts.read_only {
             let orphans: Vec<(Vec<u8>, Vec<u8>)> = fs
