@@ -19,7 +19,19 @@ fi
 
 cargo build --tests --bins --locked 2>&1 | tail -n 3
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+emulators=0
+cleanup() {
+  rm -f "$log"
+  if [ "$emulators" = 1 ]; then scripts/emulators.sh stop || true; fi
+}
+trap cleanup EXIT
+# S3, GCS and Azure protocol servers for the backend conformance suite.
+if scripts/emulators.sh start; then
+  emulators=1
+  eval "$(scripts/emulators.sh env)"
+else
+  echo "warning: the cloud emulators could not start; the cloud backend tests will skip" >&2
+fi
 set +e
 cargo test --locked -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
