@@ -1,6 +1,6 @@
 //! The volume's TOML configuration file.
 
-use crate::store::BackendOptions;
+use crate::store::{BackendOptions, ClientSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -123,8 +123,57 @@ fn default_readahead_chunks() -> usize {
 pub struct BackendSection {
     pub name: String,
     pub url: String,
+    /// Cloud backends: time to connect (default 2s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connect_timeout: Option<std::time::Duration>,
+    /// Cloud backends: time for a whole request (default 10s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub request_timeout: Option<std::time::Duration>,
+    /// Cloud backends: retries of a failed request (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<usize>,
+    /// Cloud backends: no retry after this long (default 5s).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_timeout: Option<std::time::Duration>,
     #[serde(default, skip_serializing_if = "BackendOptions::is_empty")]
     pub options: BackendOptions,
+}
+
+impl BackendSection {
+    pub fn new(name: &str, url: &str) -> Self {
+        BackendSection {
+            name: name.into(),
+            url: url.into(),
+            connect_timeout: None,
+            request_timeout: None,
+            retries: None,
+            retry_timeout: None,
+            options: Default::default(),
+        }
+    }
+
+    /// The client settings of this backend: the defaults, overridden by the config.
+    pub fn client(&self) -> ClientSettings {
+        let d = ClientSettings::default();
+        ClientSettings {
+            connect_timeout: self.connect_timeout.unwrap_or(d.connect_timeout),
+            request_timeout: self.request_timeout.unwrap_or(d.request_timeout),
+            retries: self.retries.unwrap_or(d.retries),
+            retry_timeout: self.retry_timeout.unwrap_or(d.retry_timeout),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -253,6 +302,22 @@ mod tests {
         assert!(Size::parse("").is_err());
         assert_eq!(Size(4 << 20).to_string(), "4MiB");
         assert_eq!(Size(1000).to_string(), "1000");
+    }
+
+    #[test]
+    fn backend_client_settings_parse_with_defaults() {
+        let b: BackendSection = toml::from_str(
+            "name = \"aws\"\nurl = \"s3://b\"\nconnect_timeout = \"500ms\"\nretries = 0\n",
+        )
+        .unwrap();
+        let c = b.client();
+        assert_eq!(c.connect_timeout, std::time::Duration::from_millis(500));
+        assert_eq!(c.retries, 0);
+        assert_eq!(c.request_timeout, ClientSettings::default().request_timeout);
+        let bad = toml::from_str::<BackendSection>(
+            "name = \"x\"\nurl = \"s3://b\"\nrequest_timeout = \"soon\"\n",
+        );
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -152,11 +152,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         backends: req
             .backends
             .iter()
-            .map(|(n, u)| BackendSection {
-                name: n.clone(),
-                url: u.clone(),
-                options: Default::default(),
-            })
+            .map(|(n, u)| BackendSection::new(n, u))
             .collect(),
     };
     config.validate()?;
@@ -249,8 +245,8 @@ fn connect(config: &Config) -> Result<Vec<Slot>, String> {
         .backends
         .iter()
         .map(|b| {
-            let backend =
-                open_backend(&b.url, &b.options).map_err(|e| format!("backend {}: {e}", b.name))?;
+            let backend = open_backend(&b.url, &b.options, &b.client())
+                .map_err(|e| format!("backend {}: {e}", b.name))?;
             Ok(Slot {
                 name: b.name.clone(),
                 backend: Arc::new(backend) as DynBackend,

@@ -60,7 +60,7 @@ async fn suite(b: &dyn Backend, honours_create: bool) {
 #[tokio::test]
 async fn memory_backend() {
     suite(
-        &open_backend("memory://", &Default::default()).unwrap(),
+        &open_backend("memory://", &Default::default(), &Default::default()).unwrap(),
         true,
     )
     .await;
@@ -71,7 +71,7 @@ async fn file_backend() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}/store", dir.path().display());
     std::fs::create_dir(dir.path().join("store")).unwrap();
-    let b = open_backend(&url, &Default::default()).unwrap();
+    let b = open_backend(&url, &Default::default(), &Default::default()).unwrap();
     suite(&b, true).await;
     assert!(b
         .capacity()
@@ -82,7 +82,12 @@ async fn file_backend() {
 async fn missing_folder_is_unreachable_and_never_recreated() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("drive");
-    let b = open_backend(&format!("file://{}", root.display()), &Default::default()).unwrap();
+    let b = open_backend(
+        &format!("file://{}", root.display()),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     let err = b.put("k", Bytes::from_static(b"v")).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     assert!(err.to_string().contains("is the drive mounted"), "{err}");
@@ -93,7 +98,7 @@ async fn missing_folder_is_unreachable_and_never_recreated() {
 #[test]
 fn bad_urls_are_refused_with_the_reason() {
     let e = |u: &str| {
-        open_backend(u, &Default::default())
+        open_backend(u, &Default::default(), &Default::default())
             .unwrap_err()
             .to_string()
     };
@@ -103,15 +108,17 @@ fn bad_urls_are_refused_with_the_reason() {
     assert!(e("s3://").contains("no bucket"));
     let mut opts = std::collections::BTreeMap::new();
     opts.insert("no_such_option".to_string(), "1".to_string());
-    let err = open_backend("s3://bucket", &opts).unwrap_err().to_string();
+    let err = open_backend("s3://bucket", &opts, &Default::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown option \"no_such_option\""), "{err}");
-    let err = open_backend("file:///tmp/x", &opts)
+    let err = open_backend("file:///tmp/x", &opts, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(err.contains("takes only fsync"), "{err}");
     let mut opts = std::collections::BTreeMap::new();
     opts.insert("fsync".to_string(), "false".to_string());
-    assert!(open_backend("file:///tmp/x", &opts).is_ok());
+    assert!(open_backend("file:///tmp/x", &opts, &Default::default()).is_ok());
 }
 
 /// The same suite against the S3, GCS and Azure protocol servers started by
@@ -126,8 +133,71 @@ async fn cloud_backends_on_emulators() {
         let (name, url) = pair.split_once('=').expect("NAME=URL");
         // A fresh prefix per run: the emulators may keep objects between runs.
         let url = format!("{url}/conformance-{}", uuid::Uuid::new_v4().simple());
-        let b = open_backend(&url, &Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let b = open_backend(&url, &Default::default(), &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         suite(&b, name != "gcs").await;
         eprintln!("{name}: conformance suite passed");
     }
+}
+
+fn s3_at(endpoint: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        ("endpoint", endpoint),
+        ("allow_http", "true"),
+        ("region", "us-east-1"),
+        ("access_key_id", "test"),
+        ("secret_access_key", "test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// A provider that refuses connections, or accepts them and never answers, fails
+/// within the client settings instead of object_store's default minutes.
+#[tokio::test]
+async fn dead_and_frozen_providers_fail_fast() {
+    use cloudraid::store::ClientSettings;
+    use std::time::{Duration, Instant};
+    let client = ClientSettings {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        retries: 1,
+        retry_timeout: Duration::from_secs(2),
+    };
+    // Refused: a port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let b = open_backend(
+        "s3://bucket",
+        &s3_at(&format!("http://127.0.0.1:{port}")),
+        &client,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let err = b.get("k").await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "refused took {:?}: {err}",
+        t.elapsed()
+    );
+
+    // Frozen: accepts connections, never answers.
+    let frozen = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = frozen.local_addr().unwrap().port();
+    let b = open_backend(
+        "s3://bucket",
+        &s3_at(&format!("http://127.0.0.1:{port}")),
+        &client,
+    )
+    .unwrap();
+    let t = Instant::now();
+    let err = b.get("k").await.unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "frozen took {:?}: {err}",
+        t.elapsed()
+    );
+    drop(frozen);
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn faulty() -> FaultyBackend {
-    let inner: Arc<dyn Backend> = Arc::new(open_backend("memory://", &Default::default()).unwrap());
+    let inner: Arc<dyn Backend> =
+        Arc::new(open_backend("memory://", &Default::default(), &Default::default()).unwrap());
     inner
         .put("k", Bytes::from_static(b"0123456789"))
         .await

@@ -63,6 +63,31 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
 pub type DynBackend = Arc<dyn Backend>;
 
+/// How a cloud client treats a slow or dead provider. The defaults make a dead
+/// provider fail within seconds instead of object_store's minutes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Time to establish a connection.
+    pub connect_timeout: std::time::Duration,
+    /// Time for a whole request, body included.
+    pub request_timeout: std::time::Duration,
+    /// Retries of a failed request.
+    pub retries: usize,
+    /// Time after which a request is not retried any more.
+    pub retry_timeout: std::time::Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        ClientSettings {
+            connect_timeout: std::time::Duration::from_secs(2),
+            request_timeout: std::time::Duration::from_secs(10),
+            retries: 2,
+            retry_timeout: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
 /// Options of one backend from the config file (`[backend.options]`), handed to
 /// the provider's client as configuration keys.
 pub type BackendOptions = BTreeMap<String, String>;

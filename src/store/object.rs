@@ -1,6 +1,6 @@
 //! [`Backend`] over `object_store`: local folders, memory, S3, GCS and Azure Blob.
 
-use super::{Backend, BackendOptions, ObjectInfo, StoreError, StoreResult};
+use super::{Backend, BackendOptions, ClientSettings, ObjectInfo, StoreError, StoreResult};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -23,8 +23,13 @@ pub struct ObjectBackend {
 }
 
 /// Opens the backend named by `url`. Credentials and endpoints come from the
-/// provider's usual environment variables, then from `options`.
-pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBackend> {
+/// provider's usual environment variables, then from `options`; `client` bounds
+/// how long a cloud request may take.
+pub fn open_backend(
+    url: &str,
+    options: &BackendOptions,
+    client: &ClientSettings,
+) -> StoreResult<ObjectBackend> {
     let bad = |reason: &str| StoreError::BadUrl {
         url: url.to_string(),
         reason: reason.to_string(),
@@ -59,7 +64,7 @@ pub fn open_backend(url: &str, options: &BackendOptions) -> StoreResult<ObjectBa
                     return Err(bad("the URL names no bucket or container"));
                 }
                 let root_url = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap());
-                (cloud_store(parsed.scheme(), &root_url, options).map_err(|e| bad(&e))?, path_prefix, None)
+                (cloud_store(parsed.scheme(), &root_url, options, client).map_err(|e| bad(&e))?, path_prefix, None)
             }
             other => {
                 return Err(bad(&format!(
@@ -104,24 +109,31 @@ fn reject_options(url: &str, options: &BackendOptions) -> StoreResult<()> {
     Ok(())
 }
 
-/// Client defaults that make a dead provider fail in seconds instead of minutes.
-const CLIENT_DEFAULTS: &[(&str, &str)] = &[("connect_timeout", "5s"), ("timeout", "30s")];
-
-fn retry() -> object_store::RetryConfig {
+fn retry(client: &ClientSettings) -> object_store::RetryConfig {
     let mut r = object_store::RetryConfig::default();
-    r.max_retries = 3;
-    r.retry_timeout = Duration::from_secs(20);
+    r.max_retries = client.retries;
+    r.retry_timeout = client.retry_timeout;
+    r.backoff.init_backoff = Duration::from_millis(50);
+    r.backoff.max_backoff = Duration::from_millis(500);
     r
 }
 
-/// Applies, in order: our client defaults, the provider's environment variables,
+fn client_config(client: &ClientSettings) -> [(&'static str, String); 2] {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    [
+        ("connect_timeout", ms(client.connect_timeout)),
+        ("timeout", ms(client.request_timeout)),
+    ]
+}
+
+/// Applies, in order: the client settings, the provider's environment variables,
 /// then the config file's options (an unknown option is an error).
 macro_rules! configure {
-    ($builder:expr, $key:ty, $env_prefix:expr, $url:expr, $options:expr) => {{
+    ($builder:expr, $key:ty, $env_prefix:expr, $url:expr, $options:expr, $client:expr) => {{
         let mut b = $builder;
-        for (k, v) in CLIENT_DEFAULTS {
+        for (k, v) in client_config($client) {
             if let Ok(key) = k.parse::<$key>() {
-                b = b.with_config(key, *v);
+                b = b.with_config(key, v);
             }
         }
         for (k, v) in std::env::vars() {
@@ -138,7 +150,7 @@ macro_rules! configure {
             b = b.with_config(key, v.clone());
         }
         b.with_url($url)
-            .with_retry(retry())
+            .with_retry(retry($client))
             .build()
             .map_err(|e| e.to_string())?
     }};
@@ -148,6 +160,7 @@ fn cloud_store(
     scheme: &str,
     url: &str,
     options: &BackendOptions,
+    client: &ClientSettings,
 ) -> Result<Arc<dyn ObjectStore>, String> {
     Ok(match scheme {
         "s3" => Arc::new(configure!(
@@ -155,21 +168,24 @@ fn cloud_store(
             object_store::aws::AmazonS3ConfigKey,
             "AWS_",
             url,
-            options
+            options,
+            client
         )),
         "gs" => Arc::new(configure!(
             object_store::gcp::GoogleCloudStorageBuilder::new(),
             object_store::gcp::GoogleConfigKey,
             "GOOGLE_",
             url,
-            options
+            options,
+            client
         )),
         _ => Arc::new(configure!(
             object_store::azure::MicrosoftAzureBuilder::new(),
             object_store::azure::AzureConfigKey,
             "AZURE_",
             url,
-            options
+            options,
+            client
         )),
     })
 }

@@ -24,8 +24,9 @@ pub struct TestVolume {
 pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
     let faults: Vec<Arc<FaultyBackend>> = (0..n)
         .map(|_| {
-            let inner: Arc<dyn Backend> =
-                Arc::new(open_backend("memory://", &Default::default()).unwrap());
+            let inner: Arc<dyn Backend> = Arc::new(
+                open_backend("memory://", &Default::default(), &Default::default()).unwrap(),
+            );
             Arc::new(FaultyBackend::new(inner))
         })
         .collect();
