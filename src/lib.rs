@@ -17,6 +17,7 @@ pub mod erasure;
 pub mod format;
 pub mod fs;
 pub mod fuse;
+pub mod health;
 pub mod index;
 pub mod meta;
 pub mod setup;

@@ -4,6 +4,7 @@
 use crate::cache::CacheStats;
 use crate::config::human;
 use crate::format::{keys, ChunkRecord, InodeRecord, Kind, MARKER_KEY};
+use crate::health::HealthSnapshot;
 use crate::index::Index;
 use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,10 @@ pub struct BackendStatus {
     pub error: Option<String>,
     pub shards: u64,
     pub bytes: u64,
+    /// Circuit breaker and latencies as seen by the process that answered (the
+    /// mount daemon when mounted).
+    #[serde(default)]
+    pub health: HealthSnapshot,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -96,6 +101,7 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
             error: p.err(),
             shards: shards[i],
             bytes: bytes[i],
+            health: vol.health[i].snapshot(),
         })
         .collect();
     Ok(StatusReport {
@@ -136,29 +142,51 @@ pub fn render(r: &StatusReport) -> String {
         .max()
         .unwrap_or(7)
         .max(7);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
     out += &format!(
-        "{:<w$}  {:<11}  {:>10}  {:>10}  {}\n",
-        "BACKEND", "STATE", "SHARDS", "BYTES", "URL"
+        "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {}\n",
+        "BACKEND", "STATE", "SHARDS", "BYTES", "P50", "P99", "ERRORS", "URL"
     );
     for b in &r.backends {
-        let state = if b.reachable {
+        let state = if b.health.down {
+            "DOWN"
+        } else if b.reachable {
             "reachable"
         } else {
             "UNREACHABLE"
         };
         out += &format!(
-            "{:<w$}  {:<11}  {:>10}  {:>10}  {}\n",
+            "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {}\n",
             b.name,
             state,
             b.shards,
             human(b.bytes),
+            ms(b.health.p50_ms),
+            ms(b.health.p99_ms),
+            b.health.errors,
             b.url
         );
-        if let Some(e) = &b.error {
+        if let Some(since) = b.health.down_since {
+            out += &format!(
+                "{:<w$}    down for {}s: skipped by reads and writes until it answers again\n",
+                "",
+                now.saturating_sub(since)
+            );
+        }
+        let last = b.health.last_error.as_ref().filter(|_| b.health.down);
+        if let Some(e) = b.error.as_ref().or(last) {
             out += &format!("{:<w$}    {e}\n", "");
         }
     }
-    let down = r.backends.iter().filter(|b| !b.reachable).count();
+    let down = r
+        .backends
+        .iter()
+        .filter(|b| !b.reachable || b.health.down)
+        .count();
     let overhead = if r.logical_bytes > 0 {
         r.stored_bytes as f64 / r.logical_bytes as f64
     } else {

@@ -6,8 +6,9 @@
 
 use crate::cache::ChunkCache;
 use crate::erasure::{self, CodecError, Layout};
-use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId};
-use crate::store::DynBackend;
+use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
+use crate::health::Health;
+use crate::store::{DynBackend, StoreError, StoreResult};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -65,6 +66,8 @@ pub struct Volume {
     /// Redundancy of new chunks.
     pub layout: Layout,
     pub cache: ChunkCache,
+    /// Circuit breaker and latencies, one per slot.
+    pub health: Vec<Health>,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
 }
 
@@ -83,12 +86,14 @@ impl Volume {
         cache_bytes: u64,
     ) -> Self {
         assert!(!slots.is_empty());
+        let n_slots = slots.len();
         Volume {
             id,
             name,
             slots,
             layout,
             cache: ChunkCache::new(cache_bytes),
+            health: (0..n_slots).map(|_| Health::default()).collect(),
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -108,6 +113,76 @@ impl Volume {
         &self.slots[s as usize % self.slots.len()]
     }
 
+    /// Runs one request to backend slot `s` through its circuit breaker: a backend
+    /// marked down fails at once; otherwise the outcome and latency are recorded.
+    async fn guarded<T>(
+        &self,
+        s: u16,
+        op: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let i = s as usize % self.slots.len();
+        let h = &self.health[i];
+        if h.is_down() {
+            return Err(StoreError::Unavailable(
+                "marked down after repeated failures; skipped until it answers again".into(),
+            ));
+        }
+        let t = std::time::Instant::now();
+        let r = op.await;
+        match &r {
+            Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::AlreadyExists(_)) => {
+                h.record_ok(t.elapsed())
+            }
+            Err(e) => {
+                if h.record_failure(&e.to_string()) {
+                    tracing::warn!(
+                        "backend {} marked down after {} failures in a row ({e}); reads use parity shards until it answers again",
+                        self.slots[i].name,
+                        crate::health::TRIP_AFTER
+                    );
+                }
+            }
+        }
+        r
+    }
+
+    /// Asks every backend marked down for the volume marker; those that answer (with
+    /// or without it) are marked up again. Returns the names of the backends that came back.
+    pub async fn probe_down_backends(&self) -> Vec<String> {
+        let mut back = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if !self.health[i].is_down() {
+                continue;
+            }
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                slot.backend.head(MARKER_KEY),
+            )
+            .await;
+            if let Ok(Ok(_)) = probe {
+                self.health[i].mark_up();
+                tracing::info!("backend {} answers again and is marked up", slot.name);
+                back.push(slot.name.clone());
+            }
+        }
+        back
+    }
+
+    /// Probes backends marked down every `every`, for as long as the volume lives.
+    pub fn spawn_prober(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(vol) = weak.upgrade() else { return };
+                vol.probe_down_backends().await;
+            }
+        })
+    }
+
     /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds only when
     /// every shard is stored; the returned record has no references yet.
     pub async fn store_chunk(
@@ -125,9 +200,10 @@ impl Volume {
             .map_err(|source| VolumeError::Codec { chunk: id, source })?;
         let puts = objects.into_iter().enumerate().map(|(i, obj)| {
             let slot = self.slot(placement[i]).clone();
+            let s = placement[i];
             async move {
-                slot.backend
-                    .put(&shard_key(&id, i), obj)
+                let key = shard_key(&id, i);
+                self.guarded(s, slot.backend.put(&key, obj))
                     .await
                     .map_err(|e| ShardFailure {
                         index: i,
@@ -220,9 +296,9 @@ impl Volume {
             backend: slot.name.clone(),
             reason,
         };
-        let obj = slot
-            .backend
-            .get(&shard_key(&id, i))
+        let key = shard_key(&id, i);
+        let obj = self
+            .guarded(rec.placement[i], slot.backend.get(&key))
             .await
             .map_err(|e| fail(e.to_string()))?;
         let layout = Layout {
@@ -288,9 +364,10 @@ impl Volume {
     pub async fn delete_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<(), ShardFailure> {
         let dels = rec.placement.iter().enumerate().map(|(i, s)| {
             let slot = self.slot(*s).clone();
+            let s = *s;
             async move {
-                slot.backend
-                    .delete(&shard_key(&id, i))
+                let key = shard_key(&id, i);
+                self.guarded(s, slot.backend.delete(&key))
                     .await
                     .map_err(|e| ShardFailure {
                         index: i,

@@ -344,7 +344,9 @@ fn files_stay_readable_with_a_backend_folder_gone() {
     }
     let s = stdout(&run(&["status", "--config", &cfg]));
     let b_line = s.lines().find(|l| l.starts_with("b ")).unwrap();
-    assert!(b_line.contains("UNREACHABLE"), "{s}");
+    // Reads tripped b's circuit breaker: it is down, and the probe says why.
+    assert!(b_line.contains("DOWN"), "{s}");
+    assert!(s.contains("is the drive mounted?"), "{s}");
     assert!(s.contains("DEGRADED"), "{s}");
     // And after a remount with the folder still gone.
     assert!(run(&["umount", &mp]).status.success());

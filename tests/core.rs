@@ -594,3 +594,41 @@ async fn collection_covers_more_chunks_than_one_pass_reads() {
     assert_eq!(tv.shard_objects().await, 0);
     assert_eq!(fs.collect_garbage().await.unwrap(), 0, "the queue is empty");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_backend_is_skipped_until_a_probe_finds_it_back() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let a = write_file(&tv.fs, ROOT, "a", &bytes(1, 1 << 20)).await;
+    let b = write_file(&tv.fs, ROOT, "b", &bytes(2, 1 << 20)).await;
+    let c = write_file(&tv.fs, ROOT, "c", &bytes(3, 1 << 20)).await;
+    let fs = tv.reopen(true);
+    tv.faults[0].set(Fault::Down);
+    assert_eq!(read_all(&fs, a).await.unwrap(), bytes(1, 1 << 20));
+    assert!(
+        fs.volume().health[0].is_down(),
+        "three failures in a row trip the breaker"
+    );
+    assert!(!fs.volume().health[1].is_down());
+    let ops = tv.faults[0].operations();
+    assert_eq!(read_all(&fs, b).await.unwrap(), bytes(2, 1 << 20));
+    assert_eq!(
+        tv.faults[0].operations(),
+        ops,
+        "a backend marked down is not asked at all"
+    );
+    assert!(
+        fs.volume().probe_down_backends().await.is_empty(),
+        "still down: stays down"
+    );
+    tv.faults[0].set(Fault::None);
+    assert_eq!(
+        fs.volume().probe_down_backends().await,
+        vec!["b0".to_string()]
+    );
+    assert!(!fs.volume().health[0].is_down());
+    let ops = tv.faults[0].operations();
+    assert_eq!(read_all(&fs, c).await.unwrap(), bytes(3, 1 << 20));
+    assert!(tv.faults[0].operations() > ops, "back in use once up");
+    let snap = fs.volume().health[1].snapshot();
+    assert!(snap.p50_ms.is_some() && snap.errors == 0);
+}

@@ -1,0 +1,145 @@
+//! Health of each backend: a circuit breaker and recent latencies.
+//!
+//! After `TRIP_AFTER` consecutive failures a backend is marked down: reads go
+//! straight to parity shards and writes fail at once instead of waiting on it. A
+//! probe (see `Volume::probe_down_backends`) marks it up again when it answers.
+//! Only failures of the backend itself count (unreachable, timeouts, server
+//! errors); a missing object or a shard that fails its checksum does not.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const TRIP_AFTER: u32 = 3;
+const LATENCY_WINDOW: usize = 256;
+
+#[derive(Default)]
+pub struct Health {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    failures_in_row: u32,
+    down_since: Option<SystemTime>,
+    latencies: VecDeque<Duration>,
+    errors: u64,
+    last_error: Option<String>,
+}
+
+/// What `cloudraid status` shows of a backend's health.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct HealthSnapshot {
+    pub down: bool,
+    /// Seconds since the epoch when it was marked down.
+    pub down_since: Option<u64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Failed requests since the volume was opened.
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    Some(sorted[i])
+}
+
+impl Health {
+    pub fn is_down(&self) -> bool {
+        self.state.lock().unwrap().down_since.is_some()
+    }
+
+    pub fn record_ok(&self, latency: Duration) {
+        let mut s = self.state.lock().unwrap();
+        s.failures_in_row = 0;
+        if s.latencies.len() == LATENCY_WINDOW {
+            s.latencies.pop_front();
+        }
+        s.latencies.push_back(latency);
+    }
+
+    /// Records a failure of the backend; returns true if this trips the breaker.
+    pub fn record_failure(&self, error: &str) -> bool {
+        let mut s = self.state.lock().unwrap();
+        s.errors += 1;
+        s.last_error = Some(error.to_string());
+        s.failures_in_row += 1;
+        if s.failures_in_row >= TRIP_AFTER && s.down_since.is_none() {
+            s.down_since = Some(SystemTime::now());
+            return true;
+        }
+        false
+    }
+
+    pub fn mark_up(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.down_since = None;
+        s.failures_in_row = 0;
+    }
+
+    /// The given percentile of recent successful request latencies.
+    pub fn latency(&self, p: f64) -> Option<Duration> {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<Duration> = s.latencies.iter().copied().collect();
+        v.sort();
+        percentile(&v, p)
+    }
+
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let s = self.state.lock().unwrap();
+        let mut v: Vec<Duration> = s.latencies.iter().copied().collect();
+        v.sort();
+        let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+        HealthSnapshot {
+            down: s.down_since.is_some(),
+            down_since: s
+                .down_since
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            p50_ms: ms(percentile(&v, 0.5)),
+            p99_ms: ms(percentile(&v, 0.99)),
+            errors: s.errors,
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trips_after_consecutive_failures_only() {
+        let h = Health::default();
+        h.record_failure("x");
+        h.record_failure("x");
+        h.record_ok(Duration::from_millis(5));
+        h.record_failure("x");
+        h.record_failure("x");
+        assert!(!h.is_down(), "a success in between resets the count");
+        assert!(h.record_failure("boom"));
+        assert!(h.is_down());
+        assert!(!h.record_failure("again"), "trips once");
+        let s = h.snapshot();
+        assert!(s.down && s.down_since.is_some());
+        assert_eq!((s.errors, s.last_error.as_deref()), (6, Some("again")));
+        h.mark_up();
+        assert!(!h.is_down());
+    }
+
+    #[test]
+    fn latency_percentiles() {
+        let h = Health::default();
+        for ms in 1..=100 {
+            h.record_ok(Duration::from_millis(ms));
+        }
+        assert_eq!(h.latency(0.5), Some(Duration::from_millis(51)));
+        assert_eq!(h.latency(0.99), Some(Duration::from_millis(99)));
+        assert_eq!(Health::default().latency(0.5), None);
+    }
+}
