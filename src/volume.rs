@@ -317,28 +317,78 @@ impl Volume {
         let mut failures = Vec::new();
         let mut pending = FuturesUnordered::new();
         let fetch = |i: usize| self.fetch_shard(id, rec, i).map(move |r| (i, r)).boxed();
-        for i in 0..layout.k {
+        // In-flight requests: shard index → when to hedge it (start + its backend's p95).
+        let mut inflight: HashMap<usize, tokio::time::Instant> = HashMap::new();
+        let mut hedged: Vec<usize> = Vec::new();
+        let slot_of = |i: usize| rec.placement[i] as usize % self.slots.len();
+        let launch = |i: usize,
+                      pending: &mut FuturesUnordered<_>,
+                      inflight: &mut HashMap<usize, tokio::time::Instant>| {
+            let after = self.health[slot_of(i)].hedge_delay();
+            inflight.insert(i, tokio::time::Instant::now() + after);
             pending.push(fetch(i));
+        };
+        for i in 0..layout.k {
+            launch(i, &mut pending, &mut inflight);
         }
         let mut next = layout.k;
         let mut have = 0;
-        while let Some((i, r)) = pending.next().await {
-            match r {
-                Ok(p) => {
-                    payloads[i] = Some(p);
-                    have += 1;
-                    if have == layout.k {
-                        break;
+        while have < layout.k {
+            let deadline = inflight
+                .iter()
+                .filter(|(i, _)| !hedged.contains(i))
+                .map(|(_, d)| *d)
+                .min();
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = pending.next() => {
+                    let Some((i, r)) = done else { break };
+                    inflight.remove(&i);
+                    match r {
+                        Ok(p) => {
+                            payloads[i] = Some(p);
+                            have += 1;
+                        }
+                        Err(f) => {
+                            tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
+                            failures.push(f);
+                            if next < total {
+                                launch(next, &mut pending, &mut inflight);
+                                next += 1;
+                            }
+                        }
                     }
                 }
-                Err(f) => {
-                    tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
-                    failures.push(f);
-                    if next < total {
-                        pending.push(fetch(next));
-                        next += 1;
+                _ = timer => {
+                    // The slowest request is late for its backend: ask a parity shard too.
+                    if let Some((&late, _)) = inflight
+                        .iter()
+                        .filter(|(i, _)| !hedged.contains(i))
+                        .min_by_key(|(_, d)| **d)
+                    {
+                        hedged.push(late);
+                        if next < total {
+                            launch(next, &mut pending, &mut inflight);
+                            next += 1;
+                        }
                     }
                 }
+            }
+        }
+        // Requests still running were overtaken after they were late: they count
+        // against their backend, so a frozen one is soon marked down.
+        for i in inflight.keys().filter(|i| hedged.contains(i)) {
+            let h = &self.health[slot_of(*i)];
+            if h.record_failure("no answer in time; a parity shard was read instead") {
+                tracing::warn!(
+                    "backend {} marked down: its requests keep running late",
+                    self.slots[slot_of(*i)].name
+                );
             }
         }
         drop(pending);

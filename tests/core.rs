@@ -632,3 +632,24 @@ async fn a_failing_backend_is_skipped_until_a_probe_finds_it_back() {
     let snap = fs.volume().health[1].snapshot();
     assert!(snap.p50_ms.is_some() && snap.errors == 0);
 }
+
+/// A backend that accepts requests and never answers (a frozen server) does not
+/// stall reads: late requests are hedged with parity shards, and the backend is
+/// soon marked down and skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_backend_is_hedged_around_and_marked_down() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let a = write_file(&tv.fs, ROOT, "a", &bytes(1, 2 << 20)).await;
+    let b = write_file(&tv.fs, ROOT, "b", &bytes(2, 2 << 20)).await;
+    let fs = tv.reopen(true);
+    // Learn every backend's normal latency.
+    assert_eq!(read_all(&fs, a).await.unwrap(), bytes(1, 2 << 20));
+    tv.faults[0].set(Fault::Hang);
+    let t = std::time::Instant::now();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(20), read_all(&fs, b))
+        .await
+        .expect("a hung backend must not stall reads");
+    assert_eq!(got.unwrap(), bytes(2, 2 << 20));
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(fs.volume().health[0].is_down(), "late requests count against the hung backend");
+}
