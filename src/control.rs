@@ -18,6 +18,10 @@ pub enum Request {
     Status,
     /// Commit every open file and make the index durable.
     Sync,
+    /// Check the shards of `sample` percent of the chunks.
+    Scrub {
+        sample: f64,
+    },
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -25,6 +29,8 @@ pub struct Response {
     pub ok: bool,
     pub error: Option<String>,
     pub status: Option<StatusReport>,
+    #[serde(default)]
+    pub scrub: Option<crate::scrub::ScrubReport>,
     pub pid: u32,
 }
 
@@ -73,6 +79,15 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
             }
             Err(e) => resp.error = Some(e),
         },
+        Ok(Request::Scrub { sample }) => {
+            match crate::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
+                Ok(r) => {
+                    resp.ok = true;
+                    resp.scrub = Some(r);
+                }
+                Err(e) => resp.error = Some(e),
+            }
+        }
         Ok(Request::Sync) => match fs.sync_all().await {
             Ok(()) => resp.ok = true,
             Err(e) => resp.error = Some(format!("sync failed: {e}")),

@@ -20,6 +20,7 @@ pub mod fuse;
 pub mod health;
 pub mod index;
 pub mod meta;
+pub mod scrub;
 pub mod setup;
 pub mod status;
 pub mod store;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use cloudraid::config::{Config, Size};
-use cloudraid::{control, daemon, setup, status};
+use cloudraid::{control, daemon, scrub, setup, status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -71,6 +71,17 @@ enum Cmd {
     Status {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read back every shard (or a sample) and check it; exits non-zero if any is missing or damaged.
+    Scrub {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Check only this percentage of the chunks (chosen by id: the same ones each time).
+        #[arg(long, value_name = "PERCENT", default_value_t = 100.0)]
+        sample: f64,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -152,6 +163,72 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
         print!("{}", status::render(&report));
     }
     Ok(())
+}
+
+fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> {
+    if !(sample > 0.0 && sample <= 100.0) {
+        return Err(format!(
+            "--sample {sample} must be a percentage above 0 and at most 100"
+        ));
+    }
+    let config = Config::load(config_path)?;
+    let report = runtime()?.block_on(async {
+        let req = control::Request::Scrub { sample };
+        match control::request(&config.volume.state_dir, &req).await? {
+            Some(r) if r.ok => r
+                .scrub
+                .ok_or_else(|| "the mount daemon sent no report".to_string()),
+            Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+            None => {
+                let (vol, _) = setup::open_volume(&config).await?;
+                let idx = setup::open_index(&config)?;
+                let bar = progress_bar("scrub");
+                let r = scrub::scrub(&vol, &idx, sample, &|done, total| {
+                    if let Some(b) = &bar {
+                        b.set_length(total);
+                        b.set_position(done);
+                    }
+                })
+                .await;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                r
+            }
+        }
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", scrub::render(&report));
+    }
+    if report.clean() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scrub found {} missing, damaged or unreachable shard(s); files stay readable while each chunk keeps {} good shards",
+            report.bad.len(),
+            config.volume.data_shards
+        ))
+    }
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{pos}}/{{len}} chunks, {{eta}} left"
+    )) {
+        bar.set_style(style);
+    }
+    Some(bar)
 }
 
 fn demo(mountpoint: &Path) -> Result<(), String> {
@@ -256,6 +333,11 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Status { config, json } => show_status(&config, json),
         Cmd::Demo { mountpoint } => demo(&mountpoint),
+        Cmd::Scrub {
+            config,
+            sample,
+            json,
+        } => run_scrub(&config, sample, json),
     }
 }
 

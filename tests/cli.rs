@@ -509,3 +509,60 @@ fn demo_creates_once_mounts_in_the_foreground_and_stops_on_ctrl_c() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("created volume"), "{}", stdout(&out));
 }
+
+#[test]
+fn scrub_reports_a_garbage_shard_and_reads_stay_correct() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let (cfg, mp) = mounted_volume(&e, &["--chunk-size", "256KiB"]);
+    let data = common::bytes(12, 2 << 20);
+    std::fs::write(format!("{mp}/f"), &data).unwrap();
+    let o = run(&["scrub", "--config", &cfg]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("all shards are present and intact"),
+        "{}",
+        stdout(&o)
+    );
+    // Overwrite one shard object in backend a with garbage.
+    let mut shards = Vec::new();
+    for d in std::fs::read_dir(e.base.join("a/chunks")).unwrap() {
+        for f in std::fs::read_dir(d.unwrap().path()).unwrap() {
+            shards.push(f.unwrap().path());
+        }
+    }
+    shards.sort();
+    std::fs::write(&shards[0], b"not a shard at all").unwrap();
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    assert!(run(&["umount", &mp]).status.success());
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    assert!(
+        std::fs::read(format!("{mp}/f")).unwrap() == data,
+        "read still correct"
+    );
+    // Mounted: through the daemon.
+    let o = run(&["scrub", "--config", &cfg]);
+    assert_one_line_error(&o, "scrub found 1 missing, damaged or unreachable shard(s)");
+    let table = stdout(&o);
+    let a_line = table.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert_eq!(
+        a_line.split_whitespace().nth(3),
+        Some("1"),
+        "one corrupt shard on a:\n{table}"
+    );
+    assert!(table.contains("not a cloudraid shard (bad magic)"), "{table}");
+    assert!(run(&["umount", &mp]).status.success());
+    // Not mounted: the same result, opening the volume directly.
+    let o = run(&["scrub", "--config", &cfg, "--json"]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["bad"].as_array().unwrap().len(), 1);
+    assert_eq!(v["bad"][0]["backend"], "a");
+    assert_one_line_error(
+        &run(&["scrub", "--config", &cfg, "--sample", "0"]),
+        "percentage",
+    );
+}

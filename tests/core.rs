@@ -7,7 +7,7 @@ use cloudraid::fs::{
     Caller, Errno, Fs, SetAttr, SetTime, RENAME_EXCHANGE, RENAME_NOREPLACE, XATTR_CREATE,
     XATTR_REPLACE,
 };
-use cloudraid::store::Fault;
+use cloudraid::store::{Backend, Fault};
 use common::{bytes, volume, ROOT};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -650,6 +650,62 @@ async fn a_hung_backend_is_hedged_around_and_marked_down() {
         .await
         .expect("a hung backend must not stall reads");
     assert_eq!(got.unwrap(), bytes(2, 2 << 20));
-    assert!(t.elapsed() < std::time::Duration::from_secs(5), "took {:?}", t.elapsed());
-    assert!(fs.volume().health[0].is_down(), "late requests count against the hung backend");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        fs.volume().health[0].is_down(),
+        "late requests count against the hung backend"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scrub_finds_missing_and_corrupt_shards() {
+    use cloudraid::format::shard_key;
+    use cloudraid::scrub::scrub;
+    let tv = volume(2, 2, 4, 64 << 10);
+    let data = bytes(6, 300_000);
+    let ino = write_file(&tv.fs, ROOT, "f", &data).await;
+    let fs = &tv.fs;
+    let clean = scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(clean.clean());
+    assert_eq!((clean.chunks_checked, clean.chunks_total), (5, 5));
+    assert_eq!(clean.backends.iter().map(|b| b.ok).sum::<u64>(), 5 * 4);
+
+    let chunks = fs.file_chunks(ino).unwrap();
+    let cloudraid::format::ChunkRef::Data { id, .. } = chunks[0] else {
+        panic!("hole")
+    };
+    let rec = fs.index().chunk(&id).unwrap().unwrap();
+    let (s0, s3) = (rec.placement[0] as usize, rec.placement[3] as usize);
+    tv.faults[s0]
+        .put(&shard_key(&id, 0), bytes::Bytes::from_static(b"garbage"))
+        .await
+        .unwrap();
+    tv.faults[s3].delete(&shard_key(&id, 3)).await.unwrap();
+
+    let r = scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(!r.clean());
+    assert_eq!(r.bad.len(), 2);
+    assert_eq!((r.backends[s0].corrupt, r.backends[s3].missing), (1, 1));
+    assert!(r.bad.iter().any(|b| b.backend == format!("b{s0}")
+        && b.index == 0
+        && b.problem.starts_with("corrupt")));
+    assert!(r
+        .bad
+        .iter()
+        .any(|b| b.backend == format!("b{s3}") && b.index == 3 && b.problem == "missing"));
+    // Reads still return the right bytes from the other shards.
+    assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
+    // A sample checks fewer chunks.
+    let some = scrub(fs.volume(), fs.index(), 30.0, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(some.chunks_checked < 5);
 }
