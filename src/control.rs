@@ -22,6 +22,8 @@ pub enum Request {
     Scrub {
         sample: f64,
     },
+    /// Rebuild missing and damaged shards.
+    Repair,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -31,6 +33,8 @@ pub struct Response {
     pub status: Option<StatusReport>,
     #[serde(default)]
     pub scrub: Option<crate::scrub::ScrubReport>,
+    #[serde(default)]
+    pub repair: Option<crate::scrub::RepairReport>,
     pub pid: u32,
 }
 
@@ -84,6 +88,15 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
                 Ok(r) => {
                     resp.ok = true;
                     resp.scrub = Some(r);
+                }
+                Err(e) => resp.error = Some(e),
+            }
+        }
+        Ok(Request::Repair) => {
+            match crate::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
+                Ok(r) => {
+                    resp.ok = true;
+                    resp.repair = Some(r);
                 }
                 Err(e) => resp.error = Some(e),
             }

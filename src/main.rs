@@ -86,6 +86,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild missing and damaged shards from the good ones, and report what was fixed.
+    Repair {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create (once) a demo volume over three local folders and mount it in the foreground.
     Demo { mountpoint: PathBuf },
 }
@@ -209,9 +217,53 @@ fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> 
         Ok(())
     } else {
         Err(format!(
-            "scrub found {} missing, damaged or unreachable shard(s); files stay readable while each chunk keeps {} good shards",
+            "scrub found {} missing, damaged or unreachable shard(s); files stay readable while each chunk keeps {} good shards; `cloudraid repair` rebuilds them",
             report.bad.len(),
             config.volume.data_shards
+        ))
+    }
+}
+
+fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
+    let config = Config::load(config_path)?;
+    let report = runtime()?.block_on(async {
+        match control::request(&config.volume.state_dir, &control::Request::Repair).await? {
+            Some(r) if r.ok => r
+                .repair
+                .ok_or_else(|| "the mount daemon sent no report".to_string()),
+            Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+            None => {
+                let (vol, _) = setup::open_volume(&config).await?;
+                let idx = setup::open_index(&config)?;
+                let bar = progress_bar("repair");
+                let r = scrub::repair(&vol, &idx, &|done, total| {
+                    if let Some(b) = &bar {
+                        b.set_length(total);
+                        b.set_position(done);
+                    }
+                })
+                .await;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
+                r
+            }
+        }
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", scrub::render_repair(&report));
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} chunk(s) or shard(s) could not be repaired (listed above); bring their backends back and run repair again",
+            report.failed.len()
         ))
     }
 }
@@ -338,6 +390,7 @@ fn run(cli: Cli) -> Result<(), String> {
             sample,
             json,
         } => run_scrub(&config, sample, json),
+        Cmd::Repair { config, json } => run_repair(&config, json),
     }
 }
 

@@ -207,3 +207,97 @@ pub fn render(r: &ScrubReport) -> String {
     }
     out
 }
+
+/// What `repair` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RepairReport {
+    /// The scrub that found what to repair.
+    pub scrub: ScrubReport,
+    pub chunks_repaired: u64,
+    pub shards_rewritten: u64,
+    /// Shards on backends that could not be reached: left for a later repair.
+    pub shards_skipped: u64,
+    /// Chunks that could not be rebuilt (fewer than k good shards) or rewritten.
+    pub failed: Vec<String>,
+}
+
+/// Scrubs every chunk, then rebuilds each missing or corrupt shard from the
+/// chunk's good shards and writes it back in its place.
+pub async fn repair(
+    vol: &Arc<Volume>,
+    idx: &Index,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<RepairReport, String> {
+    let found = scrub(vol, idx, 100.0, progress).await?;
+    let mut todo: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    let mut report = RepairReport::default();
+    for b in &found.bad {
+        if b.problem.starts_with("unreachable") {
+            report.shards_skipped += 1;
+        } else {
+            todo.entry(b.chunk.clone()).or_default().push(b.index);
+        }
+    }
+    let n = todo.len() as u64;
+    for (done, (hex, which)) in todo.into_iter().enumerate() {
+        progress(done as u64, n);
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(&hex, &mut raw).map_err(|e| e.to_string())?;
+        let id = ChunkId(raw);
+        let Some(rec) = idx.chunk(&id).map_err(|e| e.to_string())? else {
+            continue;
+        };
+        // The cache may hold the chunk from before; only freshly verified bytes count.
+        vol.cache.remove(&id);
+        let data = match vol.load_chunk(id, &rec).await {
+            Ok(d) => d,
+            Err(e) => {
+                report.failed.push(format!("chunk {}: {e}", &hex[..16]));
+                continue;
+            }
+        };
+        match vol.rewrite_shards(id, &rec, data, &which).await {
+            Ok(()) => {
+                report.chunks_repaired += 1;
+                report.shards_rewritten += which.len() as u64;
+            }
+            Err(fails) => {
+                report.shards_rewritten += (which.len() - fails.len()) as u64;
+                for f in fails {
+                    report.failed.push(format!(
+                        "chunk {} shard {} on {}: {}",
+                        &hex[..16],
+                        f.index,
+                        f.backend,
+                        f.reason
+                    ));
+                }
+            }
+        }
+    }
+    progress(n, n);
+    report.scrub = found;
+    Ok(report)
+}
+
+pub fn render_repair(r: &RepairReport) -> String {
+    let mut out = format!(
+        "checked {} chunks: {} shard(s) missing or damaged\n",
+        r.scrub.chunks_checked,
+        r.scrub.bad.len() as u64 - r.shards_skipped
+    );
+    out += &format!(
+        "repaired {} chunk(s): {} shard(s) rewritten\n",
+        r.chunks_repaired, r.shards_rewritten
+    );
+    if r.shards_skipped > 0 {
+        out += &format!(
+            "skipped {} shard(s) on unreachable backends; run repair again when they are back\n",
+            r.shards_skipped
+        );
+    }
+    for f in &r.failed {
+        out += &format!("could not repair {f}\n");
+    }
+    out
+}

@@ -410,6 +410,57 @@ impl Volume {
         Ok(Bytes::from(out))
     }
 
+    /// Writes shards `which` of a chunk again from its bytes (re-encoding gives the
+    /// very same shard objects). Used by repair.
+    pub async fn rewrite_shards(
+        &self,
+        id: ChunkId,
+        rec: &ChunkRecord,
+        data: Bytes,
+        which: &[usize],
+    ) -> Result<(), Vec<ShardFailure>> {
+        let layout = Layout {
+            k: rec.k as usize,
+            m: rec.m as usize,
+        };
+        let vol = self.id;
+        let objects = tokio::task::spawn_blocking(move || erasure::encode(vol, id, &data, layout))
+            .await
+            .expect("encoder task panicked")
+            .map_err(|e| {
+                vec![ShardFailure {
+                    index: 0,
+                    backend: String::new(),
+                    reason: e.to_string(),
+                }]
+            })?;
+        let puts = which.iter().map(|&i| {
+            let s = rec.placement[i];
+            let slot = self.slot(s).clone();
+            let obj = objects[i].clone();
+            async move {
+                let key = shard_key(&id, i);
+                self.guarded(s, slot.backend.put(&key, obj))
+                    .await
+                    .map_err(|e| ShardFailure {
+                        index: i,
+                        backend: slot.name.clone(),
+                        reason: e.to_string(),
+                    })
+            }
+        });
+        let failures: Vec<ShardFailure> = futures::future::join_all(puts)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures)
+        }
+    }
+
     /// Deletes every shard of a chunk. Missing shards are not an error.
     pub async fn delete_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<(), ShardFailure> {
         let dels = rec.placement.iter().enumerate().map(|(i, s)| {

@@ -553,7 +553,10 @@ fn scrub_reports_a_garbage_shard_and_reads_stay_correct() {
         Some("1"),
         "one corrupt shard on a:\n{table}"
     );
-    assert!(table.contains("not a cloudraid shard (bad magic)"), "{table}");
+    assert!(
+        table.contains("not a cloudraid shard (bad magic)"),
+        "{table}"
+    );
     assert!(run(&["umount", &mp]).status.success());
     // Not mounted: the same result, opening the volume directly.
     let o = run(&["scrub", "--config", &cfg, "--json"]);
@@ -565,4 +568,35 @@ fn scrub_reports_a_garbage_shard_and_reads_stay_correct() {
         &run(&["scrub", "--config", &cfg, "--sample", "0"]),
         "percentage",
     );
+    // Repair rewrites it; scrub is clean again.
+    let o = run(&["repair", "--config", &cfg]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("repaired 1 chunk(s): 1 shard(s) rewritten"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(run(&["scrub", "--config", &cfg]).status.success());
+    // The same through the mount daemon, with a shard deleted on another backend.
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    let victim = std::fs::read_dir(e.base.join("b/chunks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let shard = std::fs::read_dir(&victim)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&shard).unwrap();
+    assert!(!run(&["scrub", "--config", &cfg]).status.success());
+    let o = run(&["repair", "--config", &cfg]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(shard.exists(), "the missing shard is back");
+    assert!(run(&["scrub", "--config", &cfg]).status.success());
+    assert!(std::fs::read(format!("{mp}/f")).unwrap() == data);
+    assert!(run(&["umount", &mp]).status.success());
 }

@@ -703,6 +703,16 @@ async fn scrub_finds_missing_and_corrupt_shards() {
         .any(|b| b.backend == format!("b{s3}") && b.index == 3 && b.problem == "missing"));
     // Reads still return the right bytes from the other shards.
     assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
+    // Repair rebuilds both from the good shards.
+    let fixed = cloudraid::scrub::repair(fs.volume(), fs.index(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((fixed.chunks_repaired, fixed.shards_rewritten), (1, 2));
+    assert!(fixed.failed.is_empty());
+    assert!(scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
+        .await
+        .unwrap()
+        .clean());
     // A sample checks fewer chunks.
     let some = scrub(fs.volume(), fs.index(), 30.0, &|_, _| {})
         .await
