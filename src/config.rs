@@ -109,6 +109,23 @@ pub struct VolumeSection {
     /// Chunks read ahead of a sequential reader.
     #[serde(default = "default_readahead_chunks")]
     pub readahead_chunks: usize,
+    /// Shards that must be stored for a write to succeed, from data_shards to
+    /// data_shards + parity_shards (default: data_shards + 1, at most all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_quorum: Option<u8>,
+}
+
+impl VolumeSection {
+    pub fn write_quorum(&self) -> usize {
+        let (k, total) = (
+            self.data_shards as usize,
+            self.data_shards as usize + self.parity_shards as usize,
+        );
+        self.write_quorum
+            .map(|q| q as usize)
+            .unwrap_or(k + 1)
+            .clamp(k, total)
+    }
 }
 
 fn default_upload_concurrency() -> usize {
@@ -252,6 +269,15 @@ impl Config {
                 "state_dir {} must be an absolute path",
                 v.state_dir.display()
             ));
+        }
+        if let Some(q) = v.write_quorum {
+            let (k, total) = (
+                v.data_shards,
+                v.data_shards as usize + v.parity_shards as usize,
+            );
+            if q < k || q as usize > total {
+                return Err(format!("write_quorum {q} must be between data_shards ({k}) and data_shards + parity_shards ({total})"));
+            }
         }
         if v.upload_concurrency == 0 {
             return Err("upload_concurrency must be at least 1".into());

@@ -209,6 +209,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         }
         let collector = fs.spawn_collector();
         let prober = fs.volume().spawn_prober(Duration::from_secs(5));
+        let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
         let mounted = fuse::mount(fs.clone(), &mp, &source, &opts)
             .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
         let sock = control::socket_path(&config.volume.state_dir);
@@ -240,6 +241,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         let synced = fs.sync_all().await;
         collector.abort();
         prober.abort();
+        completer.abort();
         tracing::info!("volume {} unmounted from {}", config.volume.name, mp.display());
         if let Err(e) = synced {
             return Err(format!("unmounted, but committing open files failed: {e}"));

@@ -223,6 +223,7 @@ pub mod keys {
     pub const XATTR: u8 = b'X';
     pub const GC: u8 = b'G';
     pub const ORPHAN: u8 = b'O';
+    pub const DEGRADED: u8 = b'R';
 
     pub fn ino(prefix: u8, ino: u64) -> Vec<u8> {
         let mut k = Vec::with_capacity(9);
@@ -361,4 +362,11 @@ pub struct ChunkRecord {
     pub shard_size: u32,
     /// Backend slot holding shard i.
     pub placement: Vec<u16>,
+}
+
+/// `R` + chunk id: shards of a stored chunk that could not be written (a write that
+/// reached its quorum while some backends were down). Repair rewrites them.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DegradedRecord {
+    pub missing: Vec<u8>,
 }

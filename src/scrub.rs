@@ -228,12 +228,20 @@ pub async fn repair(
     idx: &Index,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RepairReport, String> {
+    let listed: std::collections::HashSet<Vec<u8>> = idx
+        .all::<ChunkRecord>(keys::CHUNK)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
     let found = scrub(vol, idx, 100.0, progress).await?;
+    let mut still_bad: std::collections::HashSet<String> = Default::default();
     let mut todo: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
     let mut report = RepairReport::default();
     for b in &found.bad {
         if b.problem.starts_with("unreachable") {
             report.shards_skipped += 1;
+            still_bad.insert(b.chunk.clone());
         } else {
             todo.entry(b.chunk.clone()).or_default().push(b.index);
         }
@@ -253,6 +261,7 @@ pub async fn repair(
             Ok(d) => d,
             Err(e) => {
                 report.failed.push(format!("chunk {}: {e}", &hex[..16]));
+                still_bad.insert(hex.clone());
                 continue;
             }
         };
@@ -262,6 +271,7 @@ pub async fn repair(
                 report.shards_rewritten += which.len() as u64;
             }
             Err(fails) => {
+                still_bad.insert(hex.clone());
                 report.shards_rewritten += (which.len() - fails.len()) as u64;
                 for f in fails {
                     report.failed.push(format!(
@@ -276,6 +286,19 @@ pub async fn repair(
         }
     }
     progress(n, n);
+    // Chunks written during an outage that now have every shard are no longer degraded.
+    let mut b = crate::meta::Batch::default();
+    for (k, _) in idx
+        .store()
+        .scan(&[keys::DEGRADED], None, usize::MAX)
+        .map_err(|e| e.to_string())?
+    {
+        let id = k[1..33].to_vec();
+        if listed.contains(&id) && !still_bad.contains(&hex::encode(&id)) {
+            b.delete(k);
+        }
+    }
+    idx.apply(b).map_err(|e| e.to_string())?;
     report.scrub = found;
     Ok(report)
 }

@@ -148,6 +148,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             state_dir: state_dir.clone(),
             upload_concurrency: 4,
             readahead_chunks: 4,
+            write_quorum: None,
         },
         backends: req
             .backends
@@ -297,7 +298,8 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
             error,
         });
     }
-    let vol = Volume::new(id, v.name.clone(), slots, layout, v.cache_size.0);
+    let vol = Volume::new(id, v.name.clone(), slots, layout, v.cache_size.0)
+        .with_write_quorum(v.write_quorum());
     Ok((Arc::new(vol), checks))
 }
 

@@ -43,6 +43,9 @@ pub struct StatusReport {
     pub cache: Option<CacheStats>,
     pub pending_files: usize,
     pub pending_bytes: u64,
+    /// Chunks stored with fewer than k+m shards (written during an outage).
+    #[serde(default)]
+    pub degraded_chunks: u64,
 }
 
 /// Probes a backend by reading its volume marker (bounded to 5 s).
@@ -121,6 +124,11 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         cache: None,
         pending_files: 0,
         pending_bytes: 0,
+        degraded_chunks: idx
+            .store()
+            .scan(&[keys::DEGRADED], None, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .len() as u64,
     })
 }
 
@@ -221,6 +229,12 @@ pub fn render(r: &StatusReport) -> String {
             )
         }
         None => out += "cache            empty (not mounted)\n",
+    }
+    if r.degraded_chunks > 0 {
+        out += &format!(
+            "degraded chunks  {} (written while backends were down; completed in the background or by `cloudraid repair`)\n",
+            r.degraded_chunks
+        );
     }
     if r.pending_files > 0 {
         out += &format!(

@@ -68,6 +68,8 @@ pub struct Volume {
     pub cache: ChunkCache,
     /// Circuit breaker and latencies, one per slot.
     pub health: Vec<Health>,
+    /// Shards that must be stored for a write to succeed (k ≤ quorum ≤ k+m).
+    pub write_quorum: usize,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
 }
 
@@ -94,8 +96,15 @@ impl Volume {
             layout,
             cache: ChunkCache::new(cache_bytes),
             health: (0..n_slots).map(|_| Health::default()).collect(),
+            write_quorum: layout.total(),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sets the write quorum (clamped to k..=k+m when used).
+    pub fn with_write_quorum(mut self, quorum: usize) -> Self {
+        self.write_quorum = quorum;
+        self
     }
 
     /// Backend slot for each shard of a chunk: consecutive backends starting at one
@@ -183,14 +192,15 @@ impl Volume {
         })
     }
 
-    /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds only when
-    /// every shard is stored; the returned record has no references yet.
+    /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds when at
+    /// least the write quorum of shards is stored, and returns the record (with no
+    /// references yet) and the shards that could not be written.
     pub async fn store_chunk(
         &self,
         id: ChunkId,
         data: Bytes,
         layout: Layout,
-    ) -> Result<ChunkRecord, VolumeError> {
+    ) -> Result<(ChunkRecord, Vec<usize>), VolumeError> {
         let placement = self.placement(&id, layout);
         let vol = self.id;
         let len = data.len();
@@ -217,23 +227,26 @@ impl Volume {
             .into_iter()
             .filter_map(Result::err)
             .collect();
-        if !failures.is_empty() {
-            for f in &failures {
-                tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
-            }
+        for f in &failures {
+            tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
+        }
+        let quorum = self.write_quorum.clamp(layout.k, layout.total());
+        if layout.total() - failures.len() < quorum {
             return Err(VolumeError::UploadFailed {
                 chunk: id,
                 failures,
             });
         }
-        Ok(ChunkRecord {
+        let missing = failures.iter().map(|f| f.index).collect();
+        let rec = ChunkRecord {
             refs: 0,
             len: len as u32,
             k: layout.k as u8,
             m: layout.m as u8,
             shard_size: layout.shard_object_len(len) as u32,
             placement,
-        })
+        };
+        Ok((rec, missing))
     }
 
     /// The chunk's bytes, from the cache or rebuilt from any k shards. Concurrent

@@ -719,3 +719,53 @@ async fn scrub_finds_missing_and_corrupt_shards() {
         .unwrap();
     assert!(some.chunks_checked < 5);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
+    use cloudraid::format::keys;
+    let tv = volume(2, 2, 4, 64 << 10);
+    assert_eq!(
+        tv.fs.volume().write_quorum,
+        4,
+        "the test volume asks for every shard"
+    );
+    // A volume that accepts k+1 = 3 of 4 shards.
+    let degraded = |fs: &Fs| {
+        fs.index()
+            .store()
+            .scan(&[keys::DEGRADED], None, usize::MAX)
+            .unwrap()
+            .len()
+    };
+    let fs3 = tv.reopen_with_quorum(3);
+    tv.faults[1].set(Fault::RejectWrites);
+    let data = bytes(4, 500_000);
+    let ino = write_file(&fs3, ROOT, "during-outage", &data).await;
+    assert!(degraded(&fs3) > 0, "chunks missing a shard are recorded");
+    assert_eq!(read_all(&fs3, ino).await.unwrap(), data);
+    let (fixed, left) = fs3.repair_degraded().await.unwrap();
+    assert_eq!(fixed, 0, "nothing to do while the backend still refuses");
+    assert!(left > 0);
+    // The backend returns; the probe marks it up, and completion writes the
+    // missing shards.
+    tv.faults[1].set(Fault::None);
+    assert_eq!(
+        fs3.volume().probe_down_backends().await,
+        vec!["b1".to_string()]
+    );
+    let (fixed, left) = fs3.repair_degraded().await.unwrap();
+    assert!(fixed > 0 && left == 0);
+    assert_eq!(degraded(&fs3), 0);
+    let clean = cloudraid::scrub::scrub(fs3.volume(), fs3.index(), 100.0, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(clean.clean(), "{:?}", clean.bad);
+    // Two backends refusing: fewer than 3 shards can be stored, the write fails and
+    // the file keeps its committed content.
+    tv.faults[0].set(Fault::RejectWrites);
+    tv.faults[2].set(Fault::RejectWrites);
+    let fh = fs3.open(ino, libc::O_RDWR).await.unwrap();
+    fs3.write(fh, 0, &bytes(5, 100_000)).await.unwrap();
+    assert_eq!(fs3.fsync(fh).await.unwrap_err(), Errno::EIO);
+    assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
+}

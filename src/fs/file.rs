@@ -504,7 +504,7 @@ impl Fs {
     ) -> FsResult<(
         u64,
         ChunkRef,
-        Option<(ChunkId, ChunkRecord, super::guards::RefGuard)>,
+        Option<(ChunkId, ChunkRecord, Vec<usize>, super::guards::RefGuard)>,
     )> {
         let Some(f) = staging else {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
@@ -531,8 +531,8 @@ impl Fs {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
         let guard = self.guards.reference(id).await;
-        let rec = match self.idx.chunk(&id)? {
-            Some(rec) => rec,
+        let (rec, missing) = match self.idx.chunk(&id)? {
+            Some(rec) => (rec, Vec::new()),
             None => self.vol.store_chunk(id, Bytes::from(buf), layout).await?,
         };
         Ok((
@@ -541,7 +541,7 @@ impl Fs {
                 id,
                 len: len as u32,
             },
-            Some((id, rec, guard)),
+            Some((id, rec, missing, guard)),
         ))
     }
 
@@ -576,10 +576,14 @@ impl Fs {
             .await?;
         let mut refs = RefDelta::default();
         let mut guards = Vec::new();
+        let mut degraded = Vec::new();
         for (i, r, stored) in sealed {
             chunks[i as usize] = Some(r);
-            if let Some((id, rec, g)) = stored {
+            if let Some((id, rec, missing, g)) = stored {
                 refs.known.insert(id, rec);
+                if !missing.is_empty() {
+                    degraded.push((id, missing));
+                }
                 guards.push(g);
             }
         }
@@ -599,6 +603,15 @@ impl Fs {
             refs.drop_content(&old);
             refs.add_content(&content);
             let mut b = Batch::default();
+            for (id, missing) in &degraded {
+                let rec = crate::format::DegradedRecord {
+                    missing: missing.iter().map(|m| *m as u8).collect(),
+                };
+                b.put(
+                    crate::format::keys::chunk(crate::format::keys::DEGRADED, id),
+                    crate::format::encode_record(&rec),
+                );
+            }
             self.apply_refs(&mut b, refs)?;
             let now = super::now_nanos();
             inode.size = size;

@@ -711,6 +711,7 @@ impl Fs {
             let refs_now = rec.refs as i64 + d;
             if refs_now <= 0 {
                 b.delete(keys::chunk(keys::CHUNK, &id));
+                b.delete(keys::chunk(keys::DEGRADED, &id));
                 rec.refs = 0;
                 b.put(keys::chunk(keys::GC, &id), encode_record(&rec));
                 queued = true;
@@ -1124,6 +1125,82 @@ impl Fs {
         };
         self.guards.end_delete(id);
         Ok(done?)
+    }
+
+    /// Rewrites the shards that writes during an outage could not store, for chunks
+    /// whose missing backends answer again. Returns (chunks repaired, chunks still
+    /// degraded).
+    pub async fn repair_degraded(&self) -> FsResult<(usize, usize)> {
+        let rows = self
+            .idx
+            .store()
+            .scan(&[keys::DEGRADED], None, usize::MAX)
+            .map_err(|e| {
+                tracing::error!("{e}");
+                Errno::EIO
+            })?;
+        let (mut repaired, mut left) = (0, 0);
+        for (k, v) in rows {
+            let id = ChunkId(k[1..33].try_into().unwrap());
+            let d: crate::format::DegradedRecord = decode_record(&v).map_err(|e| {
+                tracing::error!("degraded record: {e}");
+                Errno::EIO
+            })?;
+            // Keep the collector away while the chunk is being completed.
+            let _hold = self.guards.reference(id).await;
+            let Some(rec) = self.idx.chunk(&id)? else {
+                let _g = self.meta.lock().await;
+                let mut b = Batch::default();
+                b.delete(k);
+                self.idx.apply(b)?;
+                continue;
+            };
+            let missing: Vec<usize> = d.missing.iter().map(|m| *m as usize).collect();
+            let n = self.vol.slots.len();
+            if missing
+                .iter()
+                .any(|i| self.vol.health[rec.placement[*i] as usize % n].is_down())
+            {
+                left += 1;
+                continue;
+            }
+            let done = match self.vol.load_chunk(id, &rec).await {
+                Ok(data) => self
+                    .vol
+                    .rewrite_shards(id, &rec, data, &missing)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            if done {
+                let _g = self.meta.lock().await;
+                let mut b = Batch::default();
+                b.delete(k);
+                self.idx.apply(b)?;
+                repaired += 1;
+                tracing::info!(
+                    "chunk {id}: {} missing shard(s) written; full redundancy again",
+                    missing.len()
+                );
+            } else {
+                left += 1;
+            }
+        }
+        Ok((repaired, left))
+    }
+
+    /// Completes degraded chunks in the background, every `every`.
+    pub fn spawn_degraded_repair(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(fs) = weak.upgrade() else { return };
+                if !fs.opts.read_only {
+                    let _ = fs.repair_degraded().await;
+                }
+            }
+        })
     }
 
     /// Runs garbage collection whenever chunks are queued (and every minute).

@@ -44,6 +44,7 @@ pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
         chunk_size,
         staging.path(),
         false,
+        layout.total(),
     );
     TestVolume {
         fs,
@@ -64,6 +65,7 @@ fn build(
     chunk_size: u32,
     staging: &std::path::Path,
     read_only: bool,
+    quorum: usize,
 ) -> Arc<Fs> {
     let slots = faults
         .iter()
@@ -73,7 +75,7 @@ fn build(
             backend: f.clone() as Arc<dyn Backend>,
         })
         .collect();
-    let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20);
+    let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20).with_write_quorum(quorum);
     let idx = Index::new(meta.clone() as Arc<dyn MetaStore>);
     let opts = FsOptions {
         read_only,
@@ -86,6 +88,20 @@ fn build(
 }
 
 impl TestVolume {
+    /// A fresh core whose writes succeed once `quorum` shards are stored.
+    pub fn reopen_with_quorum(&self, quorum: usize) -> Arc<Fs> {
+        build(
+            &self.faults,
+            &self.meta,
+            self.id,
+            self.layout,
+            self.chunk_size,
+            self.staging.path(),
+            false,
+            quorum,
+        )
+    }
+
     /// A fresh core over the same index and backends (what a remount sees).
     pub fn reopen(&self, read_only: bool) -> Arc<Fs> {
         build(
@@ -96,6 +112,7 @@ impl TestVolume {
             self.chunk_size,
             self.staging.path(),
             read_only,
+            self.layout.total(),
         )
     }
 
