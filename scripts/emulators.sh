@@ -4,6 +4,8 @@
 #   scripts/emulators.sh start [s3|gcs|azure ...]   install if needed, start, create buckets
 #   scripts/emulators.sh stop  [s3|gcs|azure ...]   stop exactly the processes started here
 #   scripts/emulators.sh env                        print the export lines a volume needs
+#   scripts/emulators.sh s3-put KEY < DATA          overwrite an object in the S3 bucket (tests:
+#                                                   simulate tampering; signed, as moto requires)
 #
 # s3: a moto server; gcs: a second moto server, spoken to through object_store's GCS
 # client (its XML API is S3-compatible); azure: Azurite. Each is its own process, so a
@@ -130,5 +132,16 @@ export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1
 export CLOUDRAID_EMULATOR_BACKENDS="s3=s3://$BUCKET gcs=gs://$BUCKET azure=az://$BUCKET"
 EOF
     ;;
-  *) die "usage: scripts/emulators.sh start|stop [s3|gcs|azure ...] | env" ;;
+  s3-put)
+    key=${names[0]:-}
+    [ -n "$key" ] || die "usage: scripts/emulators.sh s3-put KEY < DATA"
+    "$root/venv/bin/python" - "$S3_PORT" "$BUCKET" "$key" <<'PY'
+import sys, boto3
+port, bucket, key = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+s3.put_object(Bucket=bucket, Key=key, Body=sys.stdin.buffer.read())
+PY
+    ;;
+  *) die "usage: scripts/emulators.sh start|stop [s3|gcs|azure ...] | env | s3-put KEY" ;;
 esac

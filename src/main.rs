@@ -33,6 +33,9 @@ enum Cmd {
         /// Parity shards per chunk (m): how many backends may be lost. Default: about a third of the backends.
         #[arg(long, value_name = "M")]
         parity_shards: Option<usize>,
+        /// Shards that must be stored for a write to succeed (K..K+M; default K+1).
+        #[arg(long, value_name = "N")]
+        write_quorum: Option<u8>,
         /// Chunk size.
         #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
         chunk_size: Size,
@@ -305,6 +308,7 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
             backends,
             data_shards: Some(2),
             parity_shards: Some(1),
+            write_quorum: None,
             chunk_size: Size(4 << 20),
             cache_size: Size(256 << 20),
             state_dir: Some(base.join("state")),
@@ -340,6 +344,7 @@ fn run(cli: Cli) -> Result<(), String> {
             backends,
             data_shards,
             parity_shards,
+            write_quorum,
             chunk_size,
             cache_size,
             state_dir,
@@ -347,6 +352,7 @@ fn run(cli: Cli) -> Result<(), String> {
             force,
             allow_shared_backends,
         } => init_volume(setup::InitRequest {
+            write_quorum,
             config_path: config,
             name,
             backends: backends

@@ -5,7 +5,9 @@
 
 use crate::config::human;
 use crate::erasure::{verify_shard, Layout};
-use crate::format::{keys, shard_key, ChunkId, ChunkRecord};
+use crate::format::{
+    keys, shard_key, ChunkId, ChunkRecord, VolumeMarker, MARKER_FORMAT_VERSION, MARKER_KEY,
+};
 use crate::index::Index;
 use crate::store::StoreError;
 use crate::volume::Volume;
@@ -85,6 +87,8 @@ pub async fn scrub(
     percent: f64,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScrubReport, String> {
+    // A backend marked down that answers again is checked like the others.
+    vol.probe_down_backends().await;
     let all = idx
         .all::<ChunkRecord>(keys::CHUNK)
         .map_err(|e| e.to_string())?;
@@ -217,6 +221,10 @@ pub struct RepairReport {
     pub shards_rewritten: u64,
     /// Shards on backends that could not be reached: left for a later repair.
     pub shards_skipped: u64,
+    /// Backends whose volume marker was missing (an emptied or replaced bucket) and
+    /// has been written again.
+    #[serde(default)]
+    pub markers_restored: Vec<String>,
     /// Chunks that could not be rebuilt (fewer than k good shards) or rewritten.
     pub failed: Vec<String>,
 }
@@ -234,10 +242,39 @@ pub async fn repair(
         .into_iter()
         .map(|(k, _)| k)
         .collect();
+    let mut markers_restored = Vec::new();
+    for (i, slot) in vol.slots.iter().enumerate() {
+        if let Ok(None) = slot.backend.head(MARKER_KEY).await {
+            let marker = VolumeMarker {
+                format: VolumeMarker::FORMAT.into(),
+                version: MARKER_FORMAT_VERSION,
+                volume_id: vol.id.to_string(),
+                volume_name: vol.name.clone(),
+                data_shards: vol.layout.k as u8,
+                parity_shards: vol.layout.m as u8,
+                backend_name: slot.name.clone(),
+                backend_slot: i as u16,
+                created_unix: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+            };
+            if let Ok(true) = slot
+                .backend
+                .put_if_absent(MARKER_KEY, bytes::Bytes::from(marker.to_bytes()))
+                .await
+            {
+                markers_restored.push(slot.name.clone());
+            }
+        }
+    }
     let found = scrub(vol, idx, 100.0, progress).await?;
     let mut still_bad: std::collections::HashSet<String> = Default::default();
     let mut todo: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
-    let mut report = RepairReport::default();
+    let mut report = RepairReport {
+        markers_restored,
+        ..Default::default()
+    };
     for b in &found.bad {
         if b.problem.starts_with("unreachable") {
             report.shards_skipped += 1;
@@ -313,6 +350,9 @@ pub fn render_repair(r: &RepairReport) -> String {
         "repaired {} chunk(s): {} shard(s) rewritten\n",
         r.chunks_repaired, r.shards_rewritten
     );
+    for b in &r.markers_restored {
+        out += &format!("wrote the missing volume marker on {b}\n");
+    }
     if r.shards_skipped > 0 {
         out += &format!(
             "skipped {} shard(s) on unreachable backends; run repair again when they are back\n",

@@ -20,6 +20,7 @@ pub struct InitRequest {
     pub backends: Vec<(String, String)>,
     pub data_shards: Option<usize>,
     pub parity_shards: Option<usize>,
+    pub write_quorum: Option<u8>,
     pub chunk_size: Size,
     pub cache_size: Size,
     pub state_dir: Option<PathBuf>,
@@ -148,7 +149,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             state_dir: state_dir.clone(),
             upload_concurrency: 4,
             readahead_chunks: 4,
-            write_quorum: None,
+            write_quorum: req.write_quorum,
         },
         backends: req
             .backends

@@ -478,6 +478,15 @@ async fn reads_survive_m_backends_down_or_lying() {
             "down {down:?} corrupt {corrupt:?}"
         );
     }
+    // Truncated bodies on one backend and a slow one beside it.
+    {
+        let fs = tv.reopen(true);
+        tv.faults[0].set(Fault::TruncateReads);
+        tv.faults[1].set(Fault::Slow(std::time::Duration::from_millis(30)));
+        tv.faults[2].set(Fault::None);
+        tv.faults[3].set(Fault::None);
+        assert_eq!(read_all(&fs, ino).await.unwrap(), data, "truncated + slow");
+    }
     // Three of four unusable: a clean error, never wrong bytes.
     let fs = tv.reopen(true);
     tv.faults[0].set(Fault::Down);

@@ -58,6 +58,7 @@ impl Vol {
                     .collect(),
                 data_shards: Some(k),
                 parity_shards: Some(m),
+                write_quorum: None,
                 chunk_size: Size(chunk),
                 cache_size: Size(32 << 20),
                 state_dir: Some(base.join("state")),
