@@ -82,11 +82,16 @@ impl Health {
         s.failures_in_row = 0;
     }
 
+    /// Has this backend answered often enough for its latency to be known?
+    pub fn knows_latency(&self) -> bool {
+        self.state.lock().unwrap().latencies.len() >= 8
+    }
+
     /// How long to wait for a request before also asking another backend: the
     /// 95th percentile of recent latencies (at least 10 ms), or 300 ms while there
     /// are too few samples to tell.
     pub fn hedge_delay(&self) -> Duration {
-        let enough = self.state.lock().unwrap().latencies.len() >= 8;
+        let enough = self.knows_latency();
         match self.latency(0.95) {
             Some(p95) if enough => p95.max(Duration::from_millis(10)),
             _ => Duration::from_millis(300),

@@ -395,9 +395,13 @@ impl Volume {
         }
         // Requests still running were overtaken after they were late: they count
         // against their backend, so a frozen one is soon marked down.
+        // While a backend's normal latency is unknown (a cold connection), being
+        // overtaken does not count.
         for i in inflight.keys().filter(|i| hedged.contains(i)) {
             let h = &self.health[slot_of(*i)];
-            if h.record_failure("no answer in time; a parity shard was read instead") {
+            if h.knows_latency()
+                && h.record_failure("no answer in time; a parity shard was read instead")
+            {
                 tracing::warn!(
                     "backend {} marked down: its requests keep running late",
                     self.slots[slot_of(*i)].name
