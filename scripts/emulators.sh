@@ -3,6 +3,8 @@
 #
 #   scripts/emulators.sh start [s3|gcs|azure ...]   install if needed, start, create buckets
 #   scripts/emulators.sh stop  [s3|gcs|azure ...]   stop exactly the processes started here
+#   scripts/emulators.sh freeze|thaw NAME...        SIGSTOP / SIGCONT (a server that accepts
+#                                                   connections and never answers)
 #   scripts/emulators.sh env                        print the export lines a volume needs
 #   scripts/emulators.sh s3-put KEY < DATA          overwrite an object in the S3 bucket (tests:
 #                                                   simulate tampering; signed, as moto requires)
@@ -131,6 +133,14 @@ export GOOGLE_BASE_URL=http://127.0.0.1:$GCS_PORT GOOGLE_BEARER_TOKEN=$GCS_TOKEN
 export AZURE_STORAGE_USE_EMULATOR=true AZURITE_BLOB_STORAGE_URL=http://127.0.0.1:$AZURE_PORT AZURE_ALLOW_HTTP=true
 export CLOUDRAID_EMULATOR_BACKENDS="s3=s3://$BUCKET gcs=gs://$BUCKET azure=az://$BUCKET"
 EOF
+    ;;
+  freeze|thaw)
+    sig=STOP; [ "$cmd" = thaw ] && sig=CONT
+    for n in "${names[@]}"; do
+      port_of "$n" >/dev/null
+      alive "$n" || die "$n is not running"
+      kill -"$sig" "$(cat "$run/$n.pid")"
+    done
     ;;
   s3-put)
     key=${names[0]:-}

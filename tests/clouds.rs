@@ -303,3 +303,44 @@ fn garbage_shard_in_a_provider_is_found_and_fixed() {
     ok(run(&["scrub", "--config", &v.cfg]));
     v.umount();
 }
+
+/// Thaws a frozen emulator when the test ends, whatever happens.
+struct Frozen(&'static str);
+impl Frozen {
+    fn new(name: &'static str) -> Frozen {
+        emulators("freeze", name);
+        Frozen(name)
+    }
+}
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        emulators("thaw", self.0);
+    }
+}
+
+/// 4. A frozen provider (accepts connections, never answers): reads still complete
+///    within seconds, because late shard requests are hedged with parity shards.
+#[test]
+fn a_frozen_provider_is_hedged_around() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(backends) = ready() else { return };
+    let v = Vol::new(&backends);
+    let files = tree();
+    write_tree(&v, &files);
+    v.umount();
+    v.mount();
+    // A first read teaches the mount each provider's normal latency.
+    check_tree(&v, &files);
+    let _frozen = Frozen::new("azure");
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+    let t = Instant::now();
+    check_tree(&v, &files);
+    let took = t.elapsed();
+    eprintln!("read the tree in {took:?} with azure frozen");
+    assert!(
+        took < Duration::from_secs(8),
+        "reads took {took:?} with a frozen provider"
+    );
+    drop(_frozen);
+    v.umount();
+}
