@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark: 1 GiB written with dd bs=1M, cold read (fresh mount, caches dropped) and
 # warm read, on a cloudraid volume with k=4, m=2 over six file:// backends, and the
-# same on a plain folder of the same disk. Prints MB/s (10^6 bytes/s), the ratio to
-# the plain folder and the mount daemon's peak RSS. Needs root and /dev/fuse.
+# same on a plain folder of the same disk; then the cold read again with m=2 of the six
+# backend folders gone (degraded read). Prints MB/s (10^6 bytes/s), the ratios to the
+# plain folder and to the healthy read, and the mount daemon's peak RSS. Needs root
+# and /dev/fuse.
 # Usage: scripts/bench.sh [SIZE_MIB] [RUNS]   (defaults: 1024, 3; medians are printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 daemon_pid() { "$bin" status --config "$work/bench.toml" --json | awk -F': ' '/"pid"/ { gsub(/[ ,]/, "", $2); print $2; exit }'; }
 peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-declare -a pw pc pwarm cw cc cwarm rss
+declare -a pw pc pwarm cw cc cwarm cdeg rss
 for r in $(seq "$runs"); do
   rm -f "$work/plain/f"; drop
   t0=$(now); dd if="$work/src.bin" of="$work/plain/f" bs=1M conv=fsync status=none; t1=$(now)
@@ -53,19 +55,30 @@ for r in $(seq "$runs"); do
   cwarm+=($(mbps "$t0" "$t1"))
   cmp -s "$work/src.bin" "$work/mnt/f" || { echo "read back differs!" >&2; exit 1; }
   "$bin" umount "$work/mnt" >/dev/null
-  echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
+  # Degraded: two of the six backends (m=2) gone, every chunk rebuilt from parity.
+  mv "$work/backend-1" "$work/backend-1.off"; mv "$work/backend-2" "$work/backend-2.off"
+  drop
+  "$bin" mount --config "$work/bench.toml" "$work/mnt" 2>/dev/null
+  t0=$(now); dd if="$work/mnt/f" of=/dev/null bs=1M status=none; t1=$(now)
+  cdeg+=($(mbps "$t0" "$t1"))
+  cmp -s "$work/src.bin" "$work/mnt/f" || { echo "degraded read back differs!" >&2; exit 1; }
+  "$bin" umount "$work/mnt" >/dev/null
+  mv "$work/backend-1.off" "$work/backend-1"; mv "$work/backend-2.off" "$work/backend-2"
+  echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} degraded ${cdeg[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
 done
 
 m() { printf '%s\n' "$@" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 W=$(m "${cw[@]}"); C=$(m "${cc[@]}"); H=$(m "${cwarm[@]}")
-PW=$(m "${pw[@]}"); PC=$(m "${pc[@]}"); PH=$(m "${pwarm[@]}"); R=$(m "${rss[@]}")
+PW=$(m "${pw[@]}"); PC=$(m "${pc[@]}"); PH=$(m "${pwarm[@]}"); R=$(m "${rss[@]}"); D=$(m "${cdeg[@]}")
 echo
 echo "| ${size_mib} MiB, k=4 m=2, six file:// backends, median of $runs | write (dd bs=1M, conv=fsync) | cold read | warm read |"
 echo "|---|---|---|---|"
 echo "| plain folder, same disk | $PW MB/s | $PC MB/s | $PH MB/s |"
 echo "| cloudraid | $W MB/s | $C MB/s | $H MB/s |"
 echo "| ratio to plain folder | $(ratio "$W" "$PW") | $(ratio "$C" "$PC") | $(ratio "$H" "$PH") |"
+echo
+echo "degraded cold read, 2 of 6 backends gone: $D MB/s = $(ratio "$D" "$C") of the healthy cold read"
 echo
 echo "peak RSS of the mount daemon during the write: $R MiB (limit: cache $cache_mib MiB + 128 MiB = $((cache_mib + 128)) MiB)"
 [ "$R" -lt $((cache_mib + 128)) ] || { echo "peak RSS above the limit" >&2; exit 1; }
