@@ -5,22 +5,14 @@
 
 mod common;
 
+use common::{bin, run};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cloudraid"));
-    c.env_remove("CLOUDRAID_READY_PIPE");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
 
 fn ok(o: Output) -> String {
     assert!(

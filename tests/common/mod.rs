@@ -135,3 +135,14 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 pub const ROOT: u64 = 1;
+
+/// The cloudraid binary, as a user runs it.
+pub fn bin() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cloudraid"));
+    c.env_remove("CLOUDRAID_READY_PIPE");
+    c
+}
+
+pub fn run(args: &[&str]) -> std::process::Output {
+    bin().args(args).output().unwrap()
+}
