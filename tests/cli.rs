@@ -54,6 +54,12 @@ struct Env {
     base: PathBuf,
 }
 
+impl Drop for Env {
+    fn drop(&mut self) {
+        common::unmount_below(&self.base);
+    }
+}
+
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();

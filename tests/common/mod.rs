@@ -146,3 +146,15 @@ pub fn bin() -> std::process::Command {
 pub fn run(args: &[&str]) -> std::process::Output {
     bin().args(args).output().unwrap()
 }
+
+/// Unmounts every cloudraid mount below `dir` (a test's temp dir), so a test that
+/// fails half-way leaves no daemon behind.
+pub fn unmount_below(dir: &std::path::Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() > 2 && f[2] == "fuse.cloudraid" && std::path::Path::new(f[1]).starts_with(dir) {
+            let _ = run(&["umount", f[1]]);
+        }
+    }
+}
