@@ -10,7 +10,7 @@ use crate::format::{
 };
 use crate::index::Index;
 use crate::store::StoreError;
-use crate::volume::Volume;
+use crate::volume::{Volume, VolumeError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -307,10 +307,10 @@ pub async fn repair(
                 report.chunks_repaired += 1;
                 report.shards_rewritten += which.len() as u64;
             }
-            Err(fails) => {
+            Err(VolumeError::UploadFailed { failures, .. }) => {
                 still_bad.insert(hex.clone());
-                report.shards_rewritten += (which.len() - fails.len()) as u64;
-                for f in fails {
+                report.shards_rewritten += (which.len() - failures.len()) as u64;
+                for f in failures {
                     report.failed.push(format!(
                         "chunk {} shard {} on {}: {}",
                         &hex[..16],
@@ -319,6 +319,10 @@ pub async fn repair(
                         f.reason
                     ));
                 }
+            }
+            Err(e) => {
+                still_bad.insert(hex.clone());
+                report.failed.push(format!("chunk {}: {e}", &hex[..16]));
             }
         }
     }

@@ -202,31 +202,11 @@ impl Volume {
         layout: Layout,
     ) -> Result<(ChunkRecord, Vec<usize>), VolumeError> {
         let placement = self.placement(&id, layout);
-        let vol = self.id;
         let len = data.len();
-        let objects = tokio::task::spawn_blocking(move || erasure::encode(vol, id, &data, layout))
-            .await
-            .expect("encoder task panicked")
-            .map_err(|source| VolumeError::Codec { chunk: id, source })?;
-        let puts = objects.into_iter().enumerate().map(|(i, obj)| {
-            let slot = self.slot(placement[i]).clone();
-            let s = placement[i];
-            async move {
-                let key = shard_key(&id, i);
-                self.guarded(s, slot.backend.put(&key, obj))
-                    .await
-                    .map_err(|e| ShardFailure {
-                        index: i,
-                        backend: slot.name.clone(),
-                        reason: e.to_string(),
-                    })
-            }
-        });
-        let failures: Vec<ShardFailure> = futures::future::join_all(puts)
-            .await
-            .into_iter()
-            .filter_map(Result::err)
-            .collect();
+        let objects = self.encode(id, data, layout).await?;
+        let failures = self
+            .put_shards(id, &placement, &objects, 0..objects.len())
+            .await;
         for f in &failures {
             tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
         }
@@ -435,24 +415,50 @@ impl Volume {
         rec: &ChunkRecord,
         data: Bytes,
         which: &[usize],
-    ) -> Result<(), Vec<ShardFailure>> {
+    ) -> Result<(), VolumeError> {
         let layout = Layout {
             k: rec.k as usize,
             m: rec.m as usize,
         };
+        let objects = self.encode(id, data, layout).await?;
+        let failures = self
+            .put_shards(id, &rec.placement, &objects, which.iter().copied())
+            .await;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(VolumeError::UploadFailed {
+                chunk: id,
+                failures,
+            })
+        }
+    }
+
+    /// Encodes a chunk into its k+m shard objects, off the async workers.
+    async fn encode(
+        &self,
+        id: ChunkId,
+        data: Bytes,
+        layout: Layout,
+    ) -> Result<Vec<Bytes>, VolumeError> {
         let vol = self.id;
-        let objects = tokio::task::spawn_blocking(move || erasure::encode(vol, id, &data, layout))
+        tokio::task::spawn_blocking(move || erasure::encode(vol, id, &data, layout))
             .await
             .expect("encoder task panicked")
-            .map_err(|e| {
-                vec![ShardFailure {
-                    index: 0,
-                    backend: String::new(),
-                    reason: e.to_string(),
-                }]
-            })?;
-        let puts = which.iter().map(|&i| {
-            let s = rec.placement[i];
+            .map_err(|source| VolumeError::Codec { chunk: id, source })
+    }
+
+    /// Uploads shards `which` of `objects` in parallel, each to its slot in
+    /// `placement`, through the circuit breakers. Returns the shards that failed.
+    async fn put_shards(
+        &self,
+        id: ChunkId,
+        placement: &[u16],
+        objects: &[Bytes],
+        which: impl Iterator<Item = usize>,
+    ) -> Vec<ShardFailure> {
+        let puts = which.map(|i| {
+            let s = placement[i];
             let slot = self.slot(s).clone();
             let obj = objects[i].clone();
             async move {
@@ -466,16 +472,11 @@ impl Volume {
                     })
             }
         });
-        let failures: Vec<ShardFailure> = futures::future::join_all(puts)
+        futures::future::join_all(puts)
             .await
             .into_iter()
             .filter_map(Result::err)
-            .collect();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures)
-        }
+            .collect()
     }
 
     /// Deletes every shard of a chunk. Missing shards are not an error.
