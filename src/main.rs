@@ -150,14 +150,78 @@ fn init_volume(req: setup::InitRequest) -> Result<(), String> {
     Ok(())
 }
 
+/// Asks the mount daemon, if the volume is mounted. `Ok(None)`: not mounted, so
+/// the caller opens the volume itself.
+async fn ask_daemon<T>(
+    config: &Config,
+    req: control::Request,
+    pick: impl FnOnce(control::Response) -> Option<T>,
+) -> Result<Option<T>, String> {
+    match control::request(&config.volume.state_dir, &req).await? {
+        None => Ok(None),
+        Some(r) if r.ok => pick(r)
+            .map(Some)
+            .ok_or_else(|| "the mount daemon sent no report".to_string()),
+        Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+    }
+}
+
+/// Prints a report as JSON or with its table renderer.
+fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    render: fn(&T) -> String,
+) -> Result<(), String> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr when it is a terminal; cleared when dropped.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(what: &str) -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} chunks, {{eta}} left"
+        )) {
+            bar.set_style(style);
+        }
+        Progress(Some(bar))
+    }
+
+    fn update(&self, done: u64, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
 fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
-        match control::request(&config.volume.state_dir, &control::Request::Status).await? {
-            Some(r) if r.ok => r
-                .status
-                .ok_or_else(|| "the mount daemon sent no status".to_string()),
-            Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+        match ask_daemon(&config, control::Request::Status, |r| r.status).await? {
+            Some(r) => Ok(r),
             None => {
                 let (vol, _) = setup::open_volume(&config).await?;
                 let idx = setup::open_index(&config)?;
@@ -165,15 +229,7 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
             }
         }
     })?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", status::render(&report));
-    }
-    Ok(())
+    print_report(&report, json, status::render)
 }
 
 fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> {
@@ -184,38 +240,17 @@ fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> 
     }
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
-        let req = control::Request::Scrub { sample };
-        match control::request(&config.volume.state_dir, &req).await? {
-            Some(r) if r.ok => r
-                .scrub
-                .ok_or_else(|| "the mount daemon sent no report".to_string()),
-            Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+        match ask_daemon(&config, control::Request::Scrub { sample }, |r| r.scrub).await? {
+            Some(r) => Ok(r),
             None => {
                 let (vol, _) = setup::open_volume(&config).await?;
                 let idx = setup::open_index(&config)?;
-                let bar = progress_bar("scrub");
-                let r = scrub::scrub(&vol, &idx, sample, &|done, total| {
-                    if let Some(b) = &bar {
-                        b.set_length(total);
-                        b.set_position(done);
-                    }
-                })
-                .await;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                r
+                let p = Progress::new("scrub");
+                scrub::scrub(&vol, &idx, sample, &|d, t| p.update(d, t)).await
             }
         }
     })?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", scrub::render(&report));
-    }
+    print_report(&report, json, scrub::render)?;
     if report.clean() {
         Ok(())
     } else {
@@ -230,37 +265,17 @@ fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> 
 fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
-        match control::request(&config.volume.state_dir, &control::Request::Repair).await? {
-            Some(r) if r.ok => r
-                .repair
-                .ok_or_else(|| "the mount daemon sent no report".to_string()),
-            Some(r) => Err(r.error.unwrap_or_else(|| "the mount daemon refused".into())),
+        match ask_daemon(&config, control::Request::Repair, |r| r.repair).await? {
+            Some(r) => Ok(r),
             None => {
                 let (vol, _) = setup::open_volume(&config).await?;
                 let idx = setup::open_index(&config)?;
-                let bar = progress_bar("repair");
-                let r = scrub::repair(&vol, &idx, &|done, total| {
-                    if let Some(b) = &bar {
-                        b.set_length(total);
-                        b.set_position(done);
-                    }
-                })
-                .await;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                r
+                let p = Progress::new("repair");
+                scrub::repair(&vol, &idx, &|d, t| p.update(d, t)).await
             }
         }
     })?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
-    } else {
-        print!("{}", scrub::render_repair(&report));
-    }
+    print_report(&report, json, scrub::render_repair)?;
     if report.failed.is_empty() {
         Ok(())
     } else {
@@ -269,21 +284,6 @@ fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
             report.failed.len()
         ))
     }
-}
-
-/// A progress bar on stderr when it is a terminal.
-fn progress_bar(what: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
-        "{what} {{bar:40}} {{pos}}/{{len}} chunks, {{eta}} left"
-    )) {
-        bar.set_style(style);
-    }
-    Some(bar)
 }
 
 fn demo(mountpoint: &Path) -> Result<(), String> {
