@@ -34,17 +34,25 @@ fn emulators(action: &str, name: &str) {
     assert!(st.success(), "emulators.sh {action} {name} failed");
 }
 
-/// Restarts a stopped emulator when the test ends, whatever happens.
-struct Stopped(&'static str);
-impl Stopped {
-    fn new(name: &'static str) -> Stopped {
-        emulators("stop", name);
-        Stopped(name)
+/// An emulator taken down (stopped or frozen) for the length of a test; brought
+/// back when the guard drops, whatever happens.
+struct Outage {
+    name: &'static str,
+    undo: &'static str,
+}
+
+impl Outage {
+    /// `stop` (undone by `start`) or `freeze` (undone by `thaw`).
+    fn new(action: &'static str, name: &'static str) -> Outage {
+        emulators(action, name);
+        let undo = if action == "freeze" { "thaw" } else { "start" };
+        Outage { name, undo }
     }
 }
-impl Drop for Stopped {
+
+impl Drop for Outage {
     fn drop(&mut self) {
-        emulators("start", self.0);
+        emulators(self.undo, self.name);
     }
 }
 
@@ -174,7 +182,7 @@ fn a_stopped_provider_does_not_stop_reads() {
     let files = tree();
     write_tree(&v, &files);
     v.umount();
-    let _down = Stopped::new("s3");
+    let _down = Outage::new("stop", "s3");
     v.mount();
     let t = Instant::now();
     check_tree(&v, &files);
@@ -211,7 +219,7 @@ fn degraded_writes_then_repair_then_another_outage() {
         })
         .collect();
     {
-        let _down = Stopped::new("gcs");
+        let _down = Outage::new("stop", "gcs");
         for (rel, data) in &during {
             std::fs::write(v.p(rel), data).unwrap();
         }
@@ -226,7 +234,7 @@ fn degraded_writes_then_repair_then_another_outage() {
     );
     ok(run(&["scrub", "--config", &v.cfg]));
     v.umount();
-    let _down = Stopped::new("azure");
+    let _down = Outage::new("stop", "azure");
     v.mount();
     check_tree(&v, &before);
     check_tree(&v, &during);
@@ -296,20 +304,6 @@ fn garbage_shard_in_a_provider_is_found_and_fixed() {
     v.umount();
 }
 
-/// Thaws a frozen emulator when the test ends, whatever happens.
-struct Frozen(&'static str);
-impl Frozen {
-    fn new(name: &'static str) -> Frozen {
-        emulators("freeze", name);
-        Frozen(name)
-    }
-}
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        emulators("thaw", self.0);
-    }
-}
-
 /// 4. A frozen provider (accepts connections, never answers): reads still complete
 ///    within seconds, because late shard requests are hedged with parity shards.
 #[test]
@@ -323,7 +317,7 @@ fn a_frozen_provider_is_hedged_around() {
     v.mount();
     // A first read teaches the mount each provider's normal latency.
     check_tree(&v, &files);
-    let _frozen = Frozen::new("azure");
+    let _frozen = Outage::new("freeze", "azure");
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
     let t = Instant::now();
     check_tree(&v, &files);
