@@ -113,6 +113,11 @@ pub struct VolumeSection {
     /// data_shards + parity_shards (default: data_shards + 1, at most all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_quorum: Option<u8>,
+    /// A file of KEY=VALUE lines (AWS_*, GOOGLE_*, AZURE_*) with the backends'
+    /// credentials, for mounts that get no user environment (fstab, systemd).
+    /// It must be readable by its owner only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_file: Option<PathBuf>,
 }
 
 impl VolumeSection {
@@ -292,6 +297,33 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl Config {
+    /// The entries of the volume's `env_file`, if it has one.
+    pub fn env_vars(&self) -> Result<Vec<(String, String)>, String> {
+        let Some(path) = &self.volume.env_file else {
+            return Ok(Vec::new());
+        };
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata(path).map_err(|e| {
+            format!(
+                "env_file {}: {e}; create it with the backends' credentials (KEY=VALUE lines) and `chmod 600` it, or remove env_file from the config",
+                path.display()
+            )
+        })?;
+        if md.mode() & 0o077 != 0 {
+            return Err(format!(
+                "env_file {} holds credentials but is readable by others (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                md.mode() & 0o777,
+                path.display()
+            ));
+        }
+        dotenvy::from_path_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("env_file {}: {e}", path.display()))
     }
 }
 

@@ -4,10 +4,12 @@
 //! connection: a line of JSON, answered by a line of JSON. Later front ends (CLI
 //! transfers, web dashboard) speak the same protocol.
 
-use crate::fs::Fs;
+use crate::fs::{Caller, Fs};
+use crate::ops;
 use crate::status::{self, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -24,6 +26,37 @@ pub enum Request {
     },
     /// Rebuild missing and damaged shards.
     Repair,
+    /// The entries of a directory (or one file), as `ops::list`.
+    Ls {
+        path: String,
+    },
+    /// Copy local files into the volume (paths are absolute).
+    Put {
+        sources: Vec<PathBuf>,
+        dest: String,
+    },
+    /// Copy files out of the volume to a local path (absolute).
+    Get {
+        paths: Vec<String>,
+        dest: PathBuf,
+    },
+    Rm {
+        paths: Vec<String>,
+        recursive: bool,
+    },
+    Mkdir {
+        paths: Vec<String>,
+        parents: bool,
+    },
+    Du {
+        path: String,
+    },
+}
+
+/// Sent before the response by long operations (put, get), a few times a second.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ProgressLine {
+    pub progress: (u64, u64),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -35,6 +68,9 @@ pub struct Response {
     pub scrub: Option<crate::scrub::ScrubReport>,
     #[serde(default)]
     pub repair: Option<crate::scrub::RepairReport>,
+    /// The result of ls, put, get, rm, mkdir and du (their `ops` report).
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
     pub pid: u32,
 }
 
@@ -60,22 +96,37 @@ pub async fn serve(path: PathBuf, fs: Arc<Fs>, mountpoint: String) -> std::io::R
     }
 }
 
-async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {
-    let (r, mut w) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(r).read_line(&mut line).await?;
-    let mut resp = Response {
-        pid: std::process::id(),
-        ..Default::default()
-    };
-    match serde_json::from_str::<Request>(&line) {
-        Err(e) => resp.error = Some(format!("bad request: {e}")),
-        Ok(Request::Status) => match status::gather(fs.volume(), fs.index()).await {
+fn data<T: Serialize>(r: Result<T, String>) -> Response {
+    let mut resp = Response::default();
+    match r.and_then(|v| serde_json::to_value(v).map_err(|e| e.to_string())) {
+        Ok(v) => {
+            resp.ok = true;
+            resp.data = Some(v);
+        }
+        Err(e) => resp.error = Some(e),
+    }
+    resp
+}
+
+/// Carries out one request on `fs`: for the mount daemon, and for the CLI when
+/// the volume is not mounted. `mountpoint` is set when running in the daemon.
+pub async fn execute(
+    fs: &Arc<Fs>,
+    req: Request,
+    owner: Caller,
+    mountpoint: Option<&str>,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Response {
+    let mut resp = Response::default();
+    match req {
+        Request::Status => match status::gather(fs.volume(), fs.index()).await {
             Ok(mut s) => {
-                s.mountpoint = Some(mountpoint);
-                s.pid = Some(std::process::id());
+                s.mountpoint = mountpoint.map(str::to_string);
+                if mountpoint.is_some() {
+                    s.pid = Some(std::process::id());
+                }
                 s.cache = Some(fs.volume().cache.stats());
-                let (n, b) = crate::fs::commit_all_stats(&fs);
+                let (n, b) = crate::fs::commit_all_stats(fs);
                 s.pending_files = n;
                 s.pending_bytes = b;
                 resp.ok = true;
@@ -83,7 +134,7 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
             }
             Err(e) => resp.error = Some(e),
         },
-        Ok(Request::Scrub { sample }) => {
+        Request::Scrub { sample } => {
             match crate::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
                 Ok(r) => {
                     resp.ok = true;
@@ -92,20 +143,77 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
                 Err(e) => resp.error = Some(e),
             }
         }
-        Ok(Request::Repair) => {
-            match crate::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
-                Ok(r) => {
-                    resp.ok = true;
-                    resp.repair = Some(r);
-                }
-                Err(e) => resp.error = Some(e),
+        Request::Repair => match crate::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
+            Ok(r) => {
+                resp.ok = true;
+                resp.repair = Some(r);
             }
-        }
-        Ok(Request::Sync) => match fs.sync_all().await {
+            Err(e) => resp.error = Some(e),
+        },
+        Request::Sync => match fs.sync_all().await {
             Ok(()) => resp.ok = true,
             Err(e) => resp.error = Some(format!("sync failed: {e}")),
         },
+        Request::Ls { path } => resp = data(ops::list(fs, &path).await),
+        Request::Put { sources, dest } => {
+            resp = data(ops::put(fs, &sources, &dest, owner, progress).await)
+        }
+        Request::Get { paths, dest } => resp = data(ops::get(fs, &paths, &dest, progress).await),
+        Request::Rm { paths, recursive } => resp = data(ops::remove(fs, &paths, recursive).await),
+        Request::Mkdir { paths, parents } => {
+            resp = data(ops::mkdir(fs, &paths, parents, owner).await)
+        }
+        Request::Du { path } => resp = data(ops::du(fs, &path).await),
     }
+    resp
+}
+
+async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {
+    // New files belong to whoever asks (the socket only admits the daemon's user
+    // and root).
+    let owner = stream
+        .peer_cred()
+        .map(|c| Caller {
+            uid: c.uid(),
+            gid: c.gid(),
+        })
+        .unwrap_or_default();
+    let (r, mut w) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(r).read_line(&mut line).await?;
+    let done = AtomicU64::new(0);
+    let total = AtomicU64::new(0);
+    let progress = |d: u64, t: u64| {
+        done.store(d, Ordering::Relaxed);
+        total.store(t, Ordering::Relaxed);
+    };
+    let work = async {
+        match serde_json::from_str::<Request>(&line) {
+            Err(e) => Response {
+                error: Some(format!("bad request: {e}")),
+                ..Default::default()
+            },
+            Ok(req) => execute(&fs, req, owner, Some(&mountpoint), &progress).await,
+        }
+    };
+    tokio::pin!(work);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    let mut sent = (0, 0);
+    let mut resp = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tick.tick() => {
+                let now = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+                if now != sent && now.1 > 0 {
+                    sent = now;
+                    let mut out = serde_json::to_vec(&ProgressLine { progress: now }).unwrap_or_default();
+                    out.push(b'\n');
+                    w.write_all(&out).await?;
+                }
+            }
+        }
+    };
+    resp.pid = std::process::id();
     let mut out = serde_json::to_vec(&resp).unwrap_or_default();
     out.push(b'\n');
     w.write_all(&out).await?;
@@ -115,6 +223,15 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
 /// Sends one request to the daemon of the volume whose state dir is given.
 /// `Ok(None)` means no daemon is listening (the volume is not mounted).
 pub async fn request(state_dir: &Path, req: &Request) -> Result<Option<Response>, String> {
+    request_with_progress(state_dir, req, &|_, _| {}).await
+}
+
+/// As [`request`], passing the progress lines of long operations to `progress`.
+pub async fn request_with_progress(
+    state_dir: &Path,
+    req: &Request,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Option<Response>, String> {
     let path = socket_path(state_dir);
     let stream = match UnixStream::connect(&path).await {
         Ok(s) => s,
@@ -139,12 +256,19 @@ pub async fn request(state_dir: &Path, req: &Request) -> Result<Option<Response>
     w.write_all(&line)
         .await
         .map_err(|e| format!("control socket: {e}"))?;
-    let mut answer = String::new();
-    BufReader::new(r)
-        .read_line(&mut answer)
-        .await
-        .map_err(|e| format!("control socket: {e}"))?;
-    let resp: Response = serde_json::from_str(&answer)
-        .map_err(|e| format!("the mount daemon gave an unreadable answer: {e}"))?;
-    Ok(Some(resp))
+    let mut lines = BufReader::new(r).lines();
+    loop {
+        let answer = lines
+            .next_line()
+            .await
+            .map_err(|e| format!("control socket: {e}"))?
+            .ok_or("the mount daemon closed the connection without answering (see mount.log in the state dir)")?;
+        if let Ok(p) = serde_json::from_str::<ProgressLine>(&answer) {
+            progress(p.progress.0, p.progress.1);
+            continue;
+        }
+        let resp: Response = serde_json::from_str(&answer)
+            .map_err(|e| format!("the mount daemon gave an unreadable answer: {e}"))?;
+        return Ok(Some(resp));
+    }
 }

@@ -9,7 +9,9 @@
 
 use crate::config::Config;
 use crate::control;
-use crate::fuse::{self, MountOpts};
+use crate::fs::Fs;
+use crate::fuse;
+use crate::mountopts::MountOpts;
 use crate::setup;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -100,7 +102,7 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
     let config = Config::load(&args.config_path)?;
     let mp = absolute(&args.mountpoint)?;
     check_mountpoint(&mp)?;
-    MountOpts::parse(&args.options)?;
+    MountOpts::parse(&args.options, false)?;
     setup::set_private_dir(&config.volume.state_dir)?;
     let log_path = config.volume.state_dir.join("mount.log");
     let log = std::fs::OpenOptions::new()
@@ -119,7 +121,9 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
+    // Readiness goes through the pipe; systemd hears of it from a foreground mount.
     cmd.env("CLOUDRAID_READY_PIPE", "1")
+        .env_remove("NOTIFY_SOCKET")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(log);
@@ -179,11 +183,27 @@ fn signal_ready() {
     }
 }
 
+/// Tells systemd (when it started us with a notify socket) how the mount is doing.
+fn tell_systemd(state: &[sd_notify::NotifyState]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::warn!("cannot notify systemd: {e}");
+        }
+    }
+}
+
 fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
-    let config = Config::load(&args.config_path)?;
+    let mut config = Config::load(&args.config_path)?;
     let mp = absolute(&args.mountpoint)?;
     check_mountpoint(&mp)?;
-    let opts = MountOpts::parse(&args.options)?;
+    let opts = MountOpts::parse(&args.options, false)?;
+    if let Some(c) = opts.cache_size {
+        config.volume.cache_size = c;
+    }
+    if let Some(r) = opts.readahead_chunks {
+        config.volume.readahead_chunks = r;
+    }
+    config.validate()?;
     let source = absolute(&args.config_path)?.to_string_lossy().into_owned();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -191,7 +211,12 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
-        let (fs, checks) = setup::open_fs(&config, opts.read_only).await?;
+        let (vol, checks) = setup::open_volume_waiting(&config, opts.startup_timeout()).await?;
+        let idx = setup::open_index(&config)?;
+        let mut fs_opts = setup::fs_options(&config, opts.read_only);
+        fs_opts.show_uid = opts.uid;
+        fs_opts.show_gid = opts.gid;
+        let fs = Fs::load(vol, idx, fs_opts)?;
         let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
         for c in &down {
             tracing::warn!(
@@ -215,6 +240,15 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         let sock = control::socket_path(&config.volume.state_dir);
         let ctl = tokio::spawn(control::serve(sock.clone(), fs.clone(), mp.display().to_string()));
         tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
+        let up = checks.len() - down.len();
+        tell_systemd(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&format!(
+                "mounted at {} ({up} of {} backends answer)",
+                mp.display(),
+                checks.len()
+            )),
+        ]);
         if notify {
             signal_ready();
         } else {
@@ -236,6 +270,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
                 _ = int.recv() => { let _ = fuse::unmount(&mp, true); }
             }
         };
+        tell_systemd(&[sd_notify::NotifyState::Stopping]);
         ctl.abort();
         let _ = std::fs::remove_file(&sock);
         let synced = fs.sync_all().await;

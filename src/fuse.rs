@@ -4,6 +4,7 @@
 
 use crate::format::Kind;
 use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
+use crate::mountopts::MountOpts;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -527,85 +528,42 @@ fn xattr_reply(reply: ReplyXattr, size: u32, res: Result<Vec<u8>, FsErrno>) {
     }
 }
 
-/// Mount options understood by `cloudraid mount -o`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MountOpts {
-    pub read_only: bool,
-    pub allow_other: bool,
-    pub allow_root: bool,
-    /// Kernel flags passed through (nosuid, noexec, noatime...).
-    pub flags: Vec<String>,
-}
-
-impl MountOpts {
-    /// Parses a comma-separated option list. Options that only mean something to
-    /// mount(8) or fstab (`_netdev`, `nofail`, `auto`, `x-*`...) are dropped.
-    pub fn parse(list: &[String]) -> Result<MountOpts, String> {
-        let mut o = MountOpts::default();
-        for opt in list
-            .iter()
-            .flat_map(|s| s.split(','))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            match opt {
-                "ro" => o.read_only = true,
-                "rw" => o.read_only = false,
-                "allow_other" => o.allow_other = true,
-                "allow_root" => o.allow_root = true,
-                "default_permissions" | "defaults" | "_netdev" | "nofail" | "auto" | "noauto" | "user" | "users"
-                | "nouser" | "owner" | "group" => {}
-                x if x.starts_with("x-") || x.starts_with("comment=") => {}
-                "nosuid" | "suid" | "nodev" | "dev" | "noexec" | "exec" | "noatime" | "atime" | "sync" | "async"
-                | "dirsync" | "relatime" | "norelatime" | "strictatime" | "lazytime" | "nodiratime" => {
-                    o.flags.push(opt.to_string())
-                }
-                other => {
-                    return Err(format!(
-                        "unknown mount option {other:?}: cloudraid takes ro, rw, allow_other, allow_root, default_permissions, nosuid, nodev, noexec, noatime, sync, async, dirsync"
-                    ))
-                }
-            }
-        }
-        Ok(o)
+/// The kernel's and fuser's view of the mount options.
+fn fuser_config(opts: &MountOpts, source: &str) -> fuser::Config {
+    use fuser::MountOption as M;
+    let mut mo = vec![
+        M::FSName(source.to_string()),
+        M::CUSTOM("subtype=cloudraid".into()),
+        M::DefaultPermissions,
+        if opts.read_only { M::RO } else { M::RW },
+    ];
+    for f in &opts.flags {
+        mo.push(match f.as_str() {
+            "nosuid" => M::NoSuid,
+            "suid" => M::Suid,
+            "nodev" => M::NoDev,
+            "dev" => M::Dev,
+            "noexec" => M::NoExec,
+            "exec" => M::Exec,
+            "noatime" => M::NoAtime,
+            "atime" => M::Atime,
+            "sync" => M::Sync,
+            "async" => M::Async,
+            "dirsync" => M::DirSync,
+            other => M::CUSTOM(other.to_string()),
+        });
     }
-
-    fn fuser_config(&self, source: &str) -> fuser::Config {
-        use fuser::MountOption as M;
-        let mut mo = vec![
-            M::FSName(source.to_string()),
-            M::CUSTOM("subtype=cloudraid".into()),
-            M::DefaultPermissions,
-            if self.read_only { M::RO } else { M::RW },
-        ];
-        for f in &self.flags {
-            mo.push(match f.as_str() {
-                "nosuid" => M::NoSuid,
-                "suid" => M::Suid,
-                "nodev" => M::NoDev,
-                "dev" => M::Dev,
-                "noexec" => M::NoExec,
-                "exec" => M::Exec,
-                "noatime" => M::NoAtime,
-                "atime" => M::Atime,
-                "sync" => M::Sync,
-                "async" => M::Async,
-                "dirsync" => M::DirSync,
-                other => M::CUSTOM(other.to_string()),
-            });
-        }
-        let mut c = fuser::Config::default();
-        c.mount_options = mo;
-        c.acl = if self.allow_other {
-            fuser::SessionACL::All
-        } else if self.allow_root {
-            fuser::SessionACL::RootAndOwner
-        } else {
-            fuser::SessionACL::Owner
-        };
-        c.n_threads = Some(1);
-        c
-    }
+    let mut c = fuser::Config::default();
+    c.mount_options = mo;
+    c.acl = if opts.allow_other {
+        fuser::SessionACL::All
+    } else if opts.allow_root {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    c.n_threads = Some(1);
+    c
 }
 
 /// A live mount. Dropping it unmounts (if still mounted) and waits for the
@@ -623,8 +581,13 @@ pub fn mount(
     source: &str,
     opts: &MountOpts,
 ) -> std::io::Result<Mounted> {
-    let adapter = FuseAdapter::new(fs, tokio::runtime::Handle::current());
-    let session = fuser::Session::new(adapter, mountpoint, &opts.fuser_config(source))?;
+    let adapter = FuseAdapter::new(fs.clone(), tokio::runtime::Handle::current());
+    let session = fuser::Session::new(adapter, mountpoint, &fuser_config(opts, source))?;
+    let notifier = session.notifier();
+    fs.set_invalidator(Box::new(move |parent, name| {
+        // ENOENT only means the kernel had nothing cached for it.
+        let _ = notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name));
+    }));
     Ok(Mounted {
         session: Some(session.spawn()?),
         mountpoint: mountpoint.to_path_buf(),

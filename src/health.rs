@@ -76,6 +76,15 @@ impl Health {
         false
     }
 
+    /// Marks the backend down at once (it failed its check when the volume was opened).
+    pub fn mark_down(&self, error: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.errors += 1;
+        s.last_error = Some(error.to_string());
+        s.failures_in_row = TRIP_AFTER;
+        s.down_since.get_or_insert_with(SystemTime::now);
+    }
+
     pub fn mark_up(&self) {
         let mut s = self.state.lock().unwrap();
         s.down_since = None;

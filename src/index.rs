@@ -58,6 +58,11 @@ impl Index {
     pub fn chunk(&self, id: &ChunkId) -> IndexResult<Option<ChunkRecord>> {
         self.get(&keys::chunk(keys::CHUNK, id))
     }
+    /// Shards recorded missing for chunk `id` (a degraded write).
+    pub fn degraded(&self, id: &ChunkId) -> IndexResult<Option<crate::format::DegradedRecord>> {
+        self.get(&keys::chunk(keys::DEGRADED, id))
+    }
+
     pub fn xattr(&self, ino: u64, name: &[u8]) -> IndexResult<Option<Vec<u8>>> {
         Ok(self.store.get(&keys::ino_name(keys::XATTR, ino, name))?)
     }

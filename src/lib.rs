@@ -20,6 +20,8 @@ pub mod fuse;
 pub mod health;
 pub mod index;
 pub mod meta;
+pub mod mountopts;
+pub mod ops;
 pub mod scrub;
 pub mod setup;
 pub mod status;

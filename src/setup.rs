@@ -26,6 +26,8 @@ pub struct InitRequest {
     pub state_dir: Option<PathBuf>,
     pub force: bool,
     pub allow_shared_backends: bool,
+    /// Credentials file to reference from the config (`env_file`).
+    pub env_file: Option<PathBuf>,
 }
 
 /// What `init` did, for the user.
@@ -150,6 +152,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             upload_concurrency: 4,
             readahead_chunks: 4,
             write_quorum: req.write_quorum,
+            env_file: req.env_file.clone(),
         },
         backends: req
             .backends
@@ -243,11 +246,15 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
 }
 
 fn connect(config: &Config) -> Result<Vec<Slot>, String> {
+    let env = config.env_vars()?;
     config
         .backends
         .iter()
         .map(|b| {
-            let backend = open_backend(&b.url, &b.options, &b.client())
+            // The env file's credentials, overridden by the backend's own options.
+            let mut options = crate::store::env_options(&b.url, &env);
+            options.extend(b.options.clone());
+            let backend = open_backend(&b.url, &options, &b.client())
                 .map_err(|e| format!("backend {}: {e}", b.name))?;
             Ok(Slot {
                 name: b.name.clone(),
@@ -275,7 +282,8 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
         Layout::new(v.data_shards as usize, v.parity_shards as usize).map_err(|e| e.to_string())?;
     let markers = futures::future::join_all(slots.iter().map(|s| read_marker(&s.backend))).await;
     let mut checks = Vec::new();
-    for (slot, m) in slots.iter().zip(markers) {
+    let mut unreachable = Vec::new();
+    for (i, (slot, m)) in slots.iter().zip(markers).enumerate() {
         let error = match m {
             Ok(Some(mk)) if mk.volume_id != v.id => {
                 return Err(format!(
@@ -289,7 +297,10 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
             }
             Ok(Some(_)) => None,
             Ok(None) => Some("volume marker missing (wrong or emptied bucket/folder?)".to_string()),
-            Err(e) => Some(e),
+            Err(e) => {
+                unreachable.push((i, e.clone()));
+                Some(e)
+            }
         };
         if let Some(e) = &error {
             tracing::warn!("backend {} is unavailable: {e}", slot.name);
@@ -301,7 +312,52 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
     }
     let vol = Volume::new(id, v.name.clone(), slots, layout, v.cache_size.0)
         .with_write_quorum(v.write_quorum());
+    // Unreachable backends start down: reads and writes skip them at once, and
+    // the mount's prober brings them back when they answer.
+    for (i, e) in unreachable {
+        vol.health[i].mark_down(&e);
+    }
     Ok((Arc::new(vol), checks))
+}
+
+/// As [`open_volume`], but while fewer than k backends answer with the volume's
+/// marker (the network is not up yet, a provider is briefly out), tries again
+/// with growing pauses for up to `wait`, then fails with what went wrong.
+pub async fn open_volume_waiting(
+    config: &Config,
+    wait: Duration,
+) -> Result<(Arc<Volume>, Vec<BackendCheck>), String> {
+    let k = config.volume.data_shards as usize;
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = Duration::from_millis(500);
+    loop {
+        let (vol, checks) = open_volume(config).await?;
+        let up = checks.iter().filter(|c| c.error.is_none()).count();
+        if up >= k {
+            return Ok((vol, checks));
+        }
+        let errors: Vec<String> = checks
+            .iter()
+            .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.name)))
+            .collect();
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "only {up} of {} backends answer and this volume needs {k} to be read ({}); check the network, the credentials (env_file) and the backends, or wait longer with -o startup_timeout=DURATION",
+                checks.len(),
+                errors.join("; ")
+            ));
+        }
+        tracing::warn!(
+            "only {up} of {} backends answer, {k} needed; retrying for up to {}s more ({})",
+            checks.len(),
+            (deadline - now).as_secs(),
+            errors.join("; ")
+        );
+        drop(vol);
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
 }
 
 pub fn open_index(config: &Config) -> Result<Index, String> {
@@ -324,6 +380,8 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
         chunk_size: config.volume.chunk_size.0 as u32,
         upload_concurrency: config.volume.upload_concurrency,
         readahead_chunks: config.volume.readahead_chunks,
+        show_uid: None,
+        show_gid: None,
     }
 }
 

@@ -28,6 +28,7 @@ impl Errno {
     pub const ENODATA: Errno = Errno(libc::ENODATA);
     pub const E2BIG: Errno = Errno(libc::E2BIG);
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
+    pub const EBUSY: Errno = Errno(libc::EBUSY);
 }
 
 impl std::fmt::Display for Errno {

@@ -23,6 +23,22 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// A sealed chunk: its index in the file, its reference, and, for data, the
+/// chunk's record, shards that could not be stored, the guard that keeps it from
+/// the collector until the file's batch is applied, and whether it was uploaded
+/// now (false: the volume already held it).
+type Sealed = (
+    u64,
+    ChunkRef,
+    Option<(
+        ChunkId,
+        ChunkRecord,
+        Vec<usize>,
+        super::guards::RefGuard,
+        bool,
+    )>,
+);
+
 pub(super) struct OpenFile {
     ino: u64,
     /// Handles open on this inode (guarded by `Fs::files`).
@@ -501,11 +517,7 @@ impl Fs {
         off: u64,
         len: usize,
         layout: Layout,
-    ) -> FsResult<(
-        u64,
-        ChunkRef,
-        Option<(ChunkId, ChunkRecord, Vec<usize>, super::guards::RefGuard)>,
-    )> {
+    ) -> FsResult<Sealed> {
         let Some(f) = staging else {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
@@ -531,9 +543,12 @@ impl Fs {
             return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
         };
         let guard = self.guards.reference(id).await;
-        let (rec, missing) = match self.idx.chunk(&id)? {
-            Some(rec) => (rec, Vec::new()),
-            None => self.vol.store_chunk(id, Bytes::from(buf), layout).await?,
+        let (rec, missing, fresh) = match self.idx.chunk(&id)? {
+            Some(rec) => (rec, Vec::new(), false),
+            None => {
+                let (rec, missing) = self.vol.store_chunk(id, Bytes::from(buf), layout).await?;
+                (rec, missing, true)
+            }
         };
         Ok((
             i,
@@ -541,8 +556,99 @@ impl Fs {
                 id,
                 len: len as u32,
             },
-            Some((id, rec, missing, guard)),
+            Some((id, rec, missing, guard, fresh)),
         ))
+    }
+
+    /// Seals chunks `todo` of `src` (a file of `size` bytes cut at `cs`), at most
+    /// `upload_concurrency` at once; `progress` gets each chunk's length when stored.
+    async fn seal_all(
+        &self,
+        src: Option<Arc<std::fs::File>>,
+        todo: Vec<u64>,
+        size: u64,
+        cs: u64,
+        layout: Layout,
+        progress: &(dyn Fn(u64, bool) + Sync),
+    ) -> FsResult<Vec<Sealed>> {
+        futures::stream::iter(todo)
+            .map(|i| {
+                let len = (size - i * cs).min(cs) as usize;
+                let src = src.clone();
+                async move {
+                    let s = self.seal_chunk(src, i, i * cs, len, layout).await?;
+                    progress(len as u64, s.2.as_ref().is_some_and(|x| x.4));
+                    Ok::<_, Errno>(s)
+                }
+            })
+            .buffer_unordered(self.opts.upload_concurrency)
+            .try_collect()
+            .await
+    }
+
+    /// Makes `chunks` (every slot filled, from `sealed` or kept) the content of
+    /// `ino` in one index batch: chunk list, size, mtime, reference counts and
+    /// degraded-chunk records.
+    async fn store_content(
+        &self,
+        ino: u64,
+        mut chunks: Vec<Option<ChunkRef>>,
+        sealed: Vec<Sealed>,
+        template: &ContentRecord,
+        size: u64,
+        mtime: Option<Nanos>,
+    ) -> FsResult<ContentRecord> {
+        let mut refs = RefDelta::default();
+        let mut guards = Vec::new();
+        let mut degraded = Vec::new();
+        for (i, r, stored) in sealed {
+            chunks[i as usize] = Some(r);
+            if let Some((id, rec, missing, g, _)) = stored {
+                refs.known.insert(id, rec);
+                if !missing.is_empty() {
+                    degraded.push((id, missing));
+                }
+                guards.push(g);
+            }
+        }
+        let content = ContentRecord {
+            chunk_size: template.chunk_size,
+            k: template.k,
+            m: template.m,
+            chunks: chunks
+                .into_iter()
+                .map(|c| c.expect("every chunk sealed"))
+                .collect(),
+        };
+        {
+            let _g = self.meta.lock().await;
+            let mut inode = self.inode(ino)?;
+            let old = self.idx.content(ino)?.unwrap_or_default();
+            refs.drop_content(&old);
+            refs.add_content(&content);
+            let mut b = Batch::default();
+            for (id, missing) in &degraded {
+                let rec = crate::format::DegradedRecord {
+                    missing: missing.iter().map(|m| *m as u8).collect(),
+                };
+                b.put(
+                    crate::format::keys::chunk(crate::format::keys::DEGRADED, id),
+                    crate::format::encode_record(&rec),
+                );
+            }
+            self.apply_refs(&mut b, refs)?;
+            let now = super::now_nanos();
+            inode.size = size;
+            if let Some(m) = mtime {
+                inode.mtime = m;
+            }
+            inode.ctime = now.max(inode.mtime);
+            b.put_content(ino, &content);
+            b.put_inode(ino, &inode);
+            self.idx.apply(b)?;
+        }
+        drop(guards);
+        Ok(content)
     }
 
     async fn commit(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
@@ -564,66 +670,12 @@ impl Fs {
                 chunks[i as usize] = Some(st.content.chunks[i as usize]);
             }
         }
-        let staging = st.staging.clone();
-        let size = st.size;
-        let sealed: Vec<_> = futures::stream::iter(todo)
-            .map(|i| {
-                let len = (size - i * cs).min(cs) as usize;
-                self.seal_chunk(staging.clone(), i, i * cs, len, layout)
-            })
-            .buffer_unordered(self.opts.upload_concurrency)
-            .try_collect()
+        let sealed = self
+            .seal_all(st.staging.clone(), todo, st.size, cs, layout, &|_, _| {})
             .await?;
-        let mut refs = RefDelta::default();
-        let mut guards = Vec::new();
-        let mut degraded = Vec::new();
-        for (i, r, stored) in sealed {
-            chunks[i as usize] = Some(r);
-            if let Some((id, rec, missing, g)) = stored {
-                refs.known.insert(id, rec);
-                if !missing.is_empty() {
-                    degraded.push((id, missing));
-                }
-                guards.push(g);
-            }
-        }
-        let content = ContentRecord {
-            chunk_size: st.content.chunk_size,
-            k: st.content.k,
-            m: st.content.m,
-            chunks: chunks
-                .into_iter()
-                .map(|c| c.expect("every chunk sealed"))
-                .collect(),
-        };
-        {
-            let _g = self.meta.lock().await;
-            let mut inode = self.inode(of.ino)?;
-            let old = self.idx.content(of.ino)?.unwrap_or_default();
-            refs.drop_content(&old);
-            refs.add_content(&content);
-            let mut b = Batch::default();
-            for (id, missing) in &degraded {
-                let rec = crate::format::DegradedRecord {
-                    missing: missing.iter().map(|m| *m as u8).collect(),
-                };
-                b.put(
-                    crate::format::keys::chunk(crate::format::keys::DEGRADED, id),
-                    crate::format::encode_record(&rec),
-                );
-            }
-            self.apply_refs(&mut b, refs)?;
-            let now = super::now_nanos();
-            inode.size = size;
-            if let Some(m) = st.mtime {
-                inode.mtime = m;
-            }
-            inode.ctime = now.max(inode.mtime);
-            b.put_content(of.ino, &content);
-            b.put_inode(of.ino, &inode);
-            self.idx.apply(b)?;
-        }
-        drop(guards);
+        let content = self
+            .store_content(of.ino, chunks, sealed, &st.content, st.size, st.mtime)
+            .await?;
         st.content = content;
         st.present.clear();
         st.dirty.clear();
@@ -634,6 +686,95 @@ impl Fs {
         }
         *of.live.lock().unwrap() = None;
         Ok(())
+    }
+
+    /// Replaces the content of regular file `ino` (which nobody has open) with the
+    /// `size` bytes of the local file `src`, read chunk by chunk straight into the
+    /// volume: no staging copy. Chunks the volume already holds are not uploaded
+    /// again. `progress(bytes, uploaded)` is called as each chunk is stored.
+    pub async fn import(
+        &self,
+        ino: u64,
+        src: std::fs::File,
+        size: u64,
+        mtime: Nanos,
+        progress: &(dyn Fn(u64, bool) + Sync),
+    ) -> FsResult<()> {
+        self.writable()?;
+        if self.inode(ino)?.kind != Kind::File {
+            return Err(Errno::EISDIR);
+        }
+        if self.files.lock().unwrap().contains_key(&ino) {
+            return Err(Errno::EBUSY);
+        }
+        let template = ContentRecord {
+            chunk_size: self.opts.chunk_size,
+            k: self.vol.layout.k as u8,
+            m: self.vol.layout.m as u8,
+            chunks: Vec::new(),
+        };
+        let cs = template.chunk_size as u64;
+        let n = size.div_ceil(cs);
+        let sealed = self
+            .seal_all(
+                Some(Arc::new(src)),
+                (0..n).collect(),
+                size,
+                cs,
+                self.vol.layout,
+                progress,
+            )
+            .await?;
+        self.store_content(
+            ino,
+            vec![None; n as usize],
+            sealed,
+            &template,
+            size,
+            Some(mtime),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Whether regular file `ino` already holds exactly the `size` bytes of the
+    /// local file `src`, compared chunk by chunk by content hash (no download).
+    pub async fn same_content(&self, ino: u64, src: std::fs::File, size: u64) -> FsResult<bool> {
+        let r = self.inode(ino)?;
+        if r.kind != Kind::File || r.size != size || self.files.lock().unwrap().contains_key(&ino) {
+            return Ok(false);
+        }
+        let Some(content) = self.idx.content(ino)? else {
+            return Ok(size == 0);
+        };
+        let cs = content.chunk_size as u64;
+        if content.chunks.len() as u64 != size.div_ceil(cs) {
+            return Ok(false);
+        }
+        let src = Arc::new(src);
+        for (i, stored) in content.chunks.iter().enumerate() {
+            let off = i as u64 * cs;
+            let len = (size - off).min(cs) as usize;
+            let f = src.clone();
+            let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
+                let mut buf = vec![0u8; len];
+                read_full_at(&f, &mut buf, off)?;
+                Ok(if is_zero(&buf) {
+                    ChunkRef::Hole { len: len as u32 }
+                } else {
+                    ChunkRef::Data {
+                        id: ChunkId::of(&buf),
+                        len: len as u32,
+                    }
+                })
+            })
+            .await
+            .expect("hash task panicked")?;
+            if mine != *stored {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Chunk-level view of a file for `ls`-like tools: (chunks, bytes stored).

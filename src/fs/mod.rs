@@ -43,6 +43,9 @@ pub struct FsOptions {
     pub chunk_size: u32,
     pub upload_concurrency: usize,
     pub readahead_chunks: usize,
+    /// Show every inode as owned by this user / group (mount options uid=, gid=).
+    pub show_uid: Option<u32>,
+    pub show_gid: Option<u32>,
 }
 
 /// Attributes of an inode as the kernel sees them.
@@ -132,7 +135,13 @@ pub struct Fs {
     /// Chunks being sealed (read, hashed, encoded, uploaded) at once, over all files:
     /// this bounds the write path's memory whatever the number of files being closed.
     seal_slots: tokio::sync::Semaphore,
+    /// Set by the FUSE adapter: drops a name from the kernel's caches after a
+    /// change made behind the kernel's back (a CLI put or rm while mounted).
+    invalidator: std::sync::OnceLock<Invalidator>,
 }
+
+/// Drops the kernel's cached entry `name` in directory `parent`.
+pub type Invalidator = Box<dyn Fn(u64, &[u8]) + Send + Sync>;
 
 pub fn now_nanos() -> Nanos {
     to_nanos(SystemTime::now())
@@ -260,6 +269,7 @@ impl Fs {
             guards: Arc::new(ChunkGuards::default()),
             gc_wake: Arc::new(Notify::new()),
             seal_slots: tokio::sync::Semaphore::new(seal_permits),
+            invalidator: std::sync::OnceLock::new(),
         });
         if !fs.opts.read_only {
             let orphans: Vec<(Vec<u8>, Vec<u8>)> = fs
@@ -275,6 +285,19 @@ impl Fs {
             }
         }
         Ok(fs)
+    }
+
+    /// Installs the hook that drops names from the kernel's caches (once).
+    pub fn set_invalidator(&self, f: Invalidator) {
+        let _ = self.invalidator.set(f);
+    }
+
+    /// Tells the kernel, if mounted, that `name` in `parent` changed without it
+    /// seeing the change. Never call this from inside a kernel request.
+    pub fn forget_name(&self, parent: u64, name: &[u8]) {
+        if let Some(f) = self.invalidator.get() {
+            f(parent, name);
+        }
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -336,8 +359,8 @@ impl Fs {
             kind: r.kind,
             perm: r.perm,
             nlink: r.nlink,
-            uid: r.uid,
-            gid: r.gid,
+            uid: self.opts.show_uid.unwrap_or(r.uid),
+            gid: self.opts.show_gid.unwrap_or(r.gid),
             size,
             blocks: size.div_ceil(512),
             atime: from_nanos(r.atime),

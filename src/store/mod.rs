@@ -8,7 +8,7 @@ mod faulty;
 mod object;
 
 pub use faulty::{Fault, FaultyBackend};
-pub use object::{open_backend, ObjectBackend};
+pub use object::{env_options, open_backend, ObjectBackend};
 
 use async_trait::async_trait;
 use bytes::Bytes;

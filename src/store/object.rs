@@ -190,6 +190,28 @@ fn cloud_store(
     })
 }
 
+/// The entries of an environment file (`env_file` in the config) that configure
+/// the provider of `url` (AWS_* for s3://, GOOGLE_* for gs://, AZURE_* for az://),
+/// as backend options. Entries the provider does not know are left out, as they
+/// are from the process environment.
+pub fn env_options(url: &str, env: &[(String, String)]) -> BackendOptions {
+    fn known<K: std::str::FromStr>(k: &str) -> bool {
+        k.parse::<K>().is_ok()
+    }
+    let scheme = url.split("://").next().unwrap_or("");
+    let (prefix, parses): (&str, fn(&str) -> bool) = match scheme {
+        "s3" => ("AWS_", known::<object_store::aws::AmazonS3ConfigKey>),
+        "gs" => ("GOOGLE_", known::<object_store::gcp::GoogleConfigKey>),
+        "az" => ("AZURE_", known::<object_store::azure::AzureConfigKey>),
+        _ => return BackendOptions::new(),
+    };
+    env.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .filter(|(k, _)| parses(k))
+        .collect()
+}
+
 fn map_err(key: &str, e: object_store::Error) -> StoreError {
     match e {
         object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),

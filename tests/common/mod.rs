@@ -83,6 +83,8 @@ fn build(
         chunk_size,
         upload_concurrency: 3,
         readahead_chunks: 2,
+        show_uid: None,
+        show_gid: None,
     };
     Fs::load(Arc::new(vol), idx, opts).unwrap()
 }

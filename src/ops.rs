@@ -1,0 +1,999 @@
+//! Whole-file and whole-tree operations for front ends without a mount: `ls`,
+//! `put`, `get`, `rm`, `mkdir` and `du`.
+//!
+//! They run over the filesystem core, so they behave the same whether the CLI
+//! opened the volume itself or the mount daemon runs them for it (through the
+//! control socket). Paths inside the volume are written `/dir/file` (the leading
+//! slash is optional). Local files are read and written by the process running
+//! the operation. Changes made while mounted are pushed out of the kernel's
+//! caches, so the mount shows them at once.
+
+use crate::format::{ChunkId, ChunkRef, Kind};
+use crate::fs::{to_nanos, Attr, Caller, Errno, Fs, SetAttr, SetTime};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::UNIX_EPOCH;
+
+/// Progress of a transfer: (bytes done, bytes in all).
+pub type ProgressFn<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// How well a file survives losing backends.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Redundancy {
+    /// Every shard of every chunk is stored on a backend that answers.
+    Full,
+    /// Some chunk lacks `missing` of its shards (not stored, or on a backend that
+    /// is down) but is still readable.
+    Degraded { missing: usize },
+    /// Some chunk has fewer than k shards reachable: unreadable until backends return.
+    Unreadable { missing: usize },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ListEntry {
+    pub name: String,
+    pub kind: Kind,
+    pub mode: u16,
+    pub size: u64,
+    /// Seconds since the epoch.
+    pub mtime: i64,
+    pub chunks: usize,
+    pub redundancy: Redundancy,
+    /// Symlink target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TransferReport {
+    /// Files stored or written.
+    pub files: u64,
+    pub bytes: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Files left alone because the destination already held the same content.
+    pub unchanged: u64,
+    pub unchanged_bytes: u64,
+    /// Put: chunks uploaded now, and chunks the volume already held (deduplicated).
+    pub chunks_uploaded: u64,
+    pub chunks_deduplicated: u64,
+    /// What could not be done, one line each; the rest was done.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DuReport {
+    pub path: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// Sum of file sizes.
+    pub bytes: u64,
+    /// Distinct chunks the files use, their plaintext size, and what their shards
+    /// take on the backends (all shards, headers included).
+    pub chunks: u64,
+    pub chunk_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoveReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub errors: Vec<String>,
+}
+
+/// A volume path: its components, checked.
+fn components(path: &str) -> Result<Vec<&str>, String> {
+    let mut out = Vec::new();
+    for c in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        if c == ".." {
+            return Err(format!(
+                "{path}: `..` is not allowed in volume paths; write the path from the volume's root"
+            ));
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn display(path: &str) -> String {
+    format!("/{}", components(path).unwrap_or_default().join("/"))
+}
+
+fn fs_err(path: &str, e: Errno) -> String {
+    let what = match e {
+        Errno::ENOENT => "no such file or directory in the volume".to_string(),
+        Errno::ENOTDIR => "not a directory".to_string(),
+        Errno::EISDIR => "is a directory".to_string(),
+        Errno::EEXIST => "already exists".to_string(),
+        Errno::ENOTEMPTY => "directory not empty (use -r to remove it with its contents)".into(),
+        Errno::EROFS => "the volume is mounted read-only".to_string(),
+        Errno::EIO => {
+            "input/output error: too few backends answer (see `cloudraid status`)".to_string()
+        }
+        e => std::io::Error::from_raw_os_error(e.0).to_string(),
+    };
+    format!("{}: {what}", display(path))
+}
+
+/// Attributes of the inode at `path`.
+pub async fn resolve(fs: &Fs, path: &str) -> Result<Attr, String> {
+    let mut attr = fs
+        .getattr(crate::index::ROOT_INO)
+        .await
+        .map_err(|e| fs_err("/", e))?;
+    for c in components(path)? {
+        if attr.kind != Kind::Dir {
+            return Err(fs_err(path, Errno::ENOTDIR));
+        }
+        attr = fs
+            .lookup(attr.ino, c.as_bytes())
+            .await
+            .map_err(|e| fs_err(path, e))?;
+    }
+    Ok(attr)
+}
+
+/// The directory holding `path` and the last component's name.
+async fn resolve_parent(fs: &Fs, path: &str) -> Result<(Attr, String), String> {
+    let comps = components(path)?;
+    let Some((name, dir)) = comps.split_last() else {
+        return Err("/ is the volume's root; name something inside it".into());
+    };
+    let parent = resolve(fs, &dir.join("/")).await?;
+    if parent.kind != Kind::Dir {
+        return Err(fs_err(&dir.join("/"), Errno::ENOTDIR));
+    }
+    Ok((parent, name.to_string()))
+}
+
+fn join(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+/// Every entry of directory `ino` but `.` and `..`.
+async fn children(fs: &Fs, ino: u64) -> Result<Vec<(String, u64, Kind)>, Errno> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let batch = fs.readdir(ino, offset, 512).await?;
+        let Some(last) = batch.last() else { break };
+        offset = last.offset;
+        for e in batch {
+            if e.name != b"." && e.name != b".." {
+                out.push((String::from_utf8_lossy(&e.name).into_owned(), e.ino, e.kind));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// How many shards of the worst chunk of `ino` are missing or on backends down now.
+fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
+    let vol = fs.volume();
+    let down: HashSet<u16> = (0..vol.slots.len())
+        .filter(|i| vol.health[*i].is_down())
+        .map(|i| i as u16)
+        .collect();
+    let chunks = fs.file_chunks(ino)?;
+    let mut worst = 0;
+    let mut m = vol.layout.m;
+    let mut seen = HashSet::new();
+    for c in &chunks {
+        let ChunkRef::Data { id, .. } = c else {
+            continue;
+        };
+        if !seen.insert(*id) {
+            continue;
+        }
+        let Some(rec) = fs.index().chunk(id)? else {
+            continue;
+        };
+        m = rec.m as usize;
+        let recorded: HashSet<u8> = fs
+            .index()
+            .degraded(id)?
+            .map(|d| d.missing.into_iter().collect())
+            .unwrap_or_default();
+        let missing = rec
+            .placement
+            .iter()
+            .enumerate()
+            .filter(|(i, slot)| recorded.contains(&(*i as u8)) || down.contains(slot))
+            .count();
+        worst = worst.max(missing);
+    }
+    let r = match worst {
+        0 => Redundancy::Full,
+        n if n <= m => Redundancy::Degraded { missing: n },
+        n => Redundancy::Unreadable { missing: n },
+    };
+    Ok((chunks.len(), r))
+}
+
+async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
+    let (chunks, redundancy) = if attr.kind == Kind::File {
+        redundancy(fs, attr.ino)?
+    } else {
+        (0, Redundancy::Full)
+    };
+    let target = if attr.kind == Kind::Symlink {
+        Some(String::from_utf8_lossy(&fs.readlink(attr.ino).await?).into_owned())
+    } else {
+        None
+    };
+    Ok(ListEntry {
+        name,
+        kind: attr.kind,
+        mode: attr.perm,
+        size: attr.size,
+        mtime: attr
+            .mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        chunks,
+        redundancy,
+        target,
+    })
+}
+
+/// `ls`: the entries of directory `path`, or the one entry of a file.
+pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
+    let attr = resolve(fs, path).await?;
+    let err = |e| fs_err(path, e);
+    if attr.kind != Kind::Dir {
+        let name = components(path)?.last().copied().unwrap_or("/").to_string();
+        return Ok(vec![entry(fs, name, &attr).await.map_err(err)?]);
+    }
+    let mut out = Vec::new();
+    for (name, ino, _) in children(fs, attr.ino).await.map_err(err)? {
+        let a = match fs.getattr(ino).await {
+            Ok(a) => a,
+            Err(Errno::ENOENT) => continue, // removed meanwhile
+            Err(e) => return Err(err(e)),
+        };
+        out.push(entry(fs, name, &a).await.map_err(err)?);
+    }
+    Ok(out)
+}
+
+/// Renders `ls` entries as a table.
+pub fn render_list(entries: &[ListEntry]) -> String {
+    let mut out = format!(
+        "{:<10} {:>12} {:<16} {:>6}  {:<24} {}\n",
+        "MODE", "SIZE", "MODIFIED", "CHUNKS", "REDUNDANCY", "NAME"
+    );
+    for e in entries {
+        let kind = match e.kind {
+            Kind::Dir => 'd',
+            Kind::Symlink => 'l',
+            Kind::File => '-',
+        };
+        let mut mode = String::from(kind);
+        for shift in [6u16, 3, 0] {
+            let bits = (e.mode >> shift) & 7;
+            mode.push(if bits & 4 != 0 { 'r' } else { '-' });
+            mode.push(if bits & 2 != 0 { 'w' } else { '-' });
+            mode.push(if bits & 1 != 0 { 'x' } else { '-' });
+        }
+        let redundancy = match (&e.kind, &e.redundancy) {
+            (Kind::File, Redundancy::Full) => "full".to_string(),
+            (Kind::File, Redundancy::Degraded { missing }) => {
+                format!("degraded ({missing} shard{} missing)", plural(*missing))
+            }
+            (Kind::File, Redundancy::Unreadable { missing }) => {
+                format!("UNREADABLE ({missing} missing)")
+            }
+            _ => "-".to_string(),
+        };
+        let name = match &e.target {
+            Some(t) => format!("{} -> {t}", e.name),
+            None if e.kind == Kind::Dir => format!("{}/", e.name),
+            None => e.name.clone(),
+        };
+        let chunks = if e.kind == Kind::File {
+            e.chunks.to_string()
+        } else {
+            "-".into()
+        };
+        out.push_str(&format!(
+            "{mode:<10} {:>12} {:<16} {chunks:>6}  {redundancy:<24} {name}\n",
+            e.size,
+            format_time(e.mtime),
+        ));
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `YYYY-MM-DD HH:MM` in UTC.
+fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+/// Local bytes under `paths` (regular files only), for progress totals.
+fn local_size(paths: &[PathBuf]) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        match std::fs::symlink_metadata(p) {
+            Ok(md) if md.is_dir() => std::fs::read_dir(p)
+                .map(|rd| rd.flatten().map(|e| walk(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(md) if md.is_file() => md.len(),
+            _ => 0,
+        }
+    }
+    paths.iter().map(|p| walk(p)).sum()
+}
+
+fn base_name(p: &Path) -> Result<String, String> {
+    let name = p
+        .file_name()
+        .ok_or_else(|| format!("{}: has no file name to copy under", p.display()))?;
+    String::from_utf8(name.as_bytes().to_vec())
+        .map_err(|_| format!("{}: the name is not UTF-8", p.display()))
+}
+
+/// Where each source goes: into `dest` when it is a directory (or when there
+/// are several sources, creating it), else as `dest` itself.
+async fn targets(
+    fs: &Fs,
+    sources: &[String],
+    dest: &str,
+    dest_is_dir: impl FnOnce(&Attr) -> bool,
+) -> Result<Option<u64>, String> {
+    match resolve(fs, dest).await {
+        Ok(a) if dest_is_dir(&a) => Ok(Some(a.ino)),
+        Ok(_) if sources.len() > 1 => Err(fs_err(dest, Errno::ENOTDIR)),
+        Ok(_) => Ok(None),
+        Err(_) => Ok(None),
+    }
+}
+
+/// `put`: copies local files, directories and symlinks into the volume, under
+/// `dest`. Files whose content the destination already holds (same size, same
+/// chunk hashes) are left alone; chunks the volume holds anywhere are not
+/// uploaded again. Each file is stored under a temporary name and renamed over
+/// its destination once complete, so a reader sees the old or the new file.
+pub async fn put(
+    fs: &Fs,
+    sources: &[PathBuf],
+    dest: &str,
+    owner: Caller,
+    progress: ProgressFn<'_>,
+) -> Result<TransferReport, String> {
+    if sources.is_empty() {
+        return Err("nothing to put".into());
+    }
+    for s in sources {
+        std::fs::symlink_metadata(s).map_err(|e| format!("{}: {e}", s.display()))?;
+    }
+    let names: Vec<String> = sources.iter().map(|s| s.display().to_string()).collect();
+    let into = targets(fs, &names, dest, |a| a.kind == Kind::Dir).await?;
+    let mut plan = Vec::new();
+    match into {
+        Some(dir) => {
+            for s in sources {
+                plan.push((s.clone(), dir, base_name(s)?));
+            }
+        }
+        None if sources.len() > 1 => {
+            let (parent, name) = resolve_parent(fs, dest).await?;
+            let d = fs
+                .mkdir(parent.ino, name.as_bytes(), 0o755, owner)
+                .await
+                .map_err(|e| fs_err(dest, e))?;
+            fs.forget_name(parent.ino, name.as_bytes());
+            for s in sources {
+                plan.push((s.clone(), d.ino, base_name(s)?));
+            }
+        }
+        None => {
+            let (parent, name) = resolve_parent(fs, dest).await?;
+            plan.push((sources[0].clone(), parent.ino, name));
+        }
+    }
+    let t = Transfer {
+        fs,
+        owner,
+        total: local_size(sources),
+        done: AtomicU64::new(0),
+        progress,
+    };
+    let mut report = TransferReport::default();
+    for (src, parent, name) in plan {
+        t.put_one(&src, parent, &name, &mut report).await;
+    }
+    Ok(report)
+}
+
+struct Transfer<'a> {
+    fs: &'a Fs,
+    owner: Caller,
+    total: u64,
+    done: AtomicU64,
+    progress: ProgressFn<'a>,
+}
+
+impl Transfer<'_> {
+    fn advance(&self, n: u64) {
+        let d = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        (self.progress)(d, self.total);
+    }
+
+    async fn put_one(&self, src: &Path, parent: u64, name: &str, report: &mut TransferReport) {
+        // Depth-first without recursion of futures: a stack of (local, parent, name).
+        let mut stack = vec![(src.to_path_buf(), parent, name.to_string())];
+        let mut dirs_done = Vec::new();
+        while let Some((src, parent, name)) = stack.pop() {
+            match self.put_entry(&src, parent, &name, report).await {
+                Ok(Some((dir, md))) => {
+                    let mut kids: Vec<PathBuf> = match std::fs::read_dir(&src) {
+                        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+                        Err(e) => {
+                            report.errors.push(format!("{}: {e}", src.display()));
+                            continue;
+                        }
+                    };
+                    kids.sort();
+                    for k in kids.into_iter().rev() {
+                        match base_name(&k) {
+                            Ok(n) => stack.push((k, dir, n)),
+                            Err(e) => report.errors.push(e),
+                        }
+                    }
+                    dirs_done.push((dir, md));
+                }
+                Ok(None) => {}
+                Err(e) => report.errors.push(e),
+            }
+        }
+        // Directory times last: storing their entries changed them.
+        for (dir, md) in dirs_done.into_iter().rev() {
+            let _ = self.fs.setattr(dir, times_of(&md)).await;
+        }
+    }
+
+    /// Stores one entry; for a directory returns its inode so that the caller
+    /// walks its entries.
+    async fn put_entry(
+        &self,
+        src: &Path,
+        parent: u64,
+        name: &str,
+        report: &mut TransferReport,
+    ) -> Result<Option<(u64, std::fs::Metadata)>, String> {
+        let fs = self.fs;
+        let md = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+        let shown = src.display().to_string();
+        let err = |e: Errno| format!("{shown} -> {}", fs_err(name, e));
+        let existing = match fs.lookup(parent, name.as_bytes()).await {
+            Ok(a) => Some(a),
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(err(e)),
+        };
+        let ft = md.file_type();
+        if ft.is_dir() {
+            let ino = match existing {
+                Some(a) if a.kind == Kind::Dir => a.ino,
+                Some(_) => return Err(err(Errno::EEXIST)),
+                None => {
+                    let a = fs
+                        .mkdir(parent, name.as_bytes(), md.mode() & 0o7777, self.owner)
+                        .await
+                        .map_err(err)?;
+                    fs.forget_name(parent, name.as_bytes());
+                    report.dirs += 1;
+                    a.ino
+                }
+            };
+            return Ok(Some((ino, md)));
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(src).map_err(|e| format!("{shown}: {e}"))?;
+            match existing {
+                Some(a) if a.kind == Kind::Dir => return Err(err(Errno::EISDIR)),
+                Some(a) if a.kind == Kind::Symlink => {
+                    if fs.readlink(a.ino).await.map_err(err)? == target.as_os_str().as_bytes() {
+                        return Ok(None);
+                    }
+                    fs.unlink(parent, name.as_bytes()).await.map_err(err)?;
+                }
+                Some(_) => fs.unlink(parent, name.as_bytes()).await.map_err(err)?,
+                None => {}
+            }
+            fs.symlink(
+                parent,
+                name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                self.owner,
+            )
+            .await
+            .map_err(err)?;
+            fs.forget_name(parent, name.as_bytes());
+            report.symlinks += 1;
+            return Ok(None);
+        }
+        if !ft.is_file() {
+            return Err(format!(
+                "{shown}: skipped: only files, directories and symlinks are stored"
+            ));
+        }
+        let size = md.len();
+        let open = || std::fs::File::open(src).map_err(|e| format!("{shown}: {e}"));
+        if let Some(a) = &existing {
+            if a.kind == Kind::Dir {
+                return Err(err(Errno::EISDIR));
+            }
+            if a.kind == Kind::File && fs.same_content(a.ino, open()?, size).await.map_err(err)? {
+                report.unchanged += 1;
+                report.unchanged_bytes += size;
+                self.advance(size);
+                return Ok(None);
+            }
+        }
+        // Stored under a temporary name, then renamed over the destination.
+        let tmp = format!(".{name}.cloudraid-put.{}", std::process::id());
+        let tmp = if tmp.len() > crate::fs::NAME_MAX {
+            format!(".cloudraid-put.{}", std::process::id())
+        } else {
+            tmp
+        };
+        let _ = fs.unlink(parent, tmp.as_bytes()).await;
+        let a = fs
+            .mknod_file(parent, tmp.as_bytes(), md.mode() & 0o7777, self.owner)
+            .await
+            .map_err(err)?;
+        let uploaded = AtomicU64::new(0);
+        let reused = AtomicU64::new(0);
+        let stored = async {
+            fs.import(
+                a.ino,
+                open()?,
+                size,
+                to_nanos(md.modified().unwrap_or(UNIX_EPOCH)),
+                &|n, fresh| {
+                    if fresh { &uploaded } else { &reused }.fetch_add(1, Ordering::Relaxed);
+                    self.advance(n);
+                },
+            )
+            .await
+            .map_err(err)?;
+            fs.setattr(a.ino, times_of(&md)).await.map_err(err)?;
+            fs.rename(parent, tmp.as_bytes(), parent, name.as_bytes(), 0)
+                .await
+                .map_err(err)
+        }
+        .await;
+        if stored.is_err() {
+            let _ = fs.unlink(parent, tmp.as_bytes()).await;
+        }
+        stored?;
+        fs.forget_name(parent, name.as_bytes());
+        report.files += 1;
+        report.bytes += size;
+        report.chunks_uploaded += uploaded.into_inner();
+        report.chunks_deduplicated += reused.into_inner();
+        Ok(None)
+    }
+}
+
+/// The access and modification times of a local file, to set in the volume.
+fn times_of(md: &std::fs::Metadata) -> SetAttr {
+    SetAttr {
+        atime: md.accessed().ok().map(SetTime::At),
+        mtime: md.modified().ok().map(SetTime::At),
+        ..Default::default()
+    }
+}
+
+/// `get`: copies files, directories and symlinks from the volume to `dest` on
+/// the local filesystem, restoring modes and times.
+pub async fn get(
+    fs: &Fs,
+    paths: &[String],
+    dest: &Path,
+    progress: ProgressFn<'_>,
+) -> Result<TransferReport, String> {
+    if paths.is_empty() {
+        return Err("nothing to get".into());
+    }
+    let mut plan = Vec::new();
+    let mut total = 0;
+    for p in paths {
+        let a = resolve(fs, p).await?;
+        total += tree_size(fs, &a).await.map_err(|e| fs_err(p, e))?;
+        plan.push((p.clone(), a));
+    }
+    let dest_is_dir = std::fs::metadata(dest).map(|m| m.is_dir()).unwrap_or(false);
+    let mut jobs = Vec::new();
+    if dest_is_dir || paths.len() > 1 {
+        if !dest_is_dir {
+            std::fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        for (p, a) in plan {
+            let name = components(&p)?
+                .last()
+                .copied()
+                .unwrap_or("root")
+                .to_string();
+            jobs.push((p, a, dest.join(name)));
+        }
+    } else {
+        let (p, a) = plan.pop().expect("one path");
+        jobs.push((p, a, dest.to_path_buf()));
+    }
+    let t = Transfer {
+        fs,
+        owner: Caller::default(),
+        total,
+        done: AtomicU64::new(0),
+        progress,
+    };
+    let mut report = TransferReport::default();
+    for (p, a, local) in jobs {
+        let mut stack = vec![(p, a, local)];
+        let mut dirs_done = Vec::new();
+        while let Some((p, a, local)) = stack.pop() {
+            match t.get_entry(&p, &a, &local, &mut report).await {
+                Ok(true) => {
+                    match children(fs, a.ino).await {
+                        Ok(kids) => {
+                            for (name, ino, _) in kids.into_iter().rev() {
+                                match fs.getattr(ino).await {
+                                    Ok(ka) => stack.push((join(&p, &name), ka, local.join(&name))),
+                                    Err(e) => report.errors.push(fs_err(&join(&p, &name), e)),
+                                }
+                            }
+                        }
+                        Err(e) => report.errors.push(fs_err(&p, e)),
+                    }
+                    dirs_done.push((local, a));
+                }
+                Ok(false) => {}
+                Err(e) => report.errors.push(e),
+            }
+        }
+        for (local, a) in dirs_done.into_iter().rev() {
+            if let Err(e) = restore_meta(&local, &a) {
+                report.errors.push(e);
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn tree_size(fs: &Fs, a: &Attr) -> Result<u64, Errno> {
+    let mut total = 0;
+    let mut stack = vec![a.clone()];
+    while let Some(a) = stack.pop() {
+        match a.kind {
+            Kind::File => total += a.size,
+            Kind::Dir => {
+                for (_, ino, _) in children(fs, a.ino).await? {
+                    stack.push(fs.getattr(ino).await?);
+                }
+            }
+            Kind::Symlink => {}
+        }
+    }
+    Ok(total)
+}
+
+fn restore_meta(local: &Path, a: &Attr) -> Result<(), String> {
+    let f = std::fs::File::options()
+        .write(a.kind == Kind::File)
+        .read(a.kind != Kind::File)
+        .open(local)
+        .map_err(|e| format!("{}: {e}", local.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(a.perm as u32))
+        .map_err(|e| format!("{}: {e}", local.display()))?;
+    f.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(a.atime)
+            .set_modified(a.mtime),
+    )
+    .map_err(|e| format!("{}: {e}", local.display()))
+}
+
+impl Transfer<'_> {
+    /// Writes one entry; true for a directory, whose entries the caller walks.
+    async fn get_entry(
+        &self,
+        path: &str,
+        a: &Attr,
+        local: &Path,
+        report: &mut TransferReport,
+    ) -> Result<bool, String> {
+        let fs = self.fs;
+        let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
+        match a.kind {
+            Kind::Dir => {
+                match std::fs::symlink_metadata(local) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(lerr(std::io::Error::from_raw_os_error(libc::EEXIST))),
+                    Err(_) => {
+                        std::fs::create_dir(local).map_err(lerr)?;
+                        // Writable while its entries are written; the mode is set last.
+                        std::fs::set_permissions(local, std::fs::Permissions::from_mode(0o700))
+                            .map_err(lerr)?;
+                        report.dirs += 1;
+                    }
+                }
+                Ok(true)
+            }
+            Kind::Symlink => {
+                let target = fs.readlink(a.ino).await.map_err(|e| fs_err(path, e))?;
+                if std::fs::symlink_metadata(local).is_ok() {
+                    std::fs::remove_file(local).map_err(lerr)?;
+                }
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), local)
+                    .map_err(lerr)?;
+                report.symlinks += 1;
+                Ok(false)
+            }
+            Kind::File => {
+                let fh = fs
+                    .open(a.ino, libc::O_RDONLY)
+                    .await
+                    .map_err(|e| fs_err(path, e))?;
+                let copied = self.copy_out(fh, a.size, local, path).await;
+                let _ = fs.release(fh).await;
+                copied?;
+                restore_meta(local, a)?;
+                report.files += 1;
+                report.bytes += a.size;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn copy_out(&self, fh: u64, size: u64, local: &Path, path: &str) -> Result<(), String> {
+        use std::io::Write;
+        let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
+        if std::fs::symlink_metadata(local)
+            .map(|m| m.is_symlink())
+            .unwrap_or(false)
+        {
+            std::fs::remove_file(local).map_err(lerr)?;
+        }
+        let mut out = std::fs::File::create(local).map_err(lerr)?;
+        const STEP: u32 = 1 << 20;
+        let mut off = 0;
+        while off < size {
+            let data = self
+                .fs
+                .read(fh, off, STEP)
+                .await
+                .map_err(|e| fs_err(path, e))?;
+            if data.is_empty() {
+                return Err(format!("{}: ended at byte {off} of {size}", display(path)));
+            }
+            out.write_all(&data).map_err(lerr)?;
+            off += data.len() as u64;
+            self.advance(data.len() as u64);
+        }
+        out.sync_all().map_err(lerr)
+    }
+}
+
+/// `rm`: removes files and symlinks, and directories with `recursive`.
+pub async fn remove(fs: &Fs, paths: &[String], recursive: bool) -> Result<RemoveReport, String> {
+    let mut report = RemoveReport::default();
+    for p in paths {
+        if let Err(e) = remove_one(fs, p, recursive, &mut report).await {
+            report.errors.push(e);
+        }
+    }
+    Ok(report)
+}
+
+async fn remove_one(
+    fs: &Fs,
+    path: &str,
+    recursive: bool,
+    report: &mut RemoveReport,
+) -> Result<(), String> {
+    let (parent, name) = resolve_parent(fs, path).await?;
+    let a = fs
+        .lookup(parent.ino, name.as_bytes())
+        .await
+        .map_err(|e| fs_err(path, e))?;
+    if a.kind != Kind::Dir {
+        fs.unlink(parent.ino, name.as_bytes())
+            .await
+            .map_err(|e| fs_err(path, e))?;
+        fs.forget_name(parent.ino, name.as_bytes());
+        report.files += 1;
+        return Ok(());
+    }
+    if !recursive {
+        return Err(format!(
+            "{}: is a directory (use -r to remove it with its contents)",
+            display(path)
+        ));
+    }
+    // Post-order walk: (dir inode, its path, entries visited?).
+    let mut stack = vec![(parent.ino, name.clone(), a.ino, path.to_string(), false)];
+    while let Some((pino, pname, ino, p, visited)) = stack.pop() {
+        if visited {
+            fs.rmdir(pino, pname.as_bytes())
+                .await
+                .map_err(|e| fs_err(&p, e))?;
+            fs.forget_name(pino, pname.as_bytes());
+            report.dirs += 1;
+            continue;
+        }
+        stack.push((pino, pname, ino, p.clone(), true));
+        for (cname, cino, kind) in children(fs, ino).await.map_err(|e| fs_err(&p, e))? {
+            if kind == Kind::Dir {
+                stack.push((ino, cname.clone(), cino, join(&p, &cname), false));
+            } else {
+                fs.unlink(ino, cname.as_bytes())
+                    .await
+                    .map_err(|e| fs_err(&join(&p, &cname), e))?;
+                fs.forget_name(ino, cname.as_bytes());
+                report.files += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mkdir`: creates directories; with `parents`, missing parents too, and an
+/// existing directory is not an error.
+pub async fn mkdir(fs: &Fs, paths: &[String], parents: bool, owner: Caller) -> Result<u64, String> {
+    let mut made = 0;
+    for p in paths {
+        let comps = components(p)?;
+        if comps.is_empty() {
+            return Err("/ exists: it is the volume's root".into());
+        }
+        let mut dir = resolve(fs, "/").await?;
+        for (i, c) in comps.iter().enumerate() {
+            let here = comps[..=i].join("/");
+            let last = i + 1 == comps.len();
+            match fs.lookup(dir.ino, c.as_bytes()).await {
+                Ok(a) if a.kind == Kind::Dir && (parents || !last) => dir = a,
+                Ok(_) if last => return Err(fs_err(&here, Errno::EEXIST)),
+                Ok(_) => return Err(fs_err(&here, Errno::ENOTDIR)),
+                Err(Errno::ENOENT) if parents || last => {
+                    let a = fs
+                        .mkdir(dir.ino, c.as_bytes(), 0o755, owner)
+                        .await
+                        .map_err(|e| fs_err(&here, e))?;
+                    fs.forget_name(dir.ino, c.as_bytes());
+                    made += 1;
+                    dir = a;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{} (use -p to create missing parents)",
+                        fs_err(&here, e)
+                    ))
+                }
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// `du`: what the tree under `path` holds, and what its distinct chunks take
+/// on the backends.
+pub async fn du(fs: &Fs, path: &str) -> Result<DuReport, String> {
+    let a = resolve(fs, path).await?;
+    let mut r = DuReport {
+        path: display(path),
+        ..Default::default()
+    };
+    let mut seen: HashSet<ChunkId> = HashSet::new();
+    let mut stack = vec![a];
+    let err = |e| fs_err(path, e);
+    while let Some(a) = stack.pop() {
+        match a.kind {
+            Kind::Dir => {
+                r.dirs += 1;
+                for (_, ino, _) in children(fs, a.ino).await.map_err(err)? {
+                    match fs.getattr(ino).await {
+                        Ok(c) => stack.push(c),
+                        Err(Errno::ENOENT) => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+            }
+            Kind::Symlink => r.symlinks += 1,
+            Kind::File => {
+                r.files += 1;
+                r.bytes += a.size;
+                for c in fs.file_chunks(a.ino).map_err(err)? {
+                    if let ChunkRef::Data { id, .. } = c {
+                        if seen.insert(id) {
+                            if let Some(rec) = fs.index().chunk(&id).map_err(|e| err(e.into()))? {
+                                r.chunks += 1;
+                                r.chunk_bytes += rec.len as u64;
+                                r.stored_bytes +=
+                                    rec.shard_size as u64 * (rec.k as u64 + rec.m as u64);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(r)
+}
+
+pub fn render_du(r: &DuReport) -> String {
+    use crate::config::human;
+    format!(
+        "{}: {} in {} files, {} directories, {} symlinks\nstored as {} distinct chunks ({}) taking {} on the backends\n",
+        r.path,
+        human(r.bytes),
+        r.files,
+        r.dirs,
+        r.symlinks,
+        r.chunks,
+        human(r.chunk_bytes),
+        human(r.stored_bytes)
+    )
+}
+
+/// The caller of the CLI itself.
+pub fn current_caller() -> Caller {
+    // SAFETY: getuid and getgid cannot fail.
+    unsafe {
+        Caller {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_as_utc_dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+        assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06");
+    }
+
+    #[test]
+    fn volume_paths_refuse_parent_components() {
+        assert_eq!(components("/a//b/./c").unwrap(), vec!["a", "b", "c"]);
+        assert!(components("a/../b").is_err());
+        assert_eq!(display("a/b/"), "/a/b");
+    }
+}
