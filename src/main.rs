@@ -1,8 +1,8 @@
 //! The `cloudraid` command line.
 
 use clap::{Parser, Subcommand};
-use cloudraid::config::{Config, Size};
-use cloudraid::{control, daemon, scrub, setup, status};
+use cloudraid::config::{human, Config, Size};
+use cloudraid::{control, daemon, ops, scrub, setup, status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,6 +54,10 @@ enum Cmd {
         /// Allow more shards than backends (less fault tolerance).
         #[arg(long)]
         allow_shared_backends: bool,
+        /// A root-only file of KEY=VALUE credentials (AWS_*, GOOGLE_*, AZURE_*) for mounts
+        /// started without a user environment (fstab, systemd).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
     },
     /// Mount a volume. Returns once the mount is live, unless --foreground.
     Mount {
@@ -97,8 +101,89 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// List a directory of the volume (or one file): mode, size, modified, chunks, redundancy.
+    Ls {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A path in the volume.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy local files and directories into the volume. Files the volume already
+    /// holds with the same content are skipped.
+    Put {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Local files and directories (directories are copied with their contents).
+        #[arg(required = true, value_name = "LOCAL")]
+        sources: Vec<PathBuf>,
+        /// Where in the volume: an existing directory to copy into, or the new name of a single source.
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    /// Copy files and directories out of the volume, restoring modes and times.
+    Get {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Paths in the volume.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// A local directory to copy into, or the new name of a single path.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Remove files and symlinks from the volume (directories with -r).
+    Rm {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Remove directories and their contents.
+        #[arg(short, long)]
+        recursive: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Create directories in the volume.
+    Mkdir {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Create missing parents; an existing directory is not an error.
+        #[arg(short, long)]
+        parents: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// How much a tree holds, and what its distinct chunks take on the backends.
+    Du {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create (once) a demo volume over three local folders and mount it in the foreground.
     Demo { mountpoint: PathBuf },
+    /// Install the mount helper (mount.cloudraid and mount.fuse.cloudraid) so that
+    /// mount(8) and /etc/fstab can mount volumes.
+    InstallHelper {
+        /// Where mount(8) looks for helpers.
+        #[arg(long, value_name = "DIR", default_value = "/sbin")]
+        dir: PathBuf,
+        /// Remove the helper instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {
@@ -201,6 +286,21 @@ impl Progress {
         Progress(Some(bar))
     }
 
+    /// A bar counting bytes (for transfers), or none without a label.
+    fn bytes(what: Option<&str>) -> Progress {
+        use std::io::IsTerminal;
+        let Some(what) = what.filter(|_| std::io::stderr().is_terminal()) else {
+            return Progress(None);
+        };
+        let bar = indicatif::ProgressBar::new(0);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{bytes}}/{{total_bytes}} {{bytes_per_sec}}, {{eta}} left"
+        )) {
+            bar.set_style(style);
+        }
+        Progress(Some(bar))
+    }
+
     fn update(&self, done: u64, total: u64) {
         if let Some(b) = &self.0 {
             b.set_length(total);
@@ -286,6 +386,231 @@ fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
     }
 }
 
+/// Runs a tree operation through the mount daemon when the volume is mounted,
+/// else on the volume opened here; returns its report.
+fn on_volume<T: serde::de::DeserializeOwned>(
+    config_path: &Path,
+    req: control::Request,
+    read_only: bool,
+    progress_label: Option<&str>,
+) -> Result<T, String> {
+    let config = Config::load(config_path)?;
+    let p = Progress::bytes(progress_label);
+    let progress = |d: u64, t: u64| p.update(d, t);
+    let resp = runtime()?.block_on(async {
+        if let Some(r) =
+            control::request_with_progress(&config.volume.state_dir, &req, &progress).await?
+        {
+            return Ok::<_, String>(r);
+        }
+        let (fs, checks) = setup::open_fs(&config, read_only).await?;
+        let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
+        if down.len() > config.volume.parity_shards as usize {
+            eprintln!(
+                "cloudraid: warning: {} of {} backends are unavailable, more than the {} this volume tolerates",
+                down.len(),
+                checks.len(),
+                config.volume.parity_shards
+            );
+        }
+        let removes = matches!(req, control::Request::Rm { .. });
+        let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
+        if !read_only {
+            if removes {
+                // No mount daemon collects garbage: delete the freed chunks now.
+                if let Err(e) = fs.collect_garbage().await {
+                    eprintln!("cloudraid: warning: freed chunks stay stored until the next collection: {e}");
+                }
+            }
+            fs.sync_all()
+                .await
+                .map_err(|e| format!("cannot make the index durable: {e}"))?;
+        }
+        Ok(r)
+    })?;
+    drop(p);
+    if !resp.ok {
+        return Err(resp.error.unwrap_or_else(|| "the operation failed".into()));
+    }
+    serde_json::from_value(resp.data.unwrap_or_default())
+        .map_err(|e| format!("unreadable report: {e}"))
+}
+
+/// Absolute local paths (the mount daemon may run in another directory).
+fn absolute(p: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Prints what could not be done, one line each; an error if anything.
+fn print_errors(errors: &[String], what: &str) -> Result<(), String> {
+    for e in errors {
+        eprintln!("cloudraid: {e}");
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} {what} failed (listed above); the rest was done",
+            errors.len()
+        ))
+    }
+}
+
+fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), String> {
+    let sources = sources
+        .iter()
+        .map(|s| absolute(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let r: ops::TransferReport = on_volume(
+        config,
+        control::Request::Put { sources, dest },
+        false,
+        Some("put"),
+    )?;
+    if r.files + r.dirs + r.symlinks > 0 || r.unchanged == 0 {
+        println!(
+            "stored {} file(s) ({}), {} director{}, {} symlink(s); {} chunk(s) uploaded, {} already stored",
+            r.files,
+            human(r.bytes),
+            r.dirs,
+            if r.dirs == 1 { "y" } else { "ies" },
+            r.symlinks,
+            r.chunks_uploaded,
+            r.chunks_deduplicated
+        );
+    }
+    if r.unchanged > 0 {
+        println!(
+            "skipped {} file(s) ({}) already stored with the same content",
+            r.unchanged,
+            human(r.unchanged_bytes)
+        );
+    }
+    print_errors(&r.errors, "copies")
+}
+
+fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String> {
+    let dest = absolute(dest)?;
+    let r: ops::TransferReport = on_volume(
+        config,
+        control::Request::Get {
+            paths,
+            dest: dest.clone(),
+        },
+        true,
+        Some("get"),
+    )?;
+    println!(
+        "wrote {} file(s) ({}), {} director{}, {} symlink(s) to {}",
+        r.files,
+        human(r.bytes),
+        r.dirs,
+        if r.dirs == 1 { "y" } else { "ies" },
+        r.symlinks,
+        dest.display()
+    );
+    print_errors(&r.errors, "copies")
+}
+
+fn install_helper(dir: &Path, remove: bool) -> Result<(), String> {
+    let exe = std::env::current_exe()
+        .and_then(|e| e.canonicalize())
+        .map_err(|e| format!("cannot find the cloudraid binary: {e}"))?;
+    for name in ["mount.cloudraid", "mount.fuse.cloudraid"] {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_ok() {
+            std::fs::remove_file(&link)
+                .map_err(|e| format!("cannot replace {}: {e} (run as root)", link.display()))?;
+        }
+        if remove {
+            println!("removed {}", link.display());
+            continue;
+        }
+        std::os::unix::fs::symlink(&exe, &link)
+            .map_err(|e| format!("cannot create {}: {e} (run as root)", link.display()))?;
+        println!("{} -> {}", link.display(), exe.display());
+    }
+    if !remove {
+        println!("mount(8) can now mount volumes: mount -t cloudraid CONFIG MOUNTPOINT, or an fstab line such as");
+        println!("  /etc/cloudraid/backup.toml /mnt/backup cloudraid defaults,_netdev,nofail 0 0");
+    }
+    Ok(())
+}
+
+fn write_man(dir: Option<&Path>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout();
+        return clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .map_err(|e| e.to_string());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    println!("man pages written to {}", dir.display());
+    Ok(())
+}
+
+/// `mount.cloudraid`: what mount(8) runs for `mount -t cloudraid` and fstab.
+fn mount_helper(args: &[String]) -> ExitCode {
+    use cloudraid::mountopts::{parse_helper_args, MountOpts};
+    // mount(8)'s exit codes: 1 for a wrong invocation, 32 for a failed mount.
+    let h = match parse_helper_args(args) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("mount.cloudraid: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = match MountOpts::parse(&h.options, h.sloppy) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mount.cloudraid: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for o in &opts.ignored {
+        eprintln!("mount.cloudraid: ignoring unknown option {o:?} (-s)");
+    }
+    if h.verbose {
+        println!(
+            "mount.cloudraid: {} on {} type fuse.cloudraid ({}){}",
+            h.source,
+            h.mountpoint,
+            opts.to_list(),
+            if opts.dropped.is_empty() {
+                String::new()
+            } else {
+                format!("; not for the kernel: {}", opts.dropped.join(","))
+            }
+        );
+    }
+    if h.fake {
+        if h.verbose {
+            println!("mount.cloudraid: fake mount (-f): nothing mounted");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let args = daemon::MountArgs {
+        config_path: PathBuf::from(&h.source),
+        mountpoint: PathBuf::from(&h.mountpoint),
+        options: vec![opts.to_list()],
+    };
+    match daemon::mount_detached(&args) {
+        Ok(()) => {
+            if h.verbose {
+                println!("mount.cloudraid: {} is live", h.mountpoint);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mount.cloudraid: {}", cloudraid::config::one_line(&e));
+            ExitCode::from(32)
+        }
+    }
+}
+
 fn demo(mountpoint: &Path) -> Result<(), String> {
     let base = dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -314,6 +639,7 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
             state_dir: Some(base.join("state")),
             force: false,
             allow_shared_backends: false,
+            env_file: None,
         })?;
     }
     std::fs::create_dir_all(mountpoint)
@@ -351,7 +677,9 @@ fn run(cli: Cli) -> Result<(), String> {
             name,
             force,
             allow_shared_backends,
+            env_file,
         } => init_volume(setup::InitRequest {
+            env_file: env_file.map(|f| absolute(&f)).transpose()?,
             write_quorum,
             config_path: config,
             name,
@@ -397,11 +725,79 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
         } => run_scrub(&config, sample, json),
         Cmd::Repair { config, json } => run_repair(&config, json),
+        Cmd::Ls { config, path, json } => {
+            let entries: Vec<ops::ListEntry> =
+                on_volume(&config, control::Request::Ls { path }, true, None)?;
+            print_report(&entries, json, |e| ops::render_list(e))
+        }
+        Cmd::Put {
+            config,
+            sources,
+            dest,
+        } => run_put(&config, &sources, dest),
+        Cmd::Get {
+            config,
+            paths,
+            dest,
+        } => run_get(&config, paths, &dest),
+        Cmd::Rm {
+            config,
+            recursive,
+            paths,
+        } => {
+            let r: ops::RemoveReport = on_volume(
+                &config,
+                control::Request::Rm { paths, recursive },
+                false,
+                None,
+            )?;
+            println!("removed {} file(s) and {} director(ies)", r.files, r.dirs);
+            print_errors(&r.errors, "removals")
+        }
+        Cmd::Mkdir {
+            config,
+            parents,
+            paths,
+        } => {
+            let n: u64 = on_volume(
+                &config,
+                control::Request::Mkdir { paths, parents },
+                false,
+                None,
+            )?;
+            println!("created {n} director(ies)");
+            Ok(())
+        }
+        Cmd::Du { config, path, json } => {
+            let r: ops::DuReport = on_volume(&config, control::Request::Du { path }, true, None)?;
+            print_report(&r, json, ops::render_du)
+        }
+        Cmd::InstallHelper { dir, remove } => install_helper(&dir, remove),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cloudraid",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Cmd::Man { dir } => write_man(dir.as_deref()),
     }
 }
 
 fn main() -> ExitCode {
     init_logging();
+    let argv: Vec<String> = std::env::args().collect();
+    let prog = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if prog == "mount.cloudraid" || prog == "mount.fuse.cloudraid" {
+        return mount_helper(&argv[1..]);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,6 +64,7 @@ impl Vol {
                 state_dir: Some(base.join("state")),
                 force: false,
                 allow_shared_backends: false,
+                env_file: None,
             }))
             .unwrap();
         let mut v = Vol {
