@@ -71,6 +71,9 @@ pub struct Response {
     /// The result of ls, put, get, rm, mkdir and du (their `ops` report).
     #[serde(default)]
     pub data: Option<serde_json::Value>,
+    /// Backends the daemon has marked down (named in the CLI's messages).
+    #[serde(default)]
+    pub down: Vec<String>,
     pub pid: u32,
 }
 
@@ -214,6 +217,11 @@ async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io:
         }
     };
     resp.pid = std::process::id();
+    let vol = fs.volume();
+    resp.down = (0..vol.slots.len())
+        .filter(|i| vol.health[*i].is_down())
+        .map(|i| vol.slots[i].name.clone())
+        .collect();
     let mut out = serde_json::to_vec(&resp).unwrap_or_default();
     out.push(b'\n');
     w.write_all(&out).await?;

@@ -190,9 +190,16 @@ fn parse_size(s: &str) -> Result<Size, String> {
     Size::parse(s)
 }
 
-fn init_logging() {
+/// Logs go to stderr: the mount daemon's (to its log file) at info, the other
+/// commands' only errors, since they report what matters themselves.
+fn init_logging(daemon: bool) {
+    let default = if daemon {
+        "cloudraid=info,fuser=error,warn"
+    } else {
+        "off"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDRAID_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cloudraid=info,fuser=error,warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -387,32 +394,31 @@ fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
 }
 
 /// Runs a tree operation through the mount daemon when the volume is mounted,
-/// else on the volume opened here; returns its report.
+/// else on the volume opened here, and hands its report to `show`. Unavailable
+/// backends are named: in the error if the operation fails, else in a warning.
 fn on_volume<T: serde::de::DeserializeOwned>(
     config_path: &Path,
     req: control::Request,
     read_only: bool,
     progress_label: Option<&str>,
-) -> Result<T, String> {
+    show: impl FnOnce(T) -> Result<(), String>,
+) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let p = Progress::bytes(progress_label);
     let progress = |d: u64, t: u64| p.update(d, t);
-    let resp = runtime()?.block_on(async {
+    let (resp, down) = runtime()?.block_on(async {
         if let Some(r) =
             control::request_with_progress(&config.volume.state_dir, &req, &progress).await?
         {
-            return Ok::<_, String>(r);
+            let down = r.down.clone();
+            return Ok::<_, String>((r, down));
         }
         let (fs, checks) = setup::open_fs(&config, read_only).await?;
-        let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
-        if down.len() > config.volume.parity_shards as usize {
-            eprintln!(
-                "cloudraid: warning: {} of {} backends are unavailable, more than the {} this volume tolerates",
-                down.len(),
-                checks.len(),
-                config.volume.parity_shards
-            );
-        }
+        let down: Vec<String> = checks
+            .iter()
+            .filter(|c| c.error.is_some())
+            .map(|c| c.name.clone())
+            .collect();
         let removes = matches!(req, control::Request::Rm { .. });
         let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
         if !read_only {
@@ -426,14 +432,31 @@ fn on_volume<T: serde::de::DeserializeOwned>(
                 .await
                 .map_err(|e| format!("cannot make the index durable: {e}"))?;
         }
-        Ok(r)
+        Ok((r, down))
     })?;
     drop(p);
-    if !resp.ok {
-        return Err(resp.error.unwrap_or_else(|| "the operation failed".into()));
+    let result = if resp.ok {
+        serde_json::from_value(resp.data.unwrap_or_default())
+            .map_err(|e| format!("unreadable report: {e}"))
+            .and_then(show)
+    } else {
+        Err(resp.error.unwrap_or_else(|| "the operation failed".into()))
+    };
+    if down.is_empty() {
+        return result;
     }
-    serde_json::from_value(resp.data.unwrap_or_default())
-        .map_err(|e| format!("unreadable report: {e}"))
+    let note = format!(
+        "unavailable backend(s): {} (see `cloudraid status --config {}`)",
+        down.join(", "),
+        config_path.display()
+    );
+    match result {
+        Ok(()) => {
+            eprintln!("cloudraid: warning: {note}");
+            Ok(())
+        }
+        Err(e) => Err(format!("{e}; {note}")),
+    }
 }
 
 /// Absolute local paths (the mount daemon may run in another directory).
@@ -441,18 +464,20 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
     std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-/// Prints what could not be done, one line each; an error if anything.
+/// What could not be done: one error line, or one line each and a summary.
 fn print_errors(errors: &[String], what: &str) -> Result<(), String> {
-    for e in errors {
-        eprintln!("cloudraid: {e}");
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} {what} failed (listed above); the rest was done",
-            errors.len()
-        ))
+    match errors {
+        [] => Ok(()),
+        [one] => Err(one.clone()),
+        many => {
+            for e in many {
+                eprintln!("cloudraid: {e}");
+            }
+            Err(format!(
+                "{} {what} failed (listed above); the rest was done",
+                many.len()
+            ))
+        }
     }
 }
 
@@ -461,14 +486,14 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
         .iter()
         .map(|s| absolute(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let r: ops::TransferReport = on_volume(
+    on_volume(
         config,
         control::Request::Put { sources, dest },
         false,
         Some("put"),
-    )?;
-    if r.files + r.dirs + r.symlinks > 0 || r.unchanged == 0 {
-        println!(
+        |r: ops::TransferReport| {
+            if r.files + r.dirs + r.symlinks > 0 || r.unchanged == 0 {
+                println!(
             "stored {} file(s) ({}), {} director{}, {} symlink(s); {} chunk(s) uploaded, {} already stored",
             r.files,
             human(r.bytes),
@@ -478,20 +503,22 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
             r.chunks_uploaded,
             r.chunks_deduplicated
         );
-    }
-    if r.unchanged > 0 {
-        println!(
-            "skipped {} file(s) ({}) already stored with the same content",
-            r.unchanged,
-            human(r.unchanged_bytes)
-        );
-    }
-    print_errors(&r.errors, "copies")
+            }
+            if r.unchanged > 0 {
+                println!(
+                    "skipped {} file(s) ({}) already stored with the same content",
+                    r.unchanged,
+                    human(r.unchanged_bytes)
+                );
+            }
+            print_errors(&r.errors, "copies")
+        },
+    )
 }
 
 fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String> {
     let dest = absolute(dest)?;
-    let r: ops::TransferReport = on_volume(
+    on_volume(
         config,
         control::Request::Get {
             paths,
@@ -499,17 +526,19 @@ fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String>
         },
         true,
         Some("get"),
-    )?;
-    println!(
-        "wrote {} file(s) ({}), {} director{}, {} symlink(s) to {}",
-        r.files,
-        human(r.bytes),
-        r.dirs,
-        if r.dirs == 1 { "y" } else { "ies" },
-        r.symlinks,
-        dest.display()
-    );
-    print_errors(&r.errors, "copies")
+        |r: ops::TransferReport| {
+            println!(
+                "wrote {} file(s) ({}), {} director{}, {} symlink(s) to {}",
+                r.files,
+                human(r.bytes),
+                r.dirs,
+                if r.dirs == 1 { "y" } else { "ies" },
+                r.symlinks,
+                dest.display()
+            );
+            print_errors(&r.errors, "copies")
+        },
+    )
 }
 
 fn install_helper(dir: &Path, remove: bool) -> Result<(), String> {
@@ -725,11 +754,13 @@ fn run(cli: Cli) -> Result<(), String> {
             json,
         } => run_scrub(&config, sample, json),
         Cmd::Repair { config, json } => run_repair(&config, json),
-        Cmd::Ls { config, path, json } => {
-            let entries: Vec<ops::ListEntry> =
-                on_volume(&config, control::Request::Ls { path }, true, None)?;
-            print_report(&entries, json, |e| ops::render_list(e))
-        }
+        Cmd::Ls { config, path, json } => on_volume(
+            &config,
+            control::Request::Ls { path },
+            true,
+            None,
+            |entries: Vec<ops::ListEntry>| print_report(&entries, json, |e| ops::render_list(e)),
+        ),
         Cmd::Put {
             config,
             sources,
@@ -744,34 +775,37 @@ fn run(cli: Cli) -> Result<(), String> {
             config,
             recursive,
             paths,
-        } => {
-            let r: ops::RemoveReport = on_volume(
-                &config,
-                control::Request::Rm { paths, recursive },
-                false,
-                None,
-            )?;
-            println!("removed {} file(s) and {} director(ies)", r.files, r.dirs);
-            print_errors(&r.errors, "removals")
-        }
+        } => on_volume(
+            &config,
+            control::Request::Rm { paths, recursive },
+            false,
+            None,
+            |r: ops::RemoveReport| {
+                println!("removed {} file(s) and {} director(ies)", r.files, r.dirs);
+                print_errors(&r.errors, "removals")
+            },
+        ),
         Cmd::Mkdir {
             config,
             parents,
             paths,
-        } => {
-            let n: u64 = on_volume(
-                &config,
-                control::Request::Mkdir { paths, parents },
-                false,
-                None,
-            )?;
-            println!("created {n} director(ies)");
-            Ok(())
-        }
-        Cmd::Du { config, path, json } => {
-            let r: ops::DuReport = on_volume(&config, control::Request::Du { path }, true, None)?;
-            print_report(&r, json, ops::render_du)
-        }
+        } => on_volume(
+            &config,
+            control::Request::Mkdir { paths, parents },
+            false,
+            None,
+            |n: u64| {
+                println!("created {n} director(ies)");
+                Ok(())
+            },
+        ),
+        Cmd::Du { config, path, json } => on_volume(
+            &config,
+            control::Request::Du { path },
+            true,
+            None,
+            |r: ops::DuReport| print_report(&r, json, ops::render_du),
+        ),
         Cmd::InstallHelper { dir, remove } => install_helper(&dir, remove),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
@@ -788,7 +822,6 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let argv: Vec<String> = std::env::args().collect();
     let prog = argv
         .first()
@@ -796,9 +829,11 @@ fn main() -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if prog == "mount.cloudraid" || prog == "mount.fuse.cloudraid" {
+        init_logging(false);
         return mount_helper(&argv[1..]);
     }
     let cli = Cli::parse();
+    init_logging(matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. }));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -5,7 +5,8 @@
 mod common;
 
 use cloudraid::config::{Config, Size};
-use cloudraid::fuse::{self, MountOpts, Mounted};
+use cloudraid::fuse::{self, Mounted};
+use cloudraid::mountopts::MountOpts;
 use cloudraid::setup;
 use std::ffi::CString;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -160,3 +160,104 @@ pub fn unmount_below(dir: &std::path::Path) {
         }
     }
 }
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure is exit 1 and exactly one line on stderr that says what is wrong.
+pub fn assert_one_line_error(o: &std::process::Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected failure, got success: {}",
+        stdout(o)
+    );
+    let err = stderr(o);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got:\n{err}");
+    assert!(lines[0].starts_with("cloudraid: error: "), "{err}");
+    assert!(
+        lines[0].contains(needle),
+        "error {:?} should mention {needle:?}",
+        lines[0]
+    );
+}
+
+pub fn can_mount() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && std::path::Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("mount tests need root and /dev/fuse, and CI must provide both");
+    }
+    eprintln!("skipping: mount tests need root and /dev/fuse");
+    false
+}
+
+/// A temp dir for one test; anything still mounted below it is unmounted when dropped.
+pub struct Env {
+    _dir: tempfile::TempDir,
+    pub base: std::path::PathBuf,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        unmount_below(&self.base);
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        Env { _dir: dir, base }
+    }
+    pub fn p(&self, rel: &str) -> String {
+        self.base.join(rel).display().to_string()
+    }
+    pub fn backend(&self, name: &str) -> String {
+        format!("{name}=file://{}", self.p(name))
+    }
+    pub fn init(&self, cfg: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["init", "--config", cfg];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+}
+
+pub fn mounted_type(mp: &str) -> Option<(String, String)> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    mounts.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f[1] == mp).then(|| (f[0].to_string(), f[2].to_string()))
+    })
+}
+
+/// A volume over folders a, b and c of `e`, mounted at `e/mnt`. Returns (config, mountpoint).
+pub fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
+    let cfg = e.p("v.toml");
+    let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
+    let mut args = vec![
+        "--backend",
+        &a,
+        "--backend",
+        &b,
+        "--backend",
+        &c,
+        "--state-dir",
+        &state,
+    ];
+    args.extend_from_slice(extra);
+    let o = e.init(&cfg, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (cfg, mp)
+}

@@ -1,0 +1,489 @@
+//! The CLI without a mount, driven as a user runs it: put a tree, ls it, get it
+//! back identical (also with a backend down), rm, mkdir, du; the same commands
+//! through the mount daemon while mounted; completions and man pages.
+
+mod common;
+
+use common::{assert_one_line_error, can_mount, run, stderr, stdout, Env};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// A local tree with files of several sizes (empty, below, at and across chunk
+/// boundaries), a sparse run of zeros, nested directories, a symlink, and
+/// distinct modes and times.
+fn make_tree(root: &Path, seed: u64) {
+    std::fs::create_dir_all(root.join("docs/deep/er")).unwrap();
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    let files: &[(&str, usize)] = &[
+        ("empty", 0),
+        ("small.txt", 1234),
+        ("docs/chunk", 256 << 10),
+        ("docs/deep/two-and-a-bit", (512 << 10) + 7),
+        ("docs/deep/er/big.bin", (3 << 20) + 12345),
+    ];
+    for (i, (name, len)) in files.iter().enumerate() {
+        std::fs::write(root.join(name), common::bytes(seed + i as u64, *len)).unwrap();
+    }
+    let mut zeros = common::bytes(seed + 99, 1 << 20);
+    zeros[256 << 10..768 << 10].fill(0);
+    std::fs::write(root.join("docs/holey"), zeros).unwrap();
+    std::os::unix::fs::symlink("deep/er/big.bin", root.join("docs/link")).unwrap();
+    std::fs::set_permissions(
+        root.join("small.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("docs/chunk"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
+    for f in ["docs/deep/er/big.bin", "small.txt"] {
+        std::fs::File::options()
+            .write(true)
+            .open(root.join(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+}
+
+/// Every entry under `a` is under `b` with the same kind, bytes, mode and
+/// modification time (directories: mode only), and nothing else is under `b`.
+fn assert_same_tree(a: &Path, b: &Path) {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut kids: Vec<_> = std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        kids.sort();
+        for k in kids {
+            let r = rel.join(k);
+            out.push(r.clone());
+            if std::fs::symlink_metadata(root.join(&r)).unwrap().is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    walk(a, Path::new(""), &mut left);
+    walk(b, Path::new(""), &mut right);
+    assert_eq!(left, right, "the trees hold different names");
+    for rel in left {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap(),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
+        if ma.is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap()
+            );
+            continue;
+        }
+        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
+        if ma.is_file() {
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "bytes of {rel:?}"
+            );
+            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
+        }
+    }
+}
+
+fn shard_count(e: &Env) -> usize {
+    fn count(p: &Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        if e.file_type().unwrap().is_dir() {
+                            count(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    ["a", "b", "c", "d"]
+        .iter()
+        .map(|b| count(&e.base.join(b).join("chunks")))
+        .sum()
+}
+
+/// A volume over four folders (2 data + 2 parity shards, 256 KiB chunks):
+/// writes still reach the quorum of 3 with one folder gone.
+fn volume(e: &Env) -> String {
+    let cfg = e.p("v.toml");
+    let (a, b, c, d, state) = (
+        e.backend("a"),
+        e.backend("b"),
+        e.backend("c"),
+        e.backend("d"),
+        e.p("state"),
+    );
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &b,
+            "--backend",
+            &c,
+            "--backend",
+            &d,
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "2",
+            "--chunk-size",
+            "256KiB",
+            "--cache-size",
+            "1MiB",
+            "--state-dir",
+            &state,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    cfg
+}
+
+#[derive(serde::Deserialize, Debug)]
+struct Entry {
+    name: String,
+    size: u64,
+    chunks: usize,
+    redundancy: serde_json::Value,
+    target: Option<String>,
+}
+
+fn ls_json(cfg: &str, path: &str) -> Vec<Entry> {
+    serde_json::from_str(&ok(&["ls", "--config", cfg, "--json", path])).unwrap()
+}
+
+#[test]
+fn put_ls_get_round_trip_without_a_mount() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let cfg = volume(&e);
+    let src = e.base.join("src");
+    make_tree(&src, 1);
+
+    let out = ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
+    assert!(out.contains("stored 6 file(s)"), "{out}");
+    assert!(out.contains("5 directories, 1 symlink"), "{out}");
+    let shards = shard_count(&e);
+    assert!(shards > 0);
+
+    // ls: a table with sizes, chunks and redundancy; JSON with the same facts.
+    let table = ok(&["ls", "--config", &cfg, "/src/docs"]);
+    assert!(table.starts_with("MODE"), "{table}");
+    let chunk_line = table.lines().find(|l| l.ends_with(" chunk")).unwrap();
+    assert!(chunk_line.starts_with("-rwxr-x---"), "{chunk_line}");
+    assert!(
+        chunk_line.contains(" 262144 ") && chunk_line.contains(" full "),
+        "{chunk_line}"
+    );
+    assert!(table.contains("link -> deep/er/big.bin"), "{table}");
+    assert!(table.contains("deep/"), "{table}");
+    let docs = ls_json(&cfg, "/src/docs");
+    let names: Vec<&str> = docs.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["chunk", "deep", "holey", "link"]);
+    assert_eq!((docs[0].size, docs[0].chunks), (256 << 10, 1));
+    assert_eq!((docs[2].size, docs[2].chunks), (1 << 20, 4));
+    assert_eq!(docs[3].target.as_deref(), Some("deep/er/big.bin"));
+    let big = &ls_json(&cfg, "/src/docs/deep/er/big.bin")[0];
+    assert_eq!((big.size, big.chunks), ((3 << 20) + 12345, 13));
+    assert_eq!(big.redundancy, serde_json::json!("full"));
+
+    // A second put of the same tree stores nothing: every file is skipped by hash.
+    let out = ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
+    assert!(out.contains("skipped 6 file(s)"), "{out}");
+    assert_eq!(
+        shard_count(&e),
+        shards,
+        "no shard written for unchanged files"
+    );
+    // The same content under another name is stored without uploading a chunk.
+    let out = ok(&[
+        "put",
+        "--config",
+        &cfg,
+        src.join("docs/deep/er/big.bin").to_str().unwrap(),
+        "/copy-of-big",
+    ]);
+    assert!(
+        out.contains("stored 1 file(s)") && out.contains("0 chunk(s) uploaded, 13 already stored"),
+        "{out}"
+    );
+    assert_eq!(shard_count(&e), shards);
+
+    // get: identical bytes, modes, times and symlinks.
+    let back = e.base.join("back");
+    let out = ok(&["get", "--config", &cfg, "/src", back.to_str().unwrap()]);
+    assert!(out.contains("wrote 6 file(s)"), "{out}");
+    assert_same_tree(&src, &back);
+    // Several paths at once into a directory.
+    let many = e.base.join("many");
+    ok(&[
+        "get",
+        "--config",
+        &cfg,
+        "/src/small.txt",
+        "/src/docs/deep",
+        "/copy-of-big",
+        many.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(many.join("small.txt")).unwrap(),
+        std::fs::read(src.join("small.txt")).unwrap()
+    );
+    assert_same_tree(&src.join("docs/deep"), &many.join("deep"));
+    assert_eq!(
+        std::fs::read(many.join("copy-of-big")).unwrap(),
+        std::fs::read(src.join("docs/deep/er/big.bin")).unwrap()
+    );
+
+    // du counts the tree, and each distinct chunk once.
+    #[derive(serde::Deserialize)]
+    struct Du {
+        files: u64,
+        dirs: u64,
+        symlinks: u64,
+        bytes: u64,
+        chunks: u64,
+        chunk_bytes: u64,
+        stored_bytes: u64,
+    }
+    let du: Du = serde_json::from_str(&ok(&["du", "--config", &cfg, "--json", "/"])).unwrap();
+    let src_bytes: u64 = [
+        0,
+        1234,
+        256 << 10,
+        (512 << 10) + 7,
+        (3 << 20) + 12345,
+        1 << 20,
+    ]
+    .iter()
+    .sum();
+    // Directories: the root, src, docs, deep, er and empty-dir.
+    assert_eq!((du.files, du.dirs, du.symlinks), (7, 6, 1));
+    assert_eq!(du.bytes, src_bytes + (3 << 20) + 12345);
+    // 1 + 1 + 3 + 13 chunks of data, plus the holey file's 2 non-zero chunks.
+    assert_eq!(du.chunks, 20);
+    // The zeros of the holey file are not stored; copy-of-big adds no chunk.
+    assert_eq!(du.chunk_bytes, src_bytes - (512 << 10));
+    assert!(
+        du.stored_bytes >= 2 * du.chunk_bytes,
+        "2+2 shards take twice the data"
+    );
+
+    // mkdir, rm, and their errors.
+    ok(&["mkdir", "--config", &cfg, "-p", "/a/b/c"]);
+    assert_one_line_error(&run(&["mkdir", "--config", &cfg, "/a/b"]), "already exists");
+    assert_one_line_error(&run(&["mkdir", "--config", &cfg, "/x/y"]), "-p");
+    assert_one_line_error(
+        &run(&["rm", "--config", &cfg, "/a"]),
+        "is a directory (use -r",
+    );
+    assert_one_line_error(
+        &run(&["rm", "--config", &cfg, "/nope"]),
+        "/nope: no such file",
+    );
+    assert_one_line_error(
+        &run(&["get", "--config", &cfg, "/nope", "/tmp/x"]),
+        "/nope: no such file",
+    );
+    assert_one_line_error(
+        &run(&["ls", "--config", &cfg, "/src/../etc"]),
+        "`..` is not allowed",
+    );
+    ok(&["rm", "--config", &cfg, "-r", "/a", "/copy-of-big"]);
+    let root: Vec<String> = ls_json(&cfg, "/").into_iter().map(|e| e.name).collect();
+    assert_eq!(root, ["src"]);
+    // Removing the last file using chunks frees their shards (no daemon: right away).
+    ok(&["rm", "--config", &cfg, "-r", "/src"]);
+    assert_eq!(shard_count(&e), 0, "shards of removed files are deleted");
+}
+
+#[test]
+fn put_and_get_with_a_backend_down() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let cfg = volume(&e);
+    let src = e.base.join("src");
+    make_tree(&src, 7);
+    ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/before"]);
+
+    // Backend b's folder goes away (an unplugged drive).
+    std::fs::rename(e.base.join("b"), e.base.join("b-gone")).unwrap();
+    let listing = ls_json(&cfg, "/before/docs/deep/er");
+    assert_eq!(
+        listing[0].redundancy,
+        serde_json::json!({"degraded": {"missing": 1}})
+    );
+    let table = ok(&["ls", "--config", &cfg, "/before/docs/deep/er"]);
+    assert!(table.contains("degraded (1 shard missing)"), "{table}");
+    let back = e.base.join("back");
+    ok(&["get", "--config", &cfg, "/before", back.to_str().unwrap()]);
+    assert_same_tree(&src, &back);
+
+    // Writes still reach the quorum (3 of 4 shards) and say which are missing.
+    let src2 = e.base.join("src2");
+    make_tree(&src2, 21);
+    ok(&["put", "--config", &cfg, src2.to_str().unwrap(), "/during"]);
+    let back2 = e.base.join("back2");
+    ok(&["get", "--config", &cfg, "/during", back2.to_str().unwrap()]);
+    assert_same_tree(&src2, &back2);
+
+    // The drive returns; repair completes the shards written without it.
+    std::fs::rename(e.base.join("b-gone"), e.base.join("b")).unwrap();
+    let during = ls_json(&cfg, "/during/docs/deep/er");
+    assert_eq!(
+        during[0].redundancy,
+        serde_json::json!({"degraded": {"missing": 1}})
+    );
+    ok(&["repair", "--config", &cfg]);
+    let during = ls_json(&cfg, "/during/docs/deep/er");
+    assert_eq!(during[0].redundancy, serde_json::json!("full"));
+
+    // Two of four gone: still readable (m = 2), a put below the quorum fails clearly.
+    for b in ["b", "c"] {
+        std::fs::rename(e.base.join(b), e.base.join(format!("{b}-gone"))).unwrap();
+    }
+    let back3 = e.base.join("back3");
+    ok(&["get", "--config", &cfg, "/during", back3.to_str().unwrap()]);
+    assert_same_tree(&src2, &back3);
+    let late = e.base.join("late");
+    std::fs::write(&late, common::bytes(999, 5000)).unwrap();
+    let o = run(&["put", "--config", &cfg, late.to_str().unwrap(), "/late"]);
+    assert_one_line_error(&o, "input/output error");
+    // Nothing half-written is left under the destination's name.
+    let names: Vec<String> = ls_json(&cfg, "/").into_iter().map(|e| e.name).collect();
+    assert_eq!(names, ["before", "during"]);
+}
+
+#[test]
+fn commands_go_through_the_mount_when_mounted() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = volume(&e);
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    ok(&["mount", "--config", &cfg, &mp]);
+    let src = e.base.join("src");
+    make_tree(&src, 3);
+
+    // A put while mounted (the daemon holds the index) shows up in the mount.
+    let out = ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
+    assert!(out.contains("stored 6 file(s)"), "{out}");
+    assert_same_tree(&src, Path::new(&mp).join("src").as_path());
+    // An overwrite is seen at once, though the mount had the old file cached.
+    let small = Path::new(&mp).join("src/small.txt");
+    let _ = std::fs::read(&small).unwrap();
+    std::fs::write(src.join("small.txt"), b"new contents").unwrap();
+    ok(&[
+        "put",
+        "--config",
+        &cfg,
+        src.join("small.txt").to_str().unwrap(),
+        "/src/small.txt",
+    ]);
+    assert_eq!(std::fs::read(&small).unwrap(), b"new contents");
+
+    // Files written through the mount are listed and fetched by the CLI.
+    std::fs::write(Path::new(&mp).join("from-mount"), common::bytes(5, 700_000)).unwrap();
+    let entries = ls_json(&cfg, "/");
+    let fm = entries.iter().find(|e| e.name == "from-mount").unwrap();
+    assert_eq!((fm.size, fm.chunks), (700_000, 3));
+    let back = e.base.join("back");
+    ok(&[
+        "get",
+        "--config",
+        &cfg,
+        "/src",
+        "/from-mount",
+        back.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &back.join("src"));
+    assert_eq!(
+        std::fs::read(back.join("from-mount")).unwrap(),
+        common::bytes(5, 700_000)
+    );
+
+    // rm and mkdir while mounted: the mount sees them at once.
+    let _ = std::fs::metadata(Path::new(&mp).join("src/docs/chunk")).unwrap();
+    ok(&["rm", "--config", &cfg, "-r", "/src/docs"]);
+    assert!(!Path::new(&mp).join("src/docs/chunk").exists());
+    assert!(!Path::new(&mp).join("src/docs").exists());
+    ok(&["mkdir", "--config", &cfg, "-p", "/made/here"]);
+    assert!(Path::new(&mp).join("made/here").is_dir());
+    let du = ok(&["du", "--config", &cfg, "/src"]);
+    assert!(du.starts_with("/src: "), "{du}");
+
+    assert!(run(&["umount", &mp]).status.success());
+    // And the same tree without the mount: what the mount changed is stored.
+    let back2 = e.base.join("back2");
+    ok(&["get", "--config", &cfg, "/src", back2.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(back2.join("small.txt")).unwrap(),
+        b"new contents"
+    );
+    assert!(!back2.join("docs").exists());
+    assert_eq!(std::fs::read(back2.join("empty")).unwrap(), b"");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let bash = ok(&["completions", "bash"]);
+    assert!(bash.contains("_cloudraid()") && bash.contains("put") && bash.contains("--config"));
+    let zsh = ok(&["completions", "zsh"]);
+    assert!(
+        zsh.starts_with("#compdef cloudraid"),
+        "{}",
+        &zsh[..40.min(zsh.len())]
+    );
+    let fish = ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c cloudraid"));
+    let o = run(&["completions", "tcsh"]);
+    assert!(!o.status.success() && stderr(&o).contains("tcsh"));
+
+    let man = ok(&["man"]);
+    assert!(
+        man.starts_with(".ie \\n(.g") || man.contains(".TH cloudraid 1"),
+        "{}",
+        &man[..200]
+    );
+    assert!(man.contains(".TH cloudraid 1") && man.contains("install\\-helper"));
+    let dir = tempfile::tempdir().unwrap();
+    ok(&["man", "--dir", dir.path().to_str().unwrap()]);
+    for page in [
+        "cloudraid.1",
+        "cloudraid-put.1",
+        "cloudraid-get.1",
+        "cloudraid-mount.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
+        assert!(text.contains(".SH NAME"), "{page}");
+    }
+}
