@@ -212,7 +212,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
         let (vol, checks) = setup::open_volume_waiting(&config, opts.startup_timeout()).await?;
-        let idx = setup::open_index(&config)?;
+        let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
         let mut fs_opts = setup::fs_options(&config, opts.read_only);
         fs_opts.show_uid = opts.uid;
         fs_opts.show_gid = opts.gid;

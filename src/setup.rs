@@ -373,6 +373,25 @@ pub fn open_index(config: &Config) -> Result<Index, String> {
     Ok(Index::new(meta))
 }
 
+/// As [`open_index`], but while another process holds the index (a mount
+/// daemon that was just unmounted and is finishing), waits for up to `wait`.
+pub async fn open_index_waiting(config: &Config, wait: Duration) -> Result<Index, String> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let path = config.volume.state_dir.join("index");
+        if !path.exists() {
+            return open_index(config);
+        }
+        match SledMeta::open(&path) {
+            Err(crate::meta::MetaError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Ok(meta) => return Ok(Index::new(Arc::new(meta))),
+            Err(_) => return open_index(config),
+        }
+    }
+}
+
 pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
     FsOptions {
         read_only,
