@@ -17,6 +17,11 @@ if [ "$(id -u)" = 0 ] && ! command -v fusermount3 >/dev/null 2>&1 && command -v 
   (apt-get install -y -qq fuse3 >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq fuse3 >/dev/null 2>&1)) || true
 fi
 
+# The systemd examples are checked with systemd's fstab generator and systemd-analyze.
+if [ "$(id -u)" = 0 ] && ! command -v systemd-analyze >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  (apt-get install -y -qq systemd >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq systemd >/dev/null 2>&1)) || true
+fi
+
 cargo build --tests --bins --locked 2>&1 | tail -n 3
 log=$(mktemp)
 emulators=0

@@ -330,3 +330,71 @@ fn a_frozen_provider_is_hedged_around() {
     drop(_frozen);
     v.umount();
 }
+
+/// Boot-time mounts get no user environment: the providers' credentials and
+/// endpoints come from the config's env_file, which must be private.
+#[test]
+fn credentials_come_from_a_private_env_file() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(backends) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    let provider_vars: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+        .collect();
+    assert!(provider_vars.len() >= 5, "{provider_vars:?}");
+    // The emulators' credentials and endpoints, as an admin would write them.
+    let env_file = base.join("clouds.env");
+    let mut text = String::from("# credentials for the cloudraid volume\n");
+    for (k, v) in &provider_vars {
+        text.push_str(&format!("{k}=\"{v}\"\n"));
+    }
+    std::fs::write(&env_file, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // Every command runs without the provider variables in its environment.
+    let bare = |args: &[&str]| {
+        let mut c = bin();
+        for (k, _) in &provider_vars {
+            c.env_remove(k);
+        }
+        c.args(args).output().unwrap()
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let cfg = base.join("v.toml").display().to_string();
+    let state = base.join("state").display().to_string();
+    let env_arg = env_file.display().to_string();
+    let mut args = vec!["init", "--config", &cfg, "--env-file", &env_arg, "--state-dir", &state];
+    let specs: Vec<String> = backends
+        .iter()
+        .map(|(n, u)| format!("{n}={u}/env-{run_id}"))
+        .collect();
+    for s in &specs {
+        args.push("--backend");
+        args.push(s);
+    }
+    ok(bare(&args));
+    assert!(std::fs::read_to_string(&cfg).unwrap().contains("env_file"));
+
+    let local = base.join("hello.bin");
+    std::fs::write(&local, common::bytes(77, 600_000)).unwrap();
+    ok(bare(&["put", "--config", &cfg, local.to_str().unwrap(), "/hello.bin"]));
+    let status = ok(bare(&["status", "--config", &cfg]));
+    assert!(!status.contains("DEGRADED") && !status.contains("unreachable"), "{status}");
+    // Mounted by a daemon that has no provider variables either.
+    let mp = base.join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mp = mp.display().to_string();
+    ok(bare(&["mount", "--config", &cfg, &mp]));
+    let got = std::fs::read(Path::new(&mp).join("hello.bin"));
+    let _ = run(&["umount", &mp]);
+    assert!(got.unwrap() == common::bytes(77, 600_000));
+
+    // A credentials file others can read is refused, with what to do.
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = bare(&["ls", "--config", &cfg]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("readable by others") && err.contains("chmod 600"), "{err}");
+}
