@@ -64,7 +64,8 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         mountpoint: PathBuf,
-        /// Mount options: ro, rw, allow_other, allow_root, nosuid, nodev, noexec, noatime...
+        /// Mount options: ro, rw, allow_other, allow_root, uid=N, gid=N, nosuid, nodev, noexec, noatime,
+        /// cache_size=SIZE, readahead=N, startup_timeout=DURATION (fstab-only options are dropped).
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
         /// Stay in the foreground until unmounted (Ctrl-C unmounts).
