@@ -3,8 +3,8 @@
 # warm read, on a cloudraid volume with k=4, m=2 over six file:// backends, and the
 # same on a plain folder of the same disk; then the cold read again with m=2 of the six
 # backend folders gone (degraded read). Prints MB/s (10^6 bytes/s), the ratios to the
-# plain folder and to the healthy read, and the mount daemon's peak RSS. Needs root
-# and /dev/fuse.
+# plain folder and to the healthy read, and the mount daemon's peak RSS; and the CLI's
+# put and get of the same file without a mount. Needs root and /dev/fuse.
 # Usage: scripts/bench.sh [SIZE_MIB] [RUNS]   (defaults: 1024, 3; medians are printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 daemon_pid() { "$bin" status --config "$work/bench.toml" --json | awk -F': ' '/"pid"/ { gsub(/[ ,]/, "", $2); print $2; exit }'; }
 peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-declare -a pw pc pwarm cw cc cwarm cdeg rss
+declare -a pw pc pwarm cw cc cwarm cdeg rss cput cget
 for r in $(seq "$runs"); do
   rm -f "$work/plain/f"; drop
   t0=$(now); dd if="$work/src.bin" of="$work/plain/f" bs=1M conv=fsync status=none; t1=$(now)
@@ -64,7 +64,18 @@ for r in $(seq "$runs"); do
   cmp -s "$work/src.bin" "$work/mnt/f" || { echo "degraded read back differs!" >&2; exit 1; }
   "$bin" umount "$work/mnt" >/dev/null
   mv "$work/backend-1.off" "$work/backend-1"; mv "$work/backend-2.off" "$work/backend-2"
-  echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} degraded ${cdeg[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
+  # The CLI without a mount: put (file read straight into chunks, no staging; the
+  # index flushed before it returns) and get (written and fsynced) of the same file.
+  "$bin" rm --config "$work/bench.toml" /f >/dev/null
+  drop
+  t0=$(now); "$bin" put --config "$work/bench.toml" "$work/src.bin" /f >/dev/null; t1=$(now)
+  cput+=($(mbps "$t0" "$t1"))
+  rm -f "$work/got.bin"; drop
+  t0=$(now); "$bin" get --config "$work/bench.toml" /f "$work/got.bin" >/dev/null; t1=$(now)
+  cget+=($(mbps "$t0" "$t1"))
+  cmp -s "$work/src.bin" "$work/got.bin" || { echo "get differs!" >&2; exit 1; }
+  rm -f "$work/got.bin"
+  echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} degraded ${cdeg[-1]} put/get ${cput[-1]}/${cget[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
 done
 
 m() { printf '%s\n' "$@" | median; }
@@ -79,6 +90,8 @@ echo "| cloudraid | $W MB/s | $C MB/s | $H MB/s |"
 echo "| ratio to plain folder | $(ratio "$W" "$PW") | $(ratio "$C" "$PC") | $(ratio "$H" "$PH") |"
 echo
 echo "degraded cold read, 2 of 6 backends gone: $D MB/s = $(ratio "$D" "$C") of the healthy cold read"
+echo
+echo "cloudraid put (unmounted): $(m "${cput[@]}") MB/s; cloudraid get, cold: $(m "${cget[@]}") MB/s"
 echo
 echo "peak RSS of the mount daemon during the write: $R MiB (limit: cache $cache_mib MiB + 128 MiB = $((cache_mib + 128)) MiB)"
 [ "$R" -lt $((cache_mib + 128)) ] || { echo "peak RSS above the limit" >&2; exit 1; }

@@ -51,6 +51,11 @@ pub enum Request {
     Du {
         path: String,
     },
+    /// Check the index against itself and the backends; fix what can be fixed.
+    Fsck {
+        repair: bool,
+        grace_secs: u64,
+    },
 }
 
 /// Sent before the response by long operations (put, get), a few times a second.
@@ -167,6 +172,13 @@ pub async fn execute(
             resp = data(ops::mkdir(fs, &paths, parents, owner).await)
         }
         Request::Du { path } => resp = data(ops::du(fs, &path).await),
+        Request::Fsck { repair, grace_secs } => {
+            resp = data(
+                fs.fsck(repair, std::time::Duration::from_secs(grace_secs))
+                    .await
+                    .map_err(|e| format!("fsck stopped: {e}")),
+            )
+        }
     }
     resp
 }

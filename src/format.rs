@@ -74,6 +74,16 @@ pub fn shard_key(chunk: &ChunkId, index: usize) -> String {
     format!("chunks/{}/{}.{}", &h[..2], h, index)
 }
 
+/// The chunk and shard index named by a shard's object key, if it is one.
+pub fn parse_shard_key(key: &str) -> Option<(ChunkId, usize)> {
+    let rest = key.strip_prefix("chunks/")?;
+    let (fan, name) = rest.split_once('/')?;
+    let (hex_id, index) = name.split_once('.')?;
+    let id = ChunkId(hex::decode(hex_id).ok()?.try_into().ok()?);
+    (fan.len() == 2 && hex_id.starts_with(fan)).then_some(())?;
+    Some((id, index.parse().ok()?))
+}
+
 /// The self-describing header at the start of every shard object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardHeader {

@@ -166,6 +166,26 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Wait until every change made through the mount is stored (nothing to do unmounted).
+    Sync {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check the index against itself and the backends; exits non-zero if a problem is left.
+    Fsck {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Fix link and reference counts, entries and cookies (unreachable files go to
+        /// /lost+found), and delete orphaned shards older than the grace period.
+        #[arg(long)]
+        repair: bool,
+        /// Orphaned shards younger than this are left alone (they may be uploads in progress).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create (once) a demo volume over three local folders and mount it in the foreground.
     Demo { mountpoint: PathBuf },
     /// Install the mount helper (mount.cloudraid and mount.fuse.cloudraid) so that
@@ -185,6 +205,10 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 1h, 2days)"))
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {
@@ -420,7 +444,10 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             .filter(|c| c.error.is_some())
             .map(|c| c.name.clone())
             .collect();
-        let removes = matches!(req, control::Request::Rm { .. });
+        let removes = matches!(
+            req,
+            control::Request::Rm { .. } | control::Request::Fsck { repair: true, .. }
+        );
         let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
         if !read_only {
             if removes {
@@ -806,6 +833,43 @@ fn run(cli: Cli) -> Result<(), String> {
             true,
             None,
             |r: ops::DuReport| print_report(&r, json, ops::render_du),
+        ),
+        Cmd::Sync { config } => {
+            let config = Config::load(&config)?;
+            let resp = runtime()?.block_on(control::request(
+                &config.volume.state_dir,
+                &control::Request::Sync,
+            ))?;
+            match resp {
+                None => println!("not mounted: nothing is pending"),
+                Some(r) if r.ok => println!("every change made through the mount is stored"),
+                Some(r) => return Err(r.error.unwrap_or_else(|| "sync failed".into())),
+            }
+            Ok(())
+        }
+        Cmd::Fsck {
+            config,
+            repair,
+            grace,
+            json,
+        } => on_volume(
+            &config,
+            control::Request::Fsck {
+                repair,
+                grace_secs: grace.as_secs(),
+            },
+            !repair,
+            None,
+            |r: cloudraid::fs::fsck::FsckReport| {
+                print_report(&r, json, cloudraid::fs::fsck::render)?;
+                if r.clean() {
+                    Ok(())
+                } else if repair {
+                    Err("fsck found problems it cannot fix (listed above)".into())
+                } else {
+                    Err("fsck found problems (listed above); `cloudraid fsck --repair` fixes those marked so".into())
+                }
+            },
         ),
         Cmd::InstallHelper { dir, remove } => install_helper(&dir, remove),
         Cmd::Completions { shell } => {

@@ -340,7 +340,11 @@ fn credentials_come_from_a_private_env_file() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path();
     let provider_vars: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| {
+            ["AWS_", "GOOGLE_", "AZURE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+        })
         .collect();
     assert!(provider_vars.len() >= 5, "{provider_vars:?}");
     // The emulators' credentials and endpoints, as an admin would write them.
@@ -364,7 +368,15 @@ fn credentials_come_from_a_private_env_file() {
     let cfg = base.join("v.toml").display().to_string();
     let state = base.join("state").display().to_string();
     let env_arg = env_file.display().to_string();
-    let mut args = vec!["init", "--config", &cfg, "--env-file", &env_arg, "--state-dir", &state];
+    let mut args = vec![
+        "init",
+        "--config",
+        &cfg,
+        "--env-file",
+        &env_arg,
+        "--state-dir",
+        &state,
+    ];
     let specs: Vec<String> = backends
         .iter()
         .map(|(n, u)| format!("{n}={u}/env-{run_id}"))
@@ -378,9 +390,18 @@ fn credentials_come_from_a_private_env_file() {
 
     let local = base.join("hello.bin");
     std::fs::write(&local, common::bytes(77, 600_000)).unwrap();
-    ok(bare(&["put", "--config", &cfg, local.to_str().unwrap(), "/hello.bin"]));
+    ok(bare(&[
+        "put",
+        "--config",
+        &cfg,
+        local.to_str().unwrap(),
+        "/hello.bin",
+    ]));
     let status = ok(bare(&["status", "--config", &cfg]));
-    assert!(!status.contains("DEGRADED") && !status.contains("unreachable"), "{status}");
+    assert!(
+        !status.contains("DEGRADED") && !status.contains("unreachable"),
+        "{status}"
+    );
     // Mounted by a daemon that has no provider variables either.
     let mp = base.join("mnt");
     std::fs::create_dir(&mp).unwrap();
@@ -396,5 +417,8 @@ fn credentials_come_from_a_private_env_file() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("readable by others") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("readable by others") && err.contains("chmod 600"),
+        "{err}"
+    );
 }

@@ -778,3 +778,159 @@ async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
     assert_eq!(fs3.fsync(fh).await.unwrap_err(), Errno::EIO);
     assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
 }
+
+/// fsck: clean after ordinary use; each kind of index damage is reported, then
+/// fixed by repair, and the files stay intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_finds_and_repairs_index_damage() {
+    use cloudraid::format::{encode_record, keys, ChunkRef, DirentRecord, InodeRecord};
+    use cloudraid::meta::{Batch, MetaStore};
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let grace = std::time::Duration::from_secs(3600);
+    let d = fs.mkdir(ROOT, b"d", 0o755, C).await.unwrap().ino;
+    let a = write_file(fs, d, "a", &bytes(1, 200_000)).await;
+    let b = write_file(fs, ROOT, "b", &bytes(2, 100_000)).await;
+    let same = write_file(fs, ROOT, "same-as-a", &bytes(1, 200_000)).await;
+    fs.link(b, d, b"b-link").await.unwrap();
+    fs.rename(ROOT, b"same-as-a", d, b"moved", 0).await.unwrap();
+    let r = fs.fsck(false, grace).await.unwrap();
+    assert!(r.clean() && r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.inodes, 5);
+    assert_eq!(r.chunks, 6, "a and its copy share chunks");
+    assert_eq!(r.shards, 18);
+
+    // Damage: a wrong reference count, a wrong link count, an entry for no inode,
+    // an entry without its cookie, and a file in no directory.
+    let idx = fs.index();
+    let first = match idx.content(a).unwrap().unwrap().chunks[0] {
+        ChunkRef::Data { id, .. } => id,
+        ChunkRef::Hole { .. } => panic!("data expected"),
+    };
+    let mut rec = idx.chunk(&first).unwrap().unwrap();
+    assert_eq!(rec.refs, 2);
+    rec.refs = 7;
+    let mut inode_b: InodeRecord = idx.inode(b).unwrap().unwrap();
+    assert_eq!(inode_b.nlink, 2);
+    inode_b.nlink = 5;
+    let mut batch = Batch::default();
+    batch.put(keys::chunk(keys::CHUNK, &first), encode_record(&rec));
+    batch.put(keys::ino(keys::INODE, b), encode_record(&inode_b));
+    let ghost = DirentRecord {
+        ino: 999,
+        kind: Kind::File,
+        cookie: 77,
+    };
+    batch.put(
+        keys::ino_name(keys::DIRENT, ROOT, b"ghost"),
+        encode_record(&ghost),
+    );
+    batch.put(keys::ino_u64(keys::DIRCOOKIE, ROOT, 77), b"ghost".to_vec());
+    let e = idx.dirent(d, b"moved").unwrap().unwrap();
+    batch.delete(keys::ino_u64(keys::DIRCOOKIE, d, e.cookie));
+    let ea = idx.dirent(d, b"a").unwrap().unwrap();
+    batch.delete(keys::ino_name(keys::DIRENT, d, b"a"));
+    batch.delete(keys::ino_u64(keys::DIRCOOKIE, d, ea.cookie));
+    tv.meta.apply(batch).unwrap();
+
+    let r = fs.fsck(false, grace).await.unwrap();
+    assert!(!r.clean());
+    let all: Vec<String> = r.problems.iter().map(|p| p.what.clone()).collect();
+    let has = |needle: &str| all.iter().any(|w| w.contains(needle));
+    assert!(has("counts 7 references, files hold 2"), "{all:?}");
+    assert!(
+        has(&format!("inode {b} has link count 5, 2 entries")),
+        "{all:?}"
+    );
+    assert!(
+        has("\"ghost\" in directory 1 names missing inode 999"),
+        "{all:?}"
+    );
+    assert!(has("\"moved\"") && has("no listing cookie"), "{all:?}");
+    // a lost its only entry: unreachable.
+    assert!(
+        has(&format!(
+            "inode {a} (File, 200000 bytes) is in no directory"
+        )),
+        "{all:?}"
+    );
+    assert_eq!(all.len(), 5, "{all:?}");
+    // Checking changed nothing.
+    assert_eq!(fs.fsck(false, grace).await.unwrap().problems.len(), 5);
+
+    let r = fs.fsck(true, grace).await.unwrap();
+    assert!(
+        r.clean() && r.problems.iter().all(|p| p.fixed),
+        "{:?}",
+        r.problems
+    );
+    let r = fs.fsck(false, grace).await.unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    // The unreachable file is in /lost+found, intact; the others read back.
+    let lf = fs.lookup(ROOT, b"lost+found").await.unwrap();
+    let found = fs.lookup(lf.ino, format!("#{a}").as_bytes()).await.unwrap();
+    assert_eq!(read_all(fs, found.ino).await.unwrap(), bytes(1, 200_000));
+    assert_eq!(read_all(fs, same).await.unwrap(), bytes(1, 200_000));
+    assert_eq!(fs.getattr(b).await.unwrap().nlink, 2);
+    assert!(names(fs, d).await.contains(&"moved".to_string()));
+    assert_eq!(fs.lookup(ROOT, b"ghost").await.unwrap_err(), Errno::ENOENT);
+    assert_eq!(idx.chunk(&first).unwrap().unwrap().refs, 2);
+    // Removing both holders frees the chunk: the counts were right.
+    fs.unlink(lf.ino, format!("#{a}").as_bytes()).await.unwrap();
+    fs.unlink(d, b"moved").await.unwrap();
+    assert!(idx.chunk(&first).unwrap().is_none());
+    fs.collect_garbage().await.unwrap();
+    assert!(fs.fsck(false, grace).await.unwrap().problems.is_empty());
+}
+
+/// fsck against the backends: orphaned shards (deleted by repair only once older
+/// than the grace period) and missing shards (left to `cloudraid repair`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_finds_orphaned_and_missing_shards() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let f = write_file(fs, ROOT, "f", &bytes(3, 150_000)).await;
+    let stray = cloudraid::format::ChunkId::of(b"an upload that never made it to the index");
+    let stray_key = cloudraid::format::shard_key(&stray, 1);
+    tv.faults[1]
+        .put(&stray_key, bytes::Bytes::from_static(b"shard bytes"))
+        .await
+        .unwrap();
+    let hour = std::time::Duration::from_secs(3600);
+    // Young: left alone, not a problem.
+    let r = fs.fsck(true, hour).await.unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert_eq!(r.recent_orphans, 1);
+    assert!(tv.faults[1].head(&stray_key).await.unwrap().is_some());
+    // Old enough (grace 0): reported, then deleted by repair.
+    let r = fs.fsck(false, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert!(
+        r.problems[0].what.contains("does not place there"),
+        "{:?}",
+        r.problems
+    );
+    let r = fs.fsck(true, std::time::Duration::ZERO).await.unwrap();
+    assert!(r.clean() && r.problems[0].fixed);
+    assert!(tv.faults[1].head(&stray_key).await.unwrap().is_none());
+
+    // A shard of f goes missing: fsck reports it and points at repair.
+    let id = match fs.file_chunks(f).unwrap()[0] {
+        cloudraid::format::ChunkRef::Data { id, .. } => id,
+        _ => panic!("data expected"),
+    };
+    let rec = fs.index().chunk(&id).unwrap().unwrap();
+    let slot = rec.placement[0] as usize;
+    tv.faults[slot]
+        .delete(&cloudraid::format::shard_key(&id, 0))
+        .await
+        .unwrap();
+    let r = fs.fsck(true, hour).await.unwrap();
+    assert!(!r.clean());
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert!(
+        r.problems[0].what.contains("lacks 1 shard")
+            && r.problems[0].what.contains("cloudraid repair")
+    );
+    assert_eq!(read_all(fs, f).await.unwrap(), bytes(3, 150_000));
+}

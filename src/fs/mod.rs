@@ -9,6 +9,7 @@
 
 mod errno;
 mod file;
+pub mod fsck;
 mod guards;
 
 pub use errno::{Errno, FsResult};

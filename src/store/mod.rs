@@ -37,6 +37,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// When it was last written, where the provider says.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// A storage provider holding one volume's objects under its root.

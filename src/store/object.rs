@@ -355,6 +355,7 @@ impl Backend for ObjectBackend {
             .map(|m| ObjectInfo {
                 key: self.strip(m.location.as_ref()).to_string(),
                 size: m.size,
+                modified: Some(std::time::SystemTime::from(m.last_modified)),
             })
             .collect())
     }
