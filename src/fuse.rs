@@ -87,10 +87,14 @@ impl FuseAdapter {
     }
 }
 
+/// Replies with a new entry; the kernel now holds a reference on its inode.
 macro_rules! entry_reply {
-    ($reply:expr, $res:expr) => {
+    ($fs:expr, $reply:expr, $res:expr) => {
         match $res {
-            Ok(a) => $reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
+            Ok(a) => {
+                $fs.remember(a.ino);
+                $reply.entry(&TTL, &fuse_attr(&a), Generation(0))
+            }
             Err(e) => $reply.error(errno(e)),
         }
     };
@@ -124,7 +128,17 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move { entry_reply!(reply, fs.lookup(parent.0, &name).await) });
+        self.run(move |fs| async move {
+            // lookup_kernel counts the kernel's reference itself.
+            match fs.lookup_kernel(parent.0, &name).await {
+                Ok(a) => reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.run(move |fs| async move { fs.forget(ino.0, nlookup).await });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -197,6 +211,7 @@ impl fuser::Filesystem for FuseAdapter {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
         self.run(move |fs| async move {
             entry_reply!(
+                fs,
                 reply,
                 fs.mknod_file(parent.0, &name, mode & !umask, c).await
             )
@@ -214,7 +229,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
         self.run(move |fs| async move {
-            entry_reply!(reply, fs.mkdir(parent.0, &name, mode & !umask, c).await)
+            entry_reply!(fs, reply, fs.mkdir(parent.0, &name, mode & !umask, c).await)
         });
     }
 
@@ -242,7 +257,7 @@ impl fuser::Filesystem for FuseAdapter {
             caller(req),
         );
         self.run(move |fs| async move {
-            entry_reply!(reply, fs.symlink(parent.0, &name, &target, c).await)
+            entry_reply!(fs, reply, fs.symlink(parent.0, &name, &target, c).await)
         });
     }
 
@@ -277,7 +292,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let newname = newname.as_bytes().to_vec();
         self.run(move |fs| async move {
-            entry_reply!(reply, fs.link(ino.0, newparent.0, &newname).await)
+            entry_reply!(fs, reply, fs.link(ino.0, newparent.0, &newname).await)
         });
     }
 
@@ -419,6 +434,10 @@ impl fuser::Filesystem for FuseAdapter {
                         ) {
                             break;
                         }
+                        // The kernel takes a reference on every entry but . and ..
+                        if e.name != b"." && e.name != b".." {
+                            fs.remember(e.ino);
+                        }
                     }
                     reply.ok();
                 }
@@ -506,13 +525,16 @@ impl fuser::Filesystem for FuseAdapter {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
         self.run(move |fs| async move {
             match fs.create(parent.0, &name, mode & !umask, flags, c).await {
-                Ok((a, fh)) => reply.created(
-                    &TTL,
-                    &fuse_attr(&a),
-                    Generation(0),
-                    FileHandle(fh),
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                ),
+                Ok((a, fh)) => {
+                    fs.remember(a.ino);
+                    reply.created(
+                        &TTL,
+                        &fuse_attr(&a),
+                        Generation(0),
+                        FileHandle(fh),
+                        FopenFlags::FOPEN_KEEP_CACHE,
+                    )
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });

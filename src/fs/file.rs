@@ -194,13 +194,9 @@ impl Fs {
             if let Ok(st) = of.state.try_read() {
                 let _ = std::fs::remove_file(&st.staging_path);
             }
-            if !linked {
+            if !linked && !self.opts.read_only {
                 let _g = self.meta.lock().await;
-                if self.idx.inode(of.ino)?.is_some_and(|r| r.nlink == 0) {
-                    let mut b = Batch::default();
-                    self.purge_into(of.ino, &mut b)?;
-                    self.idx.apply(b)?;
-                }
+                self.reap_locked(of.ino)?;
             }
         }
         result

@@ -139,6 +139,11 @@ pub struct Fs {
     /// Set by the FUSE adapter: drops a name from the kernel's caches after a
     /// change made behind the kernel's back (a CLI put or rm while mounted).
     invalidator: std::sync::OnceLock<Invalidator>,
+    /// How many references the kernel holds on each inode (its lookup count, as
+    /// FUSE defines it). An inode unlinked while the kernel still knows it stays
+    /// (as an orphan) until the kernel forgets it, so that an open racing with a
+    /// rename over its name finds the old file instead of nothing.
+    kernel_refs: Mutex<HashMap<u64, u64>>,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -271,6 +276,7 @@ impl Fs {
             gc_wake: Arc::new(Notify::new()),
             seal_slots: tokio::sync::Semaphore::new(seal_permits),
             invalidator: std::sync::OnceLock::new(),
+            kernel_refs: Mutex::new(HashMap::new()),
         });
         if !fs.opts.read_only {
             let orphans: Vec<(Vec<u8>, Vec<u8>)> = fs
@@ -384,6 +390,72 @@ impl Fs {
             _ => self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?.ino,
         };
         self.getattr(ino).await
+    }
+
+    /// `lookup` for the kernel: the entry is resolved and the kernel's reference
+    /// on its inode counted in one step, so no unlink can purge the inode in between.
+    pub async fn lookup_kernel(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        if name.len() > NAME_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let mut refs = self.kernel_refs.lock().unwrap();
+        let p = self.dir(parent)?;
+        let ino = match name {
+            b"." => parent,
+            b".." => p.parent,
+            _ => self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?.ino,
+        };
+        let attr = self.attr_of(ino, &self.inode(ino)?);
+        *refs.entry(ino).or_default() += 1;
+        Ok(attr)
+    }
+
+    /// Counts one more kernel reference on `ino` (an entry the kernel was given).
+    pub fn remember(&self, ino: u64) {
+        *self.kernel_refs.lock().unwrap().entry(ino).or_default() += 1;
+    }
+
+    /// The kernel dropped `n` references on `ino`; an unlinked inode nobody
+    /// references any more is deleted.
+    pub async fn forget(&self, ino: u64, n: u64) {
+        let last = {
+            let mut refs = self.kernel_refs.lock().unwrap();
+            match refs.get_mut(&ino) {
+                Some(c) if *c > n => {
+                    *c -= n;
+                    false
+                }
+                Some(_) => {
+                    refs.remove(&ino);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last && !self.opts.read_only {
+            let _g = self.meta.lock().await;
+            if let Err(e) = self.reap_locked(ino) {
+                tracing::warn!("deleting unlinked inode {ino}: {e}");
+            }
+        }
+    }
+
+    /// Deletes inode `ino` if it is unlinked, not open and unknown to the kernel.
+    /// The caller holds `meta`; the check and the deletion happen under the
+    /// kernel-reference lock, so a concurrent kernel lookup cannot slip between.
+    fn reap_locked(&self, ino: u64) -> FsResult<()> {
+        let refs = self.kernel_refs.lock().unwrap();
+        if refs.contains_key(&ino) || self.files.lock().unwrap().contains_key(&ino) {
+            return Ok(());
+        }
+        if !self.idx.inode(ino)?.is_some_and(|r| r.nlink == 0) {
+            return Ok(());
+        }
+        let mut b = Batch::default();
+        self.purge_into(ino, &mut b)?;
+        self.idx.apply(b)?;
+        drop(refs);
+        Ok(())
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
@@ -677,20 +749,20 @@ impl Fs {
 
     /// Drops one link of `ino` (already removed from its directory). When the last
     /// link goes and nobody has the file open, the inode and its content go too.
-    fn unlink_inode(&self, b: &mut Batch, ino: u64, r: &mut InodeRecord) -> FsResult<()> {
+    /// Drops one link of `ino`. At the last link the inode becomes an orphan,
+    /// returned so that the caller, once its batch is applied, reaps it (deletes
+    /// it unless a file handle or the kernel still references it).
+    fn unlink_inode(&self, b: &mut Batch, ino: u64, r: &mut InodeRecord) -> Option<u64> {
         r.nlink = r
             .nlink
             .saturating_sub(if r.kind == Kind::Dir { r.nlink } else { 1 });
         r.ctime = now_nanos();
+        b.put_inode(ino, r);
         if r.nlink > 0 {
-            b.put_inode(ino, r);
-        } else if self.files.lock().unwrap().contains_key(&ino) {
-            b.put_inode(ino, r);
-            b.put(keys::ino(keys::ORPHAN, ino), Vec::new());
-        } else {
-            self.purge_into(ino, b)?;
+            return None;
         }
-        Ok(())
+        b.put(keys::ino(keys::ORPHAN, ino), Vec::new());
+        Some(ino)
     }
 
     /// Deletes an inode with its content and attributes.
@@ -765,8 +837,11 @@ impl Fs {
         p.mtime = now;
         p.ctime = now;
         b.put_inode(parent, &p);
-        self.unlink_inode(&mut b, e.ino, &mut r)?;
+        let victim = self.unlink_inode(&mut b, e.ino, &mut r);
         self.idx.apply(b)?;
+        if let Some(v) = victim {
+            self.reap_locked(v)?;
+        }
         Ok(())
     }
 
@@ -794,8 +869,11 @@ impl Fs {
         p.ctime = now;
         p.nlink = p.nlink.saturating_sub(1);
         b.put_inode(parent, &p);
-        self.unlink_inode(&mut b, e.ino, &mut r)?;
+        let victim = self.unlink_inode(&mut b, e.ino, &mut r);
         self.idx.apply(b)?;
+        if let Some(v) = victim {
+            self.reap_locked(v)?;
+        }
         Ok(())
     }
 
@@ -848,6 +926,7 @@ impl Fs {
         }
         let now = now_nanos();
         let mut b = Batch::default();
+        let mut reap: Option<u64> = None;
         // Parent records, loaded once even when both parents are the same directory.
         let mut parents: HashMap<u64, InodeRecord> = HashMap::new();
         parents.insert(parent, self.inode(parent)?);
@@ -907,7 +986,7 @@ impl Fs {
                     (false, false) => {}
                 }
                 b.del_dirent(newparent, newname, dst.cookie);
-                self.unlink_inode(&mut b, dst.ino, &mut victim)?;
+                reap = self.unlink_inode(&mut b, dst.ino, &mut victim);
             }
             b.del_dirent(parent, name, src.cookie);
             let mut r = self.inode(src.ino)?;
@@ -939,6 +1018,9 @@ impl Fs {
             b.put_inode(ino, &p);
         }
         self.idx.apply(b)?;
+        if let Some(v) = reap {
+            self.reap_locked(v)?;
+        }
         Ok(())
     }
 
