@@ -232,6 +232,18 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
                 config.volume.parity_shards
             );
         }
+        // What a crash left in the journal goes up now; a first snapshot if none.
+        if !opts.read_only {
+            if let Some(log) = fs.metalog() {
+                if let Err(e) = log.catch_up().await {
+                    tracing::warn!("metadata log: {e}; will retry");
+                }
+            }
+        }
+        let metalog = fs
+            .metalog()
+            .filter(|_| !opts.read_only)
+            .map(|log| log.spawn(Duration::from_secs(5)));
         let collector = fs.spawn_collector();
         let prober = fs.volume().spawn_prober(Duration::from_secs(5));
         let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
@@ -275,6 +287,9 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         let _ = std::fs::remove_file(&sock);
         let synced = fs.sync_all().await;
         collector.abort();
+        if let Some(m) = metalog {
+            m.abort();
+        }
         prober.abort();
         completer.abort();
         tracing::info!("volume {} unmounted from {}", config.volume.name, mp.display());

@@ -234,6 +234,10 @@ pub mod keys {
     pub const GC: u8 = b'G';
     pub const ORPHAN: u8 = b'O';
     pub const DEGRADED: u8 = b'R';
+    /// `J` + seq: an index batch not yet in the metadata log on the backends.
+    pub const JOURNAL: u8 = b'J';
+    /// `L`: where the metadata log on the backends stands (`LogState`).
+    pub const LOG_STATE: &[u8] = b"L";
 
     pub fn ino(prefix: u8, ino: u64) -> Vec<u8> {
         let mut k = Vec::with_capacity(9);
@@ -373,6 +377,20 @@ pub struct ChunkRecord {
     /// Backend slot holding shard i.
     pub placement: Vec<u16>,
 }
+
+/// `L`: the metadata log's progress.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogState {
+    /// Journal entries up to this sequence number are in log objects on the backends.
+    pub pushed: u64,
+    /// The newest snapshot on the backends covers the log up to this number.
+    pub snapshot: u64,
+    /// Log objects written since that snapshot.
+    pub logs_since_snapshot: u64,
+}
+
+/// One index batch, as journalled and logged: puts (`Some`) and deletes (`None`).
+pub type LoggedOps = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// `R` + chunk id: shards of a stored chunk that could not be written (a write that
 /// reached its quorum while some backends were down). Repair rewrites them.

@@ -25,11 +25,66 @@ pub const ROOT_INO: u64 = 1;
 #[derive(Clone)]
 pub struct Index {
     store: Arc<dyn MetaStore>,
+    journal: Option<Arc<Journal>>,
+}
+
+/// The journal of a journalled index: every applied batch is also written, in the
+/// same atomic batch, as a `J` + seq entry, which the metadata log (`metalog.rs`)
+/// uploads to the backends and then removes.
+pub struct Journal {
+    next: std::sync::Mutex<u64>,
+    /// Woken at each new entry.
+    pub wake: tokio::sync::Notify,
 }
 
 impl Index {
+    /// An index whose changes are not journalled (tests of the core, tools).
     pub fn new(store: Arc<dyn MetaStore>) -> Self {
-        Index { store }
+        Index {
+            store,
+            journal: None,
+        }
+    }
+
+    /// An index whose every change is journalled for the metadata log.
+    pub fn journaled(store: Arc<dyn MetaStore>) -> IndexResult<Self> {
+        let idx = Index::new(store);
+        let from_journal = idx.journal_entries(0, usize::MAX)?.last().map(|(s, _)| *s);
+        let next = from_journal.unwrap_or(0).max(idx.log_state()?.pushed) + 1;
+        Ok(Index {
+            journal: Some(Arc::new(Journal {
+                next: std::sync::Mutex::new(next),
+                wake: tokio::sync::Notify::new(),
+            })),
+            ..idx
+        })
+    }
+
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Journal entries with a sequence number above `after`, oldest first.
+    pub fn journal_entries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> IndexResult<Vec<(u64, crate::format::LoggedOps)>> {
+        let rows = self.store.scan(
+            &[keys::JOURNAL],
+            Some(&keys::ino(keys::JOURNAL, after)),
+            limit,
+        )?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let seq = u64::from_be_bytes(k[1..9].try_into().expect("8-byte sequence"));
+                Ok((seq, decode_record(&v).map_err(IndexError::Damaged)?))
+            })
+            .collect()
+    }
+
+    pub fn log_state(&self) -> IndexResult<crate::format::LogState> {
+        Ok(self.get(keys::LOG_STATE)?.unwrap_or_default())
     }
 
     pub fn store(&self) -> &Arc<dyn MetaStore> {
@@ -123,7 +178,24 @@ impl Index {
         }
     }
 
-    pub fn apply(&self, batch: Batch) -> IndexResult<()> {
+    /// Applies a batch atomically; in a journalled index, with its journal entry.
+    pub fn apply(&self, mut batch: Batch) -> IndexResult<()> {
+        let Some(j) = &self.journal else {
+            return Ok(self.store.apply(batch)?);
+        };
+        let mut next = j.next.lock().unwrap();
+        let entry = encode_record(&batch.ops);
+        batch.put(keys::ino(keys::JOURNAL, *next), entry);
+        self.store.apply(batch)?;
+        *next += 1;
+        drop(next);
+        j.wake.notify_one();
+        Ok(())
+    }
+
+    /// Applies a batch without journalling it: the journal's own bookkeeping, and
+    /// an index being rebuilt from the backends.
+    pub fn apply_unjournaled(&self, batch: Batch) -> IndexResult<()> {
         Ok(self.store.apply(batch)?)
     }
     pub fn flush(&self) -> IndexResult<()> {

@@ -20,6 +20,7 @@ pub mod fuse;
 pub mod health;
 pub mod index;
 pub mod meta;
+pub mod metalog;
 pub mod mountopts;
 pub mod ops;
 pub mod scrub;

@@ -186,6 +186,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Rebuild the local index from the metadata on the backends (a new machine,
+    /// a lost state dir); works with up to m backends down.
+    Recover {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create (once) a demo volume over three local folders and mount it in the foreground.
     Demo { mountpoint: PathBuf },
     /// Install the mount helper (mount.cloudraid and mount.fuse.cloudraid) so that
@@ -311,7 +320,7 @@ impl Progress {
         }
         let bar = indicatif::ProgressBar::new(0);
         if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bar:40}} {{pos}}/{{len}} chunks, {{eta}} left"
+            "{what} {{bar:40}} {{pos}}/{{len}}, {{eta}} left"
         )) {
             bar.set_style(style);
         }
@@ -439,6 +448,13 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             return Ok::<_, String>((r, down));
         }
         let (fs, checks) = setup::open_fs(&config, read_only).await?;
+        if !read_only {
+            if let Some(log) = fs.metalog() {
+                if let Err(e) = log.catch_up().await {
+                    eprintln!("cloudraid: warning: metadata log not uploaded yet: {e}");
+                }
+            }
+        }
         let down: Vec<String> = checks
             .iter()
             .filter(|c| c.error.is_some())
@@ -871,6 +887,21 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             },
         ),
+        Cmd::Recover { config, json } => {
+            let config_path = config;
+            let config = Config::load(&config_path)?;
+            let p = Progress::new("recover");
+            let report = runtime()?.block_on(setup::recover(&config, &|d, t| p.update(d, t)))?;
+            drop(p);
+            print_report(&report, json, cloudraid::metalog::render_recover)?;
+            if !json {
+                println!(
+                    "mount it with: cloudraid mount --config {} MOUNTPOINT",
+                    config_path.display()
+                );
+            }
+            Ok(())
+        }
         Cmd::InstallHelper { dir, remove } => install_helper(&dir, remove),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;

@@ -370,7 +370,57 @@ pub fn open_index(config: &Config) -> Result<Index, String> {
         ));
     }
     let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path).map_err(|e| e.to_string())?);
-    Ok(Index::new(meta))
+    Index::journaled(meta).map_err(|e| e.to_string())
+}
+
+/// Rebuilds the local index of `config`'s volume from the metadata log on its
+/// backends, into a state dir that has none.
+pub async fn recover(
+    config: &Config,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<crate::metalog::RecoverReport, String> {
+    let dir = &config.volume.state_dir;
+    let path = dir.join("index");
+    if path.exists() {
+        return Err(format!(
+            "{} already holds an index; recover rebuilds a lost one: move the state dir away first if it is damaged",
+            path.display()
+        ));
+    }
+    let (vol, checks) = open_volume(config).await?;
+    if checks.iter().all(|c| c.error.is_some()) {
+        return Err(format!(
+            "no backend answers ({}); check the network and credentials",
+            checks
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.error.as_deref().unwrap_or("")))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
+    }
+    set_private_dir(dir)?;
+    for sub in ["cache", "staging"] {
+        set_private_dir(&dir.join(sub))?;
+    }
+    let result = async {
+        let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path).map_err(|e| e.to_string())?);
+        let report = crate::metalog::recover(&vol, meta.clone(), progress).await?;
+        let idx = Index::new(meta);
+        match idx.superblock().map_err(|e| e.to_string())? {
+            Some(sb) if sb.volume_id == vol.id => Ok(report),
+            Some(sb) => Err(format!(
+                "the metadata on the backends belongs to volume {}, not {}",
+                sb.volume_id, vol.id
+            )),
+            None => Err("the recovered metadata has no superblock".to_string()),
+        }
+    }
+    .await;
+    if result.is_err() {
+        // Leave no half-built index behind: a retry starts clean.
+        let _ = std::fs::remove_dir_all(&path);
+    }
+    result
 }
 
 /// As [`open_index`], but while another process holds the index (a mount
@@ -386,7 +436,7 @@ pub async fn open_index_waiting(config: &Config, wait: Duration) -> Result<Index
             Err(crate::meta::MetaError::Locked { .. }) if std::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
-            Ok(meta) => return Ok(Index::new(Arc::new(meta))),
+            Ok(meta) => return Index::journaled(Arc::new(meta)).map_err(|e| e.to_string()),
             Err(_) => return open_index(config),
         }
     }

@@ -29,6 +29,7 @@ impl Errno {
     pub const E2BIG: Errno = Errno(libc::E2BIG);
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
     pub const EBUSY: Errno = Errno(libc::EBUSY);
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
 }
 
 impl std::fmt::Display for Errno {

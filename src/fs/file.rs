@@ -457,10 +457,12 @@ impl Fs {
         self.commit(&of, &mut st).await
     }
 
+    /// Commits the file, makes the index durable locally, and puts the change in
+    /// the metadata log on the backends.
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
         self.flush(fh).await?;
         self.idx.flush()?;
-        Ok(())
+        self.push_metadata().await
     }
 
     pub async fn release(&self, fh: u64) -> FsResult<()> {
@@ -481,7 +483,12 @@ impl Fs {
             let mut st = of.state.write().await;
             self.commit(&of, &mut st).await?;
         }
-        self.close_file(&of).await
+        self.close_file(&of).await?;
+        if h.write {
+            // A closed file survives a crash: its commit is made durable now.
+            self.idx.flush()?;
+        }
+        Ok(())
     }
 
     /// Commits every open file with uncommitted changes and makes the index durable.
@@ -502,7 +509,8 @@ impl Fs {
             }
         }
         self.idx.flush()?;
-        result
+        result?;
+        self.push_metadata().await
     }
 
     /// Cuts chunk `i` out of staging, and stores it unless the volume has it already.

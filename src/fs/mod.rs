@@ -144,6 +144,8 @@ pub struct Fs {
     /// (as an orphan) until the kernel forgets it, so that an open racing with a
     /// rename over its name finds the old file instead of nothing.
     kernel_refs: Mutex<HashMap<u64, u64>>,
+    /// The metadata log on the backends, when the index is journalled.
+    metalog: Option<Arc<crate::metalog::MetaLog>>,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -263,7 +265,11 @@ impl Fs {
             }
         }
         let seal_permits = opts.upload_concurrency.max(1);
+        let metalog = idx
+            .journal()
+            .map(|_| Arc::new(crate::metalog::MetaLog::new(vol.clone(), idx.clone())));
         let fs = Arc::new(Fs {
+            metalog,
             vol,
             idx,
             opts,
@@ -305,6 +311,25 @@ impl Fs {
         if let Some(f) = self.invalidator.get() {
             f(parent, name);
         }
+    }
+
+    /// The metadata log on the backends (for a journalled index).
+    pub fn metalog(&self) -> Option<&Arc<crate::metalog::MetaLog>> {
+        self.metalog.as_ref()
+    }
+
+    /// Uploads the index changes made so far to the metadata log. Best effort:
+    /// what cannot be uploaded now stays in the local journal (durable with the
+    /// index) and goes up with the next push.
+    pub async fn push_metadata(&self) -> FsResult<()> {
+        if let Some(log) = &self.metalog {
+            if !self.opts.read_only {
+                if let Err(e) = log.push().await {
+                    tracing::warn!("metadata log not uploaded yet: {e}");
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -1084,6 +1109,12 @@ impl Fs {
         }
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::E2BIG);
+        }
+        // POSIX ACLs are not supported: storing them as plain attributes would let
+        // `cp -a` (which sets the ACL instead of the mode when it can) leave files
+        // with the wrong mode. Refused, tools fall back to chmod.
+        if name.starts_with(b"system.posix_acl_") {
+            return Err(Errno::EOPNOTSUPP);
         }
         let _g = self.meta.lock().await;
         let mut r = self.inode(ino)?;

@@ -57,9 +57,33 @@ pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     faults: &[Arc<FaultyBackend>],
     meta: &Arc<MemMeta>,
+    id: VolumeId,
+    layout: Layout,
+    chunk_size: u32,
+    staging: &std::path::Path,
+    read_only: bool,
+    quorum: usize,
+) -> Arc<Fs> {
+    build_with(
+        faults,
+        Index::new(meta.clone() as Arc<dyn MetaStore>),
+        id,
+        layout,
+        chunk_size,
+        staging,
+        read_only,
+        quorum,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_with(
+    faults: &[Arc<FaultyBackend>],
+    idx: Index,
     id: VolumeId,
     layout: Layout,
     chunk_size: u32,
@@ -76,7 +100,6 @@ fn build(
         })
         .collect();
     let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20).with_write_quorum(quorum);
-    let idx = Index::new(meta.clone() as Arc<dyn MetaStore>);
     let opts = FsOptions {
         read_only,
         staging_dir: staging.to_path_buf(),
@@ -101,6 +124,21 @@ impl TestVolume {
             self.staging.path(),
             false,
             quorum,
+        )
+    }
+
+    /// A core over the same index and backends whose changes are journalled for
+    /// the metadata log (as a real volume's are).
+    pub fn reopen_journaled(&self) -> Arc<Fs> {
+        build_with(
+            &self.faults,
+            Index::journaled(self.meta.clone() as Arc<dyn MetaStore>).unwrap(),
+            self.id,
+            self.layout,
+            self.chunk_size,
+            self.staging.path(),
+            false,
+            self.layout.total(),
         )
     }
 
