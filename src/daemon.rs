@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::control;
 use crate::fs::Fs;
 use crate::fuse;
+use crate::lease;
 use crate::mountopts::MountOpts;
 use crate::setup;
 use std::io::{BufRead, Write};
@@ -213,6 +214,21 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     rt.block_on(async {
         let (vol, checks) = setup::open_volume_waiting(&config, opts.startup_timeout()).await?;
         let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
+        // One writer at a time: a read-write mount holds the write lease.
+        let holder = if opts.read_only {
+            None
+        } else {
+            let me = lease::Holder::of_state_dir(&config.volume.state_dir)?;
+            lease::acquire(&vol, &me, opts.takeover, lease::now_secs())
+                .await
+                .map_err(|e| e.to_string())?;
+            let log = crate::metalog::MetaLog::new(vol.clone(), idx.clone(), me.id.clone());
+            if let Err(e) = log.ensure_fresh().await {
+                lease::release(&vol, &me).await;
+                return Err(e);
+            }
+            Some(me)
+        };
         let mut fs_opts = setup::fs_options(&config, opts.read_only);
         fs_opts.show_uid = opts.uid;
         fs_opts.show_gid = opts.gid;
@@ -244,6 +260,17 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
             .metalog()
             .filter(|_| !opts.read_only)
             .map(|log| log.spawn(Duration::from_secs(5)));
+        let renewal = holder.clone().map(|me| {
+            let fenced = fs.clone();
+            lease::spawn_renewal(
+                fs.volume().clone(),
+                me,
+                Box::new(move |who| {
+                    tracing::error!("the write lease was taken over: {who}; this mount is read-only from now on");
+                    fenced.fence();
+                }),
+            )
+        });
         let collector = fs.spawn_collector();
         let prober = fs.volume().spawn_prober(Duration::from_secs(5));
         let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
@@ -292,6 +319,12 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         }
         prober.abort();
         completer.abort();
+        if let Some(r) = renewal {
+            r.abort();
+        }
+        if let Some(me) = &holder {
+            lease::release(fs.volume(), me).await;
+        }
         tracing::info!("volume {} unmounted from {}", config.volume.name, mp.display());
         if let Err(e) = synced {
             return Err(format!("unmounted, but committing open files failed: {e}"));

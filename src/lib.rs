@@ -19,6 +19,7 @@ pub mod fs;
 pub mod fuse;
 pub mod health;
 pub mod index;
+pub mod lease;
 pub mod meta;
 pub mod metalog;
 pub mod mountopts;

@@ -71,6 +71,10 @@ enum Cmd {
         /// Stay in the foreground until unmounted (Ctrl-C unmounts).
         #[arg(long, short = 'f')]
         foreground: bool,
+        /// Take the write lease over from another machine or state dir that holds
+        /// it (only when that one is gone: it stops writing at its next renewal).
+        #[arg(long)]
+        takeover: bool,
     },
     /// Store pending data, then unmount.
     #[command(alias = "unmount")]
@@ -448,6 +452,22 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             return Ok::<_, String>((r, down));
         }
         let (fs, checks) = setup::open_fs(&config, read_only).await?;
+        // A change without a mount holds the write lease for its duration.
+        let holder = if read_only {
+            None
+        } else {
+            let me = cloudraid::lease::Holder::of_state_dir(&config.volume.state_dir)?;
+            cloudraid::lease::acquire(fs.volume(), &me, false, cloudraid::lease::now_secs())
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(log) = fs.metalog() {
+                if let Err(e) = log.ensure_fresh().await {
+                    cloudraid::lease::release(fs.volume(), &me).await;
+                    return Err(e);
+                }
+            }
+            Some(me)
+        };
         if !read_only {
             if let Some(log) = fs.metalog() {
                 if let Err(e) = log.catch_up().await {
@@ -475,6 +495,9 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             fs.sync_all()
                 .await
                 .map_err(|e| format!("cannot make the index durable: {e}"))?;
+        }
+        if let Some(me) = &holder {
+            cloudraid::lease::release(fs.volume(), me).await;
         }
         Ok((r, down))
     })?;
@@ -771,9 +794,13 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Mount {
             config,
             mountpoint,
-            options,
+            mut options,
             foreground,
+            takeover,
         } => {
+            if takeover {
+                options.push("takeover".into());
+            }
             let args = daemon::MountArgs {
                 config_path: config,
                 mountpoint,

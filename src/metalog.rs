@@ -46,9 +46,18 @@ fn manifest_key(seq: u64) -> String {
     format!("meta/snap/{seq:020}/manifest")
 }
 
+/// A log object: journal entries in order, and who wrote them (the writing
+/// state dir's identity, to tell its own history from another's).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogObject {
+    pub writer: String,
+    pub entries: Vec<(u64, LoggedOps)>,
+}
+
 /// The last object of a complete snapshot: written after all its parts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
+    pub writer: String,
     /// The log up to this sequence number is contained in the snapshot.
     pub seq: u64,
     pub parts: u32,
@@ -103,15 +112,18 @@ fn decode<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
 pub struct MetaLog {
     vol: Arc<Volume>,
     idx: Index,
+    /// Identity of the state dir writing (see `lease::Holder`).
+    writer: String,
     /// One push or snapshot at a time.
     busy: tokio::sync::Mutex<()>,
 }
 
 impl MetaLog {
-    pub fn new(vol: Arc<Volume>, idx: Index) -> Self {
+    pub fn new(vol: Arc<Volume>, idx: Index, writer: String) -> Self {
         MetaLog {
             vol,
             idx,
+            writer,
             busy: tokio::sync::Mutex::new(()),
         }
     }
@@ -169,11 +181,18 @@ impl MetaLog {
                 return Ok(state.pushed);
             };
             let (first, last) = (first.0, last.0);
-            let object = frame(KIND_LOG, &self.vol.id, &encode(&entries));
+            let object = frame(
+                KIND_LOG,
+                &self.vol.id,
+                &encode(&LogObject {
+                    writer: self.writer.clone(),
+                    entries,
+                }),
+            );
             self.replicate(&log_key(first, last), object).await?;
             let mut b = Batch::default();
-            for (seq, _) in &entries {
-                b.delete(keys::ino(keys::JOURNAL, *seq));
+            for seq in first..=last {
+                b.delete(keys::ino(keys::JOURNAL, seq));
             }
             state.pushed = last;
             state.logs_since_snapshot += 1;
@@ -230,6 +249,7 @@ impl MetaLog {
             parts += 1;
         }
         let manifest = Manifest {
+            writer: self.writer.clone(),
             seq,
             parts,
             keys: keys_n,
@@ -280,6 +300,71 @@ impl MetaLog {
                 }
             }
         }
+    }
+
+    /// Before changing the volume: refuses if the backends hold metadata newer
+    /// than this index has seen (the volume was changed from another state dir
+    /// or machine since), because writing from a stale index would fork it.
+    pub async fn ensure_fresh(&self) -> Result<(), String> {
+        let state = self.idx.log_state().map_err(|e| e.to_string())?;
+        // Objects past what this index has pushed, and who holds them.
+        let mut newer: BTreeMap<String, (MetaKey, Vec<usize>)> = BTreeMap::new();
+        for (i, s) in self.vol.slots.iter().enumerate() {
+            if self.vol.health[i].is_down() {
+                continue;
+            }
+            let Ok(objects) = s.backend.list("meta/").await else {
+                continue;
+            };
+            for o in objects {
+                let k = parse_meta_key(&o.key);
+                let past = match k {
+                    Some(MetaKey::Log { last, .. }) => last > state.pushed,
+                    Some(MetaKey::Manifest { seq }) => seq > state.pushed,
+                    _ => false,
+                };
+                if let (true, Some(k)) = (past, k) {
+                    newer.entry(o.key).or_insert((k, Vec::new())).1.push(i);
+                }
+            }
+        }
+        // Ours (pushed just before a crash, not yet recorded here) are fine;
+        // another writer's mean this index is behind.
+        let slots: Vec<(String, DynBackend)> = self
+            .vol
+            .slots
+            .iter()
+            .map(|s| (s.name.clone(), s.backend.clone()))
+            .collect();
+        let mut scratch = RecoverReport::default();
+        for (key, (k, holders)) in newer {
+            let writer = match k {
+                MetaKey::Log { .. } => {
+                    let p =
+                        fetch(&slots, &holders, &key, KIND_LOG, &self.vol.id, &mut scratch).await?;
+                    decode::<LogObject>(&p)?.writer
+                }
+                _ => {
+                    let p = fetch(
+                        &slots,
+                        &holders,
+                        &key,
+                        KIND_MANIFEST,
+                        &self.vol.id,
+                        &mut scratch,
+                    )
+                    .await?;
+                    decode::<Manifest>(&p)?.writer
+                }
+            };
+            if writer != self.writer {
+                return Err(format!(
+                    "the volume was changed from another state dir or machine since this index last saw it (the backends hold {key}, this index is at change {}); move this state dir away and run `cloudraid recover` to bring it up to date, or mount read-only (-o ro)",
+                    state.pushed
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// At open: uploads what a crash left in the journal, and writes a first
@@ -516,9 +601,9 @@ pub async fn recover(
             );
             break;
         }
-        let entries: Vec<(u64, LoggedOps)> =
+        let object: LogObject =
             decode(&fetch(&slots, &holders[&key], &key, KIND_LOG, &vol.id, &mut report).await?)?;
-        for (seq, ops) in entries {
+        for (seq, ops) in object.entries {
             if seq <= cur || seen.insert(seq, ()).is_some() {
                 continue;
             }

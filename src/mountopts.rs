@@ -27,13 +27,15 @@ pub struct MountOpts {
     pub readahead_chunks: Option<usize>,
     /// How long to keep retrying while fewer than k backends answer (0: fail at once).
     pub startup_timeout: Option<Duration>,
+    /// Take the write lease over from another holder (`takeover`).
+    pub takeover: bool,
     /// Options dropped because only mount(8) or fstab use them.
     pub dropped: Vec<String>,
     /// Unknown options ignored under `-s` (sloppy).
     pub ignored: Vec<String>,
 }
 
-const KNOWN: &str = "ro, rw, allow_other, allow_root, default_permissions, uid=N, gid=N, nosuid, nodev, noexec, noatime, sync, async, dirsync, cache_size=SIZE, readahead=N, startup_timeout=DURATION";
+const KNOWN: &str = "ro, rw, takeover, allow_other, allow_root, default_permissions, uid=N, gid=N, nosuid, nodev, noexec, noatime, sync, async, dirsync, cache_size=SIZE, readahead=N, startup_timeout=DURATION";
 
 impl MountOpts {
     /// Parses comma-separated option lists. Options that only mean something to
@@ -63,6 +65,7 @@ impl MountOpts {
                 "rw" => o.read_only = false,
                 "allow_other" => o.allow_other = true,
                 "allow_root" => o.allow_root = true,
+                "takeover" => o.takeover = true,
                 // Always on: the kernel checks permissions from the attributes.
                 "default_permissions" => {}
                 "uid" => o.uid = Some(id()?),
@@ -112,6 +115,9 @@ impl MountOpts {
         }
         if self.allow_root {
             v.push("allow_root".into());
+        }
+        if self.takeover {
+            v.push("takeover".into());
         }
         if let Some(u) = self.uid {
             v.push(format!("uid={u}"));

@@ -451,6 +451,9 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
         readahead_chunks: config.volume.readahead_chunks,
         show_uid: None,
         show_gid: None,
+        writer: crate::lease::Holder::of_state_dir(&config.volume.state_dir)
+            .map(|h| h.id)
+            .unwrap_or_default(),
     }
 }
 

@@ -1015,3 +1015,66 @@ async fn metadata_log_rebuilds_the_exact_index() {
         .unwrap();
     assert_eq!(index_contents(fresh.as_ref()), expected);
 }
+
+/// The write lease: one holder at a time, renewals, expiry, takeover, release,
+/// and a majority of backends needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_lease_admits_one_holder_at_a_time() {
+    use cloudraid::lease::{acquire, release, Holder, LeaseError, LEASE_TTL};
+    let tv = volume(2, 1, 3, 64 << 10);
+    let vol = tv.fs.volume();
+    let holder = |id: &str| Holder {
+        id: id.into(),
+        host: format!("host-{id}"),
+        state_dir: format!("/var/lib/cloudraid/{id}"),
+    };
+    let (a, b) = (holder("a"), holder("b"));
+    let t = 1_000_000;
+    acquire(vol, &a, false, t).await.unwrap();
+    // Someone else is refused, with who holds it and until when.
+    match acquire(vol, &b, false, t + 10).await {
+        Err(LeaseError::Held(msg)) => {
+            assert!(
+                msg.contains("host-a") && msg.contains("/var/lib/cloudraid/a"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("expires in 50 s") && msg.contains("--takeover"),
+                "{msg}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The holder renews (the same state dir after its own crash does too).
+    let r = acquire(vol, &a, false, t + 30).await.unwrap();
+    assert_eq!(
+        (r.acquired_at, r.expires_at),
+        (t, t + 30 + LEASE_TTL.as_secs())
+    );
+    // An unrenewed lease expires on its own.
+    let late = t + 30 + LEASE_TTL.as_secs() + 1;
+    acquire(vol, &b, false, late).await.unwrap();
+    assert!(matches!(
+        acquire(vol, &a, false, late + 1).await,
+        Err(LeaseError::Held(_))
+    ));
+    // Takeover overwrites a live lease; the old holder's renewal then fails.
+    acquire(vol, &a, true, late + 2).await.unwrap();
+    assert!(matches!(
+        acquire(vol, &b, false, late + 3).await,
+        Err(LeaseError::Held(_))
+    ));
+    // Release frees it at once.
+    release(vol, &a).await;
+    acquire(vol, &b, false, late + 4).await.unwrap();
+    release(vol, &b).await;
+    // A majority of backends must hold it.
+    tv.faults[0].set(Fault::Down);
+    tv.faults[1].set(Fault::Down);
+    match acquire(vol, &a, false, late + 5).await {
+        Err(LeaseError::Unreachable(msg)) => assert!(msg.contains("1 of 3"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    tv.faults[1].set(Fault::None);
+    acquire(vol, &a, false, late + 6).await.unwrap();
+}

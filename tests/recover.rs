@@ -202,3 +202,127 @@ fn the_volume_comes_back_from_the_backends_alone() {
     assert_one_line_error(&run(&["recover", "--config", &cfg]), "no backend answers");
     assert!(!Path::new(&state).join("index").exists());
 }
+
+/// One writer at a time: a second machine (another state dir of the same volume)
+/// is refused while the first has it mounted read-write, may mount read-only, and
+/// may take over; the first, after a crash, mounts again as the same holder.
+#[test]
+fn a_second_writer_is_refused_and_can_take_over() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &b,
+            "--backend",
+            &c,
+            "--state-dir",
+            &state,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    std::fs::write(format!("{mp}/f"), b"one").unwrap();
+    let _ = run(&["sync", "--config", &cfg]);
+
+    // "Another machine": the same volume with its own state dir, rebuilt by recover.
+    let state2 = e.p("state2");
+    let cfg2 = e.p("v2.toml");
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace(&state, &state2),
+    )
+    .unwrap();
+    let o = run(&["recover", "--config", &cfg2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mp2 = e.p("mnt2");
+    std::fs::create_dir(&mp2).unwrap();
+    let o = run(&["mount", "--config", &cfg2, &mp2]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("mounted read-write by") && err.contains(&state) && err.contains("expires in"),
+        "{err}"
+    );
+    // So is a change without a mount.
+    assert_one_line_error(
+        &run(&["mkdir", "--config", &cfg2, "/x"]),
+        "mounted read-write by",
+    );
+    // Read-only is allowed.
+    let o = run(&["mount", "--config", &cfg2, "-o", "ro", &mp2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(format!("{mp2}/f")).unwrap(), b"one");
+    assert!(run(&["umount", &mp2]).status.success());
+
+    // The first machine crashes; mounting again from its own state dir is fine.
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["status", "--config", &cfg, "--json"]))).unwrap();
+    let pid = status["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill(2) of the daemon we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    while std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| !c.is_empty())
+        .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(run(&["umount", &mp]).status.success());
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(
+        o.status.success(),
+        "same holder after its crash: {}",
+        stderr(&o)
+    );
+
+    // A clean unmount releases the lease. The other machine's index is older than
+    // what the first wrote since: it is refused until brought up to date.
+    std::fs::write(format!("{mp}/g"), b"two").unwrap();
+    assert!(run(&["umount", &mp]).status.success());
+    assert_one_line_error(
+        &run(&["mount", "--config", &cfg2, &mp2]),
+        "move this state dir away and run `cloudraid recover`",
+    );
+    std::fs::remove_dir_all(&state2).unwrap();
+    assert!(run(&["recover", "--config", &cfg2]).status.success());
+    let o = run(&["mount", "--config", &cfg2, &mp2]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(format!("{mp2}/g")).unwrap(), b"two");
+    assert!(run(&["umount", &mp2]).status.success());
+
+    // While the other holds it and is gone (killed, lease still live), --takeover
+    // forces it.
+    assert!(run(&["mount", "--config", &cfg2, &mp2]).status.success());
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&run(&["status", "--config", &cfg2, "--json"]))).unwrap();
+    let pid = status["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill(2) of the daemon we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    while std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| !c.is_empty())
+        .unwrap_or(false)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(run(&["umount", &mp2]).status.success());
+    assert_one_line_error(
+        &run(&["mount", "--config", &cfg, &mp]),
+        "mounted read-write by",
+    );
+    let o = run(&["mount", "--config", &cfg, "--takeover", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(format!("{mp}/g")).unwrap(), b"two");
+    assert!(run(&["umount", &mp]).status.success());
+}

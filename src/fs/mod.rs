@@ -44,6 +44,8 @@ pub struct FsOptions {
     pub chunk_size: u32,
     pub upload_concurrency: usize,
     pub readahead_chunks: usize,
+    /// Identity of the state dir (recorded as the writer of the metadata log).
+    pub writer: String,
     /// Show every inode as owned by this user / group (mount options uid=, gid=).
     pub show_uid: Option<u32>,
     pub show_gid: Option<u32>,
@@ -146,6 +148,8 @@ pub struct Fs {
     kernel_refs: Mutex<HashMap<u64, u64>>,
     /// The metadata log on the backends, when the index is journalled.
     metalog: Option<Arc<crate::metalog::MetaLog>>,
+    /// Set when another holder took the write lease over: no more changes.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -265,11 +269,16 @@ impl Fs {
             }
         }
         let seal_permits = opts.upload_concurrency.max(1);
-        let metalog = idx
-            .journal()
-            .map(|_| Arc::new(crate::metalog::MetaLog::new(vol.clone(), idx.clone())));
+        let metalog = idx.journal().map(|_| {
+            Arc::new(crate::metalog::MetaLog::new(
+                vol.clone(),
+                idx.clone(),
+                opts.writer.clone(),
+            ))
+        });
         let fs = Arc::new(Fs {
             metalog,
+            fenced: std::sync::atomic::AtomicBool::new(false),
             vol,
             idx,
             opts,
@@ -342,8 +351,13 @@ impl Fs {
         self.opts.read_only
     }
 
+    /// Stops all changes (the write lease was taken over): writes fail with EROFS.
+    pub fn fence(&self) {
+        self.fenced.store(true, Ordering::SeqCst);
+    }
+
     fn writable(&self) -> FsResult<()> {
-        if self.opts.read_only {
+        if self.opts.read_only || self.fenced.load(Ordering::SeqCst) {
             Err(Errno::EROFS)
         } else {
             Ok(())

@@ -108,6 +108,7 @@ fn build_with(
         readahead_chunks: 2,
         show_uid: None,
         show_gid: None,
+        writer: "test".into(),
     };
     Fs::load(Arc::new(vol), idx, opts).unwrap()
 }
