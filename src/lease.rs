@@ -206,7 +206,7 @@ pub async fn acquire(
     }
     let errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).collect();
     Err(LeaseError::Unreachable(format!(
-        "the write lease could be stored on {held} of {n} backends, a majority ({majority}) is needed ({}); mount read-only (-o ro) or bring the backends back",
+        "the write lease could be stored on {held} of {n} backends, a majority ({majority}) is needed to change the volume ({}); bring the backends back, or use the volume read-only",
         errors.join("; ")
     )))
 }

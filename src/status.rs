@@ -46,6 +46,9 @@ pub struct StatusReport {
     /// Chunks stored with fewer than k+m shards (written during an outage).
     #[serde(default)]
     pub degraded_chunks: u64,
+    /// Index changes not yet in the metadata log on the backends.
+    #[serde(default)]
+    pub metadata_pending: u64,
 }
 
 /// Probes a backend by reading its volume marker (bounded to 5 s).
@@ -127,6 +130,11 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         degraded_chunks: idx
             .store()
             .scan(&[keys::DEGRADED], None, usize::MAX)
+            .map_err(|e| e.to_string())?
+            .len() as u64,
+        metadata_pending: idx
+            .store()
+            .scan(&[keys::JOURNAL], None, usize::MAX)
             .map_err(|e| e.to_string())?
             .len() as u64,
     })
@@ -238,8 +246,15 @@ pub fn render(r: &StatusReport) -> String {
     }
     if r.pending_files > 0 {
         out += &format!(
-            "uncommitted      {} open file(s) with changes\n",
-            r.pending_files
+            "uncommitted      {} open file(s) with changes ({}); stored at their close, or by `cloudraid sync`\n",
+            r.pending_files,
+            crate::config::human(r.pending_bytes)
+        );
+    }
+    if r.metadata_pending > 0 {
+        out += &format!(
+            "metadata log     {} change(s) not yet on the backends (pushed within seconds, or by `cloudraid sync`)\n",
+            r.metadata_pending
         );
     }
     let tolerance = r.parity_shards;

@@ -957,7 +957,20 @@ async fn metadata_log_rebuilds_the_exact_index() {
     for i in 0..20 {
         write_file(&fs, d, &format!("f{i}"), &bytes(i, 1000 * i as usize)).await;
     }
+    // Status shows the changes not yet on the backends, until they are pushed.
+    let pending = cloudraid::status::gather(fs.volume(), fs.index())
+        .await
+        .unwrap();
+    assert!(
+        pending.metadata_pending >= 20,
+        "{}",
+        pending.metadata_pending
+    );
     log.push().await.unwrap();
+    let pushed = cloudraid::status::gather(fs.volume(), fs.index())
+        .await
+        .unwrap();
+    assert_eq!(pushed.metadata_pending, 0);
     // A snapshot while changes go on, then more changes: renames, unlinks, links.
     let writer = {
         let fs = fs.clone();
