@@ -385,8 +385,9 @@ pub struct LogState {
     pub pushed: u64,
     /// The newest snapshot on the backends covers the log up to this number.
     pub snapshot: u64,
-    /// Log objects written since that snapshot.
+    /// Log objects written since that snapshot, and their bytes.
     pub logs_since_snapshot: u64,
+    pub log_bytes_since_snapshot: u64,
 }
 
 /// One index batch, as journalled and logged: puts (`Some`) and deletes (`None`).

@@ -496,6 +496,11 @@ fn on_volume<T: serde::de::DeserializeOwned>(
                 .await
                 .map_err(|e| format!("cannot make the index durable: {e}"))?;
         }
+        if let (Some(log), false) = (fs.metalog(), read_only) {
+            if let Err(e) = log.push_and_compact().await {
+                eprintln!("cloudraid: warning: metadata log not uploaded yet: {e}");
+            }
+        }
         if let Some(me) = &holder {
             cloudraid::lease::release(fs.volume(), me).await;
         }

@@ -33,8 +33,14 @@ const KIND_MANIFEST: u8 = 3;
 const LOG_BATCH: usize = 4096;
 /// Bytes of index records per snapshot part, about.
 const PART_BYTES: usize = 4 << 20;
-/// A snapshot is written after this many log objects.
+/// A snapshot is written after this many log objects, or this many bytes of
+/// them, since the last one (replaying a long log is slower than loading a snapshot).
 const SNAPSHOT_EVERY: u64 = 256;
+const SNAPSHOT_EVERY_BYTES: u64 = 32 << 20;
+
+fn snapshot_due(s: &LogState) -> bool {
+    s.logs_since_snapshot >= SNAPSHOT_EVERY || s.log_bytes_since_snapshot >= SNAPSHOT_EVERY_BYTES
+}
 
 fn log_key(first: u64, last: u64) -> String {
     format!("meta/log/{first:020}-{last:020}")
@@ -189,6 +195,7 @@ impl MetaLog {
                     entries,
                 }),
             );
+            let size = object.len() as u64;
             self.replicate(&log_key(first, last), object).await?;
             let mut b = Batch::default();
             for seq in first..=last {
@@ -196,6 +203,7 @@ impl MetaLog {
             }
             state.pushed = last;
             state.logs_since_snapshot += 1;
+            state.log_bytes_since_snapshot += size;
             b.put(
                 keys::LOG_STATE.to_vec(),
                 crate::format::encode_record(&state),
@@ -264,6 +272,7 @@ impl MetaLog {
         let previous = state.snapshot;
         state.snapshot = seq;
         state.logs_since_snapshot = 0;
+        state.log_bytes_since_snapshot = 0;
         let mut b = Batch::default();
         b.put(
             keys::LOG_STATE.to_vec(),
@@ -383,7 +392,18 @@ impl MetaLog {
             }
             found
         };
-        if !have_snapshot || state.logs_since_snapshot >= SNAPSHOT_EVERY {
+        if !have_snapshot || snapshot_due(&state) {
+            self.snapshot().await?;
+        }
+        Ok(())
+    }
+
+    /// Pushes the journal, and writes a snapshot if enough log has grown since
+    /// the last one.
+    pub async fn push_and_compact(&self) -> Result<(), String> {
+        self.push().await?;
+        let state = self.idx.log_state().map_err(|e| e.to_string())?;
+        if snapshot_due(&state) {
             self.snapshot().await?;
         }
         Ok(())
@@ -401,19 +421,8 @@ impl MetaLog {
                 let _ = tokio::time::timeout(every, j.wake.notified()).await;
                 // Let a burst of changes gather into one log object.
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if let Err(e) = log.push().await {
+                if let Err(e) = log.push_and_compact().await {
                     tracing::warn!("metadata log: {e}; retrying");
-                    continue;
-                }
-                let due = log
-                    .idx
-                    .log_state()
-                    .map(|s| s.logs_since_snapshot >= SNAPSHOT_EVERY)
-                    .unwrap_or(false);
-                if due {
-                    if let Err(e) = log.snapshot().await {
-                        tracing::warn!("metadata snapshot: {e}; retrying later");
-                    }
                 }
             }
         })
@@ -603,15 +612,16 @@ pub async fn recover(
         }
         let object: LogObject =
             decode(&fetch(&slots, &holders[&key], &key, KIND_LOG, &vol.id, &mut report).await?)?;
+        // The object's entries, in order, as one batch (ops apply in order).
+        let mut b = Batch::default();
         for (seq, ops) in object.entries {
             if seq <= cur || seen.insert(seq, ()).is_some() {
                 continue;
             }
-            let mut b = Batch::default();
-            b.ops = ops;
-            store.apply(b).map_err(|e| e.to_string())?;
+            b.ops.extend(ops);
             cur = seq;
         }
+        store.apply(b).map_err(|e| e.to_string())?;
         report.log_objects += 1;
         done_logs += 1;
         progress(done_logs, total_logs);
@@ -621,6 +631,7 @@ pub async fn recover(
         pushed: cur,
         snapshot: report.snapshot_seq,
         logs_since_snapshot: report.log_objects,
+        log_bytes_since_snapshot: 0,
     };
     let mut b = Batch::default();
     b.put(
