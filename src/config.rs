@@ -307,12 +307,16 @@ impl Config {
             return Ok(Vec::new());
         };
         use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(path).map_err(|e| {
+        let file = std::fs::File::open(path).map_err(|e| {
             format!(
                 "env_file {}: {e}; create it with the backends' credentials (KEY=VALUE lines) and `chmod 600` it, or remove env_file from the config",
                 path.display()
             )
         })?;
+        // Checked on the file opened, so it cannot be swapped in between.
+        let md = file
+            .metadata()
+            .map_err(|e| format!("env_file {}: {e}", path.display()))?;
         if md.mode() & 0o077 != 0 {
             return Err(format!(
                 "env_file {} holds credentials but is readable by others (mode {:o}); run `chmod 600 {}`",
@@ -321,8 +325,18 @@ impl Config {
                 path.display()
             ));
         }
-        dotenvy::from_path_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if md.uid() != me && md.uid() != 0 {
+            return Err(format!(
+                "env_file {} belongs to user {}, not to this user ({me}) or root, so anyone with that account could change the credentials; run `chown {me} {}`",
+                path.display(),
+                md.uid(),
+                path.display()
+            ));
+        }
+        dotenvy::from_read_iter(file)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("env_file {}: {e}", path.display()))
     }
 }

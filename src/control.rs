@@ -185,55 +185,57 @@ pub async fn execute(
 
 async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {
     // New files belong to whoever asks (the socket only admits the daemon's user
-    // and root).
-    let owner = stream
-        .peer_cred()
-        .map(|c| Caller {
-            uid: c.uid(),
-            gid: c.gid(),
-        })
-        .unwrap_or_default();
+    // and root). Without the peer's credentials nobody is trusted.
+    let cred = stream.peer_cred()?;
+    let owner = Caller {
+        uid: cred.uid(),
+        gid: cred.gid(),
+    };
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     BufReader::new(r).read_line(&mut line).await?;
-    let done = AtomicU64::new(0);
-    let total = AtomicU64::new(0);
-    let progress = |d: u64, t: u64| {
-        done.store(d, Ordering::Relaxed);
-        total.store(t, Ordering::Relaxed);
+    let done = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(AtomicU64::new(0));
+    // The operation runs in its own task: a client that goes away (Ctrl-C) does
+    // not cut it short half-way; it finishes and cleans up after itself.
+    let mut work = {
+        let (done, total, fs) = (done.clone(), total.clone(), fs.clone());
+        tokio::spawn(async move {
+            let progress = |d: u64, t: u64| {
+                done.store(d, Ordering::Relaxed);
+                total.store(t, Ordering::Relaxed);
+            };
+            match serde_json::from_str::<Request>(&line) {
+                Err(e) => Response {
+                    error: Some(format!("bad request: {e}")),
+                    ..Default::default()
+                },
+                Ok(req) => execute(&fs, req, owner, Some(&mountpoint), &progress).await,
+            }
+        })
     };
-    let work = async {
-        match serde_json::from_str::<Request>(&line) {
-            Err(e) => Response {
-                error: Some(format!("bad request: {e}")),
-                ..Default::default()
-            },
-            Ok(req) => execute(&fs, req, owner, Some(&mountpoint), &progress).await,
-        }
-    };
-    tokio::pin!(work);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     let mut sent = (0, 0);
     let mut resp = loop {
         tokio::select! {
-            r = &mut work => break r,
+            r = &mut work => break r.unwrap_or_else(|e| Response {
+                error: Some(format!("the operation failed in the daemon: {e}")),
+                ..Default::default()
+            }),
             _ = tick.tick() => {
                 let now = (done.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
                 if now != sent && now.1 > 0 {
                     sent = now;
                     let mut out = serde_json::to_vec(&ProgressLine { progress: now }).unwrap_or_default();
                     out.push(b'\n');
+                    // The client is gone: the operation goes on without it.
                     w.write_all(&out).await?;
                 }
             }
         }
     };
     resp.pid = std::process::id();
-    let vol = fs.volume();
-    resp.down = (0..vol.slots.len())
-        .filter(|i| vol.health[*i].is_down())
-        .map(|i| vol.slots[i].name.clone())
-        .collect();
+    resp.down = fs.volume().down_names();
     let mut out = serde_json::to_vec(&resp).unwrap_or_default();
     out.push(b'\n');
     w.write_all(&out).await?;

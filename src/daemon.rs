@@ -16,6 +16,7 @@ use crate::mountopts::MountOpts;
 use crate::setup;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct MountArgs {
@@ -214,127 +215,157 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     rt.block_on(async {
         let (vol, checks) = setup::open_volume_waiting(&config, opts.startup_timeout()).await?;
         let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
-        // One writer at a time: a read-write mount holds the write lease.
+        // One writer at a time: a read-write mount holds the write lease, given
+        // back however the mount ends.
         let holder = if opts.read_only {
             None
         } else {
-            let me = lease::Holder::of_state_dir(&config.volume.state_dir)?;
-            lease::acquire(&vol, &me, opts.takeover, lease::now_secs())
-                .await
-                .map_err(|e| e.to_string())?;
-            let log = crate::metalog::MetaLog::new(vol.clone(), idx.clone(), me.id.clone());
-            if let Err(e) = log.ensure_fresh().await {
-                lease::release(&vol, &me).await;
-                return Err(e);
-            }
-            Some(me)
+            Some(setup::become_writer(&config, &vol, &idx, opts.takeover).await?)
         };
-        let mut fs_opts = setup::fs_options(&config, opts.read_only);
-        fs_opts.show_uid = opts.uid;
-        fs_opts.show_gid = opts.gid;
-        let fs = Fs::load(vol, idx, fs_opts)?;
-        let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
-        for c in &down {
-            tracing::warn!(
-                "backend {} is unavailable ({}); files stay readable from the others",
-                c.name,
-                c.error.as_deref().unwrap_or("")
-            );
+        let ended = serve_mount(
+            &config,
+            &opts,
+            &mp,
+            &source,
+            notify,
+            vol.clone(),
+            idx,
+            checks,
+            holder.clone(),
+        )
+        .await;
+        if let Some(me) = &holder {
+            lease::release(&vol, me).await;
         }
-        if down.len() > config.volume.parity_shards as usize {
-            tracing::warn!(
+        ended
+    })
+}
+
+/// The mount itself, once the lease is held: until unmounted.
+#[allow(clippy::too_many_arguments)]
+async fn serve_mount(
+    config: &Config,
+    opts: &MountOpts,
+    mp: &Path,
+    source: &str,
+    notify: bool,
+    vol: Arc<crate::volume::Volume>,
+    idx: crate::index::Index,
+    checks: Vec<setup::BackendCheck>,
+    holder: Option<lease::Holder>,
+) -> Result<(), String> {
+    let mut fs_opts = setup::fs_options(config, opts.read_only);
+    fs_opts.show_uid = opts.uid;
+    fs_opts.show_gid = opts.gid;
+    let fs = Fs::load(vol, idx, fs_opts)?;
+    let down: Vec<_> = checks.iter().filter(|c| c.error.is_some()).collect();
+    for c in &down {
+        tracing::warn!(
+            "backend {} is unavailable ({}); files stay readable from the others",
+            c.name,
+            c.error.as_deref().unwrap_or("")
+        );
+    }
+    if down.len() > config.volume.parity_shards as usize {
+        tracing::warn!(
                 "{} backends are unavailable, more than the {} this volume tolerates: some files will not be readable until they return",
                 down.len(),
                 config.volume.parity_shards
             );
-        }
-        // What a crash left in the journal goes up now; a first snapshot if none.
-        if !opts.read_only {
-            if let Some(log) = fs.metalog() {
-                if let Err(e) = log.catch_up().await {
-                    tracing::warn!("metadata log: {e}; will retry");
-                }
+    }
+    // What a crash left in the journal goes up now; a first snapshot if none.
+    if !opts.read_only {
+        if let Some(log) = fs.metalog() {
+            if let Err(e) = log.catch_up().await {
+                tracing::warn!("metadata log: {e}; will retry");
             }
         }
-        let metalog = fs
-            .metalog()
-            .filter(|_| !opts.read_only)
-            .map(|log| log.spawn(Duration::from_secs(5)));
-        let renewal = holder.clone().map(|me| {
-            let fenced = fs.clone();
-            lease::spawn_renewal(
-                fs.volume().clone(),
-                me,
-                Box::new(move |who| {
-                    tracing::error!("the write lease was taken over: {who}; this mount is read-only from now on");
-                    fenced.fence();
-                }),
-            )
-        });
-        let collector = fs.spawn_collector();
-        let prober = fs.volume().spawn_prober(Duration::from_secs(5));
-        let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
-        let mounted = fuse::mount(fs.clone(), &mp, &source, &opts)
-            .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
-        let sock = control::socket_path(&config.volume.state_dir);
-        let ctl = tokio::spawn(control::serve(sock.clone(), fs.clone(), mp.display().to_string()));
-        tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
-        let up = checks.len() - down.len();
-        tell_systemd(&[
-            sd_notify::NotifyState::Ready,
-            sd_notify::NotifyState::Status(&format!(
-                "mounted at {} ({up} of {} backends answer)",
-                mp.display(),
-                checks.len()
-            )),
-        ]);
-        if notify {
-            signal_ready();
-        } else {
-            eprintln!(
-                "cloudraid: volume {} mounted at {} (Ctrl-C or `cloudraid umount {}` to unmount)",
-                config.volume.name,
-                mp.display(),
-                mp.display()
-            );
+    }
+    let metalog = fs
+        .metalog()
+        .filter(|_| !opts.read_only)
+        .map(|log| log.spawn(Duration::from_secs(5)));
+    let renewal = holder.clone().map(|me| {
+        let fenced = fs.clone();
+        lease::spawn_renewal(
+            fs.volume().clone(),
+            me,
+            Box::new(move |who| {
+                tracing::error!(
+                    "the write lease was taken over: {who}; this mount is read-only from now on"
+                );
+                fenced.fence();
+            }),
+        )
+    });
+    let collector = fs.spawn_collector();
+    let prober = fs.volume().spawn_prober(Duration::from_secs(5));
+    let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
+    let mounted = fuse::mount(fs.clone(), mp, source, opts)
+        .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let sock = control::socket_path(&config.volume.state_dir);
+    let ctl = tokio::spawn(control::serve(
+        sock.clone(),
+        fs.clone(),
+        mp.display().to_string(),
+    ));
+    tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
+    let up = checks.len() - down.len();
+    tell_systemd(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!(
+            "mounted at {} ({up} of {} backends answer)",
+            mp.display(),
+            checks.len()
+        )),
+    ]);
+    if notify {
+        signal_ready();
+    } else {
+        eprintln!(
+            "cloudraid: volume {} mounted at {} (Ctrl-C or `cloudraid umount {}` to unmount)",
+            config.volume.name,
+            mp.display(),
+            mp.display()
+        );
+    }
+    let mut join = tokio::task::spawn_blocking(move || mounted.join());
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let ended = loop {
+        tokio::select! {
+            r = &mut join => break r,
+            _ = term.recv() => { let _ = fuse::unmount(mp, true); }
+            _ = int.recv() => { let _ = fuse::unmount(mp, true); }
         }
-        let mut join = tokio::task::spawn_blocking(move || mounted.join());
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-        let ended = loop {
-            tokio::select! {
-                r = &mut join => break r,
-                _ = term.recv() => { let _ = fuse::unmount(&mp, true); }
-                _ = int.recv() => { let _ = fuse::unmount(&mp, true); }
-            }
-        };
-        tell_systemd(&[sd_notify::NotifyState::Stopping]);
-        ctl.abort();
-        let _ = std::fs::remove_file(&sock);
-        let synced = fs.sync_all().await;
-        collector.abort();
-        if let Some(m) = metalog {
-            m.abort();
-        }
-        prober.abort();
-        completer.abort();
-        if let Some(r) = renewal {
-            r.abort();
-        }
-        if let Some(me) = &holder {
-            lease::release(fs.volume(), me).await;
-        }
-        tracing::info!("volume {} unmounted from {}", config.volume.name, mp.display());
-        if let Err(e) = synced {
-            return Err(format!("unmounted, but committing open files failed: {e}"));
-        }
-        match ended {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("the FUSE session ended with an error: {e}")),
-            Err(e) => Err(format!("the FUSE session failed: {e}")),
-        }
-    })
+    };
+    tell_systemd(&[sd_notify::NotifyState::Stopping]);
+    ctl.abort();
+    let _ = std::fs::remove_file(&sock);
+    let synced = fs.sync_all().await;
+    collector.abort();
+    if let Some(m) = metalog {
+        m.abort();
+    }
+    prober.abort();
+    completer.abort();
+    if let Some(r) = renewal {
+        r.abort();
+    }
+    tracing::info!(
+        "volume {} unmounted from {}",
+        config.volume.name,
+        mp.display()
+    );
+    if let Err(e) = synced {
+        return Err(format!("unmounted, but committing open files failed: {e}"));
+    }
+    match ended {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the FUSE session ended with an error: {e}")),
+        Err(e) => Err(format!("the FUSE session failed: {e}")),
+    }
 }
 
 /// `cloudraid umount`: commits pending data through the daemon, unmounts, and

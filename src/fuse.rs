@@ -606,7 +606,7 @@ pub fn mount(
     let adapter = FuseAdapter::new(fs.clone(), tokio::runtime::Handle::current());
     let session = fuser::Session::new(adapter, mountpoint, &fuser_config(opts, source))?;
     let notifier = session.notifier();
-    fs.set_invalidator(Box::new(move |parent, name| {
+    fs.set_invalidator(std::sync::Arc::new(move |parent, name| {
         // ENOENT only means the kernel had nothing cached for it.
         let _ = notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name));
     }));

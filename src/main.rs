@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use cloudraid::config::{human, Config, Size};
+use cloudraid::fs::Fs;
 use cloudraid::{control, daemon, ops, scrub, setup, status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -451,60 +452,54 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             let down = r.down.clone();
             return Ok::<_, String>((r, down));
         }
-        let (fs, checks) = setup::open_fs(&config, read_only).await?;
+        let (vol, checks) = setup::open_volume(&config).await?;
+        let idx = setup::open_index(&config)?;
         // A change without a mount holds the write lease for its duration.
         let holder = if read_only {
             None
         } else {
-            let me = cloudraid::lease::Holder::of_state_dir(&config.volume.state_dir)?;
-            cloudraid::lease::acquire(fs.volume(), &me, false, cloudraid::lease::now_secs())
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Some(log) = fs.metalog() {
-                if let Err(e) = log.ensure_fresh().await {
-                    cloudraid::lease::release(fs.volume(), &me).await;
-                    return Err(e);
-                }
-            }
-            Some(me)
+            Some(setup::become_writer(&config, &vol, &idx, false).await?)
         };
-        if !read_only {
-            if let Some(log) = fs.metalog() {
+        let done = async {
+            let fs = Fs::load(vol.clone(), idx, setup::fs_options(&config, read_only))?;
+            if let (Some(log), false) = (fs.metalog(), read_only) {
                 if let Err(e) = log.catch_up().await {
                     eprintln!("cloudraid: warning: metadata log not uploaded yet: {e}");
                 }
             }
+            let removes = matches!(
+                req,
+                control::Request::Rm { .. } | control::Request::Fsck { repair: true, .. }
+            );
+            let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
+            if !read_only {
+                if removes {
+                    // No mount daemon collects garbage: delete the freed chunks now.
+                    if let Err(e) = fs.collect_garbage().await {
+                        eprintln!("cloudraid: warning: freed chunks stay stored until the next collection: {e}");
+                    }
+                }
+                fs.sync_all()
+                    .await
+                    .map_err(|e| format!("cannot make the index durable: {e}"))?;
+                if let Some(log) = fs.metalog() {
+                    if let Err(e) = log.push_and_compact().await {
+                        eprintln!("cloudraid: warning: metadata log not uploaded yet: {e}");
+                    }
+                }
+            }
+            Ok::<_, String>(r)
+        }
+        .await;
+        if let Some(me) = &holder {
+            cloudraid::lease::release(&vol, me).await;
         }
         let down: Vec<String> = checks
             .iter()
             .filter(|c| c.error.is_some())
             .map(|c| c.name.clone())
             .collect();
-        let removes = matches!(
-            req,
-            control::Request::Rm { .. } | control::Request::Fsck { repair: true, .. }
-        );
-        let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
-        if !read_only {
-            if removes {
-                // No mount daemon collects garbage: delete the freed chunks now.
-                if let Err(e) = fs.collect_garbage().await {
-                    eprintln!("cloudraid: warning: freed chunks stay stored until the next collection: {e}");
-                }
-            }
-            fs.sync_all()
-                .await
-                .map_err(|e| format!("cannot make the index durable: {e}"))?;
-        }
-        if let (Some(log), false) = (fs.metalog(), read_only) {
-            if let Err(e) = log.push_and_compact().await {
-                eprintln!("cloudraid: warning: metadata log not uploaded yet: {e}");
-            }
-        }
-        if let Some(me) = &holder {
-            cloudraid::lease::release(fs.volume(), me).await;
-        }
-        Ok((r, down))
+        Ok((done?, down))
     })?;
     drop(p);
     let result = if resp.ok {
@@ -950,7 +945,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let prog = argv
         .first()
         .and_then(|a| Path::new(a).file_name())
@@ -958,7 +953,15 @@ fn main() -> ExitCode {
         .unwrap_or_default();
     if prog == "mount.cloudraid" || prog == "mount.fuse.cloudraid" {
         init_logging(false);
-        return mount_helper(&argv[1..]);
+        let args: Option<Vec<String>> = argv[1..]
+            .iter()
+            .map(|a| a.to_str().map(str::to_string))
+            .collect();
+        let Some(args) = args else {
+            eprintln!("mount.cloudraid: an argument is not valid UTF-8; give the config path and mountpoint in UTF-8");
+            return ExitCode::from(1);
+        };
+        return mount_helper(&args);
     }
     let cli = Cli::parse();
     init_logging(matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. }));

@@ -13,7 +13,7 @@ use crate::fs::{to_nanos, Attr, Caller, Errno, Fs, SetAttr, SetTime};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -153,12 +153,18 @@ async fn resolve_parent(fs: &Fs, path: &str) -> Result<(Attr, String), String> {
     Ok((parent, name.to_string()))
 }
 
-fn join(dir: &str, name: &str) -> String {
-    format!("{}/{name}", dir.trim_end_matches('/'))
+/// A volume path for messages (names that are not UTF-8 shown lossily).
+fn join(dir: &str, name: &[u8]) -> String {
+    format!(
+        "{}/{}",
+        dir.trim_end_matches('/'),
+        String::from_utf8_lossy(name)
+    )
 }
 
-/// Every entry of directory `ino` but `.` and `..`.
-async fn children(fs: &Fs, ino: u64) -> Result<Vec<(String, u64, Kind)>, Errno> {
+/// Every entry of directory `ino` but `.` and `..`. Names are bytes, as stored:
+/// not every name is UTF-8.
+async fn children(fs: &Fs, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>, Errno> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
@@ -167,7 +173,7 @@ async fn children(fs: &Fs, ino: u64) -> Result<Vec<(String, u64, Kind)>, Errno> 
         offset = last.offset;
         for e in batch {
             if e.name != b"." && e.name != b".." {
-                out.push((String::from_utf8_lossy(&e.name).into_owned(), e.ino, e.kind));
+                out.push((e.name, e.ino, e.kind));
             }
         }
     }
@@ -178,10 +184,7 @@ async fn children(fs: &Fs, ino: u64) -> Result<Vec<(String, u64, Kind)>, Errno> 
 /// How many shards of the worst chunk of `ino` are missing or on backends down now.
 fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
     let vol = fs.volume();
-    let down: HashSet<u16> = (0..vol.slots.len())
-        .filter(|i| vol.health[*i].is_down())
-        .map(|i| i as u16)
-        .collect();
+    let down: HashSet<u16> = vol.down_slots().into_iter().map(|i| i as u16).collect();
     let chunks = fs.file_chunks(ino)?;
     let mut worst = 0;
     let mut m = vol.layout.m;
@@ -260,6 +263,7 @@ pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
             Err(Errno::ENOENT) => continue, // removed meanwhile
             Err(e) => return Err(err(e)),
         };
+        let name = String::from_utf8_lossy(&name).into_owned();
         out.push(entry(fs, name, &a).await.map_err(err)?);
     }
     Ok(out)
@@ -356,12 +360,27 @@ fn local_size(paths: &[PathBuf]) -> u64 {
     paths.iter().map(|p| walk(p)).sum()
 }
 
-fn base_name(p: &Path) -> Result<String, String> {
+/// The name a local file is stored under: its own, byte for byte.
+fn base_name(p: &Path) -> Result<Vec<u8>, String> {
     let name = p
         .file_name()
         .ok_or_else(|| format!("{}: has no file name to copy under", p.display()))?;
-    String::from_utf8(name.as_bytes().to_vec())
-        .map_err(|_| format!("{}: the name is not UTF-8", p.display()))
+    Ok(name.as_bytes().to_vec())
+}
+
+/// A name for a file being written, unique in this process and not too long:
+/// `.NAME.cloudraid-WHAT.PID.N`.
+fn temp_name(name: &[u8], what: &str) -> Vec<u8> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tail = format!(".cloudraid-{what}.{}.{n}", std::process::id());
+    let mut t = Vec::with_capacity(name.len() + tail.len() + 1);
+    if name.len() + tail.len() < crate::fs::NAME_MAX {
+        t.push(b'.');
+        t.extend_from_slice(name);
+    }
+    t.extend_from_slice(tail.as_bytes());
+    t
 }
 
 /// Where each source goes: into `dest` when it is a directory (or when there
@@ -413,14 +432,14 @@ pub async fn put(
                 .mkdir(parent.ino, name.as_bytes(), 0o755, owner)
                 .await
                 .map_err(|e| fs_err(dest, e))?;
-            fs.forget_name(parent.ino, name.as_bytes());
+            fs.forget_name(parent.ino, name.as_bytes()).await;
             for s in sources {
                 plan.push((s.clone(), d.ino, base_name(s)?));
             }
         }
         None => {
             let (parent, name) = resolve_parent(fs, dest).await?;
-            plan.push((sources[0].clone(), parent.ino, name));
+            plan.push((sources[0].clone(), parent.ino, name.into_bytes()));
         }
     }
     let t = Transfer {
@@ -451,9 +470,9 @@ impl Transfer<'_> {
         (self.progress)(d, self.total);
     }
 
-    async fn put_one(&self, src: &Path, parent: u64, name: &str, report: &mut TransferReport) {
+    async fn put_one(&self, src: &Path, parent: u64, name: &[u8], report: &mut TransferReport) {
         // Depth-first without recursion of futures: a stack of (local, parent, name).
-        let mut stack = vec![(src.to_path_buf(), parent, name.to_string())];
+        let mut stack = vec![(src.to_path_buf(), parent, name.to_vec())];
         let mut dirs_done = Vec::new();
         while let Some((src, parent, name)) = stack.pop() {
             match self.put_entry(&src, parent, &name, report).await {
@@ -490,14 +509,14 @@ impl Transfer<'_> {
         &self,
         src: &Path,
         parent: u64,
-        name: &str,
+        name: &[u8],
         report: &mut TransferReport,
     ) -> Result<Option<(u64, std::fs::Metadata)>, String> {
         let fs = self.fs;
         let md = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
         let shown = src.display().to_string();
-        let err = |e: Errno| format!("{shown} -> {}", fs_err(name, e));
-        let existing = match fs.lookup(parent, name.as_bytes()).await {
+        let err = |e: Errno| format!("{shown} -> {}", fs_err(&String::from_utf8_lossy(name), e));
+        let existing = match fs.lookup(parent, name).await {
             Ok(a) => Some(a),
             Err(Errno::ENOENT) => None,
             Err(e) => return Err(err(e)),
@@ -509,10 +528,10 @@ impl Transfer<'_> {
                 Some(_) => return Err(err(Errno::EEXIST)),
                 None => {
                     let a = fs
-                        .mkdir(parent, name.as_bytes(), md.mode() & 0o7777, self.owner)
+                        .mkdir(parent, name, md.mode() & 0o7777, self.owner)
                         .await
                         .map_err(err)?;
-                    fs.forget_name(parent, name.as_bytes());
+                    fs.forget_name(parent, name).await;
                     report.dirs += 1;
                     a.ino
                 }
@@ -521,26 +540,36 @@ impl Transfer<'_> {
         }
         if ft.is_symlink() {
             let target = std::fs::read_link(src).map_err(|e| format!("{shown}: {e}"))?;
+            let target = target.as_os_str().as_bytes();
             match existing {
                 Some(a) if a.kind == Kind::Dir => return Err(err(Errno::EISDIR)),
-                Some(a) if a.kind == Kind::Symlink => {
-                    if fs.readlink(a.ino).await.map_err(err)? == target.as_os_str().as_bytes() {
-                        return Ok(None);
-                    }
-                    fs.unlink(parent, name.as_bytes()).await.map_err(err)?;
+                Some(a)
+                    if a.kind == Kind::Symlink
+                        && fs.readlink(a.ino).await.map_err(err)? == target =>
+                {
+                    return Ok(None);
                 }
-                Some(_) => fs.unlink(parent, name.as_bytes()).await.map_err(err)?,
-                None => {}
+                Some(_) => {
+                    // Made beside it, then renamed over it: never missing.
+                    let tmp = loop {
+                        let tmp = temp_name(name, "put");
+                        match fs.symlink(parent, &tmp, target, self.owner).await {
+                            Err(Errno::EEXIST) => continue,
+                            r => break r.map(|_| tmp).map_err(err)?,
+                        }
+                    };
+                    if let Err(e) = fs.rename(parent, &tmp, parent, name, 0).await {
+                        let _ = fs.unlink(parent, &tmp).await;
+                        return Err(err(e));
+                    }
+                }
+                None => {
+                    fs.symlink(parent, name, target, self.owner)
+                        .await
+                        .map_err(err)?;
+                }
             }
-            fs.symlink(
-                parent,
-                name.as_bytes(),
-                target.as_os_str().as_bytes(),
-                self.owner,
-            )
-            .await
-            .map_err(err)?;
-            fs.forget_name(parent, name.as_bytes());
+            fs.forget_name(parent, name).await;
             report.symlinks += 1;
             return Ok(None);
         }
@@ -549,37 +578,45 @@ impl Transfer<'_> {
                 "{shown}: skipped: only files, directories and symlinks are stored"
             ));
         }
+        // What was opened is what gets stored; its size and time are checked
+        // again at the end, so a file changed meanwhile is not stored torn.
+        let file = std::fs::File::open(src).map_err(|e| format!("{shown}: {e}"))?;
+        let reader = || file.try_clone().map_err(|e| format!("{shown}: {e}"));
+        let md = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+        if !md.is_file() {
+            return Err(format!("{shown}: replaced while being read; put it again"));
+        }
         let size = md.len();
-        let open = || std::fs::File::open(src).map_err(|e| format!("{shown}: {e}"));
         if let Some(a) = &existing {
             if a.kind == Kind::Dir {
                 return Err(err(Errno::EISDIR));
             }
-            if a.kind == Kind::File && fs.same_content(a.ino, open()?, size).await.map_err(err)? {
+            if a.kind == Kind::File && fs.same_content(a.ino, reader()?, size).await.map_err(err)? {
                 report.unchanged += 1;
                 report.unchanged_bytes += size;
                 self.advance(size);
                 return Ok(None);
             }
         }
-        // Stored under a temporary name, then renamed over the destination.
-        let tmp = format!(".{name}.cloudraid-put.{}", std::process::id());
-        let tmp = if tmp.len() > crate::fs::NAME_MAX {
-            format!(".cloudraid-put.{}", std::process::id())
-        } else {
-            tmp
+        // Stored under a temporary name of its own (concurrent puts of the same
+        // file do not meet), then renamed over the destination.
+        let (tmp, a) = loop {
+            let tmp = temp_name(name, "put");
+            match fs
+                .mknod_file(parent, &tmp, md.mode() & 0o7777, self.owner)
+                .await
+            {
+                // Left by an earlier daemon with the same process id.
+                Err(Errno::EEXIST) => continue,
+                r => break (tmp, r.map_err(err)?),
+            }
         };
-        let _ = fs.unlink(parent, tmp.as_bytes()).await;
-        let a = fs
-            .mknod_file(parent, tmp.as_bytes(), md.mode() & 0o7777, self.owner)
-            .await
-            .map_err(err)?;
         let uploaded = AtomicU64::new(0);
         let reused = AtomicU64::new(0);
         let stored = async {
             fs.import(
                 a.ino,
-                open()?,
+                reader()?,
                 size,
                 to_nanos(md.modified().unwrap_or(UNIX_EPOCH)),
                 &|n, fresh| {
@@ -589,17 +626,23 @@ impl Transfer<'_> {
             )
             .await
             .map_err(err)?;
+            let now = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+            if now.len() != size || now.modified().ok() != md.modified().ok() {
+                return Err(format!(
+                    "{shown}: changed while being stored, so it was not stored; put it again once it is still"
+                ));
+            }
             fs.setattr(a.ino, times_of(&md)).await.map_err(err)?;
-            fs.rename(parent, tmp.as_bytes(), parent, name.as_bytes(), 0)
+            fs.rename(parent, &tmp, parent, name, 0)
                 .await
                 .map_err(err)
         }
         .await;
         if stored.is_err() {
-            let _ = fs.unlink(parent, tmp.as_bytes()).await;
+            let _ = fs.unlink(parent, &tmp).await;
         }
         stored?;
-        fs.forget_name(parent, name.as_bytes());
+        fs.forget_name(parent, name).await;
         report.files += 1;
         report.bytes += size;
         report.chunks_uploaded += uploaded.into_inner();
@@ -670,8 +713,9 @@ pub async fn get(
                     match children(fs, a.ino).await {
                         Ok(kids) => {
                             for (name, ino, _) in kids.into_iter().rev() {
+                                let here = local.join(std::ffi::OsStr::from_bytes(&name));
                                 match fs.getattr(ino).await {
-                                    Ok(ka) => stack.push((join(&p, &name), ka, local.join(&name))),
+                                    Ok(ka) => stack.push((join(&p, &name), ka, here)),
                                     Err(e) => report.errors.push(fs_err(&join(&p, &name), e)),
                                 }
                             }
@@ -710,12 +754,9 @@ async fn tree_size(fs: &Fs, a: &Attr) -> Result<u64, Errno> {
     Ok(total)
 }
 
+/// Sets the mode and times of directory `local` from `a`.
 fn restore_meta(local: &Path, a: &Attr) -> Result<(), String> {
-    let f = std::fs::File::options()
-        .write(a.kind == Kind::File)
-        .read(a.kind != Kind::File)
-        .open(local)
-        .map_err(|e| format!("{}: {e}", local.display()))?;
+    let f = std::fs::File::open(local).map_err(|e| format!("{}: {e}", local.display()))?;
     f.set_permissions(std::fs::Permissions::from_mode(a.perm as u32))
         .map_err(|e| format!("{}: {e}", local.display()))?;
     f.set_times(
@@ -754,11 +795,21 @@ impl Transfer<'_> {
             }
             Kind::Symlink => {
                 let target = fs.readlink(a.ino).await.map_err(|e| fs_err(path, e))?;
-                if std::fs::symlink_metadata(local).is_ok() {
-                    std::fs::remove_file(local).map_err(lerr)?;
+                let target = std::ffi::OsStr::from_bytes(&target);
+                match std::os::unix::fs::symlink(target, local) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // Made beside it, then renamed over it.
+                        let name = local.file_name().unwrap_or_default().as_bytes();
+                        let tmp = local
+                            .with_file_name(std::ffi::OsStr::from_bytes(&temp_name(name, "get")));
+                        std::os::unix::fs::symlink(target, &tmp).map_err(lerr)?;
+                        if let Err(e) = std::fs::rename(&tmp, local) {
+                            let _ = std::fs::remove_file(&tmp);
+                            return Err(lerr(e));
+                        }
+                    }
+                    r => r.map_err(lerr)?,
                 }
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), local)
-                    .map_err(lerr)?;
                 report.symlinks += 1;
                 Ok(false)
             }
@@ -767,10 +818,9 @@ impl Transfer<'_> {
                     .open(a.ino, libc::O_RDONLY)
                     .await
                     .map_err(|e| fs_err(path, e))?;
-                let copied = self.copy_out(fh, a.size, local, path).await;
+                let copied = self.copy_out(fh, a, local, path).await;
                 let _ = fs.release(fh).await;
                 copied?;
-                restore_meta(local, a)?;
                 report.files += 1;
                 report.bytes += a.size;
                 Ok(false)
@@ -778,32 +828,66 @@ impl Transfer<'_> {
         }
     }
 
-    async fn copy_out(&self, fh: u64, size: u64, local: &Path, path: &str) -> Result<(), String> {
+    /// Writes file `fh` (attributes `a`) to `local`: into a new file beside it,
+    /// with its mode and times, fsynced, then renamed over `local`. A failure
+    /// leaves `local` as it was; a read-only `local` is replaced all the same.
+    async fn copy_out(&self, fh: u64, a: &Attr, local: &Path, path: &str) -> Result<(), String> {
         use std::io::Write;
         let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
-        if std::fs::symlink_metadata(local)
-            .map(|m| m.is_symlink())
-            .unwrap_or(false)
-        {
-            std::fs::remove_file(local).map_err(lerr)?;
-        }
-        let mut out = std::fs::File::create(local).map_err(lerr)?;
-        const STEP: u32 = 1 << 20;
-        let mut off = 0;
-        while off < size {
-            let data = self
-                .fs
-                .read(fh, off, STEP)
-                .await
-                .map_err(|e| fs_err(path, e))?;
-            if data.is_empty() {
-                return Err(format!("{}: ended at byte {off} of {size}", display(path)));
+        let name = local
+            .file_name()
+            .ok_or_else(|| format!("{}: has no file name", local.display()))?;
+        let (tmp, mut out) = loop {
+            let tmp = local.with_file_name(std::ffi::OsStr::from_bytes(&temp_name(
+                name.as_bytes(),
+                "get",
+            )));
+            match std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                r => break (tmp, r.map_err(lerr)?),
             }
-            out.write_all(&data).map_err(lerr)?;
-            off += data.len() as u64;
-            self.advance(data.len() as u64);
+        };
+        let written = async {
+            const STEP: u32 = 1 << 20;
+            let mut off = 0;
+            while off < a.size {
+                let data = self
+                    .fs
+                    .read(fh, off, STEP)
+                    .await
+                    .map_err(|e| fs_err(path, e))?;
+                if data.is_empty() {
+                    return Err(format!(
+                        "{}: ended at byte {off} of {}",
+                        display(path),
+                        a.size
+                    ));
+                }
+                out.write_all(&data).map_err(lerr)?;
+                off += data.len() as u64;
+                self.advance(data.len() as u64);
+            }
+            out.set_permissions(std::fs::Permissions::from_mode(a.perm as u32))
+                .map_err(lerr)?;
+            out.set_times(
+                std::fs::FileTimes::new()
+                    .set_accessed(a.atime)
+                    .set_modified(a.mtime),
+            )
+            .map_err(lerr)?;
+            out.sync_all().map_err(lerr)?;
+            std::fs::rename(&tmp, local).map_err(lerr)
         }
-        out.sync_all().map_err(lerr)
+        .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 
@@ -833,7 +917,7 @@ async fn remove_one(
         fs.unlink(parent.ino, name.as_bytes())
             .await
             .map_err(|e| fs_err(path, e))?;
-        fs.forget_name(parent.ino, name.as_bytes());
+        fs.forget_name(parent.ino, name.as_bytes()).await;
         report.files += 1;
         return Ok(());
     }
@@ -844,13 +928,17 @@ async fn remove_one(
         ));
     }
     // Post-order walk: (dir inode, its path, entries visited?).
-    let mut stack = vec![(parent.ino, name.clone(), a.ino, path.to_string(), false)];
+    let mut stack = vec![(
+        parent.ino,
+        name.into_bytes(),
+        a.ino,
+        path.to_string(),
+        false,
+    )];
     while let Some((pino, pname, ino, p, visited)) = stack.pop() {
         if visited {
-            fs.rmdir(pino, pname.as_bytes())
-                .await
-                .map_err(|e| fs_err(&p, e))?;
-            fs.forget_name(pino, pname.as_bytes());
+            fs.rmdir(pino, &pname).await.map_err(|e| fs_err(&p, e))?;
+            fs.forget_name(pino, &pname).await;
             report.dirs += 1;
             continue;
         }
@@ -859,10 +947,10 @@ async fn remove_one(
             if kind == Kind::Dir {
                 stack.push((ino, cname.clone(), cino, join(&p, &cname), false));
             } else {
-                fs.unlink(ino, cname.as_bytes())
+                fs.unlink(ino, &cname)
                     .await
                     .map_err(|e| fs_err(&join(&p, &cname), e))?;
-                fs.forget_name(ino, cname.as_bytes());
+                fs.forget_name(ino, &cname).await;
                 report.files += 1;
             }
         }
@@ -892,7 +980,7 @@ pub async fn mkdir(fs: &Fs, paths: &[String], parents: bool, owner: Caller) -> R
                         .mkdir(dir.ino, c.as_bytes(), 0o755, owner)
                         .await
                         .map_err(|e| fs_err(&here, e))?;
-                    fs.forget_name(dir.ino, c.as_bytes());
+                    fs.forget_name(dir.ino, c.as_bytes()).await;
                     made += 1;
                     dir = a;
                 }

@@ -252,7 +252,7 @@ fn connect(config: &Config) -> Result<Vec<Slot>, String> {
         .iter()
         .map(|b| {
             // The env file's credentials, overridden by the backend's own options.
-            let mut options = crate::store::env_options(&b.url, &env);
+            let mut options = crate::store::env_options(&b.url, &env, &b.options);
             options.extend(b.options.clone());
             let backend = open_backend(&b.url, &options, &b.client())
                 .map_err(|e| format!("backend {}: {e}", b.name))?;
@@ -331,7 +331,18 @@ pub async fn open_volume_waiting(
     let deadline = std::time::Instant::now() + wait;
     let mut pause = Duration::from_millis(500);
     loop {
-        let (vol, checks) = open_volume(config).await?;
+        // One attempt may hang on a backend that does not answer at all; the
+        // deadline bounds it too.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let Ok(opened) =
+            tokio::time::timeout(left.max(Duration::from_secs(1)), open_volume(config)).await
+        else {
+            return Err(format!(
+                "the backends did not answer within {}s; check the network, the credentials (env_file) and the backends, or wait longer with -o startup_timeout=DURATION",
+                wait.as_secs()
+            ));
+        };
+        let (vol, checks) = opened?;
         let up = checks.iter().filter(|c| c.error.is_none()).count();
         if up >= k {
             return Ok((vol, checks));
@@ -455,6 +466,28 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
             .map(|h| h.id)
             .unwrap_or_default(),
     }
+}
+
+/// Takes the volume's write lease for the holder of `config`'s state dir
+/// (`takeover` forces it), then checks that the local index is as new as the
+/// metadata on the backends. When that check fails the lease is given back.
+pub async fn become_writer(
+    config: &Config,
+    vol: &Arc<Volume>,
+    idx: &Index,
+    takeover: bool,
+) -> Result<crate::lease::Holder, String> {
+    use crate::lease;
+    let me = lease::Holder::of_state_dir(&config.volume.state_dir)?;
+    lease::acquire(vol, &me, takeover, lease::now_secs())
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = crate::metalog::MetaLog::new(vol.clone(), idx.clone(), me.id.clone());
+    if let Err(e) = log.ensure_fresh().await {
+        lease::release(vol, &me).await;
+        return Err(e);
+    }
+    Ok(me)
 }
 
 /// Opens everything: volume, index and filesystem core.

@@ -155,6 +155,21 @@ impl Volume {
         r
     }
 
+    /// The slots of the backends marked down now.
+    pub fn down_slots(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|i| self.health[*i].is_down())
+            .collect()
+    }
+
+    /// The names of the backends marked down now (for messages).
+    pub fn down_names(&self) -> Vec<String> {
+        self.down_slots()
+            .into_iter()
+            .map(|i| self.slots[i].name.clone())
+            .collect()
+    }
+
     /// Asks every backend marked down for the volume marker; those that answer (with
     /// or without it) are marked up again. Returns the names of the backends that came back.
     pub async fn probe_down_backends(&self) -> Vec<String> {

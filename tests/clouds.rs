@@ -421,4 +421,17 @@ fn credentials_come_from_a_private_env_file() {
         err.contains("readable by others") && err.contains("chmod 600"),
         "{err}"
     );
+    // So is one that belongs to another user (root may use its own or root's).
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::chown(&env_file, Some(12345), None).unwrap();
+        let o = bare(&["ls", "--config", &cfg]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("belongs to user 12345") && err.contains("chown"),
+            "{err}"
+        );
+    }
 }

@@ -131,17 +131,17 @@ fn parallel_readers_and_writers_see_whole_versions_and_fsck_stays_clean() {
                 let seed = t << 32 | n;
                 let data = version(seed, size(&mut rng));
                 let p = dir.join(format!("new-{n}"));
-                write_file(&p, &data, n % 5 == 0);
+                write_file(&p, &data, n.is_multiple_of(5));
                 assert_eq!(check(&p, &read_file(&p).unwrap()), seed);
                 let q = dir.join(format!("kept-{}", n % 6));
                 std::fs::rename(&p, &q).unwrap();
-                if n % 4 == 0 {
+                if n.is_multiple_of(4) {
                     // Overwrite in place (O_TRUNC), then read back.
                     let seed2 = seed | 1 << 31;
                     write_file(&q, &version(seed2, size(&mut rng)), false);
                     assert_eq!(check(&q, &read_file(&q).unwrap()), seed2);
                 }
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     let _ = std::fs::remove_file(dir.join(format!("kept-{}", (n + 3) % 6)));
                 }
                 ops.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{assert_one_line_error, can_mount, run, stderr, stdout, Env};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
@@ -46,6 +47,11 @@ fn make_tree(root: &Path, seed: u64) {
     std::fs::set_permissions(
         root.join("docs/chunk"),
         std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        root.join("docs/deep/two-and-a-bit"),
+        std::fs::Permissions::from_mode(0o444),
     )
     .unwrap();
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_500_000_000);
@@ -240,6 +246,37 @@ fn put_ls_get_round_trip_without_a_mount() {
     let out = ok(&["get", "--config", &cfg, "/src", back.to_str().unwrap()]);
     assert!(out.contains("wrote 6 file(s)"), "{out}");
     assert_same_tree(&src, &back);
+    // Again over what the first get wrote (a read-only file too): replaced, and
+    // nothing else left beside them.
+    for f in ["docs/deep/two-and-a-bit", "small.txt"] {
+        let local = back.join(f);
+        std::fs::write(&local, b"changed locally").unwrap_or_default();
+        ok(&[
+            "get",
+            "--config",
+            &cfg,
+            &format!("/src/{f}"),
+            local.to_str().unwrap(),
+        ]);
+    }
+    assert_same_tree(&src, &back);
+
+    // Names that are not UTF-8 are stored and given back byte for byte.
+    let odd = e.base.join("odd");
+    std::fs::create_dir(&odd).unwrap();
+    let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    std::fs::write(odd.join(latin1), b"latin-1 name").unwrap();
+    ok(&["put", "--config", &cfg, odd.to_str().unwrap(), "/odd"]);
+    let listed = ls_json(&cfg, "/odd");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, "caf\u{fffd}.txt", "shown lossily");
+    let odd_back = e.base.join("odd-back");
+    ok(&["get", "--config", &cfg, "/odd", odd_back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(odd_back.join(latin1)).unwrap(),
+        b"latin-1 name"
+    );
+    ok(&["rm", "--config", &cfg, "-r", "/odd"]);
     // Several paths at once into a directory.
     let many = e.base.join("many");
     ok(&[
@@ -376,7 +413,7 @@ fn put_and_get_with_a_backend_down() {
     let o = run(&["put", "--config", &cfg, late.to_str().unwrap(), "/late"]);
     // Changing the volume needs the write lease on a majority of the backends.
     assert_one_line_error(&o, "write lease could be stored on 2 of 4 backends");
-    // Nothing half-written is left under the destination's name.
+    // Refused before anything changed.
     let names: Vec<String> = ls_json(&cfg, "/").into_iter().map(|e| e.name).collect();
     assert_eq!(names, ["before", "during"]);
 }
@@ -431,6 +468,71 @@ fn commands_go_through_the_mount_when_mounted() {
         std::fs::read(back.join("from-mount")).unwrap(),
         common::bytes(5, 700_000)
     );
+
+    // Puts of the same destination at once: each stores its file under a name
+    // of its own and renames it into place; the last rename wins, whole.
+    let (one, two) = (e.base.join("one"), e.base.join("two"));
+    std::fs::write(&one, common::bytes(11, 900_000)).unwrap();
+    std::fs::write(&two, common::bytes(12, 1_100_000)).unwrap();
+    let puts: Vec<_> = [&one, &two]
+        .iter()
+        .map(|f| {
+            common::bin()
+                .args(["put", "--config", &cfg, f.to_str().unwrap(), "/same"])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in puts {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let same = std::fs::read(Path::new(&mp).join("same")).unwrap();
+    assert!(
+        same == common::bytes(11, 900_000) || same == common::bytes(12, 1_100_000),
+        "one of the two files, never a mix ({} bytes)",
+        same.len()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&mp)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name().to_string_lossy().contains("cloudraid-put"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A put whose client goes away (Ctrl-C) is finished by the daemon, not cut
+    // off half-way with the file left open.
+    let big = e.base.join("big");
+    std::fs::write(&big, common::bytes(13, 48 << 20)).unwrap();
+    let mut client = common::bin()
+        .args(["put", "--config", &cfg, big.to_str().unwrap(), "/big"])
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let in_progress = || {
+        std::fs::read_dir(&mp).unwrap().flatten().any(|d| {
+            d.file_name()
+                .to_string_lossy()
+                .starts_with(".big.cloudraid-put")
+        })
+    };
+    while !in_progress() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(in_progress(), "the daemon started storing the file");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let landed = Path::new(&mp).join("big");
+    while !landed.exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::read(&landed).unwrap(),
+        common::bytes(13, 48 << 20),
+        "stored whole although the client went away"
+    );
+    assert!(!in_progress());
 
     // rm and mkdir while mounted: the mount sees them at once.
     let _ = std::fs::metadata(Path::new(&mp).join("src/docs/chunk")).unwrap();

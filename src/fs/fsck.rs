@@ -262,7 +262,7 @@ impl Fs {
                     name,
                     &DirentRecord {
                         kind: inode.kind,
-                        ..e.clone()
+                        ..*e
                     },
                 );
             }

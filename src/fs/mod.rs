@@ -153,7 +153,7 @@ pub struct Fs {
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
-pub type Invalidator = Box<dyn Fn(u64, &[u8]) + Send + Sync>;
+pub type Invalidator = Arc<dyn Fn(u64, &[u8]) + Send + Sync>;
 
 pub fn now_nanos() -> Nanos {
     to_nanos(SystemTime::now())
@@ -315,10 +315,13 @@ impl Fs {
     }
 
     /// Tells the kernel, if mounted, that `name` in `parent` changed without it
-    /// seeing the change. Never call this from inside a kernel request.
-    pub fn forget_name(&self, parent: u64, name: &[u8]) {
+    /// seeing the change. Never call this from inside a kernel request. The
+    /// kernel may wait for the directory's lock, held by a request this process
+    /// is serving, so the call runs on a blocking thread, not a runtime worker.
+    pub async fn forget_name(&self, parent: u64, name: &[u8]) {
         if let Some(f) = self.invalidator.get() {
-            f(parent, name);
+            let (f, name) = (f.clone(), name.to_vec());
+            let _ = tokio::task::spawn_blocking(move || f(parent, &name)).await;
         }
     }
 
@@ -487,7 +490,7 @@ impl Fs {
         if refs.contains_key(&ino) || self.files.lock().unwrap().contains_key(&ino) {
             return Ok(());
         }
-        if !self.idx.inode(ino)?.is_some_and(|r| r.nlink == 0) {
+        if self.idx.inode(ino)?.is_none_or(|r| r.nlink != 0) {
             return Ok(());
         }
         let mut b = Batch::default();

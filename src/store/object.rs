@@ -193,22 +193,34 @@ fn cloud_store(
 /// The entries of an environment file (`env_file` in the config) that configure
 /// the provider of `url` (AWS_* for s3://, GOOGLE_* for gs://, AZURE_* for az://),
 /// as backend options. Entries the provider does not know are left out, as they
-/// are from the process environment.
-pub fn env_options(url: &str, env: &[(String, String)]) -> BackendOptions {
-    fn known<K: std::str::FromStr>(k: &str) -> bool {
-        k.parse::<K>().is_ok()
+/// are from the process environment, and so are those that set what one of the
+/// backend's own `options` sets (in any of its spellings): those win.
+pub fn env_options(
+    url: &str,
+    env: &[(String, String)],
+    explicit: &BackendOptions,
+) -> BackendOptions {
+    /// Whether `a` is a key of this provider, and `b` (if given) the same key.
+    fn key<K: std::str::FromStr + PartialEq>(a: &str, b: Option<&str>) -> bool {
+        match (a.parse::<K>(), b) {
+            (Ok(x), Some(b)) => b.parse::<K>().is_ok_and(|y| x == y),
+            (Ok(_), None) => true,
+            (Err(_), _) => false,
+        }
     }
     let scheme = url.split("://").next().unwrap_or("");
-    let (prefix, parses): (&str, fn(&str) -> bool) = match scheme {
-        "s3" => ("AWS_", known::<object_store::aws::AmazonS3ConfigKey>),
-        "gs" => ("GOOGLE_", known::<object_store::gcp::GoogleConfigKey>),
-        "az" => ("AZURE_", known::<object_store::azure::AzureConfigKey>),
+    type KeyCheck = fn(&str, Option<&str>) -> bool;
+    let (prefix, key): (&str, KeyCheck) = match scheme {
+        "s3" => ("AWS_", key::<object_store::aws::AmazonS3ConfigKey>),
+        "gs" => ("GOOGLE_", key::<object_store::gcp::GoogleConfigKey>),
+        "az" => ("AZURE_", key::<object_store::azure::AzureConfigKey>),
         _ => return BackendOptions::new(),
     };
     env.iter()
         .filter(|(k, _)| k.starts_with(prefix))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-        .filter(|(k, _)| parses(k))
+        .filter(|(k, _)| key(k, None))
+        .filter(|(k, _)| !explicit.keys().any(|e| key(k, Some(e))))
         .collect()
 }
 
@@ -370,5 +382,43 @@ impl Backend for ObjectBackend {
         }
         let f = st.f_frsize as u64;
         Some((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_file_entries_apply_to_their_provider_and_yield_to_backend_options() {
+        let vars = env(&[
+            ("AWS_ACCESS_KEY_ID", "from-env"),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_NOT_A_KEY", "x"),
+            ("GOOGLE_SERVICE_ACCOUNT", "/etc/sa.json"),
+        ]);
+        let none = BackendOptions::new();
+        let s3 = env_options("s3://bucket", &vars, &none);
+        assert_eq!(
+            s3.into_iter().collect::<Vec<_>>(),
+            [
+                ("aws_access_key_id".to_string(), "from-env".to_string()),
+                ("aws_region".to_string(), "eu-west-1".to_string())
+            ]
+        );
+        assert_eq!(env_options("gs://bucket", &vars, &none).len(), 1);
+        assert!(env_options("file:///data", &vars, &none).is_empty());
+        // The backend's own option wins, whichever spelling it uses.
+        let mut own = BackendOptions::new();
+        own.insert("access_key_id".into(), "from-config".into());
+        let s3 = env_options("s3://bucket", &vars, &own);
+        assert_eq!(s3.keys().collect::<Vec<_>>(), ["aws_region"]);
     }
 }
