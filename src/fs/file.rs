@@ -729,6 +729,12 @@ impl Fs {
                 progress,
             )
             .await?;
+        // Opened through the mount meanwhile: that writer's content would meet
+        // this one; the import gives way (shards it uploaded for no other file
+        // are orphans, deleted by `fsck --repair` after the grace period).
+        if self.files.lock().unwrap().contains_key(&ino) {
+            return Err(Errno::EBUSY);
+        }
         self.store_content(
             ino,
             vec![None; n as usize],
