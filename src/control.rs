@@ -86,12 +86,19 @@ pub fn socket_path(state_dir: &Path) -> PathBuf {
     state_dir.join("control.sock")
 }
 
-/// Serves requests until the task is dropped.
-pub async fn serve(path: PathBuf, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {
+/// Binds the control socket at `path` (mode 0600), replacing a stale one. Bound
+/// before the daemon says it is ready, so that a command right after `mount`
+/// returns finds it.
+pub fn listen(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves requests until the task is dropped.
+pub async fn serve(listener: UnixListener, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let fs = fs.clone();

@@ -304,8 +304,19 @@ async fn serve_mount(
     let mounted = fuse::mount(fs.clone(), mp, source, opts)
         .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
     let sock = control::socket_path(&config.volume.state_dir);
+    let listener = match control::listen(&sock) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = fuse::unmount(mp, true);
+            let _ = mounted.join();
+            return Err(format!(
+                "cannot create the control socket {}: {e}",
+                sock.display()
+            ));
+        }
+    };
     let ctl = tokio::spawn(control::serve(
-        sock.clone(),
+        listener,
         fs.clone(),
         mp.display().to_string(),
     ));

@@ -20,8 +20,13 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn daemon_pid(cfg: &str) -> i32 {
-    let s: serde_json::Value =
-        serde_json::from_str(&stdout(&run(&["status", "--config", cfg, "--json"]))).unwrap();
+    let o = run(&["status", "--config", cfg, "--json"]);
+    assert!(
+        o.status.success(),
+        "status right after mount: {}",
+        stderr(&o)
+    );
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     s["pid"].as_i64().expect("mounted: status names the daemon") as i32
 }
 
