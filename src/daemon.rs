@@ -397,10 +397,19 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let resp = rt.block_on(control::request(
+        let resp = match rt.block_on(control::request(
             &config.volume.state_dir,
             &control::Request::Sync,
-        ))?;
+        )) {
+            Ok(r) => r,
+            // A daemon that just died (its socket still half there): the mount is
+            // dead, and unmounting it is all that is left to do. A live daemon
+            // commits its open files itself when the kernel ends the session.
+            Err(e) => {
+                eprintln!("cloudraid: warning: the mount daemon does not answer ({e}); unmounting without it");
+                None
+            }
+        };
         if let Some(r) = resp {
             if !r.ok {
                 return Err(format!(

@@ -11,7 +11,7 @@ use common::{can_mount, run, stderr, stdout, Env};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -139,13 +139,7 @@ fn sigkill_during_a_copy_loses_nothing_fsynced_and_corrupts_nothing() {
             "cycle {cycle}: umount of the dead mount: {}",
             stderr(&o)
         );
-        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
-            && !std::fs::read(format!("/proc/{pid}/cmdline"))
-                .unwrap_or_default()
-                .is_empty()
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_dead(pid);
         let o = run(&["mount", "--config", &cfg, &mp]);
         assert!(o.status.success(), "cycle {cycle}: remount: {}", stderr(&o));
 

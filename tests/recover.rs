@@ -273,13 +273,13 @@ fn a_second_writer_is_refused_and_can_take_over() {
     let pid = status["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    while std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| !c.is_empty())
-        .unwrap_or(false)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(run(&["umount", &mp]).status.success());
+    common::wait_dead(pid);
+    let o = run(&["umount", &mp]);
+    assert!(
+        o.status.success(),
+        "umount of the dead mount: {}",
+        stderr(&o)
+    );
     let o = run(&["mount", "--config", &cfg, &mp]);
     assert!(
         o.status.success(),
@@ -310,12 +310,7 @@ fn a_second_writer_is_refused_and_can_take_over() {
     let pid = status["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    while std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| !c.is_empty())
-        .unwrap_or(false)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::wait_dead(pid);
     assert!(run(&["umount", &mp2]).status.success());
     assert_one_line_error(
         &run(&["mount", "--config", &cfg, &mp]),

@@ -300,3 +300,23 @@ pub fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
     assert!(o.status.success(), "{}", stderr(&o));
     (cfg, mp)
 }
+
+/// Waits until process `pid` has exited: gone, or a zombie (its files closed).
+pub fn wait_dead(pid: i32) {
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat)
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z') =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => return,
+        }
+    }
+}
