@@ -1,0 +1,297 @@
+//! Sealing one chunk before it is erasure-coded, and opening it after decoding:
+//!
+//! write: plaintext → chunk id (keyed HMAC-SHA256, or SHA-256 without encryption)
+//!        → compress (zstd; kept raw when that is not smaller) → encrypt
+//!        (AES-256-GCM, fresh random nonce) → the sealed blob.
+//! read:  sealed blob → decrypt (the tag checks every byte, and the associated
+//!        data binds the volume, the chunk id and the format) → decompress →
+//!        the id of the plaintext must be the chunk's id.
+//!
+//! Pure functions, no I/O. The sealed layout is in docs/FORMAT.md.
+
+use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
+use crate::keys::Keys;
+use aes_gcm::aead::rand_core::RngCore;
+use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use hmac::{Hmac, Mac};
+use std::sync::Arc;
+
+/// Flag bits of a sealed blob's first byte.
+pub const FLAG_COMPRESSED: u8 = 1;
+pub const FLAG_ENCRYPTED: u8 = 2;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SealError {
+    #[error("the chunk is encrypted and the volume is not unlocked")]
+    Locked,
+    #[error("sealed chunk is damaged: {0}")]
+    Damaged(String),
+    #[error(
+        "sealed chunk does not decrypt: it was altered, or belongs to another chunk or volume"
+    )]
+    Authentication,
+    #[error("opened chunk does not match its id")]
+    Mismatch,
+}
+
+/// Compression of new chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    /// zstd at this level.
+    Zstd(i32),
+}
+
+/// What a volume needs to seal and open its chunks.
+#[derive(Clone)]
+pub struct ChunkSealer {
+    volume: VolumeId,
+    keys: Option<Arc<Keys>>,
+    /// Whether the volume is encrypted (keys may be absent when it is locked).
+    encrypted: bool,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for ChunkSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ChunkSealer(encrypted: {}, unlocked: {}, {:?})",
+            self.encrypted,
+            self.keys.is_some(),
+            self.compression
+        )
+    }
+}
+
+fn aad(volume: VolumeId, id: &ChunkId, flags: u8) -> [u8; 16 + 2 + 16 + 32 + 1] {
+    let mut a = [0u8; 67];
+    a[..16].copy_from_slice(b"cloudraid chunk\0");
+    a[16..18].copy_from_slice(&SHARD_FORMAT_VERSION.to_le_bytes());
+    a[18..34].copy_from_slice(&volume.0);
+    a[34..66].copy_from_slice(&id.0);
+    a[66] = flags;
+    a
+}
+
+impl ChunkSealer {
+    /// For an unencrypted volume.
+    pub fn plain(volume: VolumeId, compression: Compression) -> Self {
+        ChunkSealer {
+            volume,
+            keys: None,
+            encrypted: false,
+            compression,
+        }
+    }
+
+    /// For an encrypted volume; `keys` is `None` while it is locked (commands
+    /// that only check stored bytes, such as scrub, need no key).
+    pub fn encrypted(volume: VolumeId, keys: Option<Keys>, compression: Compression) -> Self {
+        ChunkSealer {
+            volume,
+            keys: keys.map(Arc::new),
+            encrypted: true,
+            compression,
+        }
+    }
+
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    pub fn is_unlocked(&self) -> bool {
+        !self.encrypted || self.keys.is_some()
+    }
+
+    pub fn keys(&self) -> Option<&Keys> {
+        self.keys.as_deref()
+    }
+
+    fn unlocked(&self) -> Result<Option<&Keys>, SealError> {
+        match (&self.keys, self.encrypted) {
+            (Some(k), _) => Ok(Some(k)),
+            (None, false) => Ok(None),
+            (None, true) => Err(SealError::Locked),
+        }
+    }
+
+    /// The id of a chunk of plaintext `data`: HMAC-SHA256 under the volume's id
+    /// key when encrypted (ids reveal nothing about content), else SHA-256.
+    pub fn id_of(&self, data: &[u8]) -> Result<ChunkId, SealError> {
+        Ok(match self.unlocked()? {
+            Some(k) => {
+                let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(k.id.bytes())
+                    .expect("HMAC takes any key length");
+                mac.update(data);
+                ChunkId(mac.finalize().into_bytes().into())
+            }
+            None => ChunkId::of(data),
+        })
+    }
+
+    /// Seals plaintext `data` whose id is `id`.
+    pub fn seal(&self, id: &ChunkId, data: &[u8]) -> Result<Vec<u8>, SealError> {
+        let keys = self.unlocked()?;
+        let mut flags = 0;
+        let mut body = match self.compression {
+            Compression::Zstd(level) => match zstd::bulk::compress(data, level) {
+                Ok(c) if c.len() < data.len() => {
+                    flags |= FLAG_COMPRESSED;
+                    c
+                }
+                _ => data.to_vec(),
+            },
+            Compression::None => data.to_vec(),
+        };
+        let Some(keys) = keys else {
+            let mut out = Vec::with_capacity(1 + body.len());
+            out.push(flags);
+            out.extend_from_slice(&body);
+            return Ok(out);
+        };
+        flags |= FLAG_ENCRYPTED;
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let cipher = Aes256Gcm::new(keys.chunk.bytes().into());
+        let tag = cipher
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &aad(self.volume, id, flags),
+                &mut body,
+            )
+            .map_err(|_| SealError::Damaged("chunk too large to encrypt".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
+        out.push(flags);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Opens a sealed blob of chunk `id`, whose plaintext is `len` bytes.
+    pub fn open(&self, id: &ChunkId, blob: &[u8], len: usize) -> Result<Vec<u8>, SealError> {
+        let (&flags, rest) = blob
+            .split_first()
+            .ok_or_else(|| SealError::Damaged("empty".into()))?;
+        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+            return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
+        }
+        let mut body;
+        if flags & FLAG_ENCRYPTED != 0 {
+            let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
+            if rest.len() < NONCE_LEN + TAG_LEN {
+                return Err(SealError::Damaged("shorter than nonce and tag".into()));
+            }
+            let (nonce, ct) = rest.split_at(NONCE_LEN);
+            let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
+            body = ct.to_vec();
+            Aes256Gcm::new(keys.chunk.bytes().into())
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(nonce),
+                    &aad(self.volume, id, flags),
+                    &mut body,
+                    Tag::from_slice(tag),
+                )
+                .map_err(|_| SealError::Authentication)?;
+        } else {
+            if self.encrypted {
+                // An encrypted volume never stores plaintext: a blob that claims
+                // to be is a forgery.
+                return Err(SealError::Authentication);
+            }
+            body = rest.to_vec();
+        }
+        let data = if flags & FLAG_COMPRESSED != 0 {
+            zstd::bulk::decompress(&body, len)
+                .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?
+        } else {
+            body
+        };
+        if data.len() != len || self.id_of(&data)? != *id {
+            return Err(SealError::Mismatch);
+        }
+        Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Keys, Secret32};
+
+    fn sealer(level: Option<i32>) -> ChunkSealer {
+        let vol = VolumeId::random();
+        let c = level.map_or(Compression::None, Compression::Zstd);
+        ChunkSealer::encrypted(vol, Some(Keys::derive(&Secret32::random(), vol)), c)
+    }
+
+    #[test]
+    fn round_trip_compressible_and_not() {
+        let s = sealer(Some(3));
+        let text = b"the same words again and again ".repeat(1000);
+        let id = s.id_of(&text).unwrap();
+        let blob = s.seal(&id, &text).unwrap();
+        assert!(blob.len() < text.len() / 5, "compressed: {}", blob.len());
+        assert_eq!(blob[0], FLAG_COMPRESSED | FLAG_ENCRYPTED);
+        assert_eq!(s.open(&id, &blob, text.len()).unwrap(), text);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..10_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let id = s.id_of(&noise).unwrap();
+        let blob = s.seal(&id, &noise).unwrap();
+        assert_eq!(blob[0], FLAG_ENCRYPTED, "kept raw when zstd does not help");
+        assert_eq!(blob.len(), 1 + 12 + noise.len() + 16);
+        assert_eq!(s.open(&id, &blob, noise.len()).unwrap(), noise);
+    }
+
+    #[test]
+    fn ids_are_keyed() {
+        let (a, b) = (sealer(None), sealer(None));
+        let data = b"same content";
+        assert_eq!(a.id_of(data).unwrap(), a.id_of(data).unwrap());
+        assert_ne!(a.id_of(data).unwrap(), b.id_of(data).unwrap());
+        assert_ne!(a.id_of(data).unwrap(), ChunkId::of(data));
+        let plain = ChunkSealer::plain(VolumeId::random(), Compression::None);
+        assert_eq!(plain.id_of(data).unwrap(), ChunkId::of(data));
+    }
+
+    #[test]
+    fn altered_swapped_or_locked_blobs_never_open() {
+        let s = sealer(Some(1));
+        let (x, y) = (b"chunk x".repeat(50), b"chunk y".repeat(50));
+        let (ix, iy) = (s.id_of(&x).unwrap(), s.id_of(&y).unwrap());
+        let bx = s.seal(&ix, &x).unwrap();
+        let by = s.seal(&iy, &y).unwrap();
+        // Another chunk's blob under this id.
+        assert_eq!(s.open(&ix, &by, x.len()), Err(SealError::Authentication));
+        let mut bad = bx.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        assert_eq!(s.open(&ix, &bad, x.len()), Err(SealError::Authentication));
+        // The flags are authenticated too.
+        let mut flipped = bx.clone();
+        flipped[0] ^= FLAG_COMPRESSED;
+        assert!(s.open(&ix, &flipped, x.len()).is_err());
+        // A plaintext blob slipped into an encrypted volume.
+        let mut forged = vec![0u8];
+        forged.extend_from_slice(&x);
+        assert_eq!(
+            s.open(&ix, &forged, x.len()),
+            Err(SealError::Authentication)
+        );
+        let locked = ChunkSealer::encrypted(VolumeId::random(), None, Compression::None);
+        assert_eq!(locked.open(&ix, &bx, x.len()), Err(SealError::Locked));
+        assert_eq!(locked.id_of(&x), Err(SealError::Locked));
+        assert_eq!(s.open(&ix, &bx, x.len()).unwrap(), x);
+    }
+}
