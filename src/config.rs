@@ -118,9 +118,55 @@ pub struct VolumeSection {
     /// It must be readable by its owner only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<PathBuf>,
+    /// `aes-256-gcm` (chunks, names and metadata encrypted on the backends) or
+    /// `none`. Set by `init`; it must agree with the volume's marker.
+    #[serde(default = "default_encryption")]
+    pub encryption: String,
+    /// Compression of new chunks: `zstd` (level 3), `zstd:LEVEL` (1..=19) or `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// A key file that unlocks the volume (for unattended mounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// A file holding the passphrase on its first line (for unattended mounts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+pub const ENCRYPTION_AES: &str = "aes-256-gcm";
+
+fn default_encryption() -> String {
+    ENCRYPTION_AES.into()
+}
+fn default_compression() -> String {
+    "zstd".into()
 }
 
 impl VolumeSection {
+    pub fn encrypted(&self) -> bool {
+        self.encryption != "none"
+    }
+
+    /// The compression of new chunks.
+    pub fn compression(&self) -> Result<crate::seal::Compression, String> {
+        use crate::seal::Compression;
+        let bad = || {
+            format!(
+                "compression {:?} must be \"zstd\", \"zstd:LEVEL\" (1 to 19) or \"none\"",
+                self.compression
+            )
+        };
+        match self.compression.split_once(':') {
+            None if self.compression == "none" => Ok(Compression::None),
+            None if self.compression == "zstd" => Ok(Compression::Zstd(3)),
+            Some(("zstd", l)) => match l.parse::<i32>() {
+                Ok(l) if (1..=19).contains(&l) => Ok(Compression::Zstd(l)),
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        }
+    }
+
     pub fn write_quorum(&self) -> usize {
         let (k, total) = (
             self.data_shards as usize,
@@ -287,6 +333,13 @@ impl Config {
         if v.upload_concurrency == 0 {
             return Err("upload_concurrency must be at least 1".into());
         }
+        if v.encryption != ENCRYPTION_AES && v.encryption != "none" {
+            return Err(format!(
+                "encryption {:?} must be \"{ENCRYPTION_AES}\" or \"none\"",
+                v.encryption
+            ));
+        }
+        v.compression()?;
         if self.backends.is_empty() {
             return Err("no [[backend]] entries".into());
         }

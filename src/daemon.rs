@@ -23,6 +23,8 @@ pub struct MountArgs {
     pub config_path: PathBuf,
     pub mountpoint: PathBuf,
     pub options: Vec<String>,
+    /// How to unlock an encrypted volume.
+    pub keys: setup::KeySource,
 }
 
 /// One line of /proc/mounts.
@@ -123,10 +125,28 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
     for o in &args.options {
         cmd.arg("-o").arg(o);
     }
+    if let Some(f) = &args.keys.key_file {
+        cmd.arg("--key-file").arg(absolute(f)?);
+    }
+    if let Some(f) = &args.keys.passphrase_file {
+        cmd.arg("--passphrase-file").arg(absolute(f)?);
+    }
+    // A passphrase typed here goes to the daemon through a pipe.
+    let typed = if args.keys.would_prompt(&config) {
+        let c = args.keys.credential(&config)?;
+        cmd.arg("--passphrase-stdin");
+        Some(c)
+    } else {
+        None
+    };
     // Readiness goes through the pipe; systemd hears of it from a foreground mount.
     cmd.env("CLOUDRAID_READY_PIPE", "1")
         .env_remove("NOTIFY_SOCKET")
-        .stdin(std::process::Stdio::null())
+        .stdin(if typed.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
         .stdout(std::process::Stdio::piped())
         .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal.
@@ -139,6 +159,12 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
+    if let (Some(crate::keys::Credential::Passphrase(p)), Some(mut stdin)) =
+        (typed, child.stdin.take())
+    {
+        let line = zeroize::Zeroizing::new(format!("{}\n", p.as_str()));
+        let _ = stdin.write_all(line.as_bytes());
+    }
     let out = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
     let _ = std::io::BufReader::new(out).read_line(&mut line);
@@ -213,7 +239,8 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
-        let (vol, checks) = setup::open_volume_waiting(&config, opts.startup_timeout()).await?;
+        let (vol, checks) =
+            setup::open_volume_waiting(&config, &args.keys, opts.startup_timeout()).await?;
         let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
         // One writer at a time: a read-write mount holds the write lease, given
         // back however the mount ends.

@@ -1,8 +1,10 @@
 //! Erasure coding of one chunk into k data + m parity shard objects, and back.
 //!
-//! Pure functions, no I/O: `encode` turns a chunk into k+m complete shard objects
-//! (header + payload, ready to upload); `decode` rebuilds the chunk from any k of
-//! them and checks its SHA-256 before returning a byte.
+//! Pure functions, no I/O: `encode` turns a sealed chunk (see `seal`) into k+m
+//! complete shard objects (header + payload, ready to upload); `decode` rebuilds
+//! the sealed chunk from any k of them. Each shard's header and checksum are
+//! checked on their own (`verify_shard`); the sealed chunk is authenticated when
+//! it is opened.
 
 use crate::format::{ChunkId, HeaderError, ShardHeader, VolumeId, SHARD_HEADER_LEN};
 use bytes::Bytes;
@@ -14,8 +16,6 @@ pub enum CodecError {
     BadParameters { k: usize, m: usize },
     #[error("only {have} valid shards, {need} needed")]
     NotEnoughShards { have: usize, need: usize },
-    #[error("rebuilt chunk does not match its SHA-256")]
-    ChunkMismatch,
     #[error("shard {index}: {reason}")]
     BadShard { index: usize, reason: String },
     #[error("chunk of {0} bytes is larger than a shard can describe")]
@@ -138,10 +138,9 @@ pub fn verify_shard(
     Ok(obj.slice(off..))
 }
 
-/// Rebuilds a chunk from verified payloads (`None` where a shard is missing or
-/// bad) and checks the result against `id`.
+/// Rebuilds a sealed chunk of `chunk_len` bytes from verified payloads (`None`
+/// where a shard is missing or bad). Opening it checks what was rebuilt.
 pub fn decode(
-    id: &ChunkId,
     mut payloads: Vec<Option<Bytes>>,
     layout: Layout,
     chunk_len: usize,
@@ -180,8 +179,11 @@ pub fn decode(
             out.extend_from_slice(&s[..take]);
         }
     }
-    if out.len() != chunk_len || ChunkId::of(&out) != *id {
-        return Err(CodecError::ChunkMismatch);
+    if out.len() != chunk_len {
+        return Err(CodecError::NotEnoughShards {
+            have,
+            need: layout.k,
+        });
     }
     Ok(out)
 }
@@ -206,7 +208,7 @@ mod tests {
                 }
             })
             .collect();
-        decode(&id, payloads, layout, data.len())
+        decode(payloads, layout, data.len())
     }
 
     #[test]

@@ -6,12 +6,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
-/// Version of the shard object layout written by this build.
-pub const SHARD_FORMAT_VERSION: u16 = 1;
-/// Version of the volume marker written by this build.
-pub const MARKER_FORMAT_VERSION: u32 = 1;
-/// Version byte that prefixes every value in the local index.
-pub const INDEX_RECORD_VERSION: u8 = 1;
+/// Version of the shard object layout written by this build. Version 2: the
+/// payload is a sealed chunk (compressed, encrypted), not the plaintext.
+pub const SHARD_FORMAT_VERSION: u16 = 2;
+/// Version of the volume marker written by this build (2: encryption section).
+pub const MARKER_FORMAT_VERSION: u32 = 2;
+/// Version byte that prefixes every value in the local index (2: chunk records
+/// carry their sealed length).
+pub const INDEX_RECORD_VERSION: u8 = 2;
 
 pub const SHARD_MAGIC: &[u8; 8] = b"CRDSHARD";
 pub const SHARD_HEADER_LEN: usize = 80;
@@ -44,7 +46,8 @@ impl fmt::Debug for VolumeId {
     }
 }
 
-/// A chunk's address: the SHA-256 of its bytes.
+/// A chunk's address: HMAC-SHA256 of its plaintext under the volume's id key
+/// (SHA-256 of it in a volume without encryption). See `seal`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ChunkId(pub [u8; 32]);
 
@@ -104,9 +107,11 @@ pub enum HeaderError {
     #[error("not a cloudraid shard (bad magic)")]
     BadMagic,
     #[error(
-        "shard format version {0} is newer than this cloudraid understands (1); upgrade cloudraid"
+        "shard format version {0} is newer than this cloudraid understands (2); upgrade cloudraid"
     )]
     UnknownVersion(u16),
+    #[error("shard format version {0} was written by an earlier development build and is not read by this one")]
+    OldVersion(u16),
     #[error("shard header checksum mismatch")]
     HeaderChecksum,
     #[error("shard payload is {actual} bytes, header says {expected}")]
@@ -144,8 +149,11 @@ impl ShardHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u16::from_le_bytes([obj[8], obj[9]]);
-        if version != SHARD_FORMAT_VERSION {
+        if version > SHARD_FORMAT_VERSION {
             return Err(HeaderError::UnknownVersion(version));
+        }
+        if version < SHARD_FORMAT_VERSION {
+            return Err(HeaderError::OldVersion(version));
         }
         let hlen = u16::from_le_bytes([obj[10], obj[11]]) as usize;
         if hlen < SHARD_HEADER_LEN || obj.len() < hlen {
@@ -191,6 +199,9 @@ pub struct VolumeMarker {
     pub backend_name: String,
     pub backend_slot: u16,
     pub created_unix: u64,
+    /// How the volume's master key is kept (absent: the volume is not encrypted).
+    #[serde(default)]
+    pub encryption: Option<crate::keys::KeySection>,
 }
 
 impl VolumeMarker {
@@ -212,6 +223,12 @@ impl VolumeMarker {
             return Err(format!(
                 "volume marker version {} is newer than this cloudraid understands ({}); upgrade cloudraid",
                 m.version, MARKER_FORMAT_VERSION
+            ));
+        }
+        if m.version < MARKER_FORMAT_VERSION {
+            return Err(format!(
+                "volume marker version {} was written by an earlier development build of cloudraid, whose formats this one does not read; copy the files out with that build and into a new volume",
+                m.version
             ));
         }
         Ok(m)
@@ -275,6 +292,9 @@ pub fn decode_record<'a, T: Deserialize<'a>>(b: &'a [u8]) -> Result<T, String> {
         Some(&INDEX_RECORD_VERSION) => {
             postcard::from_bytes(&b[1..]).map_err(|e| format!("index record is damaged ({e})"))
         }
+        Some(v) if *v < INDEX_RECORD_VERSION => Err(format!(
+            "index record version {v} was written by an earlier development build of cloudraid; recover the index from the backends with that build"
+        )),
         Some(v) => Err(format!(
             "index record version {v} is not understood by this cloudraid; upgrade cloudraid"
         )),
@@ -369,7 +389,10 @@ pub struct ContentRecord {
 pub struct ChunkRecord {
     /// How many file-content references point at this chunk.
     pub refs: u64,
+    /// Plaintext bytes.
     pub len: u32,
+    /// Bytes of the sealed chunk that is erasure-coded (compressed, encrypted).
+    pub sealed_len: u32,
     pub k: u8,
     pub m: u8,
     /// Size of each shard object, header included.

@@ -30,6 +30,9 @@ impl Secret32 {
         OsRng.fill_bytes(&mut k[..]);
         Secret32(k)
     }
+    pub fn from_bytes(b: [u8; KEY_LEN]) -> Self {
+        Secret32(Zeroizing::new(b))
+    }
     pub fn bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
     }

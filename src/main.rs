@@ -14,8 +14,29 @@ use std::process::ExitCode;
     about = "A backup drive that survives a cloud going dark: files are erasure-coded across several storage providers"
 )]
 struct Cli {
+    /// Unlock an encrypted volume with this key file (init: create it).
+    #[arg(long, global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Read the passphrase of an encrypted volume from the first line of FILE
+    /// (also: CLOUDRAID_PASSPHRASE, or a prompt on a terminal).
+    #[arg(long, global = true, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// The passphrase comes on standard input (used by `mount` for its daemon).
+    #[arg(long, global = true, hide = true)]
+    passphrase_stdin: bool,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// How this run unlocks encrypted volumes (from the global options).
+static KEYS: std::sync::OnceLock<setup::KeySource> = std::sync::OnceLock::new();
+
+/// The key source of this run; `locked` for commands that need no key.
+fn keys(locked: bool) -> setup::KeySource {
+    setup::KeySource {
+        locked,
+        ..KEYS.get().cloned().unwrap_or_default()
+    }
 }
 
 #[derive(Subcommand)]
@@ -59,6 +80,33 @@ enum Cmd {
         /// started without a user environment (fstab, systemd).
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
+        /// Store chunks and metadata unencrypted (encryption is the default).
+        #[arg(long)]
+        no_encryption: bool,
+        /// Compression of chunks: zstd, zstd:LEVEL (1-19) or none.
+        #[arg(long, value_name = "ALGO", default_value = "zstd")]
+        compression: String,
+        /// Memory for the passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+        kdf_memory: Size,
+        /// Passes of the passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_passes: u32,
+    },
+    /// Change the passphrase of an encrypted volume (rewraps its key on every backend).
+    Passwd {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The new passphrase's file (first line); else CLOUDRAID_NEW_PASSPHRASE, else
+        /// asked twice on the terminal.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Memory for the new passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+        kdf_memory: Size,
+        /// Passes of the new passphrase's key derivation.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_passes: u32,
     },
     /// Mount a volume. Returns once the mount is live, unless --foreground.
     Mount {
@@ -255,6 +303,78 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
+/// Argon2id cost from the command line.
+fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::keys::KdfCost, String> {
+    let kib = memory.0 / 1024;
+    if !(8..=(4 << 20)).contains(&kib) || passes == 0 {
+        return Err(format!(
+            "--kdf-memory {memory} must be between 8KiB and 4GiB, and --kdf-passes at least 1"
+        ));
+    }
+    Ok(cloudraid::keys::KdfCost {
+        m_cost_kib: kib as u32,
+        t_cost: passes,
+        p_cost: 1,
+    })
+}
+
+/// A new passphrase: from a file, from the environment variable `env`, or typed twice.
+fn new_passphrase(file: Option<&Path>, env: &str) -> Result<cloudraid::keys::Credential, String> {
+    use cloudraid::keys::Credential;
+    use zeroize::Zeroizing;
+    if let Some(f) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(f)
+                .map_err(|e| format!("passphrase file {}: {e}", f.display()))?,
+        );
+        let line = text.lines().next().unwrap_or("");
+        if line.is_empty() {
+            return Err(format!("passphrase file {} is empty", f.display()));
+        }
+        return Ok(Credential::Passphrase(Zeroizing::new(line.to_string())));
+    }
+    if let Ok(p) = std::env::var(env) {
+        if p.is_empty() {
+            return Err(format!("{env} is empty"));
+        }
+        return Ok(Credential::Passphrase(Zeroizing::new(p)));
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(format!(
+            "no new passphrase: set {env}, give a passphrase file, or run on a terminal to type it"
+        ));
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| format!("cannot read the passphrase: {e}"))
+    };
+    let first = ask("New passphrase: ")?;
+    if first.is_empty() {
+        return Err("the passphrase is empty".into());
+    }
+    if *ask("Repeat it: ")? != *first {
+        return Err("the two passphrases differ; nothing was changed".into());
+    }
+    Ok(Credential::Passphrase(first))
+}
+
+/// How `init` protects the new volume's key.
+fn new_key(
+    no_encryption: bool,
+    key_file: Option<&Path>,
+    passphrase_file: Option<&Path>,
+) -> Result<setup::NewKey, String> {
+    match (no_encryption, key_file) {
+        (true, None) if passphrase_file.is_none() => Ok(setup::NewKey::None),
+        (true, _) => Err("--no-encryption takes no key file or passphrase".into()),
+        (false, Some(f)) => Ok(setup::NewKey::KeyFile(absolute(f)?)),
+        (false, None) => {
+            new_passphrase(passphrase_file, setup::PASSPHRASE_ENV).map(setup::NewKey::Passphrase)
+        }
+    }
+}
+
 fn init_volume(req: setup::InitRequest) -> Result<(), String> {
     let path = req.config_path.clone();
     let report = runtime()?.block_on(setup::init(req))?;
@@ -271,6 +391,14 @@ fn init_volume(req: setup::InitRequest) -> Result<(), String> {
     );
     println!("config: {}", path.display());
     println!("state:  {}", v.state_dir.display());
+    match (&v.key_file, v.encrypted()) {
+        (Some(k), _) => println!(
+            "encrypted; key file: {} (back it up elsewhere: without it the volume cannot be opened)",
+            k.display()
+        ),
+        (None, true) => println!("encrypted with your passphrase (without it the volume cannot be opened)"),
+        (None, false) => println!("not encrypted"),
+    }
     for w in report.warnings {
         println!("warning: {w}");
     }
@@ -369,7 +497,7 @@ fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
         match ask_daemon(&config, control::Request::Status, |r| r.status).await? {
             Some(r) => Ok(r),
             None => {
-                let (vol, _) = setup::open_volume(&config).await?;
+                let (vol, _) = setup::open_volume(&config, &keys(true)).await?;
                 let idx = setup::open_index(&config)?;
                 status::gather(&vol, &idx).await
             }
@@ -389,7 +517,8 @@ fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> 
         match ask_daemon(&config, control::Request::Scrub { sample }, |r| r.scrub).await? {
             Some(r) => Ok(r),
             None => {
-                let (vol, _) = setup::open_volume(&config).await?;
+                // Shards are checked as stored: no key needed.
+                let (vol, _) = setup::open_volume(&config, &keys(true)).await?;
                 let idx = setup::open_index(&config)?;
                 let p = Progress::new("scrub");
                 scrub::scrub(&vol, &idx, sample, &|d, t| p.update(d, t)).await
@@ -414,7 +543,7 @@ fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
         match ask_daemon(&config, control::Request::Repair, |r| r.repair).await? {
             Some(r) => Ok(r),
             None => {
-                let (vol, _) = setup::open_volume(&config).await?;
+                let (vol, _) = setup::open_volume(&config, &keys(false)).await?;
                 let idx = setup::open_index(&config)?;
                 let p = Progress::new("repair");
                 scrub::repair(&vol, &idx, &|d, t| p.update(d, t)).await
@@ -452,7 +581,14 @@ fn on_volume<T: serde::de::DeserializeOwned>(
             let down = r.down.clone();
             return Ok::<_, String>((r, down));
         }
-        let (vol, checks) = setup::open_volume(&config).await?;
+        // Listing reads only the index: no key needed for it.
+        let locked = matches!(
+            req,
+            control::Request::Ls { .. }
+                | control::Request::Du { .. }
+                | control::Request::Fsck { repair: false, .. }
+        );
+        let (vol, checks) = setup::open_volume(&config, &keys(locked)).await?;
         let idx = setup::open_index(&config)?;
         // A change without a mount holds the write lease for its duration.
         let holder = if read_only {
@@ -692,6 +828,7 @@ fn mount_helper(args: &[String]) -> ExitCode {
         config_path: PathBuf::from(&h.source),
         mountpoint: PathBuf::from(&h.mountpoint),
         options: vec![opts.to_list()],
+        keys: keys(false),
     };
     match daemon::mount_detached(&args) {
         Ok(()) => {
@@ -736,6 +873,10 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
             force: false,
             allow_shared_backends: false,
             env_file: None,
+            // Encrypted, with a key file beside it so that it mounts unattended.
+            new_key: setup::NewKey::KeyFile(base.join("demo.key")),
+            kdf_cost: Default::default(),
+            compression: "zstd".into(),
         })?;
     }
     std::fs::create_dir_all(mountpoint)
@@ -756,6 +897,7 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
         config_path: config,
         mountpoint: mountpoint.to_path_buf(),
         options: vec![],
+        keys: keys(false),
     })
 }
 
@@ -774,7 +916,18 @@ fn run(cli: Cli) -> Result<(), String> {
             force,
             allow_shared_backends,
             env_file,
+            no_encryption,
+            compression,
+            kdf_memory,
+            kdf_passes,
         } => init_volume(setup::InitRequest {
+            new_key: new_key(
+                no_encryption,
+                cli.key_file.as_deref(),
+                cli.passphrase_file.as_deref(),
+            )?,
+            kdf_cost: kdf_cost(kdf_memory, kdf_passes)?,
+            compression,
             env_file: env_file.map(|f| absolute(&f)).transpose()?,
             write_quorum,
             config_path: config,
@@ -805,6 +958,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 config_path: config,
                 mountpoint,
                 options,
+                keys: keys(false),
             };
             if foreground {
                 daemon::mount_foreground(&args)
@@ -914,11 +1068,40 @@ fn run(cli: Cli) -> Result<(), String> {
                 }
             },
         ),
+        Cmd::Passwd {
+            config,
+            new_passphrase_file,
+            kdf_memory,
+            kdf_passes,
+        } => {
+            let config = Config::load(&config)?;
+            let cost = kdf_cost(kdf_memory, kdf_passes)?;
+            let current = keys(false);
+            // The current passphrase is asked first (when nothing else gives it).
+            let current = if current.would_prompt(&config) {
+                setup::KeySource {
+                    passed: Some(current.credential(&config)?),
+                    ..current
+                }
+            } else {
+                current
+            };
+            let new = new_passphrase(new_passphrase_file.as_deref(), "CLOUDRAID_NEW_PASSPHRASE")?;
+            let done = runtime()?.block_on(setup::passwd(&config, &current, &new, cost))?;
+            println!(
+                "passphrase changed on {} backend(s): {}",
+                done.len(),
+                done.join(", ")
+            );
+            Ok(())
+        }
         Cmd::Recover { config, json } => {
             let config_path = config;
             let config = Config::load(&config_path)?;
             let p = Progress::new("recover");
-            let report = runtime()?.block_on(setup::recover(&config, &|d, t| p.update(d, t)))?;
+            let report = runtime()?.block_on(setup::recover(&config, &keys(false), &|d, t| {
+                p.update(d, t)
+            }))?;
             drop(p);
             print_report(&report, json, cloudraid::metalog::render_recover)?;
             if !json {
@@ -964,6 +1147,23 @@ fn main() -> ExitCode {
         return mount_helper(&args);
     }
     let cli = Cli::parse();
+    let passed = if cli.passphrase_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        let _ = std::io::stdin().read_line(&mut line);
+        let p = line.trim_end_matches(['\r', '\n']).to_string();
+        Some(cloudraid::keys::Credential::Passphrase(
+            zeroize::Zeroizing::new(p),
+        ))
+    } else {
+        None
+    };
+    let _ = KEYS.set(setup::KeySource {
+        key_file: cli.key_file.clone(),
+        passphrase_file: cli.passphrase_file.clone(),
+        prompt: true,
+        passed,
+        locked: false,
+    });
     init_logging(matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. }));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

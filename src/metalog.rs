@@ -17,6 +17,7 @@
 use crate::format::{keys, LogState, LoggedOps, VolumeId};
 use crate::index::Index;
 use crate::meta::{Batch, MetaStore};
+use crate::seal::ChunkSealer;
 use crate::store::DynBackend;
 use crate::volume::Volume;
 use bytes::Bytes;
@@ -25,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub const META_MAGIC: &[u8; 8] = b"CRDMETA1";
+pub const META_MAGIC: &[u8; 8] = b"CRDMETA2";
 const KIND_LOG: u8 = 1;
 const KIND_PART: u8 = 2;
 const KIND_MANIFEST: u8 = 3;
@@ -72,23 +73,39 @@ pub struct Manifest {
 }
 
 /// Frames a metadata object: magic, kind, volume id, payload length, payload, CRC-32.
-fn frame(kind: u8, volume: &VolumeId, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(8 + 1 + 16 + 8 + payload.len() + 4);
+/// A metadata object: header, sealed payload (see `seal`), checksum.
+fn frame(
+    kind: u8,
+    sealer: &ChunkSealer,
+    volume: &VolumeId,
+    payload: &[u8],
+) -> Result<Bytes, String> {
+    let (flags, sealed) = sealer
+        .seal_meta(kind, payload)
+        .map_err(|e| format!("cannot seal metadata: {e}"))?;
+    let mut out = Vec::with_capacity(HEAD + sealed.len() + 4);
     out.extend_from_slice(META_MAGIC);
     out.push(kind);
     out.extend_from_slice(&volume.0);
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(payload);
+    out.push(flags);
+    out.extend_from_slice(&(sealed.len() as u64).to_le_bytes());
+    out.extend_from_slice(&sealed);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    Bytes::from(out)
+    Ok(Bytes::from(out))
 }
 
-/// The payload of a framed object, checked.
-fn unframe<'a>(kind: u8, volume: &VolumeId, data: &'a [u8]) -> Result<&'a [u8], String> {
-    const HEAD: usize = 8 + 1 + 16 + 8;
+const HEAD: usize = 8 + 1 + 16 + 1 + 8;
+
+/// The payload of a framed object, checked and opened.
+fn unframe(
+    kind: u8,
+    sealer: &ChunkSealer,
+    volume: &VolumeId,
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
     if data.len() < HEAD + 4 || &data[..8] != META_MAGIC {
-        return Err("not a cloudraid metadata object".into());
+        return Err("not a cloudraid metadata object (of this format)".into());
     }
     let (body, crc) = data.split_at(data.len() - 4);
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
@@ -100,11 +117,14 @@ fn unframe<'a>(kind: u8, volume: &VolumeId, data: &'a [u8]) -> Result<&'a [u8], 
     if body[9..25] != volume.0 {
         return Err("object of another volume".into());
     }
-    let len = u64::from_le_bytes(body[25..33].try_into().expect("8 bytes")) as usize;
+    let flags = body[25];
+    let len = u64::from_le_bytes(body[26..34].try_into().expect("8 bytes")) as usize;
     if body.len() != HEAD + len {
         return Err("length mismatch (truncated object)".into());
     }
-    Ok(&body[HEAD..])
+    sealer
+        .open_meta(kind, flags, &body[HEAD..])
+        .map_err(|e| e.to_string())
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -189,12 +209,13 @@ impl MetaLog {
             let (first, last) = (first.0, last.0);
             let object = frame(
                 KIND_LOG,
+                &self.vol.sealer,
                 &self.vol.id,
                 &encode(&LogObject {
                     writer: self.writer.clone(),
                     entries,
                 }),
-            );
+            )?;
             let size = object.len() as u64;
             self.replicate(&log_key(first, last), object).await?;
             let mut b = Batch::default();
@@ -240,7 +261,7 @@ impl MetaLog {
                 bytes_n += (k.len() + v.len()) as u64;
                 part.push((k, v));
                 if part_bytes >= PART_BYTES {
-                    let object = frame(KIND_PART, &self.vol.id, &encode(&part));
+                    let object = frame(KIND_PART, &self.vol.sealer, &self.vol.id, &encode(&part))?;
                     self.replicate(&part_key(seq, parts), object).await?;
                     parts += 1;
                     part.clear();
@@ -252,7 +273,7 @@ impl MetaLog {
             }
         }
         if !part.is_empty() || parts == 0 {
-            let object = frame(KIND_PART, &self.vol.id, &encode(&part));
+            let object = frame(KIND_PART, &self.vol.sealer, &self.vol.id, &encode(&part))?;
             self.replicate(&part_key(seq, parts), object).await?;
             parts += 1;
         }
@@ -265,7 +286,12 @@ impl MetaLog {
         };
         self.replicate(
             &manifest_key(seq),
-            frame(KIND_MANIFEST, &self.vol.id, &encode(&manifest)),
+            frame(
+                KIND_MANIFEST,
+                &self.vol.sealer,
+                &self.vol.id,
+                &encode(&manifest),
+            )?,
         )
         .await?;
         let mut state = self.idx.log_state().map_err(|e| e.to_string())?;
@@ -349,8 +375,16 @@ impl MetaLog {
         for (key, (k, holders)) in newer {
             let writer = match k {
                 MetaKey::Log { .. } => {
-                    let p =
-                        fetch(&slots, &holders, &key, KIND_LOG, &self.vol.id, &mut scratch).await?;
+                    let p = fetch(
+                        &slots,
+                        &holders,
+                        &key,
+                        KIND_LOG,
+                        &self.vol.sealer,
+                        &self.vol.id,
+                        &mut scratch,
+                    )
+                    .await?;
                     decode::<LogObject>(&p)?.writer
                 }
                 _ => {
@@ -359,6 +393,7 @@ impl MetaLog {
                         &holders,
                         &key,
                         KIND_MANIFEST,
+                        &self.vol.sealer,
                         &self.vol.id,
                         &mut scratch,
                     )
@@ -475,6 +510,7 @@ async fn fetch(
     holders: &[usize],
     key: &str,
     kind: u8,
+    sealer: &ChunkSealer,
     volume: &VolumeId,
     report: &mut RecoverReport,
 ) -> Result<Vec<u8>, String> {
@@ -485,8 +521,8 @@ async fn fetch(
             Ok(data) => {
                 report.objects_downloaded += 1;
                 report.bytes_downloaded += data.len() as u64;
-                match unframe(kind, volume, &data) {
-                    Ok(p) => return Ok(p.to_vec()),
+                match unframe(kind, sealer, volume, &data) {
+                    Ok(p) => return Ok(p),
                     Err(e) => errors.push(format!("{name}: {e}")),
                 }
             }
@@ -551,6 +587,7 @@ pub async fn recover(
                     &holders[&manifest_key(*seq)],
                     &manifest_key(*seq),
                     KIND_MANIFEST,
+                    &vol.sealer,
                     &vol.id,
                     &mut report,
                 )
@@ -564,7 +601,16 @@ pub async fn recover(
                     .get(&key)
                     .ok_or_else(|| format!("part {i} of snapshot {seq} is on no backend"))?;
                 parts.push(decode(
-                    &fetch(&slots, who, &key, KIND_PART, &vol.id, &mut report).await?,
+                    &fetch(
+                        &slots,
+                        who,
+                        &key,
+                        KIND_PART,
+                        &vol.sealer,
+                        &vol.id,
+                        &mut report,
+                    )
+                    .await?,
                 )?);
                 progress(i as u64 + 1, total);
             }
@@ -610,8 +656,18 @@ pub async fn recover(
             );
             break;
         }
-        let object: LogObject =
-            decode(&fetch(&slots, &holders[&key], &key, KIND_LOG, &vol.id, &mut report).await?)?;
+        let object: LogObject = decode(
+            &fetch(
+                &slots,
+                &holders[&key],
+                &key,
+                KIND_LOG,
+                &vol.sealer,
+                &vol.id,
+                &mut report,
+            )
+            .await?,
+        )?;
         // The object's entries, in order, as one batch (ops apply in order).
         let mut b = Batch::default();
         for (seq, ops) in object.entries {
@@ -671,18 +727,39 @@ mod tests {
     #[test]
     fn frames_check_kind_volume_and_bytes() {
         let v = VolumeId::random();
-        let f = frame(KIND_LOG, &v, b"payload");
-        assert_eq!(unframe(KIND_LOG, &v, &f).unwrap(), b"payload");
-        assert!(unframe(KIND_PART, &v, &f).unwrap_err().contains("kind"));
-        assert!(unframe(KIND_LOG, &VolumeId::random(), &f)
+        let keys = crate::keys::Keys::derive(&crate::keys::Secret32::random(), v);
+        let sealer = ChunkSealer::encrypted(v, Some(keys), crate::seal::Compression::None);
+        let payload = b"file names: holiday.jpg, taxes-2026.pdf ".repeat(20);
+        let f = frame(KIND_LOG, &sealer, &v, &payload).unwrap();
+        assert!(
+            !f.windows(11).any(|w| w == b"holiday.jpg"),
+            "the payload is not readable in the object"
+        );
+        assert_eq!(unframe(KIND_LOG, &sealer, &v, &f).unwrap(), payload);
+        assert!(unframe(KIND_PART, &sealer, &v, &f)
+            .unwrap_err()
+            .contains("kind"));
+        assert!(unframe(KIND_LOG, &sealer, &VolumeId::random(), &f)
             .unwrap_err()
             .contains("another volume"));
         let mut bad = f.to_vec();
         bad[40] ^= 1;
-        assert!(unframe(KIND_LOG, &v, &bad)
+        assert!(unframe(KIND_LOG, &sealer, &v, &bad)
             .unwrap_err()
             .contains("checksum"));
-        assert!(unframe(KIND_LOG, &v, &f[..f.len() - 1]).is_err());
+        assert!(unframe(KIND_LOG, &sealer, &v, &f[..f.len() - 1]).is_err());
+        // Altered with a valid checksum: the encryption catches it.
+        let mut forged = f.to_vec();
+        forged[HEAD + 20] ^= 1;
+        let n = forged.len() - 4;
+        let crc = crc32fast::hash(&forged[..n]);
+        forged[n..].copy_from_slice(&crc.to_le_bytes());
+        assert!(unframe(KIND_LOG, &sealer, &v, &forged)
+            .unwrap_err()
+            .contains("altered"));
+        // Without the key it cannot be read.
+        let locked = ChunkSealer::encrypted(v, None, crate::seal::Compression::None);
+        assert!(unframe(KIND_LOG, &locked, &v, &f).is_err());
     }
 
     #[test]

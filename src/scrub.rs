@@ -5,9 +5,7 @@
 
 use crate::config::human;
 use crate::erasure::{verify_shard, Layout};
-use crate::format::{
-    keys, shard_key, ChunkId, ChunkRecord, VolumeMarker, MARKER_FORMAT_VERSION, MARKER_KEY,
-};
+use crate::format::{keys, shard_key, ChunkId, ChunkRecord, VolumeMarker, MARKER_KEY};
 use crate::index::Index;
 use crate::store::StoreError;
 use crate::volume::{Volume, VolumeError};
@@ -72,7 +70,7 @@ async fn check(vol: &Volume, id: ChunkId, rec: &ChunkRecord, i: usize) -> Verdic
     match slot.backend.get(&shard_key(&id, i)).await {
         Err(StoreError::NotFound(_)) => Verdict::Missing,
         Err(e) => Verdict::Unreachable(e.to_string()),
-        Ok(obj) => match verify_shard(&obj, vol.id, &id, i, layout, rec.len as usize) {
+        Ok(obj) => match verify_shard(&obj, vol.id, &id, i, layout, rec.sealed_len as usize) {
             Ok(_) => Verdict::Ok(obj.len() as u64),
             Err(e) => Verdict::Corrupt(e.to_string()),
         },
@@ -243,21 +241,26 @@ pub async fn repair(
         .map(|(k, _)| k)
         .collect();
     let mut markers_restored = Vec::new();
+    // A restored marker is a surviving one's copy (same key material), naming
+    // its own backend.
+    let mut template = None;
+    for slot in &vol.slots {
+        if let Ok(b) = slot.backend.get(MARKER_KEY).await {
+            if let Ok(m) = VolumeMarker::from_bytes(&b) {
+                if m.volume_id == vol.id.to_string() {
+                    template = Some(m);
+                    break;
+                }
+            }
+        }
+    }
     for (i, slot) in vol.slots.iter().enumerate() {
+        let Some(template) = &template else { break };
         if let Ok(None) = slot.backend.head(MARKER_KEY).await {
             let marker = VolumeMarker {
-                format: VolumeMarker::FORMAT.into(),
-                version: MARKER_FORMAT_VERSION,
-                volume_id: vol.id.to_string(),
-                volume_name: vol.name.clone(),
-                data_shards: vol.layout.k as u8,
-                parity_shards: vol.layout.m as u8,
                 backend_name: slot.name.clone(),
                 backend_slot: i as u16,
-                created_unix: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                ..template.clone()
             };
             if let Ok(true) = slot
                 .backend
@@ -292,17 +295,8 @@ pub async fn repair(
         let Some(rec) = idx.chunk(&id).map_err(|e| e.to_string())? else {
             continue;
         };
-        // The cache may hold the chunk from before; only freshly verified bytes count.
-        vol.cache.remove(&id);
-        let data = match vol.load_chunk(id, &rec).await {
-            Ok(d) => d,
-            Err(e) => {
-                report.failed.push(format!("chunk {}: {e}", &hex[..16]));
-                still_bad.insert(hex.clone());
-                continue;
-            }
-        };
-        match vol.rewrite_shards(id, &rec, data, &which).await {
+        // Rebuilt from the shards as stored now, checked by opening it.
+        match vol.rewrite_shards(id, &rec, &which).await {
             Ok(()) => {
                 report.chunks_repaired += 1;
                 report.shards_rewritten += which.len() as u64;

@@ -218,6 +218,94 @@ impl ChunkSealer {
     }
 }
 
+impl ChunkSealer {
+    /// Seals a metadata object's payload (log entries, snapshot parts): zstd
+    /// when smaller, then AES-256-GCM under the metadata key when the volume is
+    /// encrypted, bound to the object's kind and volume. Returns the flags and
+    /// the sealed bytes.
+    pub fn seal_meta(&self, kind: u8, payload: &[u8]) -> Result<(u8, Vec<u8>), SealError> {
+        let keys = self.unlocked()?;
+        let mut flags = 0;
+        let mut body = match zstd::bulk::compress(payload, 3) {
+            Ok(c) if c.len() < payload.len() => {
+                flags |= FLAG_COMPRESSED;
+                c
+            }
+            _ => payload.to_vec(),
+        };
+        let Some(keys) = keys else {
+            return Ok((flags, body));
+        };
+        flags |= FLAG_ENCRYPTED;
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let tag = Aes256Gcm::new(keys.meta.bytes().into())
+            .encrypt_in_place_detached(
+                Nonce::from_slice(&nonce),
+                &meta_aad(self.volume, kind, flags),
+                &mut body,
+            )
+            .map_err(|_| SealError::Damaged("metadata too large to encrypt".into()))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + body.len() + TAG_LEN);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&tag);
+        Ok((flags, out))
+    }
+
+    /// Opens what [`seal_meta`](Self::seal_meta) sealed.
+    pub fn open_meta(&self, kind: u8, flags: u8, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+            return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
+        }
+        let body = if flags & FLAG_ENCRYPTED != 0 {
+            let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
+            if sealed.len() < NONCE_LEN + TAG_LEN {
+                return Err(SealError::Damaged("shorter than nonce and tag".into()));
+            }
+            let (nonce, ct) = sealed.split_at(NONCE_LEN);
+            let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
+            let mut body = ct.to_vec();
+            Aes256Gcm::new(keys.meta.bytes().into())
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(nonce),
+                    &meta_aad(self.volume, kind, flags),
+                    &mut body,
+                    Tag::from_slice(tag),
+                )
+                .map_err(|_| SealError::Authentication)?;
+            body
+        } else if self.encrypted {
+            return Err(SealError::Authentication);
+        } else {
+            sealed.to_vec()
+        };
+        if flags & FLAG_COMPRESSED != 0 {
+            // Metadata objects are a few MiB at most; 1 GiB bounds a forged size.
+            zstd::stream::decode_all(&body[..])
+                .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))
+                .and_then(|d| {
+                    if d.len() > 1 << 30 {
+                        Err(SealError::Damaged("too large".into()))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        } else {
+            Ok(body)
+        }
+    }
+}
+
+fn meta_aad(volume: VolumeId, kind: u8, flags: u8) -> [u8; 34] {
+    let mut a = [0u8; 34];
+    a[..16].copy_from_slice(b"cloudraid meta\0\0");
+    a[16] = kind;
+    a[17..33].copy_from_slice(&volume.0);
+    a[33] = flags;
+    a
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

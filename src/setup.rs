@@ -6,7 +6,9 @@ use crate::erasure::Layout;
 use crate::format::{VolumeId, VolumeMarker, MARKER_FORMAT_VERSION, MARKER_KEY};
 use crate::fs::{Caller, Fs, FsOptions};
 use crate::index::Index;
+use crate::keys::{Credential, KdfCost, KeySection, Keys};
 use crate::meta::{MetaStore, SledMeta};
+use crate::seal::ChunkSealer;
 use crate::store::{open_backend, DynBackend, StoreError};
 use crate::volume::{Slot, Volume};
 use bytes::Bytes;
@@ -28,6 +30,125 @@ pub struct InitRequest {
     pub allow_shared_backends: bool,
     /// Credentials file to reference from the config (`env_file`).
     pub env_file: Option<PathBuf>,
+    /// How the new volume's master key will be unlocked.
+    pub new_key: NewKey,
+    pub kdf_cost: KdfCost,
+    /// `compression` of the config.
+    pub compression: String,
+}
+
+/// How a new volume's key is protected.
+pub enum NewKey {
+    /// Not encrypted.
+    None,
+    Passphrase(Credential),
+    /// A key file to create (it must not exist), referenced from the config.
+    KeyFile(PathBuf),
+}
+
+/// Where the passphrase or key of an encrypted volume comes from, in this order:
+/// `--key-file`, `--passphrase-file`, the config's `key_file`, then its
+/// `passphrase_file`, `CLOUDRAID_PASSPHRASE` (from the environment or the
+/// env_file), a passphrase piped by a parent (the mount daemon), and last a
+/// prompt on the terminal.
+#[derive(Clone, Debug, Default)]
+pub struct KeySource {
+    pub key_file: Option<PathBuf>,
+    pub passphrase_file: Option<PathBuf>,
+    /// Ask on the terminal when nothing else gives the passphrase.
+    pub prompt: bool,
+    /// The passphrase given by the process that started this one.
+    pub passed: Option<Credential>,
+    /// Open the volume without its key: only commands that check stored bytes
+    /// (scrub, status) work then.
+    pub locked: bool,
+}
+
+pub const PASSPHRASE_ENV: &str = "CLOUDRAID_PASSPHRASE";
+
+fn read_passphrase_file(path: &Path) -> Result<Credential, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("passphrase file {shown}: {e}"))?,
+    );
+    let md = std::fs::metadata(path).map_err(|e| format!("passphrase file {shown}: {e}"))?;
+    if md.mode() & 0o077 != 0 {
+        return Err(format!(
+            "passphrase file {shown} is readable by others (mode {:o}); run `chmod 600 {shown}`",
+            md.mode() & 0o777
+        ));
+    }
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(format!("passphrase file {shown} is empty"));
+    }
+    Ok(Credential::Passphrase(zeroize::Zeroizing::new(
+        line.to_string(),
+    )))
+}
+
+impl KeySource {
+    /// Whether unlocking `config`'s volume would ask on the terminal (nothing
+    /// else gives its passphrase or key).
+    pub fn would_prompt(&self, config: &Config) -> bool {
+        config.volume.encrypted()
+            && !self.locked
+            && self.key_file.is_none()
+            && self.passphrase_file.is_none()
+            && self.passed.is_none()
+            && config.volume.key_file.is_none()
+            && config.volume.passphrase_file.is_none()
+            && std::env::var_os(PASSPHRASE_ENV).is_none()
+            && !config
+                .env_vars()
+                .map(|v| v.iter().any(|(k, _)| k == PASSPHRASE_ENV))
+                .unwrap_or(false)
+    }
+
+    /// The credential to unlock `config`'s volume with.
+    pub fn credential(&self, config: &Config) -> Result<Credential, String> {
+        let key_file = |p: &Path| {
+            crate::keys::read_key_file(p).map(|k| Credential::KeyFile(k, p.display().to_string()))
+        };
+        if let Some(p) = &self.key_file {
+            return key_file(p);
+        }
+        if let Some(p) = &self.passphrase_file {
+            return read_passphrase_file(p);
+        }
+        if let Some(p) = &config.volume.key_file {
+            return key_file(p);
+        }
+        if let Some(p) = &config.volume.passphrase_file {
+            return read_passphrase_file(p);
+        }
+        if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+            return Ok(Credential::Passphrase(zeroize::Zeroizing::new(p)));
+        }
+        if let Some((_, p)) = config
+            .env_vars()?
+            .into_iter()
+            .find(|(k, _)| k == PASSPHRASE_ENV)
+        {
+            return Ok(Credential::Passphrase(zeroize::Zeroizing::new(p)));
+        }
+        if let Some(c) = &self.passed {
+            return Ok(c.clone());
+        }
+        if self.prompt && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let p = rpassword::prompt_password(format!(
+                "Passphrase for volume {}: ",
+                config.volume.name
+            ))
+            .map_err(|e| format!("cannot read the passphrase: {e}"))?;
+            return Ok(Credential::Passphrase(zeroize::Zeroizing::new(p)));
+        }
+        Err(format!(
+            "volume {} is encrypted: give its passphrase ({PASSPHRASE_ENV}, --passphrase-file FILE, or passphrase_file in the config) or its key file (--key-file FILE, or key_file in the config)",
+            config.volume.name
+        ))
+    }
 }
 
 /// What `init` did, for the user.
@@ -153,6 +274,17 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             readahead_chunks: 4,
             write_quorum: req.write_quorum,
             env_file: req.env_file.clone(),
+            encryption: if matches!(req.new_key, NewKey::None) {
+                "none".into()
+            } else {
+                crate::config::ENCRYPTION_AES.into()
+            },
+            compression: req.compression.clone(),
+            key_file: match &req.new_key {
+                NewKey::KeyFile(p) => Some(p.clone()),
+                _ => None,
+            },
+            passphrase_file: None,
         },
         backends: req
             .backends
@@ -199,6 +331,22 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             state_dir.display()
         ));
     }
+    let cred = match &req.new_key {
+        NewKey::None => None,
+        NewKey::Passphrase(c) => Some(c.clone()),
+        NewKey::KeyFile(p) => Some(Credential::KeyFile(
+            crate::keys::create_key_file(p)?,
+            p.display().to_string(),
+        )),
+    };
+    let encryption = match &cred {
+        Some(cred) => Some(
+            KeySection::create(cred, id, req.kdf_cost)
+                .map_err(|e| e.to_string())?
+                .0,
+        ),
+        None => None,
+    };
     set_private_dir(&state_dir)?;
     for sub in ["cache", "staging"] {
         set_private_dir(&state_dir.join(sub))?;
@@ -228,6 +376,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             backend_name: slot.name.clone(),
             backend_slot: i as u16,
             created_unix: created,
+            encryption: encryption.clone(),
         };
         let written = slot
             .backend
@@ -274,15 +423,36 @@ pub struct BackendCheck {
 /// Builds the volume's data plane from its config and checks every backend's
 /// marker. A backend holding another volume is an error; an unreachable one is
 /// reported and tolerated (reads use the others).
-pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendCheck>), String> {
+pub async fn open_volume(
+    config: &Config,
+    keys: &KeySource,
+) -> Result<(Arc<Volume>, Vec<BackendCheck>), String> {
+    let probe = probe(config).await?;
+    build(config, probe, keys)
+}
+
+/// The backends of a volume, each with its marker checked.
+pub struct Probe {
+    slots: Vec<Slot>,
+    checks: Vec<BackendCheck>,
+    unreachable: Vec<(usize, String)>,
+    /// The key sections of the markers that were read (distinct ones).
+    sections: Vec<Option<KeySection>>,
+}
+
+impl Probe {
+    pub fn answering(&self) -> usize {
+        self.checks.iter().filter(|c| c.error.is_none()).count()
+    }
+}
+
+async fn probe(config: &Config) -> Result<Probe, String> {
     let v = &config.volume;
-    let id = VolumeId::parse(&v.id).ok_or("volume id is not a UUID")?;
     let slots = connect(config)?;
-    let layout =
-        Layout::new(v.data_shards as usize, v.parity_shards as usize).map_err(|e| e.to_string())?;
     let markers = futures::future::join_all(slots.iter().map(|s| read_marker(&s.backend))).await;
     let mut checks = Vec::new();
     let mut unreachable = Vec::new();
+    let mut sections = Vec::new();
     for (i, (slot, m)) in slots.iter().zip(markers).enumerate() {
         let error = match m {
             Ok(Some(mk)) if mk.volume_id != v.id => {
@@ -295,7 +465,12 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
                     v.id
                 ))
             }
-            Ok(Some(_)) => None,
+            Ok(Some(mk)) => {
+                if !sections.contains(&mk.encryption) {
+                    sections.push(mk.encryption);
+                }
+                None
+            }
             Ok(None) => Some("volume marker missing (wrong or emptied bucket/folder?)".to_string()),
             Err(e) => {
                 unreachable.push((i, e.clone()));
@@ -310,14 +485,151 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
             error,
         });
     }
-    let vol = Volume::new(id, v.name.clone(), slots, layout, v.cache_size.0)
-        .with_write_quorum(v.write_quorum());
+    Ok(Probe {
+        slots,
+        checks,
+        unreachable,
+        sections,
+    })
+}
+
+/// Unlocks the volume's key (when it is encrypted) and builds its data plane.
+fn build(
+    config: &Config,
+    probe: Probe,
+    source: &KeySource,
+) -> Result<(Arc<Volume>, Vec<BackendCheck>), String> {
+    let v = &config.volume;
+    let id = VolumeId::parse(&v.id).ok_or("volume id is not a UUID")?;
+    let layout =
+        Layout::new(v.data_shards as usize, v.parity_shards as usize).map_err(|e| e.to_string())?;
+    let compression = v.compression()?;
+    // The config says whether the volume is encrypted: a marker that disagrees
+    // (one replaced on a backend) is not followed.
+    let sections: Vec<&KeySection> = probe.sections.iter().flatten().collect();
+    if !v.encrypted() && !sections.is_empty() {
+        return Err(format!(
+            "the config says volume {} is not encrypted, but its markers hold keys; set encryption = \"{}\" in the config",
+            v.name,
+            crate::config::ENCRYPTION_AES
+        ));
+    }
+    if v.encrypted() && sections.is_empty() && probe.sections.iter().any(Option::is_none) {
+        return Err(format!(
+            "the config says volume {} is encrypted, but its markers hold no keys; a marker was replaced, or the config is wrong (encryption = \"none\")",
+            v.name
+        ));
+    }
+    let sealer = if !v.encrypted() {
+        ChunkSealer::plain(id, compression)
+    } else if source.locked || sections.is_empty() {
+        // Locked (by request, or no marker answered: the open fails later on
+        // with what the backends said).
+        ChunkSealer::encrypted(id, None, compression)
+    } else {
+        let cred = source.credential(config)?;
+        let mut last = None;
+        let mut master = None;
+        for sec in sections {
+            match sec.unlock(&cred, id) {
+                Ok(m) => {
+                    master = Some(m);
+                    break;
+                }
+                // Another backend's copy may be whole.
+                Err(e @ crate::keys::KeyError::Damaged(_)) => last = Some(e),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let master = master.ok_or_else(|| last.map(|e| e.to_string()).unwrap_or_default())?;
+        ChunkSealer::encrypted(id, Some(Keys::derive(&master, id)), compression)
+    };
+    let vol = Volume::new(
+        id,
+        v.name.clone(),
+        probe.slots,
+        layout,
+        v.cache_size.0,
+        sealer,
+    )
+    .with_write_quorum(v.write_quorum());
     // Unreachable backends start down: reads and writes skip them at once, and
     // the mount's prober brings them back when they answer.
-    for (i, e) in unreachable {
+    for (i, e) in probe.unreachable {
         vol.health[i].mark_down(&e);
     }
-    Ok((Arc::new(vol), checks))
+    Ok((Arc::new(vol), probe.checks))
+}
+
+/// `passwd`: unlocks the volume's key with the current credential and wraps it
+/// again with `new` on every backend (all must answer, or the old passphrase
+/// would still open the volume where the marker was not rewritten). Returns the
+/// backends whose marker was rewritten.
+pub async fn passwd(
+    config: &Config,
+    keys: &KeySource,
+    new: &Credential,
+    cost: KdfCost,
+) -> Result<Vec<String>, String> {
+    let v = &config.volume;
+    if !v.encrypted() {
+        return Err(format!(
+            "volume {} is not encrypted: it has no passphrase to change",
+            v.name
+        ));
+    }
+    let id = VolumeId::parse(&v.id).ok_or("volume id is not a UUID")?;
+    let slots = connect(config)?;
+    let markers = futures::future::join_all(slots.iter().map(|s| read_marker(&s.backend))).await;
+    let mut found = Vec::new();
+    for (slot, m) in slots.iter().zip(markers) {
+        match m {
+            Ok(Some(mk)) if mk.volume_id == v.id && mk.encryption.is_some() => found.push(mk),
+            Ok(Some(mk)) if mk.volume_id != v.id => {
+                return Err(format!(
+                    "backend {} holds volume {}, not {}; nothing was changed",
+                    slot.name, mk.volume_id, v.id
+                ))
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "backend {} has no marker with this volume's keys; run `cloudraid repair` first (nothing was changed)",
+                    slot.name
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "backend {} does not answer ({e}); passwd must rewrite the key on every backend, or the old passphrase would still open the volume there: nothing was changed",
+                    slot.name
+                ))
+            }
+        }
+    }
+    let mut section = found[0].encryption.clone().expect("checked above");
+    let cred = keys.credential(config)?;
+    let master = section.unlock(&cred, id).map_err(|e| e.to_string())?;
+    section
+        .replace_slot(new, &master, id, cost)
+        .map_err(|e| e.to_string())?;
+    let mut done = Vec::new();
+    for (slot, mk) in slots.iter().zip(found) {
+        let marker = VolumeMarker {
+            encryption: Some(section.clone()),
+            ..mk
+        };
+        slot.backend
+            .put(MARKER_KEY, Bytes::from(marker.to_bytes()))
+            .await
+            .map_err(|e| {
+                format!(
+                    "backend {}: cannot rewrite the marker ({e}); the backends done so far take the new passphrase ({}), the others the old one: run passwd again",
+                    slot.name,
+                    done.join(", ")
+                )
+            })?;
+        done.push(slot.name.clone());
+    }
+    Ok(done)
 }
 
 /// As [`open_volume`], but while fewer than k backends answer with the volume's
@@ -325,6 +637,7 @@ pub async fn open_volume(config: &Config) -> Result<(Arc<Volume>, Vec<BackendChe
 /// with growing pauses for up to `wait`, then fails with what went wrong.
 pub async fn open_volume_waiting(
     config: &Config,
+    keys: &KeySource,
     wait: Duration,
 ) -> Result<(Arc<Volume>, Vec<BackendCheck>), String> {
     let k = config.volume.data_shards as usize;
@@ -334,38 +647,38 @@ pub async fn open_volume_waiting(
         // One attempt may hang on a backend that does not answer at all; the
         // deadline bounds it too.
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Ok(opened) =
-            tokio::time::timeout(left.max(Duration::from_secs(1)), open_volume(config)).await
+        let Ok(probed) =
+            tokio::time::timeout(left.max(Duration::from_secs(1)), probe(config)).await
         else {
             return Err(format!(
                 "the backends did not answer within {}s; check the network, the credentials (env_file) and the backends, or wait longer with -o startup_timeout=DURATION",
                 wait.as_secs()
             ));
         };
-        let (vol, checks) = opened?;
-        let up = checks.iter().filter(|c| c.error.is_none()).count();
+        let probed = probed?;
+        let up = probed.answering();
         if up >= k {
-            return Ok((vol, checks));
+            return build(config, probed, keys);
         }
-        let errors: Vec<String> = checks
+        let errors: Vec<String> = probed
+            .checks
             .iter()
             .filter_map(|c| c.error.as_ref().map(|e| format!("{}: {e}", c.name)))
             .collect();
+        let total = probed.checks.len();
         let now = std::time::Instant::now();
         if now >= deadline {
             return Err(format!(
-                "only {up} of {} backends answer and this volume needs {k} to be read ({}); check the network, the credentials (env_file) and the backends, or wait longer with -o startup_timeout=DURATION",
-                checks.len(),
+                "only {up} of {total} backends answer and this volume needs {k} to be read ({}); check the network, the credentials (env_file) and the backends, or wait longer with -o startup_timeout=DURATION",
                 errors.join("; ")
             ));
         }
         tracing::warn!(
-            "only {up} of {} backends answer, {k} needed; retrying for up to {}s more ({})",
-            checks.len(),
+            "only {up} of {total} backends answer, {k} needed; retrying for up to {}s more ({})",
             (deadline - now).as_secs(),
             errors.join("; ")
         );
-        drop(vol);
+        drop(probed);
         tokio::time::sleep(pause.min(deadline - now)).await;
         pause = (pause * 2).min(Duration::from_secs(10));
     }
@@ -388,6 +701,7 @@ pub fn open_index(config: &Config) -> Result<Index, String> {
 /// backends, into a state dir that has none.
 pub async fn recover(
     config: &Config,
+    keys: &KeySource,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<crate::metalog::RecoverReport, String> {
     let dir = &config.volume.state_dir;
@@ -398,7 +712,7 @@ pub async fn recover(
             path.display()
         ));
     }
-    let (vol, checks) = open_volume(config).await?;
+    let (vol, checks) = open_volume(config, keys).await?;
     if checks.iter().all(|c| c.error.is_some()) {
         return Err(format!(
             "no backend answers ({}); check the network and credentials",
@@ -493,9 +807,10 @@ pub async fn become_writer(
 /// Opens everything: volume, index and filesystem core.
 pub async fn open_fs(
     config: &Config,
+    keys: &KeySource,
     read_only: bool,
 ) -> Result<(Arc<Fs>, Vec<BackendCheck>), String> {
-    let (vol, checks) = open_volume(config).await?;
+    let (vol, checks) = open_volume(config, keys).await?;
     let idx = open_index(config)?;
     let fs = Fs::load(vol, idx, fs_options(config, read_only))?;
     Ok((fs, checks))

@@ -1,13 +1,17 @@
 //! The data plane of a volume: its backends, and the two pipelines for one chunk.
 //!
-//! write: chunk → encode (k+m shard objects) → upload, one shard per backend.
+//! write: chunk → seal (compress, encrypt) → encode (k+m shard objects) →
+//!        upload, one shard per backend.
 //! read:  cache → fetch any k shards (data shards first, parity on failure) →
-//!        verify each shard → decode → verify the chunk's SHA-256 → cache.
+//!        verify each shard → decode → open (decrypt, decompress, check the id)
+//!        → cache. A sealed chunk that does not open (a shard altered with a
+//!        valid checksum) is rebuilt from other shards.
 
 use crate::cache::ChunkCache;
 use crate::erasure::{self, CodecError, Layout};
 use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
 use crate::health::Health;
+use crate::seal::{ChunkSealer, SealError};
 use crate::store::{DynBackend, StoreError, StoreResult};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -55,6 +59,12 @@ pub enum VolumeError {
     },
     #[error("chunk {chunk}: {source}")]
     Codec { chunk: ChunkId, source: CodecError },
+    #[error("chunk {chunk}: {source}{}", if .failures.is_empty() { String::new() } else { format!(" ({})", list_failures(.failures)) })]
+    Sealed {
+        chunk: ChunkId,
+        source: SealError,
+        failures: Vec<ShardFailure>,
+    },
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, VolumeError>>>;
@@ -70,6 +80,8 @@ pub struct Volume {
     pub health: Vec<Health>,
     /// Shards that must be stored for a write to succeed (k ≤ quorum ≤ k+m).
     pub write_quorum: usize,
+    /// Seals and opens chunks: compression, encryption, chunk ids.
+    pub sealer: ChunkSealer,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
 }
 
@@ -86,6 +98,7 @@ impl Volume {
         slots: Vec<Slot>,
         layout: Layout,
         cache_bytes: u64,
+        sealer: ChunkSealer,
     ) -> Self {
         assert!(!slots.is_empty());
         let n_slots = slots.len();
@@ -97,6 +110,7 @@ impl Volume {
             cache: ChunkCache::new(cache_bytes),
             health: (0..n_slots).map(|_| Health::default()).collect(),
             write_quorum: layout.total(),
+            sealer,
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -207,9 +221,21 @@ impl Volume {
         })
     }
 
-    /// Encodes a chunk and uploads its k+m shards in parallel. Succeeds when at
-    /// least the write quorum of shards is stored, and returns the record (with no
-    /// references yet) and the shards that could not be written.
+    /// The id of a chunk of plaintext `data` (keyed when the volume is encrypted).
+    pub fn chunk_id(&self, data: &[u8]) -> Result<ChunkId, VolumeError> {
+        self.sealer
+            .id_of(data)
+            .map_err(|source| VolumeError::Sealed {
+                chunk: ChunkId([0; 32]),
+                source,
+                failures: Vec::new(),
+            })
+    }
+
+    /// Seals a chunk (plaintext `data`, id `id`), encodes it and uploads its k+m
+    /// shards in parallel. Succeeds when at least the write quorum of shards is
+    /// stored, and returns the record (with no references yet) and the shards
+    /// that could not be written.
     pub async fn store_chunk(
         &self,
         id: ChunkId,
@@ -218,7 +244,21 @@ impl Volume {
     ) -> Result<(ChunkRecord, Vec<usize>), VolumeError> {
         let placement = self.placement(&id, layout);
         let len = data.len();
-        let objects = self.encode(id, data, layout).await?;
+        let (vol, sealer) = (self.id, self.sealer.clone());
+        let (sealed_len, objects) = tokio::task::spawn_blocking(move || {
+            let blob = sealer
+                .seal(&id, &data)
+                .map_err(|source| VolumeError::Sealed {
+                    chunk: id,
+                    source,
+                    failures: Vec::new(),
+                })?;
+            let objects = erasure::encode(vol, id, &blob, layout)
+                .map_err(|source| VolumeError::Codec { chunk: id, source })?;
+            Ok::<_, VolumeError>((blob.len(), objects))
+        })
+        .await
+        .expect("sealing task panicked")?;
         let failures = self
             .put_shards(id, &placement, &objects, 0..objects.len())
             .await;
@@ -236,9 +276,10 @@ impl Volume {
         let rec = ChunkRecord {
             refs: 0,
             len: len as u32,
+            sealed_len: sealed_len as u32,
             k: layout.k as u8,
             m: layout.m as u8,
-            shard_size: layout.shard_object_len(len) as u32,
+            shard_size: layout.shard_object_len(sealed_len) as u32,
             placement,
         };
         Ok((rec, missing))
@@ -313,11 +354,21 @@ impl Volume {
             k: rec.k as usize,
             m: rec.m as usize,
         };
-        erasure::verify_shard(&obj, self.id, &id, i, layout, rec.len as usize)
+        erasure::verify_shard(&obj, self.id, &id, i, layout, rec.sealed_len as usize)
             .map_err(|e| fail(e.to_string()))
     }
 
     async fn fetch_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
+        let (_, plain) = self.fetch_sealed(id, rec).await?;
+        Ok(Bytes::from(plain))
+    }
+
+    /// The sealed chunk rebuilt from any k of its shards, and its plaintext.
+    async fn fetch_sealed(
+        &self,
+        id: ChunkId,
+        rec: &ChunkRecord,
+    ) -> Result<(Vec<u8>, Vec<u8>), VolumeError> {
         let layout = Layout::new(rec.k as usize, rec.m as usize)
             .map_err(|source| VolumeError::Codec { chunk: id, source })?;
         let total = layout.total();
@@ -414,28 +465,124 @@ impl Volume {
             tracing::error!("{e}");
             return Err(e);
         }
-        let len = rec.len as usize;
-        let out = tokio::task::spawn_blocking(move || erasure::decode(&id, payloads, layout, len))
-            .await
-            .expect("decoder task panicked")
-            .map_err(|source| VolumeError::Codec { chunk: id, source })?;
-        Ok(Bytes::from(out))
+        let (sealed_len, len) = (rec.sealed_len as usize, rec.len as usize);
+        let sealer = self.sealer.clone();
+        let first = payloads.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let blob = erasure::decode(first, layout, sealed_len)?;
+            Ok::<_, CodecError>(sealer.open(&id, &blob, len).map(|p| (blob, p)))
+        })
+        .await
+        .expect("decoder task panicked")
+        .map_err(|source| VolumeError::Codec { chunk: id, source })?;
+        match opened {
+            Ok(done) => Ok(done),
+            Err(SealError::Locked) => Err(VolumeError::Sealed {
+                chunk: id,
+                source: SealError::Locked,
+                failures,
+            }),
+            // A shard passed its checksum but holds other bytes: rebuild from the
+            // others, and name the shards that disagree with the good chunk.
+            Err(first_error) => {
+                self.rebuild_around_altered(id, rec, layout, payloads, failures, first_error)
+                    .await
+            }
+        }
     }
 
-    /// Writes shards `which` of a chunk again from its bytes (re-encoding gives the
-    /// very same shard objects). Used by repair.
+    /// Fetches every shard not yet read, then tries the ways of choosing k of
+    /// them until one opens. Shards that differ from the chunk that opened are
+    /// reported as altered.
+    async fn rebuild_around_altered(
+        &self,
+        id: ChunkId,
+        rec: &ChunkRecord,
+        layout: Layout,
+        mut payloads: Vec<Option<Bytes>>,
+        mut failures: Vec<ShardFailure>,
+        first_error: SealError,
+    ) -> Result<(Vec<u8>, Vec<u8>), VolumeError> {
+        let rest: Vec<usize> = (0..layout.total())
+            .filter(|i| payloads[*i].is_none() && !failures.iter().any(|f| f.index == *i))
+            .collect();
+        let fetched =
+            futures::future::join_all(rest.iter().map(|i| self.fetch_shard(id, rec, *i))).await;
+        for (i, r) in rest.into_iter().zip(fetched) {
+            match r {
+                Ok(p) => payloads[i] = Some(p),
+                Err(f) => failures.push(f),
+            }
+        }
+        let (sealed_len, len) = (rec.sealed_len as usize, rec.len as usize);
+        let sealer = self.sealer.clone();
+        let vol = self.id;
+        let found = tokio::task::spawn_blocking(move || {
+            use itertools::Itertools;
+            let have: Vec<usize> = (0..payloads.len())
+                .filter(|i| payloads[*i].is_some())
+                .collect();
+            // At most 256 tries: enough for any single altered shard, and for
+            // several with the small k+m of real volumes.
+            for pick in have.iter().copied().combinations(layout.k).take(256) {
+                let subset: Vec<Option<Bytes>> = (0..payloads.len())
+                    .map(|i| pick.contains(&i).then(|| payloads[i].clone()).flatten())
+                    .collect();
+                let Ok(blob) = erasure::decode(subset, layout, sealed_len) else {
+                    continue;
+                };
+                if let Ok(plain) = sealer.open(&id, &blob, len) {
+                    let good = erasure::encode(vol, id, &blob, layout).unwrap_or_default();
+                    let altered: Vec<usize> = have
+                        .iter()
+                        .copied()
+                        .filter(|i| {
+                            good.get(*i).map(|g| &g[crate::format::SHARD_HEADER_LEN..])
+                                != payloads[*i].as_deref()
+                        })
+                        .collect();
+                    return Some((blob, plain, altered));
+                }
+            }
+            None
+        })
+        .await
+        .expect("decoder task panicked");
+        match found {
+            Some((blob, plain, altered)) => {
+                for i in altered {
+                    let slot = self.slot(rec.placement[i]);
+                    tracing::warn!(chunk = %id, backend = %slot.name, "shard {i} is altered (its checksum matches other bytes); read from the other shards; `cloudraid repair` rewrites it");
+                }
+                Ok((blob, plain))
+            }
+            None => {
+                let e = VolumeError::Sealed {
+                    chunk: id,
+                    source: first_error,
+                    failures,
+                };
+                tracing::error!("{e}");
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes shards `which` of a chunk again: the sealed chunk is rebuilt from
+    /// the other shards and checked by opening it, and re-encoding it gives the
+    /// very same shard objects. Used by repair; needs the volume unlocked.
     pub async fn rewrite_shards(
         &self,
         id: ChunkId,
         rec: &ChunkRecord,
-        data: Bytes,
         which: &[usize],
     ) -> Result<(), VolumeError> {
         let layout = Layout {
             k: rec.k as usize,
             m: rec.m as usize,
         };
-        let objects = self.encode(id, data, layout).await?;
+        let (blob, _) = self.fetch_sealed(id, rec).await?;
+        let objects = self.encode(id, Bytes::from(blob), layout).await?;
         let failures = self
             .put_shards(id, &rec.placement, &objects, which.iter().copied())
             .await;

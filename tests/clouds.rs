@@ -93,6 +93,7 @@ impl Vol {
         let cfg = base.join("clouds.toml").display().to_string();
         let state = base.join("state").display().to_string();
         let mut args = vec!["init".to_string(), "--config".into(), cfg.clone()];
+        args.extend(common::CHEAP_KDF.iter().map(|a| a.to_string()));
         for (n, u) in backends {
             args.push("--backend".into());
             args.push(format!("{n}={u}/e2e-{run_id}"));
@@ -372,6 +373,10 @@ fn credentials_come_from_a_private_env_file() {
         "init",
         "--config",
         &cfg,
+        "--kdf-memory",
+        "1MiB",
+        "--kdf-passes",
+        "1",
         "--env-file",
         &env_arg,
         "--state-dir",

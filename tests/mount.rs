@@ -66,6 +66,10 @@ impl Vol {
                 force: false,
                 allow_shared_backends: false,
                 env_file: None,
+                // Encrypted; unlocked by the key file the config names.
+                new_key: setup::NewKey::KeyFile(base.join("vol.key")),
+                kdf_cost: Default::default(),
+                compression: "zstd".into(),
             }))
             .unwrap();
         let mut v = Vol {
@@ -84,7 +88,11 @@ impl Vol {
         let _g = self.rt.enter();
         let (fs, _) = self
             .rt
-            .block_on(setup::open_fs(&self.config, read_only))
+            .block_on(setup::open_fs(
+                &self.config,
+                &setup::KeySource::default(),
+                read_only,
+            ))
             .unwrap();
         let opts = MountOpts {
             read_only,

@@ -530,6 +530,7 @@ impl Fs {
             .acquire()
             .await
             .expect("seal semaphore is never closed");
+        let sealer = self.vol.sealer.clone();
         let (buf, id) =
             tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
                 let mut buf = vec![0u8; len];
@@ -537,7 +538,7 @@ impl Fs {
                 let id = if is_zero(&buf) {
                     None
                 } else {
-                    Some(ChunkId::of(&buf))
+                    Some(sealer.id_of(&buf).map_err(std::io::Error::other)?)
                 };
                 Ok((buf, id))
             })
@@ -766,6 +767,7 @@ impl Fs {
             let off = i as u64 * cs;
             let len = (size - off).min(cs) as usize;
             let f = src.clone();
+            let sealer = self.vol.sealer.clone();
             let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
                 let mut buf = vec![0u8; len];
                 read_full_at(&f, &mut buf, off)?;
@@ -773,7 +775,7 @@ impl Fs {
                     ChunkRef::Hole { len: len as u32 }
                 } else {
                     ChunkRef::Data {
-                        id: ChunkId::of(&buf),
+                        id: sealer.id_of(&buf).map_err(std::io::Error::other)?,
                         len: len as u32,
                     }
                 })

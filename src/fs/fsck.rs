@@ -214,6 +214,7 @@ impl Fs {
                 known.entry(*id).or_insert_with(|| ChunkRecord {
                     refs: 0,
                     len: 0,
+                    sealed_len: 0,
                     k: 0,
                     m: 0,
                     shard_size: 0,

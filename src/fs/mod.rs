@@ -1318,14 +1318,7 @@ impl Fs {
                 left += 1;
                 continue;
             }
-            let done = match self.vol.load_chunk(id, &rec).await {
-                Ok(data) => self
-                    .vol
-                    .rewrite_shards(id, &rec, data, &missing)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            };
+            let done = self.vol.rewrite_shards(id, &rec, &missing).await.is_ok();
             if done {
                 let _g = self.meta.lock().await;
                 let mut b = Batch::default();

@@ -99,7 +99,18 @@ fn build_with(
             backend: f.clone() as Arc<dyn Backend>,
         })
         .collect();
-    let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20).with_write_quorum(quorum);
+    // Encrypted and compressed, as volumes are by default; the same master key
+    // each time the volume is opened.
+    let master = cloudraid::keys::Secret32::from_bytes(
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(id.0)).into(),
+    );
+    let sealer = cloudraid::seal::ChunkSealer::encrypted(
+        id,
+        Some(cloudraid::keys::Keys::derive(&master, id)),
+        cloudraid::seal::Compression::Zstd(3),
+    );
+    let vol =
+        Volume::new(id, "test".into(), slots, layout, 64 << 20, sealer).with_write_quorum(quorum);
     let opts = FsOptions {
         read_only,
         staging_dir: staging.to_path_buf(),
@@ -178,11 +189,20 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
 pub const ROOT: u64 = 1;
 
 /// The cloudraid binary, as a user runs it.
+/// The passphrase every test volume is created with (CLOUDRAID_PASSPHRASE).
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// The binary, with the test volumes' passphrase in its environment.
 pub fn bin() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_cloudraid"));
-    c.env_remove("CLOUDRAID_READY_PIPE");
+    c.env_remove("CLOUDRAID_READY_PIPE")
+        .env("CLOUDRAID_PASSPHRASE", PASSPHRASE);
     c
 }
+
+/// Argon2id at a test's cost (the default, 64 MiB × 3 passes, is for real
+/// passphrases; every test command derives the key again).
+pub const CHEAP_KDF: [&str; 4] = ["--kdf-memory", "1MiB", "--kdf-passes", "1"];
 
 pub fn run(args: &[&str]) -> std::process::Output {
     bin().args(args).output().unwrap()
@@ -264,6 +284,7 @@ impl Env {
     }
     pub fn init(&self, cfg: &str, extra: &[&str]) -> std::process::Output {
         let mut args = vec!["init", "--config", cfg];
+        args.extend_from_slice(&CHEAP_KDF);
         args.extend_from_slice(extra);
         run(&args)
     }
