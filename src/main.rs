@@ -1075,6 +1075,12 @@ fn run(cli: Cli) -> Result<(), String> {
             kdf_passes,
         } => {
             let config = Config::load(&config)?;
+            if !config.volume.encrypted() {
+                return Err(format!(
+                    "volume {} is not encrypted: it has no passphrase to change",
+                    config.volume.name
+                ));
+            }
             let cost = kdf_cost(kdf_memory, kdf_passes)?;
             let current = keys(false);
             // The current passphrase is asked first (when nothing else gives it).

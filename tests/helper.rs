@@ -67,10 +67,13 @@ fn mount_entry(dir: &str) -> Option<(String, String, String)> {
     })
 }
 
-/// A volume over folders a, b, c of `e`; returns its config path.
+/// A volume over folders a, b, c of `e`; returns its config path. It is unlocked
+/// by a key file the config names, as a volume mounted at boot must be (mount(8)
+/// hands the helper no passphrase).
 fn volume(e: &Env) -> String {
     let cfg = e.p("backup.toml");
     let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
+    let key = e.p("backup.key");
     let o = e.init(
         &cfg,
         &[
@@ -82,6 +85,8 @@ fn volume(e: &Env) -> String {
             &c,
             "--state-dir",
             &state,
+            "--key-file",
+            &key,
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));

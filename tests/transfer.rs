@@ -479,6 +479,7 @@ fn commands_go_through_the_mount_when_mounted() {
         .map(|f| {
             common::bin()
                 .args(["put", "--config", &cfg, f.to_str().unwrap(), "/same"])
+                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
