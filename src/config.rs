@@ -118,6 +118,11 @@ pub struct VolumeSection {
     /// It must be readable by its owner only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_file: Option<PathBuf>,
+    /// Smallest and largest chunk (default: a quarter and four times chunk_size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_min: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_max: Option<Size>,
     /// `aes-256-gcm` (chunks, names and metadata encrypted on the backends) or
     /// `none`. Set by `init`; it must agree with the volume's marker.
     #[serde(default = "default_encryption")]
@@ -143,6 +148,16 @@ fn default_compression() -> String {
 }
 
 impl VolumeSection {
+    /// The content-defined chunk sizes of new data.
+    pub fn chunking(&self) -> crate::chunker::Chunking {
+        let around = crate::chunker::Chunking::around(self.chunk_size.0 as u32);
+        crate::chunker::Chunking {
+            min: self.chunk_min.map_or(around.min, |s| s.0 as u32),
+            max: self.chunk_max.map_or(around.max, |s| s.0 as u32),
+            ..around
+        }
+    }
+
     pub fn encrypted(&self) -> bool {
         self.encryption != "none"
     }
@@ -252,8 +267,9 @@ pub struct Config {
     pub backends: Vec<BackendSection>,
 }
 
+/// Bounds of the average chunk size (`chunk_size`).
 pub const MIN_CHUNK: u64 = 64 << 10;
-pub const MAX_CHUNK: u64 = 64 << 20;
+pub const MAX_CHUNK: u64 = 4 << 20;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
@@ -309,10 +325,14 @@ impl Config {
                 Size(MAX_CHUNK)
             ));
         }
-        if v.cache_size.0 < v.chunk_size.0 {
+        let c = v.chunking();
+        crate::chunker::Chunking::new(c.min, c.avg, c.max)
+            .map_err(|e| format!("chunk_min/chunk_size/chunk_max: {e}"))?;
+        if v.cache_size.0 < c.max as u64 {
             return Err(format!(
-                "cache_size {} must be at least one chunk ({})",
-                v.cache_size, v.chunk_size
+                "cache_size {} must hold at least the largest chunk ({})",
+                v.cache_size,
+                Size(c.max as u64)
             ));
         }
         if !v.state_dir.is_absolute() {

@@ -351,7 +351,7 @@ pub struct DirentRecord {
 }
 
 /// One chunk of a file's content.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub enum ChunkRef {
     /// A run of zero bytes that is not stored anywhere.
     Hole {

@@ -10,6 +10,7 @@
 //! - `fuse`: the thin fuser adapter; `daemon`, `control`, `status`, `setup`: the CLI's parts.
 
 pub mod cache;
+pub mod chunker;
 pub mod config;
 pub mod control;
 pub mod daemon;

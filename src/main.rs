@@ -58,8 +58,8 @@ enum Cmd {
         /// Shards that must be stored for a write to succeed (K..K+M; default K+1).
         #[arg(long, value_name = "N")]
         write_quorum: Option<u8>,
-        /// Chunk size.
-        #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
+        /// Average chunk size (content-defined: chunks range from a quarter to four times it; 64KiB-4MiB).
+        #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
         chunk_size: Size,
         /// Memory for the chunk cache.
         #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
@@ -867,7 +867,7 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
             data_shards: Some(2),
             parity_shards: Some(1),
             write_quorum: None,
-            chunk_size: Size(4 << 20),
+            chunk_size: Size(1 << 20),
             cache_size: Size(256 << 20),
             state_dir: Some(base.join("state")),
             force: false,

@@ -268,6 +268,8 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             data_shards: k as u8,
             parity_shards: m as u8,
             chunk_size: req.chunk_size,
+            chunk_min: None,
+            chunk_max: None,
             cache_size: req.cache_size,
             state_dir: state_dir.clone(),
             upload_concurrency: 4,
@@ -771,7 +773,7 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
     FsOptions {
         read_only,
         staging_dir: config.volume.state_dir.join("staging"),
-        chunk_size: config.volume.chunk_size.0 as u32,
+        chunking: config.volume.chunking(),
         upload_concurrency: config.volume.upload_concurrency,
         readahead_chunks: config.volume.readahead_chunks,
         show_uid: None,

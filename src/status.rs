@@ -38,7 +38,12 @@ pub struct StatusReport {
     pub directories: u64,
     pub logical_bytes: u64,
     pub chunks: u64,
+    /// Plaintext bytes of the distinct chunks (after deduplication).
     pub unique_bytes: u64,
+    /// Bytes of those chunks once sealed (compressed, encrypted), before parity.
+    #[serde(default)]
+    pub sealed_bytes: u64,
+    /// Bytes of every shard on the backends (parity and headers included).
     pub stored_bytes: u64,
     pub cache: Option<CacheStats>,
     pub pending_files: usize,
@@ -66,13 +71,14 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
     let n = vol.slots.len();
     let mut shards = vec![0u64; n];
     let mut bytes = vec![0u64; n];
-    let (mut chunks, mut unique, mut stored) = (0u64, 0u64, 0u64);
+    let (mut chunks, mut unique, mut sealed, mut stored) = (0u64, 0u64, 0u64, 0u64);
     for (_, c) in idx
         .all::<ChunkRecord>(keys::CHUNK)
         .map_err(|e| e.to_string())?
     {
         chunks += 1;
         unique += c.len as u64;
+        sealed += c.sealed_len as u64;
         for s in &c.placement {
             let s = *s as usize % n;
             shards[s] += 1;
@@ -123,6 +129,7 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         logical_bytes: logical,
         chunks,
         unique_bytes: unique,
+        sealed_bytes: sealed,
         stored_bytes: stored,
         cache: None,
         pending_files: 0,
@@ -216,10 +223,23 @@ pub fn render(r: &StatusReport) -> String {
         human(r.logical_bytes),
         r.logical_bytes
     );
+    let pct = |part: u64, whole: u64| {
+        if whole == 0 {
+            100.0
+        } else {
+            part as f64 * 100.0 / whole as f64
+        }
+    };
     out += &format!(
-        "unique chunks    {} ({})\n",
+        "unique chunks    {} ({}, {:.1}% of logical after deduplication)\n",
         r.chunks,
-        human(r.unique_bytes)
+        human(r.unique_bytes),
+        pct(r.unique_bytes, r.logical_bytes)
+    );
+    out += &format!(
+        "sealed bytes     {} ({:.1}% of unique after compression)\n",
+        human(r.sealed_bytes),
+        pct(r.sealed_bytes, r.unique_bytes)
     );
     out += &format!(
         "stored bytes     {} ({})\n",

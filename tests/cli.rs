@@ -69,7 +69,7 @@ fn init_refuses_bad_input_with_one_line() {
     assert!(
         text.contains("data_shards = 2")
             && text.contains("parity_shards = 1")
-            && text.contains("chunk_size = \"4MiB\"")
+            && text.contains("chunk_size = \"1MiB\"")
     );
     let mode = std::fs::metadata(e.p("s1"))
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
@@ -218,7 +218,7 @@ fn files_stay_readable_with_a_backend_folder_gone() {
             "--chunk-size",
             "256KiB",
             "--cache-size",
-            "256KiB",
+            "1MiB",
         ],
     );
     let files: Vec<(String, Vec<u8>)> = (0..12)

@@ -235,8 +235,8 @@ fn altered_and_swapped_shards_are_read_around_never_returned() {
     let cfg = volume(&e, &[]);
     let a = e.base.join("a.bin");
     let b = e.base.join("b.bin");
-    std::fs::write(&a, common::bytes(2, 200_000)).unwrap();
-    std::fs::write(&b, common::bytes(3, 200_000)).unwrap();
+    std::fs::write(&a, common::bytes(2, 60_000)).unwrap();
+    std::fs::write(&b, common::bytes(3, 60_000)).unwrap();
     ok(&["put", "--config", &cfg, a.to_str().unwrap(), "/a"]);
     ok(&["put", "--config", &cfg, b.to_str().unwrap(), "/b"]);
     let shards: Vec<PathBuf> = all_objects(&e)
@@ -244,7 +244,7 @@ fn altered_and_swapped_shards_are_read_around_never_returned() {
         .map(|(p, _)| p)
         .filter(|p| p.to_string_lossy().contains("/chunks/"))
         .collect();
-    // One chunk each (200 KB < 256 KiB), 3 shards each.
+    // One chunk each (60 KB is below the 64 KiB minimum chunk), 3 shards each.
     assert_eq!(shards.len(), 6, "{shards:?}");
     let chunk_of = |p: &Path| {
         p.file_name()
@@ -297,11 +297,11 @@ fn altered_and_swapped_shards_are_read_around_never_returned() {
     ok(&["get", "--config", &cfg, "/a", "/b", back.to_str().unwrap()]);
     assert_eq!(
         std::fs::read(back.join("a")).unwrap(),
-        common::bytes(2, 200_000)
+        common::bytes(2, 60_000)
     );
     assert_eq!(
         std::fs::read(back.join("b")).unwrap(),
-        common::bytes(3, 200_000)
+        common::bytes(3, 60_000)
     );
     // A plainly damaged shard (checksum no longer matching) is what scrub reports.
     let mut rotten = std::fs::read(of(&ids[1], 2)).unwrap();
@@ -321,7 +321,7 @@ fn altered_and_swapped_shards_are_read_around_never_returned() {
             failed += 1;
         }
         assert!(
-            std::fs::read(&out).map_or(true, |d| d == common::bytes(seed, 200_000)),
+            std::fs::read(&out).map_or(true, |d| d == common::bytes(seed, 60_000)),
             "never wrong bytes"
         );
     }

@@ -212,11 +212,15 @@ fn put_ls_get_round_trip_without_a_mount() {
     let docs = ls_json(&cfg, "/src/docs");
     let names: Vec<&str> = docs.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, ["chunk", "deep", "holey", "link"]);
-    assert_eq!((docs[0].size, docs[0].chunks), (256 << 10, 1));
-    assert_eq!((docs[2].size, docs[2].chunks), (1 << 20, 4));
+    // Content-defined chunks of 64 KiB to 1 MiB (around 256 KiB).
+    assert_eq!(docs[0].size, 256 << 10);
+    assert!((1..=4).contains(&docs[0].chunks), "{}", docs[0].chunks);
+    assert_eq!(docs[2].size, 1 << 20);
+    assert!((1..=16).contains(&docs[2].chunks), "{}", docs[2].chunks);
     assert_eq!(docs[3].target.as_deref(), Some("deep/er/big.bin"));
     let big = &ls_json(&cfg, "/src/docs/deep/er/big.bin")[0];
-    assert_eq!((big.size, big.chunks), ((3 << 20) + 12345, 13));
+    assert_eq!(big.size, (3 << 20) + 12345);
+    assert!((4..=49).contains(&big.chunks), "{}", big.chunks);
     assert_eq!(big.redundancy, serde_json::json!("full"));
 
     // A second put of the same tree stores nothing: every file is skipped by hash.
@@ -236,7 +240,11 @@ fn put_ls_get_round_trip_without_a_mount() {
         "/copy-of-big",
     ]);
     assert!(
-        out.contains("stored 1 file(s)") && out.contains("0 chunk(s) uploaded, 13 already stored"),
+        out.contains("stored 1 file(s)")
+            && out.contains(&format!(
+                "0 chunk(s) uploaded, {} already stored",
+                big.chunks
+            )),
         "{out}"
     );
     assert_eq!(shard_count(&e), shards);
@@ -323,13 +331,29 @@ fn put_ls_get_round_trip_without_a_mount() {
     // Directories: the root, src, docs, deep, er and empty-dir.
     assert_eq!((du.files, du.dirs, du.symlinks), (7, 6, 1));
     assert_eq!(du.bytes, src_bytes + (3 << 20) + 12345);
-    // 1 + 1 + 3 + 13 chunks of data, plus the holey file's 2 non-zero chunks.
-    assert_eq!(du.chunks, 20);
-    // The zeros of the holey file are not stored; copy-of-big adds no chunk.
-    assert_eq!(du.chunk_bytes, src_bytes - (512 << 10));
+    // Each distinct chunk once: copy-of-big adds none.
+    let listed: usize = ["/src", "/src/docs", "/src/docs/deep", "/src/docs/deep/er"]
+        .iter()
+        .flat_map(|d| ls_json(&cfg, d))
+        .map(|e| e.chunks)
+        .sum();
     assert!(
-        du.stored_bytes >= 2 * du.chunk_bytes,
-        "2+2 shards take twice the data"
+        du.chunks >= 5 && du.chunks as usize <= listed,
+        "{} of {listed}",
+        du.chunks
+    );
+    // Zeros that fill a whole chunk are not stored; nothing is counted twice.
+    assert!(
+        du.chunk_bytes <= src_bytes && du.chunk_bytes >= src_bytes - (512 << 10),
+        "{} of {src_bytes}",
+        du.chunk_bytes
+    );
+    // 2+2 shards take twice the data, but for the run of zeros that compresses away.
+    assert!(
+        du.stored_bytes >= 2 * (du.chunk_bytes - (512 << 10)),
+        "{} for {}",
+        du.stored_bytes,
+        du.chunk_bytes
     );
 
     // mkdir, rm, and their errors.
@@ -453,7 +477,8 @@ fn commands_go_through_the_mount_when_mounted() {
     std::fs::write(Path::new(&mp).join("from-mount"), common::bytes(5, 700_000)).unwrap();
     let entries = ls_json(&cfg, "/");
     let fm = entries.iter().find(|e| e.name == "from-mount").unwrap();
-    assert_eq!((fm.size, fm.chunks), (700_000, 3));
+    assert_eq!(fm.size, 700_000);
+    assert!((1..=11).contains(&fm.chunks), "{}", fm.chunks);
     let back = e.base.join("back");
     ok(&[
         "get",

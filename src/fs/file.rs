@@ -2,28 +2,36 @@
 //! stored chunks.
 //!
 //! Every open inode has one [`OpenFile`], shared by its handles. Writes land in a
-//! sparse staging file in the state dir. A chunk is copied into staging from the
-//! volume the first time a write touches only part of it ("materialised"), so
-//! random writes, overwrites, appends and truncation are exact. A commit (on
-//! flush, fsync, release and truncate) cuts the staged range into chunks, uploads
-//! the new ones (write → chunk → encode → upload, a bounded number at a time) and
-//! only then applies one index batch: the new chunk list, the inode's size and
-//! times, and the reference counts.
+//! sparse staging file in the state dir; the byte ranges whose current bytes are
+//! there ("present") and those changed since the last commit ("dirty") are kept
+//! as range sets, so random writes, overwrites, appends and truncation are exact.
+//! Other bytes are read from the committed chunks. A commit (on flush, fsync,
+//! release and truncate) cuts each changed region — widened to the committed
+//! chunk boundaries around it — into content-defined chunks (see `chunker`),
+//! stores the new ones (write → chunk → seal → encode → upload, a bounded number
+//! at a time) and only then applies one index batch: the new chunk list, the
+//! inode's size and times, and the reference counts.
 
 use super::{Errno, Fs, FsResult, Handle, RefDelta};
+use crate::chunker::Cutter;
 use crate::erasure::Layout;
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
 use crate::index::BatchExt;
 use crate::meta::Batch;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use futures::stream::{FuturesUnordered, StreamExt};
+use rangemap::RangeSet;
+use std::collections::HashMap;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A sealed chunk: its index in the file, its reference, and, for data, the
+/// Bytes read at a time while cutting a region into chunks.
+const READ_STEP: u64 = 1 << 20;
+
+/// A sealed chunk: its offset in the file, its reference, and, for data, the
 /// chunk's record, shards that could not be stored, the guard that keeps it from
 /// the collector until the file's batch is applied, and whether it was uploaded
 /// now (false: the volume already held it).
@@ -50,16 +58,26 @@ pub(super) struct OpenFile {
 
 struct FileState {
     content: ContentRecord,
+    /// Offset of each committed chunk.
+    starts: Vec<u64>,
     size: u64,
     mtime: Option<Nanos>,
     staging: Option<Arc<std::fs::File>>,
     staging_path: PathBuf,
-    /// Chunks whose current bytes are in staging.
-    present: HashSet<u64>,
-    /// Chunks changed since the last commit.
-    dirty: BTreeSet<u64>,
+    /// Byte ranges whose current bytes are in staging.
+    present: RangeSet<u64>,
+    /// Byte ranges changed since the last commit.
+    dirty: RangeSet<u64>,
     /// Size or times changed since the last commit.
     meta_dirty: bool,
+}
+
+/// Where the bytes being cut come from.
+enum Source<'a> {
+    /// An open file: staged bytes, else its committed chunks.
+    Open(&'a FileState),
+    /// A local file (`put`), read directly.
+    Local(&'a Arc<std::fs::File>),
 }
 
 /// Totals of uncommitted data, for status.
@@ -104,18 +122,36 @@ fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<
     Ok(())
 }
 
+fn starts_of(c: &ContentRecord) -> Vec<u64> {
+    let mut off = 0;
+    c.chunks
+        .iter()
+        .map(|r| {
+            let s = off;
+            off += r.len();
+            s
+        })
+        .collect()
+}
+
 impl FileState {
-    fn cs(&self) -> u64 {
-        self.content.chunk_size as u64
+    fn set_content(&mut self, c: ContentRecord) {
+        self.starts = starts_of(&c);
+        self.content = c;
     }
-    /// Length of chunk `i` of a file of `size` bytes.
-    fn chunk_len(&self, i: u64, size: u64) -> u64 {
-        let cs = self.cs();
-        size.saturating_sub(i * cs).min(cs)
+    /// Where the committed chunks end (at most the size).
+    fn committed_end(&self) -> u64 {
+        match (self.starts.last(), self.content.chunks.last()) {
+            (Some(s), Some(c)) => s + c.len(),
+            _ => 0,
+        }
     }
-    /// Is chunk `i` served from staging (rather than from the committed content)?
-    fn staged(&self, i: u64) -> bool {
-        self.present.contains(&i) || i as usize >= self.content.chunks.len()
+    /// The committed chunk holding byte `off` (< `committed_end`).
+    fn chunk_at(&self, off: u64) -> usize {
+        self.starts.partition_point(|s| *s <= off) - 1
+    }
+    fn chunk_end(&self, i: usize) -> u64 {
+        self.starts[i] + self.content.chunks[i].len()
     }
 }
 
@@ -135,22 +171,24 @@ impl Fs {
             });
         }
         let content = self.idx.content(ino)?.unwrap_or(ContentRecord {
-            chunk_size: self.opts.chunk_size,
+            chunk_size: self.opts.chunking.avg,
             k: self.vol.layout.k as u8,
             m: self.vol.layout.m as u8,
             chunks: Vec::new(),
         });
+        let starts = starts_of(&content);
         let of = Arc::new(OpenFile {
             ino,
             opens: AtomicUsize::new(1),
             state: tokio::sync::RwLock::new(FileState {
                 content,
+                starts,
                 size: r.size,
                 mtime: None,
                 staging: None,
                 staging_path: self.opts.staging_dir.join(format!("{ino}")),
-                present: HashSet::new(),
-                dirty: BTreeSet::new(),
+                present: RangeSet::new(),
+                dirty: RangeSet::new(),
                 meta_dirty: false,
             }),
             live: Mutex::new(None),
@@ -279,6 +317,47 @@ impl Fs {
         }
     }
 
+    /// Bytes `[off, off + len)` of an open file as it is now: staged bytes,
+    /// else committed chunks, else zeros.
+    async fn read_view(&self, st: &FileState, off: u64, len: u64) -> FsResult<Vec<u8>> {
+        let end = off + len;
+        let cend = st.committed_end();
+        let mut out = Vec::with_capacity(len as usize);
+        let mut pos = off;
+        while pos < end {
+            if let Some(r) = st.present.get(&pos) {
+                let stop = r.end.min(end);
+                let start = out.len();
+                out.resize(start + (stop - pos) as usize, 0);
+                if let Some(f) = &st.staging {
+                    read_full_at(f, &mut out[start..], pos)?;
+                }
+                pos = stop;
+                continue;
+            }
+            let next_present = st
+                .present
+                .overlapping(&(pos..end))
+                .next()
+                .map_or(end, |r| r.start.max(pos));
+            let stop = next_present.min(end);
+            if pos < cend {
+                let i = st.chunk_at(pos);
+                let (cstart, cstop) = (st.starts[i], st.chunk_end(i).min(stop));
+                let data = self.committed_chunk(&st.content.chunks[i]).await?;
+                let (a, b) = ((pos - cstart) as usize, (cstop - cstart) as usize);
+                let avail = b.min(data.len());
+                out.extend_from_slice(&data[a.min(avail)..avail]);
+                out.resize(out.len() + (b - avail.max(a)), 0);
+                pos = cstop;
+            } else {
+                out.resize(out.len() + (stop - pos) as usize, 0);
+                pos = stop;
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (h, of) = self.handle(fh)?;
         let st = of.state.read().await;
@@ -286,36 +365,17 @@ impl Fs {
         if offset >= end {
             return Ok(Vec::new());
         }
-        let cs = st.cs();
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        let mut pos = offset;
-        while pos < end {
-            let i = pos / cs;
-            let in_chunk = pos - i * cs;
-            let take = (end - pos).min(cs - in_chunk) as usize;
-            if st.staged(i) {
-                let start = out.len();
-                out.resize(start + take, 0);
-                if let Some(f) = &st.staging {
-                    read_full_at(f, &mut out[start..], pos)?;
-                }
-            } else {
-                let data = self.committed_chunk(&st.content.chunks[i as usize]).await?;
-                let avail = data.len().saturating_sub(in_chunk as usize).min(take);
-                out.extend_from_slice(&data[in_chunk as usize..in_chunk as usize + avail]);
-                out.resize(out.len() + take - avail, 0);
-            }
-            pos += take as u64;
-        }
+        let out = self.read_view(&st, offset, end - offset).await?;
         // Sequential reader: fetch the next chunks in the background.
         let sequential = h.last_end.swap(end, Ordering::Relaxed) == offset || offset == 0;
-        if sequential && self.opts.readahead_chunks > 0 {
-            let first = end.div_ceil(cs);
-            for j in first..first + self.opts.readahead_chunks as u64 {
-                if st.staged(j) {
+        if sequential && self.opts.readahead_chunks > 0 && end < st.committed_end() {
+            let first = st.chunk_at(end);
+            let last = (first + 1 + self.opts.readahead_chunks).min(st.content.chunks.len());
+            for j in first..last {
+                if st.present.contains(&st.starts[j]) {
                     break;
                 }
-                if let ChunkRef::Data { id, .. } = st.content.chunks[j as usize] {
+                if let ChunkRef::Data { id, .. } = st.content.chunks[j] {
                     if let Ok(Some(rec)) = self.idx.chunk(&id) {
                         self.vol.prefetch(id, rec);
                     }
@@ -341,18 +401,19 @@ impl Fs {
         Ok(f)
     }
 
-    /// Copies committed chunk `i` into staging so part of it can be changed.
-    async fn materialise(&self, st: &mut FileState, i: u64) -> FsResult<()> {
-        if st.staged(i) {
-            return Ok(());
+    /// Copies the committed bytes of `range` that are not staged yet into
+    /// staging, so that the chunks holding them can go.
+    async fn materialise(&self, st: &mut FileState, range: Range<u64>) -> FsResult<()> {
+        let gaps: Vec<Range<u64>> = st.present.gaps(&range).collect();
+        for g in gaps {
+            let data = self.read_view(st, g.start, g.end - g.start).await?;
+            let f = self.ensure_staging(st)?;
+            let off = g.start;
+            tokio::task::spawn_blocking(move || f.write_all_at(&data, off))
+                .await
+                .expect("staging task panicked")?;
+            st.present.insert(g);
         }
-        let f = self.ensure_staging(st)?;
-        let data = self.committed_chunk(&st.content.chunks[i as usize]).await?;
-        let off = i * st.cs();
-        tokio::task::spawn_blocking(move || f.write_all_at(&data, off))
-            .await
-            .expect("staging task panicked")?;
-        st.present.insert(i);
         Ok(())
     }
 
@@ -377,26 +438,12 @@ impl Fs {
             return Err(Errno::EFBIG);
         }
         let mut st = of.state.write().await;
-        let cs = st.cs();
-        // A partial last chunk grows when the file is extended: bring it in first.
-        if end > st.size && st.size % cs != 0 {
-            let last = st.size / cs;
-            self.materialise(&mut st, last).await?;
-        }
-        for i in offset / cs..end.div_ceil(cs) {
-            let (c0, clen) = (i * cs, st.chunk_len(i, st.size));
-            let covers = offset <= c0 && end >= c0 + clen;
-            if covers {
-                if !st.staged(i) {
-                    st.present.insert(i);
-                }
-            } else {
-                self.materialise(&mut st, i).await?;
-            }
-            st.dirty.insert(i);
-        }
         let f = self.ensure_staging(&mut st)?;
         f.write_all_at(data, offset)?;
+        // A write past the end leaves a run of zeros before it.
+        let from = offset.min(st.size);
+        st.present.insert(from..end);
+        st.dirty.insert(from..end);
         st.size = st.size.max(end);
         self.touch(&of, &mut st);
         Ok(data.len() as u32)
@@ -409,24 +456,29 @@ impl Fs {
             }
             return Ok(());
         }
-        let cs = st.cs();
         if size > (1u64 << 50) {
             return Err(Errno::EFBIG);
         }
-        // The chunk holding the new or the old end changes length: bring it in.
-        let edge = size.min(st.size);
-        if !edge.is_multiple_of(cs) {
-            self.materialise(st, edge / cs).await?;
-            st.dirty.insert(edge / cs);
-        }
-        let keep = size.div_ceil(cs);
-        st.content.chunks.truncate(keep as usize);
-        st.present.retain(|i| *i < keep);
-        st.dirty.retain(|i| *i < keep);
-        if size > st.size {
-            for i in st.size.div_ceil(cs)..keep {
-                st.dirty.insert(i);
+        if size < st.size {
+            // The committed chunk holding the new end goes; its head is staged.
+            if size < st.committed_end() {
+                let i = st.chunk_at(size);
+                let cstart = st.starts[i];
+                if size > cstart {
+                    self.materialise(st, cstart..size).await?;
+                    st.dirty.insert(cstart..size);
+                }
+                let mut c = st.content.clone();
+                c.chunks.truncate(i);
+                st.set_content(c);
             }
+            st.present.remove(size..u64::MAX);
+            st.dirty.remove(size..u64::MAX);
+        } else {
+            // Zeros up to the new size.
+            let old = st.size;
+            st.present.insert(old..size);
+            st.dirty.insert(old..size);
         }
         if let Some(f) = &st.staging {
             f.set_len(size)?;
@@ -513,101 +565,125 @@ impl Fs {
         self.push_metadata().await
     }
 
-    /// Cuts chunk `i` out of staging, and stores it unless the volume has it already.
-    async fn seal_chunk(
-        &self,
-        staging: Option<Arc<std::fs::File>>,
-        i: u64,
-        off: u64,
-        len: usize,
-        layout: Layout,
-    ) -> FsResult<Sealed> {
-        let Some(f) = staging else {
-            return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
-        };
+    /// Stores one chunk (at `off` in its file) unless the volume has it already;
+    /// a chunk of zeros is a hole, stored nowhere.
+    async fn seal_data(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
+        let len = data.len() as u32;
         let _slot = self
             .seal_slots
             .acquire()
             .await
             .expect("seal semaphore is never closed");
         let sealer = self.vol.sealer.clone();
-        let (buf, id) =
+        let (data, id) =
             tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
-                let mut buf = vec![0u8; len];
-                read_full_at(&f, &mut buf, off)?;
-                let id = if is_zero(&buf) {
+                let id = if is_zero(&data) {
                     None
                 } else {
-                    Some(sealer.id_of(&buf).map_err(std::io::Error::other)?)
+                    Some(sealer.id_of(&data).map_err(std::io::Error::other)?)
                 };
-                Ok((buf, id))
+                Ok((data, id))
             })
             .await
             .expect("chunk task panicked")?;
         let Some(id) = id else {
-            return Ok((i, ChunkRef::Hole { len: len as u32 }, None));
+            return Ok((off, ChunkRef::Hole { len }, None));
         };
         let guard = self.guards.reference(id).await;
         let (rec, missing, fresh) = match self.idx.chunk(&id)? {
             Some(rec) => (rec, Vec::new(), false),
             None => {
-                let (rec, missing) = self.vol.store_chunk(id, Bytes::from(buf), layout).await?;
+                let (rec, missing) = self.vol.store_chunk(id, Bytes::from(data), layout).await?;
                 (rec, missing, true)
             }
         };
         Ok((
-            i,
-            ChunkRef::Data {
-                id,
-                len: len as u32,
-            },
+            off,
+            ChunkRef::Data { id, len },
             Some((id, rec, missing, guard, fresh)),
         ))
     }
 
-    /// Seals chunks `todo` of `src` (a file of `size` bytes cut at `cs`), at most
-    /// `upload_concurrency` at once; `progress` gets each chunk's length when stored.
-    async fn seal_all(
+    /// Bytes `[off, off + len)` of `src`.
+    async fn read_source(&self, src: &Source<'_>, off: u64, len: u64) -> FsResult<Vec<u8>> {
+        match src {
+            Source::Open(st) => self.read_view(st, off, len).await,
+            Source::Local(f) => {
+                let f = (*f).clone();
+                Ok(tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; len as usize];
+                    read_full_at(&f, &mut buf, off).map(|_| buf)
+                })
+                .await
+                .expect("read task panicked")?)
+            }
+        }
+    }
+
+    /// Cuts `range` of `src` into content-defined chunks and stores them, at
+    /// most `upload_concurrency` at once; `progress` gets each chunk's length
+    /// and whether it was uploaded. Memory: one read step, the cutter's window
+    /// (the maximum chunk size) and the chunks being stored.
+    async fn cut_region(
         &self,
-        src: Option<Arc<std::fs::File>>,
-        todo: Vec<u64>,
-        size: u64,
-        cs: u64,
+        src: &Source<'_>,
+        range: Range<u64>,
         layout: Layout,
         progress: &(dyn Fn(u64, bool) + Sync),
     ) -> FsResult<Vec<Sealed>> {
-        futures::stream::iter(todo)
-            .map(|i| {
-                let len = (size - i * cs).min(cs) as usize;
-                let src = src.clone();
-                async move {
-                    let s = self.seal_chunk(src, i, i * cs, len, layout).await?;
-                    progress(len as u64, s.2.as_ref().is_some_and(|x| x.4));
-                    Ok::<_, Errno>(s)
+        let mut cutter = Cutter::new(self.opts.chunking, range.start);
+        let mut inflight = FuturesUnordered::new();
+        let mut sealed = Vec::new();
+        let done = |s: FsResult<Sealed>, sealed: &mut Vec<Sealed>| -> FsResult<()> {
+            let s = s?;
+            progress(s.1.len(), s.2.as_ref().is_some_and(|x| x.4));
+            sealed.push(s);
+            Ok(())
+        };
+        let mut pos = range.start;
+        while pos < range.end {
+            let n = READ_STEP.min(range.end - pos);
+            let data = self.read_source(src, pos, n).await?;
+            cutter.push(&data);
+            pos += n;
+            while let Some((off, chunk)) = cutter.next_chunk(pos == range.end) {
+                inflight.push(self.seal_data(off, chunk, layout));
+                while inflight.len() >= self.opts.upload_concurrency {
+                    let s = inflight.next().await.expect("not empty");
+                    done(s, &mut sealed)?;
                 }
-            })
-            .buffer_unordered(self.opts.upload_concurrency)
-            .try_collect()
-            .await
+            }
+        }
+        while let Some(s) = inflight.next().await {
+            done(s, &mut sealed)?;
+        }
+        sealed.sort_by_key(|s| s.0);
+        Ok(sealed)
     }
 
-    /// Makes `chunks` (every slot filled, from `sealed` or kept) the content of
-    /// `ino` in one index batch: chunk list, size, mtime, reference counts and
-    /// degraded-chunk records.
+    /// Makes `chunks` the content of `ino` in one index batch: chunk list, size,
+    /// mtime, reference counts and degraded-chunk records (of `sealed`, the
+    /// chunks stored for it).
     async fn store_content(
         &self,
         ino: u64,
-        mut chunks: Vec<Option<ChunkRef>>,
+        chunks: Vec<ChunkRef>,
         sealed: Vec<Sealed>,
         template: &ContentRecord,
         size: u64,
         mtime: Option<Nanos>,
     ) -> FsResult<ContentRecord> {
+        let total: u64 = chunks.iter().map(ChunkRef::len).sum();
+        if total != size {
+            tracing::error!(
+                "chunk list of inode {ino} covers {total} bytes, not {size}; nothing stored"
+            );
+            return Err(Errno::EIO);
+        }
         let mut refs = RefDelta::default();
         let mut guards = Vec::new();
         let mut degraded = Vec::new();
-        for (i, r, stored) in sealed {
-            chunks[i as usize] = Some(r);
+        for (_, _, stored) in sealed {
             if let Some((id, rec, missing, g, _)) = stored {
                 refs.known.insert(id, rec);
                 if !missing.is_empty() {
@@ -617,13 +693,10 @@ impl Fs {
             }
         }
         let content = ContentRecord {
-            chunk_size: template.chunk_size,
+            chunk_size: self.opts.chunking.avg,
             k: template.k,
             m: template.m,
-            chunks: chunks
-                .into_iter()
-                .map(|c| c.expect("every chunk sealed"))
-                .collect(),
+            chunks,
         };
         {
             let _g = self.meta.lock().await;
@@ -656,34 +729,76 @@ impl Fs {
         Ok(content)
     }
 
+    /// The regions a commit cuts again: each changed range widened to the
+    /// committed chunk boundaries around it (a change at or past the committed
+    /// end also takes the last chunk, so appends do not leave short chunks
+    /// behind), merged where they touch.
+    fn regions(st: &FileState) -> Vec<Range<u64>> {
+        let cend = st.committed_end();
+        let mut out: Vec<Range<u64>> = Vec::new();
+        for r in st.dirty.iter() {
+            let (a, b) = (r.start.min(st.size), r.end.min(st.size));
+            if a >= b {
+                continue;
+            }
+            let ra = if a >= cend {
+                st.starts.last().copied().unwrap_or(0)
+            } else {
+                st.starts[st.chunk_at(a)]
+            };
+            let rb = if b >= cend {
+                st.size
+            } else {
+                st.chunk_end(st.chunk_at(b - 1))
+            };
+            match out.last_mut() {
+                Some(last) if ra <= last.end => last.end = last.end.max(rb),
+                _ => out.push(ra..rb),
+            }
+        }
+        out
+    }
+
     async fn commit(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
-        if st.dirty.is_empty() && !st.meta_dirty && st.present.is_empty() {
+        if st.dirty.is_empty() && !st.meta_dirty {
             return Ok(());
         }
-        let cs = st.cs();
-        let n = st.size.div_ceil(cs);
         let layout = Layout {
             k: st.content.k as usize,
             m: st.content.m as usize,
         };
-        let mut chunks: Vec<Option<ChunkRef>> = vec![None; n as usize];
-        let mut todo = Vec::new();
-        for i in 0..n {
-            if st.staged(i) || st.dirty.contains(&i) {
-                todo.push(i);
-            } else {
-                chunks[i as usize] = Some(st.content.chunks[i as usize]);
+        let regions = Self::regions(st);
+        let mut sealed = Vec::new();
+        for r in &regions {
+            sealed.extend(
+                self.cut_region(&Source::Open(st), r.clone(), layout, &|_, _| {})
+                    .await?,
+            );
+        }
+        // The new chunk list: committed chunks outside the regions, new ones in them.
+        let mut chunks = Vec::new();
+        let mut fresh = sealed.iter().peekable();
+        let mut i = 0;
+        let n = st.content.chunks.len();
+        for r in &regions {
+            while i < n && st.starts[i] < r.start {
+                chunks.push(st.content.chunks[i]);
+                i += 1;
+            }
+            while let Some(s) = fresh.next_if(|s| s.0 < r.end) {
+                chunks.push(s.1);
+            }
+            while i < n && st.starts[i] < r.end {
+                i += 1;
             }
         }
-        let sealed = self
-            .seal_all(st.staging.clone(), todo, st.size, cs, layout, &|_, _| {})
-            .await?;
+        chunks.extend_from_slice(&st.content.chunks[i..]);
         let content = self
             .store_content(of.ino, chunks, sealed, &st.content, st.size, st.mtime)
             .await?;
-        st.content = content;
-        st.present.clear();
-        st.dirty.clear();
+        st.set_content(content);
+        st.present = RangeSet::new();
+        st.dirty = RangeSet::new();
         st.meta_dirty = false;
         st.mtime = None;
         if st.staging.take().is_some() {
@@ -694,9 +809,9 @@ impl Fs {
     }
 
     /// Replaces the content of regular file `ino` (which nobody has open) with the
-    /// `size` bytes of the local file `src`, read chunk by chunk straight into the
-    /// volume: no staging copy. Chunks the volume already holds are not uploaded
-    /// again. `progress(bytes, uploaded)` is called as each chunk is stored.
+    /// `size` bytes of the local file `src`, read and cut into chunks straight into
+    /// the volume: no staging copy. Chunks the volume already holds are not
+    /// uploaded again. `progress(bytes, uploaded)` is called as each chunk is stored.
     pub async fn import(
         &self,
         ino: u64,
@@ -713,22 +828,14 @@ impl Fs {
             return Err(Errno::EBUSY);
         }
         let template = ContentRecord {
-            chunk_size: self.opts.chunk_size,
+            chunk_size: self.opts.chunking.avg,
             k: self.vol.layout.k as u8,
             m: self.vol.layout.m as u8,
             chunks: Vec::new(),
         };
-        let cs = template.chunk_size as u64;
-        let n = size.div_ceil(cs);
+        let src = Arc::new(src);
         let sealed = self
-            .seal_all(
-                Some(Arc::new(src)),
-                (0..n).collect(),
-                size,
-                cs,
-                self.vol.layout,
-                progress,
-            )
+            .cut_region(&Source::Local(&src), 0..size, self.vol.layout, progress)
             .await?;
         // Opened through the mount meanwhile: that writer's content would meet
         // this one; the import gives way (shards it uploaded for no other file
@@ -736,57 +843,50 @@ impl Fs {
         if self.files.lock().unwrap().contains_key(&ino) {
             return Err(Errno::EBUSY);
         }
-        self.store_content(
-            ino,
-            vec![None; n as usize],
-            sealed,
-            &template,
-            size,
-            Some(mtime),
-        )
-        .await?;
+        let chunks = sealed.iter().map(|s| s.1).collect();
+        self.store_content(ino, chunks, sealed, &template, size, Some(mtime))
+            .await?;
         Ok(())
     }
 
     /// Whether regular file `ino` already holds exactly the `size` bytes of the
-    /// local file `src`, compared chunk by chunk by content hash (no download).
+    /// local file `src`: the local file is cut as it would be stored and its
+    /// chunk ids compared with the stored ones (nothing is downloaded).
     pub async fn same_content(&self, ino: u64, src: std::fs::File, size: u64) -> FsResult<bool> {
         let r = self.inode(ino)?;
         if r.kind != Kind::File || r.size != size || self.files.lock().unwrap().contains_key(&ino) {
             return Ok(false);
         }
-        let Some(content) = self.idx.content(ino)? else {
-            return Ok(size == 0);
-        };
-        let cs = content.chunk_size as u64;
-        if content.chunks.len() as u64 != size.div_ceil(cs) {
-            return Ok(false);
-        }
+        let stored = self.idx.content(ino)?.map(|c| c.chunks).unwrap_or_default();
         let src = Arc::new(src);
-        for (i, stored) in content.chunks.iter().enumerate() {
-            let off = i as u64 * cs;
-            let len = (size - off).min(cs) as usize;
-            let f = src.clone();
-            let sealer = self.vol.sealer.clone();
-            let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
-                let mut buf = vec![0u8; len];
-                read_full_at(&f, &mut buf, off)?;
-                Ok(if is_zero(&buf) {
-                    ChunkRef::Hole { len: len as u32 }
-                } else {
-                    ChunkRef::Data {
-                        id: sealer.id_of(&buf).map_err(std::io::Error::other)?,
-                        len: len as u32,
-                    }
+        let mut cutter = Cutter::new(self.opts.chunking, 0);
+        let mut next = stored.iter();
+        let mut pos = 0;
+        while pos < size {
+            let n = READ_STEP.min(size - pos);
+            cutter.push(&self.read_source(&Source::Local(&src), pos, n).await?);
+            pos += n;
+            while let Some((_, chunk)) = cutter.next_chunk(pos == size) {
+                let sealer = self.vol.sealer.clone();
+                let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
+                    let len = chunk.len() as u32;
+                    Ok(if is_zero(&chunk) {
+                        ChunkRef::Hole { len }
+                    } else {
+                        ChunkRef::Data {
+                            id: sealer.id_of(&chunk).map_err(std::io::Error::other)?,
+                            len,
+                        }
+                    })
                 })
-            })
-            .await
-            .expect("hash task panicked")?;
-            if mine != *stored {
-                return Ok(false);
+                .await
+                .expect("hash task panicked")?;
+                if next.next() != Some(&mine) {
+                    return Ok(false);
+                }
             }
         }
-        Ok(true)
+        Ok(next.next().is_none())
     }
 
     /// Chunk-level view of a file for `ls`-like tools: (chunks, bytes stored).

@@ -41,7 +41,8 @@ pub const XATTR_SIZE_MAX: usize = 65536;
 pub struct FsOptions {
     pub read_only: bool,
     pub staging_dir: PathBuf,
-    pub chunk_size: u32,
+    /// Content-defined chunk sizes of new data.
+    pub chunking: crate::chunker::Chunking,
     pub upload_concurrency: usize,
     pub readahead_chunks: usize,
     /// Identity of the state dir (recorded as the writer of the metadata log).
@@ -673,7 +674,7 @@ impl Fs {
             b.put_content(
                 ino,
                 &ContentRecord {
-                    chunk_size: self.opts.chunk_size,
+                    chunk_size: self.opts.chunking.avg,
                     k: self.vol.layout.k as u8,
                     m: self.vol.layout.m as u8,
                     chunks: Vec::new(),

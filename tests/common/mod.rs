@@ -114,7 +114,7 @@ fn build_with(
     let opts = FsOptions {
         read_only,
         staging_dir: staging.to_path_buf(),
-        chunk_size,
+        chunking: cloudraid::chunker::Chunking::around(chunk_size),
         upload_concurrency: 3,
         readahead_chunks: 2,
         show_uid: None,
