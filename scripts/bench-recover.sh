@@ -14,7 +14,8 @@ work=${BENCH_DIR:-/var/tmp/cloudraid-bench-recover}
 rm -rf "$work"; mkdir -p "$work/src" "$work/mnt"
 trap '"$bin" umount "$work/mnt" >/dev/null 2>&1 || true' EXIT
 "$bin" init --config "$work/v.toml" --backend a="file://$work/a" --backend b="file://$work/b" \
-  --backend c="file://$work/c" --state-dir "$work/state" --chunk-size 64KiB >/dev/null
+  --backend c="file://$work/c" --state-dir "$work/state" --chunk-size 64KiB \
+  --key-file "$work/v.key" >/dev/null
 # Shards not fsynced: the setup is about the index, not the disk.
 python3 - "$work/v.toml" <<'PY'
 import sys

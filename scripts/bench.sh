@@ -19,7 +19,7 @@ head -c $((size_mib << 20)) /dev/urandom > "$work/src.bin"
 backends=()
 for i in 1 2 3 4 5 6; do backends+=(--backend "d$i=file://$work/backend-$i"); done
 "$bin" init --config "$work/bench.toml" "${backends[@]}" --data-shards 4 --parity-shards 2 \
-  --cache-size 256MiB --state-dir "$work/state" >/dev/null
+  --cache-size 256MiB --state-dir "$work/state" --key-file "$work/bench.key" >/dev/null
 cache_mib=256
 
 now() { date +%s.%N; }

@@ -188,6 +188,63 @@ pub fn decode(
     Ok(out)
 }
 
+/// Whether all k+m payloads of a chunk agree: the parity recomputed from the
+/// data payloads equals the stored parity. Needs no key: a shard altered along
+/// with its checksum is caught here.
+pub fn consistent(payloads: &[Bytes], layout: Layout) -> bool {
+    if layout.m == 0 || payloads.len() != layout.total() {
+        return true;
+    }
+    let Ok(rs) = ReedSolomon::new(layout.k, layout.m) else {
+        return false;
+    };
+    let slices: Vec<&[u8]> = payloads.iter().map(|p| &p[..]).collect();
+    rs.verify(&slices).unwrap_or(false)
+}
+
+/// Which one shard of a chunk whose payloads disagree is the altered one, if it
+/// can be told: the one without which the others rebuild a consistent set (with
+/// m ≥ 2), confirmed by `opens` (the sealed chunk rebuilt without it opens) when
+/// given. `None` when no single shard explains it, or (m = 1, no `opens`) when
+/// any could.
+pub fn locate_altered(
+    payloads: &[Bytes],
+    layout: Layout,
+    sealed_len: usize,
+    opens: Option<&dyn Fn(&[u8]) -> bool>,
+) -> Option<usize> {
+    let rs = ReedSolomon::new(layout.k, layout.m).ok()?;
+    let mut found = Vec::new();
+    for j in 0..payloads.len() {
+        let mut shards: Vec<Option<Vec<u8>>> = payloads.iter().map(|p| Some(p.to_vec())).collect();
+        shards[j] = None;
+        if rs.reconstruct(&mut shards).is_err() {
+            continue;
+        }
+        let full: Vec<Vec<u8>> = shards.into_iter().map(|s| s.unwrap_or_default()).collect();
+        if layout.m >= 2 && !rs.verify(&full).unwrap_or(false) {
+            continue;
+        }
+        if let Some(opens) = opens {
+            let mut blob = Vec::with_capacity(sealed_len);
+            for s in &full[..layout.k] {
+                let take = (sealed_len - blob.len()).min(s.len());
+                blob.extend_from_slice(&s[..take]);
+            }
+            if !opens(&blob) {
+                continue;
+            }
+        } else if layout.m < 2 {
+            return None;
+        }
+        found.push(j);
+    }
+    match found[..] {
+        [j] => Some(j),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +279,38 @@ mod tests {
         );
         assert_eq!(roundtrip(&data, 1, 0, &[]).unwrap(), data);
         assert_eq!(roundtrip(b"", 2, 1, &[1]).unwrap(), b"");
+    }
+
+    #[test]
+    fn an_altered_shard_with_a_valid_checksum_is_found_by_the_others() {
+        let vol = VolumeId([5; 16]);
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 253) as u8).collect();
+        let id = ChunkId::of(&data);
+        for (k, m) in [(3, 2), (2, 1)] {
+            let layout = Layout::new(k, m).unwrap();
+            let objs = encode(vol, id, &data, layout).unwrap();
+            let mut payloads: Vec<Bytes> = objs
+                .iter()
+                .enumerate()
+                .map(|(i, o)| verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
+                .collect();
+            assert!(consistent(&payloads, layout));
+            for bad in 0..layout.total() {
+                let good = payloads[bad].clone();
+                let mut v = good.to_vec();
+                v[10] ^= 0x40;
+                payloads[bad] = Bytes::from(v);
+                assert!(!consistent(&payloads, layout));
+                let opens = |blob: &[u8]| blob == &data[..];
+                assert_eq!(
+                    locate_altered(&payloads, layout, data.len(), Some(&opens)),
+                    Some(bad)
+                );
+                let without_key = locate_altered(&payloads, layout, data.len(), None);
+                assert_eq!(without_key, (m >= 2).then_some(bad), "k={k} m={m}");
+                payloads[bad] = good;
+            }
+        }
     }
 
     #[test]

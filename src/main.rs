@@ -39,6 +39,15 @@ fn keys(locked: bool) -> setup::KeySource {
     }
 }
 
+/// The key source of a command that uses the key when it is given (no prompt)
+/// and works without it.
+fn keys_if_given() -> setup::KeySource {
+    setup::KeySource {
+        prompt: false,
+        ..keys(false)
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a volume over several backends and write its config file.
@@ -517,8 +526,9 @@ fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> 
         match ask_daemon(&config, control::Request::Scrub { sample }, |r| r.scrub).await? {
             Some(r) => Ok(r),
             None => {
-                // Shards are checked as stored: no key needed.
-                let (vol, _) = setup::open_volume(&config, &keys(true)).await?;
+                // Shards are checked as stored: no key needed (with it, a shard
+                // altered along with its checksum is named even when m = 1).
+                let (vol, _) = setup::open_volume(&config, &keys_if_given()).await?;
                 let idx = setup::open_index(&config)?;
                 let p = Progress::new("scrub");
                 scrub::scrub(&vol, &idx, sample, &|d, t| p.update(d, t)).await

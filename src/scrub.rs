@@ -39,16 +39,21 @@ pub struct ScrubReport {
     pub chunks_total: u64,
     pub backends: Vec<BackendScrub>,
     pub bad: Vec<BadShard>,
+    /// Chunks whose shards disagree where the altered one could not be named
+    /// (one parity shard, and no key: `cloudraid repair` names and rewrites it).
+    #[serde(default)]
+    pub inconsistent: Vec<String>,
 }
 
 impl ScrubReport {
     pub fn clean(&self) -> bool {
-        self.bad.is_empty()
+        self.bad.is_empty() && self.inconsistent.is_empty()
     }
 }
 
 enum Verdict {
-    Ok(u64),
+    /// Its size and payload.
+    Ok(u64, bytes::Bytes),
     Missing,
     Corrupt(String),
     Unreachable(String),
@@ -71,7 +76,7 @@ async fn check(vol: &Volume, id: ChunkId, rec: &ChunkRecord, i: usize) -> Verdic
         Err(StoreError::NotFound(_)) => Verdict::Missing,
         Err(e) => Verdict::Unreachable(e.to_string()),
         Ok(obj) => match verify_shard(&obj, vol.id, &id, i, layout, rec.sealed_len as usize) {
-            Ok(_) => Verdict::Ok(obj.len() as u64),
+            Ok(payload) => Verdict::Ok(obj.len() as u64, payload),
             Err(e) => Verdict::Corrupt(e.to_string()),
         },
     }
@@ -109,6 +114,7 @@ pub async fn scrub(
             })
             .collect(),
         bad: Vec::new(),
+        inconsistent: Vec::new(),
     };
     let mut results = futures::stream::iter(chosen)
         .map(|(id, rec)| async move {
@@ -122,13 +128,15 @@ pub async fn scrub(
     let mut done = 0;
     progress(0, n);
     while let Some((id, rec, verdicts)) = results.next().await {
+        let mut payloads = Vec::new();
         for (i, v) in verdicts.into_iter().enumerate() {
             let s = rec.placement[i] as usize % vol.slots.len();
             let b = &mut report.backends[s];
             let problem = match v {
-                Verdict::Ok(bytes) => {
+                Verdict::Ok(bytes, payload) => {
                     b.ok += 1;
                     b.bytes += bytes;
+                    payloads.push(payload);
                     continue;
                 }
                 Verdict::Missing => {
@@ -150,6 +158,37 @@ pub async fn scrub(
                 backend: b.name.clone(),
                 problem,
             });
+        }
+        // Every shard well-formed: do they agree? A shard altered together with
+        // its checksum shows here (no key needed to see it, the key to name it
+        // when m = 1).
+        let layout = Layout {
+            k: rec.k as usize,
+            m: rec.m as usize,
+        };
+        if payloads.len() == layout.total() && !crate::erasure::consistent(&payloads, layout) {
+            let (blob_len, len) = (rec.sealed_len as usize, rec.len as usize);
+            let opens = |blob: &[u8]| vol.sealer.open(&id, blob, len).is_ok();
+            let check: Option<&dyn Fn(&[u8]) -> bool> = if vol.sealer.is_unlocked() {
+                Some(&opens)
+            } else {
+                None
+            };
+            match crate::erasure::locate_altered(&payloads, layout, blob_len, check) {
+                Some(i) => {
+                    let s = rec.placement[i] as usize % vol.slots.len();
+                    let b = &mut report.backends[s];
+                    b.ok -= 1;
+                    b.corrupt += 1;
+                    report.bad.push(BadShard {
+                        chunk: id.hex(),
+                        index: i,
+                        backend: b.name.clone(),
+                        problem: "altered: its checksum matches, but it disagrees with the chunk's other shards".into(),
+                    });
+                }
+                None => report.inconsistent.push(id.hex()),
+            }
         }
         done += 1;
         progress(done, n);
@@ -204,6 +243,12 @@ pub fn render(r: &ScrubReport) -> String {
             out += &format!(
                 "  ... and {} more (--json lists them all)\n",
                 r.bad.len() - 50
+            );
+        }
+        for c in &r.inconsistent {
+            out += &format!(
+                "  chunk {}: its shards disagree (one was altered along with its checksum); `cloudraid repair` finds and rewrites it with the key\n",
+                &c[..16]
             );
         }
     }
@@ -285,6 +330,13 @@ pub async fn repair(
         } else {
             todo.entry(b.chunk.clone()).or_default().push(b.index);
         }
+    }
+    for c in &found.inconsistent {
+        still_bad.insert(c.clone());
+        report.failed.push(format!(
+            "chunk {}: its shards disagree and the altered one cannot be told apart (several altered, or no key); read the files it belongs to and write them again",
+            &c[..16]
+        ));
     }
     let n = todo.len() as u64;
     for (done, (hex, which)) in todo.into_iter().enumerate() {

@@ -55,7 +55,8 @@ pub enum NewKey {
 pub struct KeySource {
     pub key_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
-    /// Ask on the terminal when nothing else gives the passphrase.
+    /// Ask on the terminal when nothing else gives the passphrase; without it,
+    /// the volume stays locked then (commands for which the key is optional).
     pub prompt: bool,
     /// The passphrase given by the process that started this one.
     pub passed: Option<Credential>,
@@ -524,7 +525,10 @@ fn build(
     }
     let sealer = if !v.encrypted() {
         ChunkSealer::plain(id, compression)
-    } else if source.locked || sections.is_empty() {
+    } else if source.locked
+        || sections.is_empty()
+        || (!source.prompt && source.would_prompt(config))
+    {
         // Locked (by request, or no marker answered: the open fails later on
         // with what the backends said).
         ChunkSealer::encrypted(id, None, compression)

@@ -276,6 +276,26 @@ fn altered_and_swapped_shards_are_read_around_never_returned() {
     let header_crc = crc32fast::hash(&bytes[..76]);
     bytes[76..80].copy_from_slice(&header_crc.to_le_bytes());
     std::fs::write(&victim, &bytes).unwrap();
+    // Scrub sees that the chunk's shards disagree without the key; with it (m = 1
+    // here), it names the altered shard, and repair rewrites it.
+    let o = bin()
+        .env_remove("CLOUDRAID_PASSPHRASE")
+        .args(["scrub", "--config", &cfg])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("its shards disagree"), "{}", stdout(&o));
+    let o = run(&["scrub", "--config", &cfg]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(&format!("shard 0 of chunk {}: altered", &ids[0][..16])),
+        "{}",
+        stdout(&o)
+    );
+    ok(&["repair", "--config", &cfg]);
+    assert_ne!(std::fs::read(&victim).unwrap(), bytes, "rewritten");
+    ok(&["scrub", "--config", &cfg]);
+    std::fs::write(&victim, &bytes).unwrap();
     // Shard 1 of the second chunk replaced by shard 1 of the first, header
     // rewritten to name the second chunk: it passes every check but the key's.
     let mut swapped = std::fs::read(of(&ids[0], 1)).unwrap();
