@@ -33,11 +33,12 @@ impl Chunking {
     /// Checks explicit sizes against what FastCDC accepts.
     pub fn new(min: u32, avg: u32, max: u32) -> Result<Chunking, String> {
         use fastcdc::v2020::*;
-        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
-            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
-            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
-            || !(min < avg && avg < max)
-        {
+        let fits = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
+            && min < avg
+            && avg < max;
+        if !fits {
             return Err(format!(
                 "chunk sizes min {min}, average {avg}, max {max} must satisfy min < average < max, with min {}..={}, average {}..={} and max {}..={} bytes",
                 MINIMUM_MIN, MINIMUM_MAX, AVERAGE_MIN, AVERAGE_MAX, MAXIMUM_MIN, MAXIMUM_MAX

@@ -202,6 +202,9 @@ pub fn consistent(payloads: &[Bytes], layout: Layout) -> bool {
     rs.verify(&slices).unwrap_or(false)
 }
 
+/// Checks a rebuilt sealed chunk (by opening it with the volume's key).
+pub type OpensFn<'a> = &'a dyn Fn(&[u8]) -> bool;
+
 /// Which one shard of a chunk whose payloads disagree is the altered one, if it
 /// can be told: the one without which the others rebuild a consistent set (with
 /// m ≥ 2), confirmed by `opens` (the sealed chunk rebuilt without it opens) when
@@ -211,7 +214,7 @@ pub fn locate_altered(
     payloads: &[Bytes],
     layout: Layout,
     sealed_len: usize,
-    opens: Option<&dyn Fn(&[u8]) -> bool>,
+    opens: Option<OpensFn<'_>>,
 ) -> Option<usize> {
     let rs = ReedSolomon::new(layout.k, layout.m).ok()?;
     let mut found = Vec::new();
