@@ -169,7 +169,7 @@ pub async fn scrub(
         if payloads.len() == layout.total() && !crate::erasure::consistent(&payloads, layout) {
             let (blob_len, len) = (rec.sealed_len as usize, rec.len as usize);
             let opens = |blob: &[u8]| vol.sealer.open(&id, blob, len).is_ok();
-            let check: Option<&dyn Fn(&[u8]) -> bool> = if vol.sealer.is_unlocked() {
+            let check: Option<crate::erasure::OpensFn> = if vol.sealer.is_unlocked() {
                 Some(&opens)
             } else {
                 None
