@@ -17,7 +17,7 @@ work=${BENCH_DIR:-/var/tmp/cloudraid-bench-seal}
 rm -rf "$work"; mkdir -p "$work/mnt"
 trap '"$bin" umount "$work/mnt" >/dev/null 2>&1 || true' EXIT
 head -c $((size_mib << 20)) /dev/urandom > "$work/random.bin"
-seq 1 1000000000 | head -c $((size_mib << 20)) > "$work/text.bin"
+(seq 1 1000000000 || true) | head -c $((size_mib << 20)) > "$work/text.bin"
 
 now() { date +%s.%N; }
 mbps() { awk -v b=$((size_mib << 20)) -v t0="$1" -v t1="$2" 'BEGIN { printf "%.0f", b / (t1 - t0) / 1e6 }'; }
