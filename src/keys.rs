@@ -217,6 +217,14 @@ fn unwrap(kek: &Secret32, wrapped: &str, volume: VolumeId) -> Result<Option<Secr
 }
 
 fn passphrase_kek(pass: &str, salt: &[u8], cost: KdfCost) -> Result<Secret32, KeyError> {
+    // What init and passwd can write; anything beyond came from an altered marker
+    // and could exhaust memory or time.
+    if cost.m_cost_kib > 4 << 20 || cost.t_cost > 64 || cost.p_cost > 16 {
+        return Err(KeyError::Damaged(format!(
+            "Argon2 cost {} KiB x {} passes x {} lanes is beyond what cloudraid writes",
+            cost.m_cost_kib, cost.t_cost, cost.p_cost
+        )));
+    }
     let params = argon2::Params::new(cost.m_cost_kib, cost.t_cost, cost.p_cost, Some(KEY_LEN))
         .map_err(|e| KeyError::Damaged(format!("Argon2 parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -360,6 +368,14 @@ pub fn read_key_file(path: &Path) -> Result<Secret32, String> {
         return Err(format!(
             "key file {shown} is readable by others (mode {:o}); run `chmod 600 {shown}`",
             md.mode() & 0o777
+        ));
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me && md.uid() != 0 {
+        return Err(format!(
+            "key file {shown} belongs to user {}, not to this user ({me}) or root; run `chown {me} {shown}`",
+            md.uid()
         ));
     }
     let mut text = Zeroizing::new(String::new());

@@ -315,9 +315,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Argon2id cost from the command line.
 fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::keys::KdfCost, String> {
     let kib = memory.0 / 1024;
-    if !(8..=(4 << 20)).contains(&kib) || passes == 0 {
+    if !(8..=(4 << 20)).contains(&kib) || !(1..=64).contains(&passes) {
         return Err(format!(
-            "--kdf-memory {memory} must be between 8KiB and 4GiB, and --kdf-passes at least 1"
+            "--kdf-memory {memory} must be between 8KiB and 4GiB, and --kdf-passes between 1 and 64"
         ));
     }
     Ok(cloudraid::keys::KdfCost {
@@ -332,6 +332,17 @@ fn new_passphrase(file: Option<&Path>, env: &str) -> Result<cloudraid::keys::Cre
     use cloudraid::keys::Credential;
     use zeroize::Zeroizing;
     if let Some(f) = file {
+        use std::os::unix::fs::MetadataExt;
+        let md =
+            std::fs::metadata(f).map_err(|e| format!("passphrase file {}: {e}", f.display()))?;
+        if md.mode() & 0o077 != 0 {
+            return Err(format!(
+                "passphrase file {} is readable by others (mode {:o}); run `chmod 600 {}`",
+                f.display(),
+                md.mode() & 0o777,
+                f.display()
+            ));
+        }
         let text = Zeroizing::new(
             std::fs::read_to_string(f)
                 .map_err(|e| format!("passphrase file {}: {e}", f.display()))?,

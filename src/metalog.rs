@@ -76,12 +76,13 @@ pub struct Manifest {
 /// A metadata object: header, sealed payload (see `seal`), checksum.
 fn frame(
     kind: u8,
+    name: &str,
     sealer: &ChunkSealer,
     volume: &VolumeId,
     payload: &[u8],
 ) -> Result<Bytes, String> {
     let (flags, sealed) = sealer
-        .seal_meta(kind, payload)
+        .seal_meta(kind, name, payload)
         .map_err(|e| format!("cannot seal metadata: {e}"))?;
     let mut out = Vec::with_capacity(HEAD + sealed.len() + 4);
     out.extend_from_slice(META_MAGIC);
@@ -100,6 +101,7 @@ const HEAD: usize = 8 + 1 + 16 + 1 + 8;
 /// The payload of a framed object, checked and opened.
 fn unframe(
     kind: u8,
+    name: &str,
     sealer: &ChunkSealer,
     volume: &VolumeId,
     data: &[u8],
@@ -123,7 +125,7 @@ fn unframe(
         return Err("length mismatch (truncated object)".into());
     }
     sealer
-        .open_meta(kind, flags, &body[HEAD..])
+        .open_meta(kind, name, flags, &body[HEAD..])
         .map_err(|e| e.to_string())
 }
 
@@ -209,6 +211,7 @@ impl MetaLog {
             let (first, last) = (first.0, last.0);
             let object = frame(
                 KIND_LOG,
+                &log_key(first, last),
                 &self.vol.sealer,
                 &self.vol.id,
                 &encode(&LogObject {
@@ -261,7 +264,13 @@ impl MetaLog {
                 bytes_n += (k.len() + v.len()) as u64;
                 part.push((k, v));
                 if part_bytes >= PART_BYTES {
-                    let object = frame(KIND_PART, &self.vol.sealer, &self.vol.id, &encode(&part))?;
+                    let object = frame(
+                        KIND_PART,
+                        &part_key(seq, parts),
+                        &self.vol.sealer,
+                        &self.vol.id,
+                        &encode(&part),
+                    )?;
                     self.replicate(&part_key(seq, parts), object).await?;
                     parts += 1;
                     part.clear();
@@ -273,7 +282,13 @@ impl MetaLog {
             }
         }
         if !part.is_empty() || parts == 0 {
-            let object = frame(KIND_PART, &self.vol.sealer, &self.vol.id, &encode(&part))?;
+            let object = frame(
+                KIND_PART,
+                &part_key(seq, parts),
+                &self.vol.sealer,
+                &self.vol.id,
+                &encode(&part),
+            )?;
             self.replicate(&part_key(seq, parts), object).await?;
             parts += 1;
         }
@@ -288,6 +303,7 @@ impl MetaLog {
             &manifest_key(seq),
             frame(
                 KIND_MANIFEST,
+                &manifest_key(seq),
                 &self.vol.sealer,
                 &self.vol.id,
                 &encode(&manifest),
@@ -521,7 +537,7 @@ async fn fetch(
             Ok(data) => {
                 report.objects_downloaded += 1;
                 report.bytes_downloaded += data.len() as u64;
-                match unframe(kind, sealer, volume, &data) {
+                match unframe(kind, key, sealer, volume, &data) {
                     Ok(p) => return Ok(p),
                     Err(e) => errors.push(format!("{name}: {e}")),
                 }
@@ -593,6 +609,9 @@ pub async fn recover(
                 )
                 .await?,
             )?;
+            if m.seq != *seq {
+                return Err(format!("the manifest of snapshot {seq} says {}", m.seq));
+            }
             let total = m.parts as u64 + logs.iter().filter(|l| l.1 > *seq).count() as u64;
             let mut parts = Vec::new();
             for i in 0..m.parts {
@@ -668,6 +687,15 @@ pub async fn recover(
             )
             .await?,
         )?;
+        if object
+            .entries
+            .iter()
+            .any(|(seq, _)| *seq < first || *seq > last)
+        {
+            return Err(format!(
+                "{key} holds entries outside {first}..={last}: it was altered; recover from the other backends (move this one away)"
+            ));
+        }
         // The object's entries, in order, as one batch (ops apply in order).
         let mut b = Batch::default();
         for (seq, ops) in object.entries {
@@ -730,36 +758,46 @@ mod tests {
         let keys = crate::keys::Keys::derive(&crate::keys::Secret32::random(), v);
         let sealer = ChunkSealer::encrypted(v, Some(keys), crate::seal::Compression::None);
         let payload = b"file names: holiday.jpg, taxes-2026.pdf ".repeat(20);
-        let f = frame(KIND_LOG, &sealer, &v, &payload).unwrap();
+        let f = frame(KIND_LOG, "meta/log/1-2", &sealer, &v, &payload).unwrap();
         assert!(
             !f.windows(11).any(|w| w == b"holiday.jpg"),
             "the payload is not readable in the object"
         );
-        assert_eq!(unframe(KIND_LOG, &sealer, &v, &f).unwrap(), payload);
-        assert!(unframe(KIND_PART, &sealer, &v, &f)
+        assert_eq!(
+            unframe(KIND_LOG, "meta/log/1-2", &sealer, &v, &f).unwrap(),
+            payload
+        );
+        assert!(unframe(KIND_PART, "meta/log/1-2", &sealer, &v, &f)
             .unwrap_err()
             .contains("kind"));
-        assert!(unframe(KIND_LOG, &sealer, &VolumeId::random(), &f)
-            .unwrap_err()
-            .contains("another volume"));
+        assert!(
+            unframe(KIND_LOG, "meta/log/1-2", &sealer, &VolumeId::random(), &f)
+                .unwrap_err()
+                .contains("another volume")
+        );
         let mut bad = f.to_vec();
         bad[40] ^= 1;
-        assert!(unframe(KIND_LOG, &sealer, &v, &bad)
+        assert!(unframe(KIND_LOG, "meta/log/1-2", &sealer, &v, &bad)
             .unwrap_err()
             .contains("checksum"));
-        assert!(unframe(KIND_LOG, &sealer, &v, &f[..f.len() - 1]).is_err());
+        assert!(unframe(KIND_LOG, "meta/log/1-2", &sealer, &v, &f[..f.len() - 1]).is_err());
         // Altered with a valid checksum: the encryption catches it.
         let mut forged = f.to_vec();
         forged[HEAD + 20] ^= 1;
         let n = forged.len() - 4;
         let crc = crc32fast::hash(&forged[..n]);
         forged[n..].copy_from_slice(&crc.to_le_bytes());
-        assert!(unframe(KIND_LOG, &sealer, &v, &forged)
+        assert!(unframe(KIND_LOG, "meta/log/1-2", &sealer, &v, &forged)
+            .unwrap_err()
+            .contains("altered"));
+        // The same object under another name (entries 1-2 served as 3-4) does not
+        // open: a backend cannot reorder or replay the log.
+        assert!(unframe(KIND_LOG, "meta/log/3-4", &sealer, &v, &f)
             .unwrap_err()
             .contains("altered"));
         // Without the key it cannot be read.
         let locked = ChunkSealer::encrypted(v, None, crate::seal::Compression::None);
-        assert!(unframe(KIND_LOG, &locked, &v, &f).is_err());
+        assert!(unframe(KIND_LOG, "meta/log/1-2", &locked, &v, &f).is_err());
     }
 
     #[test]

@@ -226,7 +226,12 @@ impl ChunkSealer {
     /// when smaller, then AES-256-GCM under the metadata key when the volume is
     /// encrypted, bound to the object's kind and volume. Returns the flags and
     /// the sealed bytes.
-    pub fn seal_meta(&self, kind: u8, payload: &[u8]) -> Result<(u8, Vec<u8>), SealError> {
+    pub fn seal_meta(
+        &self,
+        kind: u8,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<(u8, Vec<u8>), SealError> {
         let keys = self.unlocked()?;
         let mut flags = 0;
         let mut body = match zstd::bulk::compress(payload, 3) {
@@ -245,7 +250,7 @@ impl ChunkSealer {
         let tag = Aes256Gcm::new(keys.meta.bytes().into())
             .encrypt_in_place_detached(
                 Nonce::from_slice(&nonce),
-                &meta_aad(self.volume, kind, flags),
+                &meta_aad(self.volume, kind, flags, name),
                 &mut body,
             )
             .map_err(|_| SealError::Damaged("metadata too large to encrypt".into()))?;
@@ -257,7 +262,13 @@ impl ChunkSealer {
     }
 
     /// Opens what [`seal_meta`](Self::seal_meta) sealed.
-    pub fn open_meta(&self, kind: u8, flags: u8, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    pub fn open_meta(
+        &self,
+        kind: u8,
+        name: &str,
+        flags: u8,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
         if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
             return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
         }
@@ -272,7 +283,7 @@ impl ChunkSealer {
             Aes256Gcm::new(keys.meta.bytes().into())
                 .decrypt_in_place_detached(
                     Nonce::from_slice(nonce),
-                    &meta_aad(self.volume, kind, flags),
+                    &meta_aad(self.volume, kind, flags, name),
                     &mut body,
                     Tag::from_slice(tag),
                 )
@@ -284,28 +295,33 @@ impl ChunkSealer {
             sealed.to_vec()
         };
         if flags & FLAG_COMPRESSED != 0 {
-            // Metadata objects are a few MiB at most; 1 GiB bounds a forged size.
-            zstd::stream::decode_all(&body[..])
-                .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))
-                .and_then(|d| {
-                    if d.len() > 1 << 30 {
-                        Err(SealError::Damaged("too large".into()))
-                    } else {
-                        Ok(d)
-                    }
-                })
+            // Metadata objects are a few MiB at most; 1 GiB bounds a forged one
+            // (decoded as a stream, so a bomb stops at the bound).
+            use std::io::Read;
+            const LIMIT: u64 = 1 << 30;
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(&body[..])
+                .and_then(|d| d.take(LIMIT + 1).read_to_end(&mut out))
+                .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?;
+            if out.len() as u64 > LIMIT {
+                return Err(SealError::Damaged("decompresses to more than 1 GiB".into()));
+            }
+            Ok(out)
         } else {
             Ok(body)
         }
     }
 }
 
-fn meta_aad(volume: VolumeId, kind: u8, flags: u8) -> [u8; 34] {
-    let mut a = [0u8; 34];
-    a[..16].copy_from_slice(b"cloudraid meta\0\0");
-    a[16] = kind;
-    a[17..33].copy_from_slice(&volume.0);
-    a[33] = flags;
+/// Associated data of a metadata object: it is bound to its kind, volume,
+/// flags and object name (so one cannot be served for another).
+fn meta_aad(volume: VolumeId, kind: u8, flags: u8, name: &str) -> Vec<u8> {
+    let mut a = Vec::with_capacity(34 + name.len());
+    a.extend_from_slice(b"cloudraid meta\0\0");
+    a.push(kind);
+    a.extend_from_slice(&volume.0);
+    a.push(flags);
+    a.extend_from_slice(name.as_bytes());
     a
 }
 

@@ -534,7 +534,9 @@ fn build(
         ChunkSealer::encrypted(id, None, compression)
     } else {
         let cred = source.credential(config)?;
-        let mut last = None;
+        // Every distinct copy of the key material is tried: one damaged or
+        // altered marker must not lock the user out.
+        let mut errors = Vec::new();
         let mut master = None;
         for sec in sections {
             match sec.unlock(&cred, id) {
@@ -542,13 +544,31 @@ fn build(
                     master = Some(m);
                     break;
                 }
-                // Another backend's copy may be whole.
-                Err(e @ crate::keys::KeyError::Damaged(_)) => last = Some(e),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => errors.push(e),
             }
         }
-        let master = master.ok_or_else(|| last.map(|e| e.to_string()).unwrap_or_default())?;
-        ChunkSealer::encrypted(id, Some(Keys::derive(&master, id)), compression)
+        match master {
+            Some(master) => {
+                ChunkSealer::encrypted(id, Some(Keys::derive(&master, id)), compression)
+            }
+            None => {
+                use crate::keys::KeyError;
+                let e = errors
+                    .iter()
+                    .find(|e| matches!(e, KeyError::WrongPassphrase | KeyError::WrongKeyFile(_)))
+                    .or(errors.first())
+                    .cloned()
+                    .unwrap_or(KeyError::NoPassphraseSlot);
+                let wrong = matches!(e, KeyError::WrongPassphrase | KeyError::WrongKeyFile(_));
+                if wrong && !source.prompt {
+                    // A command that works without the key goes on without it.
+                    eprintln!("cloudraid: warning: {e}; going on without the key");
+                    ChunkSealer::encrypted(id, None, compression)
+                } else {
+                    return Err(e.to_string());
+                }
+            }
+        }
     };
     let vol = Volume::new(
         id,

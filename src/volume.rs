@@ -522,9 +522,9 @@ impl Volume {
             let have: Vec<usize> = (0..payloads.len())
                 .filter(|i| payloads[*i].is_some())
                 .collect();
-            // At most 256 tries: enough for any single altered shard, and for
-            // several with the small k+m of real volumes.
-            for pick in have.iter().copied().combinations(layout.k).take(256) {
+            // At most 4096 tries: every choice for k+m up to 12+3 or 8+4, and
+            // more than enough for one altered shard in any layout.
+            for pick in have.iter().copied().combinations(layout.k).take(4096) {
                 let subset: Vec<Option<Bytes>> = (0..payloads.len())
                     .map(|i| pick.contains(&i).then(|| payloads[i].clone()).flatten())
                     .collect();

@@ -68,3 +68,69 @@ fn copies_and_shifted_versions_are_stored_once() {
     assert!(std::fs::read(format!("{mp}/shifted.bin")).unwrap() == shifted);
     assert!(run(&["umount", &mp]).status.success());
 }
+
+/// The same content stored twice at the same time (two puts through the mount
+/// daemon): its chunks are in flight in both at once, and each must be uploaded
+/// once (two uploads of one chunk would seal it twice, with different nonces,
+/// and mix their shards).
+#[test]
+fn identical_chunks_in_flight_at_once_are_stored_once() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let (cfg, mp) = mounted_volume(
+        &e,
+        &[
+            "--data-shards",
+            "2",
+            "--parity-shards",
+            "1",
+            "--chunk-size",
+            "64KiB",
+        ],
+    );
+    let data = common::bytes(31, 32 << 20);
+    let local = e.base.join("same.bin");
+    std::fs::write(&local, &data).unwrap();
+    for round in 0..3 {
+        let puts: Vec<_> = ["x", "y"]
+            .iter()
+            .map(|n| {
+                common::bin()
+                    .args([
+                        "put",
+                        "--config",
+                        &cfg,
+                        local.to_str().unwrap(),
+                        &format!("/{n}{round}"),
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for p in puts {
+            let o = p.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+        let o = run(&["scrub", "--config", &cfg]);
+        assert!(o.status.success(), "round {round}: {}", stdout(&o));
+        for n in ["x", "y"] {
+            assert!(std::fs::read(format!("{mp}/{n}{round}")).unwrap() == data);
+        }
+        // The next round uploads everything again.
+        let o = run(&[
+            "rm",
+            "--config",
+            &cfg,
+            &format!("/x{round}"),
+            &format!("/y{round}"),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let _ = run(&["sync", "--config", &cfg]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert!(run(&["umount", &mp]).status.success());
+}

@@ -188,7 +188,8 @@ fn wrong_or_missing_keys_fail_at_once_and_change_nothing() {
         assert!(common::mounted_type(&mp).is_none());
     }
 
-    // Damaged key material in one marker: another backend's copy unlocks.
+    // Damaged key material in one marker: another backend's copy unlocks. First
+    // altered in place (same length, still hex: it only fails to decrypt)...
     let marker_a = e.base.join("a/cloudraid.volume");
     let good = std::fs::read_to_string(&marker_a).unwrap();
     let mut m: serde_json::Value = serde_json::from_str(&good).unwrap();
@@ -196,6 +197,26 @@ fn wrong_or_missing_keys_fail_at_once_and_change_nothing() {
         .as_str()
         .unwrap()
         .to_string();
+    let flipped: String = wrapped
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 40 {
+                if c == '0' {
+                    '1'
+                } else {
+                    '0'
+                }
+            } else {
+                c
+            }
+        })
+        .collect();
+    let mut altered = m.clone();
+    altered["encryption"]["slots"][0]["wrapped"] = serde_json::Value::String(flipped);
+    std::fs::write(&marker_a, serde_json::to_vec(&altered).unwrap()).unwrap();
+    ok(&["get", "--config", &cfg, "/f", &e.p("back0")]);
+    // ... then cut short.
     m["encryption"]["slots"][0]["wrapped"] = serde_json::Value::String(wrapped[..30].to_string());
     std::fs::write(&marker_a, serde_json::to_vec(&m).unwrap()).unwrap();
     let back = e.p("back");
@@ -211,6 +232,18 @@ fn wrong_or_missing_keys_fail_at_once_and_change_nothing() {
     }
     let o = run(&["get", "--config", &cfg, "/f", &e.p("back2")]);
     assert_one_line_error(&o, "key material in its marker is damaged");
+    // A marker asking for an absurd key derivation cost is damaged, not obeyed.
+    let mut costly = serde_json::from_str::<serde_json::Value>(&good).unwrap();
+    costly["encryption"]["slots"][0]["cost"]["m_cost_kib"] = serde_json::json!(1u64 << 31);
+    for b in ["a", "b", "c"] {
+        std::fs::write(
+            e.base.join(b).join("cloudraid.volume"),
+            serde_json::to_vec(&costly).unwrap(),
+        )
+        .unwrap();
+    }
+    let o = run(&["get", "--config", &cfg, "/f", &e.p("back2")]);
+    assert_one_line_error(&o, "beyond what cloudraid writes");
     // A marker saying the volume is not encrypted is not believed.
     m.as_object_mut().unwrap().remove("encryption");
     for b in ["a", "b", "c"] {
@@ -397,10 +430,22 @@ fn passwd_rewraps_the_key_and_key_files_unlock_unattended() {
     std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let o = bin()
         .env_remove("CLOUDRAID_PASSPHRASE")
-        .args(["--passphrase-file", &pf, "ls", "--config", &cfg, "/"])
+        .args([
+            "--passphrase-file",
+            &pf,
+            "get",
+            "--config",
+            &cfg,
+            "/f",
+            &e.p("via-file"),
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(e.p("via-file")).unwrap(),
+        common::bytes(4, 100_000)
+    );
     // passwd needs every backend: with one gone it changes nothing.
     std::fs::rename(e.base.join("c"), e.base.join("c-gone")).unwrap();
     let o = bin()
@@ -411,6 +456,16 @@ fn passwd_rewraps_the_key_and_key_files_unlock_unattended() {
         .unwrap();
     assert_one_line_error(&o, "nothing was changed");
     std::fs::rename(e.base.join("c-gone"), e.base.join("c")).unwrap();
+    let o = bin()
+        .env("CLOUDRAID_PASSPHRASE", "a much better passphrase")
+        .args(["get", "--config", &cfg, "/f", &e.p("still")])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the passphrase is still the one before: {}",
+        stderr(&o)
+    );
 
     // A volume with a key file: the config names it, nothing else is needed.
     let e2 = Env::new();

@@ -389,11 +389,13 @@ impl Fs {
         if let Some(f) = &st.staging {
             return Ok(f.clone());
         }
+        use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&st.staging_path)?;
         f.set_len(st.size)?;
         let f = Arc::new(f);
@@ -439,7 +441,12 @@ impl Fs {
         }
         let mut st = of.state.write().await;
         let f = self.ensure_staging(&mut st)?;
-        f.write_all_at(data, offset)?;
+        if let Err(e) = f.write_all_at(data, offset) {
+            // Nothing past the size may stay behind (it would read back later in
+            // place of zeros).
+            let _ = f.set_len(st.size);
+            return Err(e.into());
+        }
         // A write past the end leaves a run of zeros before it.
         let from = offset.min(st.size);
         st.present.insert(from..end);
@@ -481,6 +488,8 @@ impl Fs {
             st.dirty.insert(old..size);
         }
         if let Some(f) = &st.staging {
+            // Cut first, so that what grows is zeros whatever was left past the end.
+            f.set_len(size.min(st.size))?;
             f.set_len(size)?;
         }
         st.size = size;
@@ -590,12 +599,20 @@ impl Fs {
             return Ok((off, ChunkRef::Hole { len }, None));
         };
         let guard = self.guards.reference(id).await;
+        // One lookup-and-upload per chunk id at a time (see `guards`).
+        let lock = self.guards.upload_lock(id);
+        let _one = lock.lock().await;
         let (rec, missing, fresh) = match self.idx.chunk(&id)? {
             Some(rec) => (rec, Vec::new(), false),
-            None => {
-                let (rec, missing) = self.vol.store_chunk(id, Bytes::from(data), layout).await?;
-                (rec, missing, true)
-            }
+            None => match self.guards.stored(&id) {
+                Some((rec, missing)) => (rec, missing, false),
+                None => {
+                    let (rec, missing) =
+                        self.vol.store_chunk(id, Bytes::from(data), layout).await?;
+                    self.guards.remember(id, rec.clone(), missing.clone());
+                    (rec, missing, true)
+                }
+            },
         };
         Ok((
             off,

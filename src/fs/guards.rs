@@ -5,8 +5,14 @@
 //! batch is applied. The collector only deletes chunks that nobody has registered,
 //! and a commit that finds a chunk being deleted waits until the deletion is over
 //! and then uploads it afresh.
+//!
+//! It also keeps one upload per chunk id at a time: sealing uses a random nonce,
+//! so two uploads of the same chunk would store two different sealed forms under
+//! the same shard names and mix their shards. A chunk uploaded by a commit whose
+//! batch is not applied yet is remembered here, so a concurrent commit that
+//! needs the same chunk uses that upload instead of making another.
 
-use crate::format::ChunkId;
+use crate::format::{ChunkId, ChunkRecord};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -21,6 +27,11 @@ pub struct ChunkGuards {
 struct GuardState {
     referencing: HashMap<ChunkId, usize>,
     deleting: HashSet<ChunkId>,
+    /// Held while a chunk is being looked up and, if need be, uploaded.
+    uploading: HashMap<ChunkId, Arc<tokio::sync::Mutex<()>>>,
+    /// Uploaded by a commit still in progress: the record and the shards that
+    /// could not be stored.
+    stored: HashMap<ChunkId, (ChunkRecord, Vec<usize>)>,
 }
 
 /// A commit's hold on one chunk; released on drop.
@@ -35,7 +46,11 @@ impl Drop for RefGuard {
         if let Some(n) = s.referencing.get_mut(&self.id) {
             *n -= 1;
             if *n == 0 {
+                // Nobody is storing or about to reference it: what a commit
+                // uploaded is in the index now (or was never referenced).
                 s.referencing.remove(&self.id);
+                s.uploading.remove(&self.id);
+                s.stored.remove(&self.id);
             }
         }
     }
@@ -57,6 +72,28 @@ impl ChunkGuards {
             }
             notified.await;
         }
+    }
+
+    /// The lock that makes uploads of `id` one at a time. Take it while holding a
+    /// reference (so that the lock stays the same one for everybody).
+    pub fn upload_lock(&self, id: ChunkId) -> Arc<tokio::sync::Mutex<()>> {
+        self.state
+            .lock()
+            .unwrap()
+            .uploading
+            .entry(id)
+            .or_default()
+            .clone()
+    }
+
+    /// The upload of `id` by a commit still in progress, if any.
+    pub fn stored(&self, id: &ChunkId) -> Option<(ChunkRecord, Vec<usize>)> {
+        self.state.lock().unwrap().stored.get(id).cloned()
+    }
+
+    /// Remembers an upload of `id` until nobody references it any more.
+    pub fn remember(&self, id: ChunkId, rec: ChunkRecord, missing: Vec<usize>) {
+        self.state.lock().unwrap().stored.insert(id, (rec, missing));
     }
 
     /// Marks `id` as being deleted unless a commit references it.
