@@ -379,39 +379,43 @@ impl Config {
         let Some(path) = &self.volume.env_file else {
             return Ok(Vec::new());
         };
-        use std::os::unix::fs::MetadataExt;
-        let file = std::fs::File::open(path).map_err(|e| {
-            format!(
-                "env_file {}: {e}; create it with the backends' credentials (KEY=VALUE lines) and `chmod 600` it, or remove env_file from the config",
-                path.display()
-            )
-        })?;
-        // Checked on the file opened, so it cannot be swapped in between.
-        let md = file
-            .metadata()
-            .map_err(|e| format!("env_file {}: {e}", path.display()))?;
-        if md.mode() & 0o077 != 0 {
-            return Err(format!(
-                "env_file {} holds credentials but is readable by others (mode {:o}); run `chmod 600 {}`",
-                path.display(),
-                md.mode() & 0o777,
-                path.display()
-            ));
-        }
-        // SAFETY: geteuid cannot fail.
-        let me = unsafe { libc::geteuid() };
-        if md.uid() != me && md.uid() != 0 {
-            return Err(format!(
-                "env_file {} belongs to user {}, not to this user ({me}) or root, so anyone with that account could change the credentials; run `chown {me} {}`",
-                path.display(),
-                md.uid(),
-                path.display()
-            ));
-        }
+        let file = open_private(
+            path,
+            "env_file",
+            "create it with the backends' credentials (KEY=VALUE lines) and `chmod 600` it, or remove env_file from the config",
+        )?;
         dotenvy::from_read_iter(file)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("env_file {}: {e}", path.display()))
     }
+}
+
+/// Opens a file that holds secrets (env file, key file, passphrase file) and
+/// checks, on the file opened, that only its owner can read it and that the
+/// owner is this user or root. `what` names it in messages; `hint` says what to
+/// do when it cannot be opened.
+pub fn open_private(path: &Path, what: &str, hint: &str) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{what} {shown}: {e}; {hint}"))?;
+    let md = file
+        .metadata()
+        .map_err(|e| format!("{what} {shown}: {e}"))?;
+    if md.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{what} {shown} holds secrets but is readable by others (mode {:o}); run `chmod 600 {shown}`",
+            md.mode() & 0o777
+        ));
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me && md.uid() != 0 {
+        return Err(format!(
+            "{what} {shown} belongs to user {}, not to this user ({me}) or root, so anyone with that account could change it; run `chown {me} {shown}`",
+            md.uid()
+        ));
+    }
+    Ok(file)
 }
 
 /// Default (k, m) for `n` backends: about a third of them parity, at least one

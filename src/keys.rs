@@ -360,24 +360,12 @@ impl KeySection {
 /// Reads a key file: 64 hex digits (a 256-bit key), then optionally a newline.
 /// Like the env file, it must be private to its owner.
 pub fn read_key_file(path: &Path) -> Result<Secret32, String> {
-    use std::os::unix::fs::MetadataExt;
     let shown = path.display();
-    let mut f = std::fs::File::open(path).map_err(|e| format!("key file {shown}: {e}"))?;
-    let md = f.metadata().map_err(|e| format!("key file {shown}: {e}"))?;
-    if md.mode() & 0o077 != 0 {
-        return Err(format!(
-            "key file {shown} is readable by others (mode {:o}); run `chmod 600 {shown}`",
-            md.mode() & 0o777
-        ));
-    }
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if md.uid() != me && md.uid() != 0 {
-        return Err(format!(
-            "key file {shown} belongs to user {}, not to this user ({me}) or root; run `chown {me} {shown}`",
-            md.uid()
-        ));
-    }
+    let mut f = crate::config::open_private(
+        path,
+        "key file",
+        "give the key file made by `cloudraid init --key-file`",
+    )?;
     let mut text = Zeroizing::new(String::new());
     std::io::Read::read_to_string(&mut f, &mut text)
         .map_err(|e| format!("key file {shown}: {e}"))?;

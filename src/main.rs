@@ -332,26 +332,7 @@ fn new_passphrase(file: Option<&Path>, env: &str) -> Result<cloudraid::keys::Cre
     use cloudraid::keys::Credential;
     use zeroize::Zeroizing;
     if let Some(f) = file {
-        use std::os::unix::fs::MetadataExt;
-        let md =
-            std::fs::metadata(f).map_err(|e| format!("passphrase file {}: {e}", f.display()))?;
-        if md.mode() & 0o077 != 0 {
-            return Err(format!(
-                "passphrase file {} is readable by others (mode {:o}); run `chmod 600 {}`",
-                f.display(),
-                md.mode() & 0o777,
-                f.display()
-            ));
-        }
-        let text = Zeroizing::new(
-            std::fs::read_to_string(f)
-                .map_err(|e| format!("passphrase file {}: {e}", f.display()))?,
-        );
-        let line = text.lines().next().unwrap_or("");
-        if line.is_empty() {
-            return Err(format!("passphrase file {} is empty", f.display()));
-        }
-        return Ok(Credential::Passphrase(Zeroizing::new(line.to_string())));
+        return setup::read_passphrase_file(f);
     }
     if let Ok(p) = std::env::var(env) {
         if p.is_empty() {

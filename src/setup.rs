@@ -67,19 +67,18 @@ pub struct KeySource {
 
 pub const PASSPHRASE_ENV: &str = "CLOUDRAID_PASSPHRASE";
 
-fn read_passphrase_file(path: &Path) -> Result<Credential, String> {
-    use std::os::unix::fs::MetadataExt;
+/// The passphrase on the first line of a private file.
+pub fn read_passphrase_file(path: &Path) -> Result<Credential, String> {
+    use std::io::Read;
     let shown = path.display();
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| format!("passphrase file {shown}: {e}"))?,
-    );
-    let md = std::fs::metadata(path).map_err(|e| format!("passphrase file {shown}: {e}"))?;
-    if md.mode() & 0o077 != 0 {
-        return Err(format!(
-            "passphrase file {shown} is readable by others (mode {:o}); run `chmod 600 {shown}`",
-            md.mode() & 0o777
-        ));
-    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    crate::config::open_private(
+        path,
+        "passphrase file",
+        "write the passphrase on its first line",
+    )?
+    .read_to_string(&mut text)
+    .map_err(|e| format!("passphrase file {shown}: {e}"))?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(format!("passphrase file {shown} is empty"));

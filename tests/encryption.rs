@@ -34,26 +34,11 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A volume over folders a, b, c (k=2, m=1).
+/// A volume over folders a, b, c (k=2, m=1), chunks around 256 KiB.
 fn volume(e: &Env, extra: &[&str]) -> String {
-    let cfg = e.p("v.toml");
-    let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
-    let mut args = vec![
-        "--backend",
-        &a,
-        "--backend",
-        &b,
-        "--backend",
-        &c,
-        "--state-dir",
-        &state,
-        "--chunk-size",
-        "256KiB",
-    ];
+    let mut args = vec!["--chunk-size", "256KiB"];
     args.extend_from_slice(extra);
-    let o = e.init(&cfg, &args);
-    assert!(o.status.success(), "{}", stderr(&o));
-    cfg
+    common::three_backend_volume(e, &args)
 }
 
 /// Every object of every backend folder, as (path, bytes).

@@ -298,8 +298,9 @@ pub fn mounted_type(mp: &str) -> Option<(String, String)> {
     })
 }
 
-/// A volume over folders a, b and c of `e`, mounted at `e/mnt`. Returns (config, mountpoint).
-pub fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
+/// A volume over folders a, b and c of `e` (state in `e/state`, config
+/// `e/v.toml`, more init options in `extra`). Returns the config's path.
+pub fn three_backend_volume(e: &Env, extra: &[&str]) -> String {
     let cfg = e.p("v.toml");
     let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
     let mut args = vec![
@@ -315,6 +316,12 @@ pub fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
     args.extend_from_slice(extra);
     let o = e.init(&cfg, &args);
     assert!(o.status.success(), "{}", stderr(&o));
+    cfg
+}
+
+/// A volume over folders a, b and c of `e`, mounted at `e/mnt`. Returns (config, mountpoint).
+pub fn mounted_volume(e: &Env, extra: &[&str]) -> (String, String) {
+    let cfg = three_backend_volume(e, extra);
     let mp = e.p("mnt");
     std::fs::create_dir(&mp).unwrap();
     let o = run(&["mount", "--config", &cfg, &mp]);
