@@ -206,10 +206,11 @@ pub fn consistent(payloads: &[Bytes], layout: Layout) -> bool {
 pub type OpensFn<'a> = &'a dyn Fn(&[u8]) -> bool;
 
 /// Which one shard of a chunk whose payloads disagree is the altered one, if it
-/// can be told: the one without which the others rebuild a consistent set (with
-/// m ≥ 2), confirmed by `opens` (the sealed chunk rebuilt without it opens) when
-/// given. `None` when no single shard explains it, or (m = 1, no `opens`) when
-/// any could.
+/// can be told. With `opens` (the volume's key): the first sealed chunk rebuilt
+/// without some shard that opens is the true one, and the altered shards are
+/// those that differ from its encoding. Without: the one shard without which the
+/// others rebuild a consistent set, which only m ≥ 2 can tell. `None` when no
+/// single shard explains it.
 pub fn locate_altered(
     payloads: &[Bytes],
     layout: Layout,
@@ -225,9 +226,6 @@ pub fn locate_altered(
             continue;
         }
         let full: Vec<Vec<u8>> = shards.into_iter().map(|s| s.unwrap_or_default()).collect();
-        if layout.m >= 2 && !rs.verify(&full).unwrap_or(false) {
-            continue;
-        }
         if let Some(opens) = opens {
             let mut blob = Vec::with_capacity(sealed_len);
             for s in &full[..layout.k] {
@@ -237,10 +235,22 @@ pub fn locate_altered(
             if !opens(&blob) {
                 continue;
             }
-        } else if layout.m < 2 {
+            // The true chunk: which stored payloads differ from its encoding?
+            let expected = encode(VolumeId([0; 16]), ChunkId([0; 32]), &blob, layout).ok()?;
+            let differ: Vec<usize> = (0..payloads.len())
+                .filter(|i| expected[*i][SHARD_HEADER_LEN..] != payloads[*i][..])
+                .collect();
+            return match differ[..] {
+                [i] => Some(i),
+                _ => None,
+            };
+        }
+        if layout.m < 2 {
             return None;
         }
-        found.push(j);
+        if rs.verify(&full).unwrap_or(false) {
+            found.push(j);
+        }
     }
     match found[..] {
         [j] => Some(j),
@@ -314,6 +324,31 @@ mod tests {
                 payloads[bad] = good;
             }
         }
+    }
+
+    #[test]
+    fn an_altered_padding_byte_is_named_too() {
+        // 5001 bytes over k=2: shard 1 ends with one byte of padding.
+        let vol = VolumeId([6; 16]);
+        let data: Vec<u8> = (0..5001u32).map(|i| (i * 13 % 251) as u8).collect();
+        let id = ChunkId::of(&data);
+        let layout = Layout::new(2, 1).unwrap();
+        let objs = encode(vol, id, &data, layout).unwrap();
+        let mut payloads: Vec<Bytes> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
+            .collect();
+        let mut v = payloads[1].to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        payloads[1] = Bytes::from(v);
+        assert!(!consistent(&payloads, layout));
+        let opens = |blob: &[u8]| blob == &data[..];
+        assert_eq!(
+            locate_altered(&payloads, layout, data.len(), Some(&opens)),
+            Some(1)
+        );
     }
 
     #[test]

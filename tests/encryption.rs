@@ -165,6 +165,14 @@ fn wrong_or_missing_keys_fail_at_once_and_change_nothing() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    // A wrong one does not stop a scrub either: it says so and goes on.
+    let o = with("not the passphrase", &["scrub", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("going on without the key"),
+        "{}",
+        stderr(&o)
+    );
     if can_mount() {
         let mp = e.p("mnt");
         std::fs::create_dir(&mp).unwrap();
