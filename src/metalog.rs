@@ -129,6 +129,9 @@ fn unframe(
         .map_err(|e| e.to_string())
 }
 
+/// The index records of one snapshot part.
+type SnapshotPart = Vec<(Vec<u8>, Vec<u8>)>;
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).expect("metadata serialises")
 }
@@ -596,7 +599,7 @@ pub async fn recover(
     // The newest snapshot that downloads completely.
     let mut last_error = String::from("no backend holds a metadata snapshot");
     for seq in manifests.iter().rev() {
-        let attempt: Result<(Manifest, Vec<Vec<(Vec<u8>, Vec<u8>)>>), String> = async {
+        let attempt: Result<(Manifest, Vec<SnapshotPart>), String> = async {
             let m: Manifest = decode(
                 &fetch(
                     &slots,

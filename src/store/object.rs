@@ -110,9 +110,11 @@ fn reject_options(url: &str, options: &BackendOptions) -> StoreResult<()> {
 }
 
 fn retry(client: &ClientSettings) -> object_store::RetryConfig {
-    let mut r = object_store::RetryConfig::default();
-    r.max_retries = client.retries;
-    r.retry_timeout = client.retry_timeout;
+    let mut r = object_store::RetryConfig {
+        max_retries: client.retries,
+        retry_timeout: client.retry_timeout,
+        ..Default::default()
+    };
     r.backoff.init_backoff = Duration::from_millis(50);
     r.backoff.max_backoff = Duration::from_millis(500);
     r
