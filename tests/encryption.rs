@@ -516,3 +516,145 @@ fn a_volume_without_encryption_says_so_and_stores_plain_chunks() {
     let o = run(&["passwd", "--config", &cfg]);
     assert_one_line_error(&o, "not encrypted");
 }
+
+/// Runs the binary on a new pseudo-terminal (its controlling terminal, as when a
+/// user types), answering each prompt in `answers` with its line, in order.
+/// Returns everything it printed there and whether it succeeded.
+fn on_terminal(args: &[&str], answers: &[(&str, &str)]) -> (String, bool) {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills two descriptors; the null pointers ask for defaults.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+    // Neither end leaks into other processes (the mount daemon, other tests'
+    // children): the terminal closes when the command is done with it.
+    // SAFETY: fcntl on descriptors we own.
+    unsafe {
+        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(slave, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    let mut cmd = bin();
+    cmd.env_remove("CLOUDRAID_PASSPHRASE").args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::setsid();
+            libc::ioctl(slave, libc::TIOCSCTTY as _, 0);
+            libc::dup2(slave, 0);
+            libc::dup2(slave, 1);
+            libc::dup2(slave, 2);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // SAFETY: the parent's copy of the slave is not used again.
+    unsafe { libc::close(slave) };
+    // SAFETY: `master` is ours alone from here on.
+    let mut term = unsafe { std::fs::File::from_raw_fd(master) };
+    let mut reader = term.try_clone().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let t = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            // EIO once the child and its daemon have closed the terminal.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut from = 0;
+    for (prompt, line) in answers {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let s = seen.lock().unwrap().clone();
+            if let Some(i) = s[from..].find(prompt) {
+                from += i + prompt.len();
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no prompt {prompt:?} in {s:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        term.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    let ok = child.wait().unwrap().success();
+    drop(term);
+    let _ = t.join();
+    let out = seen.lock().unwrap().clone();
+    (out, ok)
+}
+
+#[test]
+fn a_passphrase_typed_on_a_terminal_creates_opens_and_mounts() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    let (a, b, c, state) = (e.backend("a"), e.backend("b"), e.backend("c"), e.p("state"));
+    let mut init = vec!["init", "--config", &cfg, "--backend", &a, "--backend", &b];
+    init.extend_from_slice(&["--backend", &c, "--state-dir", &state]);
+    init.extend_from_slice(&common::CHEAP_KDF);
+    // Typed twice, and the two differ: nothing is created.
+    let (out, done) = on_terminal(
+        &init,
+        &[
+            ("New passphrase: ", "typed secret"),
+            ("Repeat it: ", "typo secret"),
+        ],
+    );
+    assert!(!done && out.contains("the two passphrases differ"), "{out}");
+    assert!(!Path::new(&cfg).exists());
+    assert!(
+        !out.contains("typed secret"),
+        "the passphrase is not echoed: {out}"
+    );
+    let (out, done) = on_terminal(
+        &init,
+        &[
+            ("New passphrase: ", "typed secret"),
+            ("Repeat it: ", "typed secret"),
+        ],
+    );
+    assert!(done, "{out}");
+    assert!(out.contains("encrypted with your passphrase"), "{out}");
+    // Asked again where the key is needed.
+    let local = e.base.join("f");
+    std::fs::write(&local, b"typed in").unwrap();
+    let (out, done) = on_terminal(
+        &["put", "--config", &cfg, local.to_str().unwrap(), "/f"],
+        &[("Passphrase for volume v: ", "typed secret")],
+    );
+    assert!(done, "{out}");
+    // mount asks on the terminal and hands the passphrase to its daemon.
+    if can_mount() {
+        let mp = e.p("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        let (out, mounted) = on_terminal(
+            &["mount", "--config", &cfg, &mp],
+            &[("Passphrase for volume v: ", "typed secret")],
+        );
+        assert!(mounted, "{out}");
+        assert_eq!(
+            std::fs::read(Path::new(&mp).join("f")).unwrap(),
+            b"typed in"
+        );
+        ok(&["umount", &mp]);
+    }
+}
