@@ -11,7 +11,7 @@
 //! Pure functions, no I/O. The sealed layout is in docs/FORMAT.md.
 
 use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
-use crate::keys::Keys;
+use crate::keys::{Keys, Secret32};
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
@@ -137,40 +137,46 @@ impl ChunkSealer {
     /// Seals plaintext `data` whose id is `id`.
     pub fn seal(&self, id: &ChunkId, data: &[u8]) -> Result<Vec<u8>, SealError> {
         let keys = self.unlocked()?;
-        let mut flags = 0;
-        let mut body = match self.compression {
-            Compression::Zstd(level) => match zstd::bulk::compress(data, level) {
-                Ok(c) if c.len() < data.len() => {
-                    flags |= FLAG_COMPRESSED;
-                    c
-                }
-                _ => data.to_vec(),
-            },
-            Compression::None => data.to_vec(),
+        let level = match self.compression {
+            Compression::Zstd(level) => Some(level),
+            Compression::None => None,
         };
-        let Some(keys) = keys else {
-            let mut out = Vec::with_capacity(1 + body.len());
-            out.push(flags);
-            out.extend_from_slice(&body);
-            return Ok(out);
+        let (mut flags, body) = compress(data, level);
+        let sealed = match keys {
+            None => body,
+            Some(k) => {
+                flags |= FLAG_ENCRYPTED;
+                encrypt(&k.chunk, &aad(self.volume, id, flags), body)?
+            }
         };
-        flags |= FLAG_ENCRYPTED;
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        let cipher = Aes256Gcm::new(keys.chunk.bytes().into());
-        let tag = cipher
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                &aad(self.volume, id, flags),
-                &mut body,
-            )
-            .map_err(|_| SealError::Damaged("chunk too large to encrypt".into()))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(flags);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&tag);
+        out.extend_from_slice(&sealed);
         Ok(out)
+    }
+
+    /// The body of `sealed` (flags `flags`): decrypted with the key `key` picks
+    /// and authenticated with `aad` when encrypted; as it is otherwise.
+    fn unseal(
+        &self,
+        flags: u8,
+        sealed: &[u8],
+        key: impl Fn(&Keys) -> &Secret32,
+        aad: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+            return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
+        }
+        if flags & FLAG_ENCRYPTED != 0 {
+            let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
+            decrypt(key(keys), aad, sealed)
+        } else if self.encrypted {
+            // An encrypted volume never stores plaintext: a blob that claims to
+            // be is a forgery.
+            Err(SealError::Authentication)
+        } else {
+            Ok(sealed.to_vec())
+        }
     }
 
     /// Opens a sealed blob of chunk `id`, whose plaintext is `len` bytes.
@@ -178,34 +184,7 @@ impl ChunkSealer {
         let (&flags, rest) = blob
             .split_first()
             .ok_or_else(|| SealError::Damaged("empty".into()))?;
-        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
-            return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
-        }
-        let mut body;
-        if flags & FLAG_ENCRYPTED != 0 {
-            let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
-            if rest.len() < NONCE_LEN + TAG_LEN {
-                return Err(SealError::Damaged("shorter than nonce and tag".into()));
-            }
-            let (nonce, ct) = rest.split_at(NONCE_LEN);
-            let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
-            body = ct.to_vec();
-            Aes256Gcm::new(keys.chunk.bytes().into())
-                .decrypt_in_place_detached(
-                    Nonce::from_slice(nonce),
-                    &aad(self.volume, id, flags),
-                    &mut body,
-                    Tag::from_slice(tag),
-                )
-                .map_err(|_| SealError::Authentication)?;
-        } else {
-            if self.encrypted {
-                // An encrypted volume never stores plaintext: a blob that claims
-                // to be is a forgery.
-                return Err(SealError::Authentication);
-            }
-            body = rest.to_vec();
-        }
+        let body = self.unseal(flags, rest, |k| &k.chunk, &aad(self.volume, id, flags))?;
         let data = if flags & FLAG_COMPRESSED != 0 {
             zstd::bulk::decompress(&body, len)
                 .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?
@@ -219,9 +198,7 @@ impl ChunkSealer {
         }
         Ok(data)
     }
-}
 
-impl ChunkSealer {
     /// Seals a metadata object's payload (log entries, snapshot parts): zstd
     /// when smaller, then AES-256-GCM under the metadata key when the volume is
     /// encrypted, bound to the object's kind and volume. Returns the flags and
@@ -233,32 +210,13 @@ impl ChunkSealer {
         payload: &[u8],
     ) -> Result<(u8, Vec<u8>), SealError> {
         let keys = self.unlocked()?;
-        let mut flags = 0;
-        let mut body = match zstd::bulk::compress(payload, 3) {
-            Ok(c) if c.len() < payload.len() => {
-                flags |= FLAG_COMPRESSED;
-                c
-            }
-            _ => payload.to_vec(),
-        };
+        let (mut flags, body) = compress(payload, Some(3));
         let Some(keys) = keys else {
             return Ok((flags, body));
         };
         flags |= FLAG_ENCRYPTED;
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
-        let tag = Aes256Gcm::new(keys.meta.bytes().into())
-            .encrypt_in_place_detached(
-                Nonce::from_slice(&nonce),
-                &meta_aad(self.volume, kind, flags, name),
-                &mut body,
-            )
-            .map_err(|_| SealError::Damaged("metadata too large to encrypt".into()))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + body.len() + TAG_LEN);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&tag);
-        Ok((flags, out))
+        let sealed = encrypt(&keys.meta, &meta_aad(self.volume, kind, flags, name), body)?;
+        Ok((flags, sealed))
     }
 
     /// Opens what [`seal_meta`](Self::seal_meta) sealed.
@@ -269,48 +227,65 @@ impl ChunkSealer {
         flags: u8,
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
-            return Err(SealError::Damaged(format!("unknown flags {flags:#x}")));
+        let aad = meta_aad(self.volume, kind, flags, name);
+        let body = self.unseal(flags, sealed, |k| &k.meta, &aad)?;
+        if flags & FLAG_COMPRESSED == 0 {
+            return Ok(body);
         }
-        let body = if flags & FLAG_ENCRYPTED != 0 {
-            let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
-            if sealed.len() < NONCE_LEN + TAG_LEN {
-                return Err(SealError::Damaged("shorter than nonce and tag".into()));
-            }
-            let (nonce, ct) = sealed.split_at(NONCE_LEN);
-            let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
-            let mut body = ct.to_vec();
-            Aes256Gcm::new(keys.meta.bytes().into())
-                .decrypt_in_place_detached(
-                    Nonce::from_slice(nonce),
-                    &meta_aad(self.volume, kind, flags, name),
-                    &mut body,
-                    Tag::from_slice(tag),
-                )
-                .map_err(|_| SealError::Authentication)?;
-            body
-        } else if self.encrypted {
-            return Err(SealError::Authentication);
-        } else {
-            sealed.to_vec()
-        };
-        if flags & FLAG_COMPRESSED != 0 {
-            // Metadata objects are a few MiB at most; 1 GiB bounds a forged one
-            // (decoded as a stream, so a bomb stops at the bound).
-            use std::io::Read;
-            const LIMIT: u64 = 1 << 30;
-            let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(&body[..])
-                .and_then(|d| d.take(LIMIT + 1).read_to_end(&mut out))
-                .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?;
-            if out.len() as u64 > LIMIT {
-                return Err(SealError::Damaged("decompresses to more than 1 GiB".into()));
-            }
-            Ok(out)
-        } else {
-            Ok(body)
+        // Metadata objects are a few MiB at most; 1 GiB bounds a forged one
+        // (decoded as a stream, so a bomb stops at the bound).
+        use std::io::Read;
+        const LIMIT: u64 = 1 << 30;
+        let mut out = Vec::new();
+        zstd::stream::read::Decoder::new(&body[..])
+            .and_then(|d| d.take(LIMIT + 1).read_to_end(&mut out))
+            .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?;
+        if out.len() as u64 > LIMIT {
+            return Err(SealError::Damaged("decompresses to more than 1 GiB".into()));
         }
+        Ok(out)
     }
+}
+
+/// zstd at `level` when that makes `data` smaller: (flags, body).
+fn compress(data: &[u8], level: Option<i32>) -> (u8, Vec<u8>) {
+    match level.map(|l| zstd::bulk::compress(data, l)) {
+        Some(Ok(c)) if c.len() < data.len() => (FLAG_COMPRESSED, c),
+        _ => (0, data.to_vec()),
+    }
+}
+
+/// nonce (fresh, random) ‖ AES-256-GCM of `body` under `key` ‖ tag, bound to `aad`.
+fn encrypt(key: &Secret32, aad: &[u8], mut body: Vec<u8>) -> Result<Vec<u8>, SealError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let tag = Aes256Gcm::new(key.bytes().into())
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut body)
+        .map_err(|_| SealError::Damaged("too large to encrypt".into()))?;
+    let mut out = Vec::with_capacity(NONCE_LEN + body.len() + TAG_LEN);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// What [`encrypt`] sealed, checked against its tag and `aad`.
+fn decrypt(key: &Secret32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(SealError::Damaged("shorter than nonce and tag".into()));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
+    let mut body = ct.to_vec();
+    Aes256Gcm::new(key.bytes().into())
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut body,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| SealError::Authentication)?;
+    Ok(body)
 }
 
 /// Associated data of a metadata object: it is bound to its kind, volume,
