@@ -239,6 +239,21 @@ impl MetaLog {
         }
     }
 
+    /// Uploads part number `*parts` of snapshot `seq` and counts it.
+    async fn put_part(&self, seq: u64, parts: &mut u32, part: &SnapshotPart) -> Result<(), String> {
+        let key = part_key(seq, *parts);
+        let object = frame(
+            KIND_PART,
+            &key,
+            &self.vol.sealer,
+            &self.vol.id,
+            &encode(part),
+        )?;
+        self.replicate(&key, object).await?;
+        *parts += 1;
+        Ok(())
+    }
+
     /// Writes a snapshot of the whole index, then deletes the log objects it
     /// covers and all but the previous snapshot. Returns its sequence number.
     pub async fn snapshot(&self) -> Result<u64, String> {
@@ -267,15 +282,7 @@ impl MetaLog {
                 bytes_n += (k.len() + v.len()) as u64;
                 part.push((k, v));
                 if part_bytes >= PART_BYTES {
-                    let object = frame(
-                        KIND_PART,
-                        &part_key(seq, parts),
-                        &self.vol.sealer,
-                        &self.vol.id,
-                        &encode(&part),
-                    )?;
-                    self.replicate(&part_key(seq, parts), object).await?;
-                    parts += 1;
+                    self.put_part(seq, &mut parts, &part).await?;
                     part.clear();
                     part_bytes = 0;
                 }
@@ -285,15 +292,7 @@ impl MetaLog {
             }
         }
         if !part.is_empty() || parts == 0 {
-            let object = frame(
-                KIND_PART,
-                &part_key(seq, parts),
-                &self.vol.sealer,
-                &self.vol.id,
-                &encode(&part),
-            )?;
-            self.replicate(&part_key(seq, parts), object).await?;
-            parts += 1;
+            self.put_part(seq, &mut parts, &part).await?;
         }
         let manifest = Manifest {
             writer: self.writer.clone(),

@@ -221,17 +221,6 @@ impl Volume {
         })
     }
 
-    /// The id of a chunk of plaintext `data` (keyed when the volume is encrypted).
-    pub fn chunk_id(&self, data: &[u8]) -> Result<ChunkId, VolumeError> {
-        self.sealer
-            .id_of(data)
-            .map_err(|source| VolumeError::Sealed {
-                chunk: ChunkId([0; 32]),
-                source,
-                failures: Vec::new(),
-            })
-    }
-
     /// Seals a chunk (plaintext `data`, id `id`), encodes it and uploads its k+m
     /// shards in parallel. Succeeds when at least the write quorum of shards is
     /// stored, and returns the record (with no references yet) and the shards
