@@ -55,6 +55,24 @@ pub struct KdfCost {
     pub p_cost: u32,
 }
 
+impl KdfCost {
+    /// Within what init and passwd accept: 8 KiB to 4 GiB, 1 to 64 passes, 1 to
+    /// 16 lanes. Anything beyond in a marker came from an altered marker, and
+    /// could exhaust memory or time.
+    pub fn check(&self) -> Result<(), String> {
+        if !(8..=4 << 20).contains(&self.m_cost_kib)
+            || !(1..=64).contains(&self.t_cost)
+            || !(1..=16).contains(&self.p_cost)
+        {
+            return Err(format!(
+                "Argon2 cost {} KiB x {} passes x {} lanes is outside 8 KiB-4 GiB x 1-64 x 1-16",
+                self.m_cost_kib, self.t_cost, self.p_cost
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for KdfCost {
     /// 64 MiB, 3 passes, 1 lane: about half a second here; far above the
     /// minimum the Argon2 RFC (9106) and OWASP recommend.
@@ -217,14 +235,7 @@ fn unwrap(kek: &Secret32, wrapped: &str, volume: VolumeId) -> Result<Option<Secr
 }
 
 fn passphrase_kek(pass: &str, salt: &[u8], cost: KdfCost) -> Result<Secret32, KeyError> {
-    // What init and passwd can write; anything beyond came from an altered marker
-    // and could exhaust memory or time.
-    if cost.m_cost_kib > 4 << 20 || cost.t_cost > 64 || cost.p_cost > 16 {
-        return Err(KeyError::Damaged(format!(
-            "Argon2 cost {} KiB x {} passes x {} lanes is beyond what cloudraid writes",
-            cost.m_cost_kib, cost.t_cost, cost.p_cost
-        )));
-    }
+    cost.check().map_err(KeyError::Damaged)?;
     let params = argon2::Params::new(cost.m_cost_kib, cost.t_cost, cost.p_cost, Some(KEY_LEN))
         .map_err(|e| KeyError::Damaged(format!("Argon2 parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);

@@ -314,17 +314,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// Argon2id cost from the command line.
 fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::keys::KdfCost, String> {
-    let kib = memory.0 / 1024;
-    if !(8..=(4 << 20)).contains(&kib) || !(1..=64).contains(&passes) {
-        return Err(format!(
-            "--kdf-memory {memory} must be between 8KiB and 4GiB, and --kdf-passes between 1 and 64"
-        ));
-    }
-    Ok(cloudraid::keys::KdfCost {
-        m_cost_kib: kib as u32,
+    let cost = cloudraid::keys::KdfCost {
+        m_cost_kib: u32::try_from(memory.0 / 1024).unwrap_or(u32::MAX),
         t_cost: passes,
         p_cost: 1,
-    })
+    };
+    cost.check()
+        .map_err(|e| format!("--kdf-memory {memory} / --kdf-passes {passes}: {e}"))?;
+    Ok(cost)
 }
 
 /// A new passphrase: from a file, from the environment variable `env`, or typed twice.

@@ -92,49 +92,43 @@ impl KeySource {
     /// Whether unlocking `config`'s volume would ask on the terminal (nothing
     /// else gives its passphrase or key).
     pub fn would_prompt(&self, config: &Config) -> bool {
-        config.volume.encrypted()
-            && !self.locked
-            && self.key_file.is_none()
-            && self.passphrase_file.is_none()
-            && self.passed.is_none()
-            && config.volume.key_file.is_none()
-            && config.volume.passphrase_file.is_none()
-            && std::env::var_os(PASSPHRASE_ENV).is_none()
-            && !config
-                .env_vars()
-                .map(|v| v.iter().any(|(k, _)| k == PASSPHRASE_ENV))
-                .unwrap_or(false)
+        config.volume.encrypted() && !self.locked && matches!(self.given(config), Ok(None))
     }
 
-    /// The credential to unlock `config`'s volume with.
-    pub fn credential(&self, config: &Config) -> Result<Credential, String> {
+    /// The credential from the first source that gives one without asking.
+    fn given(&self, config: &Config) -> Result<Option<Credential>, String> {
         let key_file = |p: &Path| {
             crate::keys::read_key_file(p).map(|k| Credential::KeyFile(k, p.display().to_string()))
         };
-        if let Some(p) = &self.key_file {
-            return key_file(p);
-        }
-        if let Some(p) = &self.passphrase_file {
-            return read_passphrase_file(p);
-        }
-        if let Some(p) = &config.volume.key_file {
-            return key_file(p);
-        }
-        if let Some(p) = &config.volume.passphrase_file {
-            return read_passphrase_file(p);
-        }
-        if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
-            return Ok(Credential::Passphrase(zeroize::Zeroizing::new(p)));
-        }
-        if let Some((_, p)) = config
+        let passphrase = |p: String| Credential::Passphrase(zeroize::Zeroizing::new(p));
+        let v = &config.volume;
+        Ok(Some(if let Some(p) = &self.key_file {
+            key_file(p)?
+        } else if let Some(p) = &self.passphrase_file {
+            read_passphrase_file(p)?
+        } else if let Some(p) = &v.key_file {
+            key_file(p)?
+        } else if let Some(p) = &v.passphrase_file {
+            read_passphrase_file(p)?
+        } else if let Ok(p) = std::env::var(PASSPHRASE_ENV) {
+            passphrase(p)
+        } else if let Some((_, p)) = config
             .env_vars()?
             .into_iter()
             .find(|(k, _)| k == PASSPHRASE_ENV)
         {
-            return Ok(Credential::Passphrase(zeroize::Zeroizing::new(p)));
-        }
-        if let Some(c) = &self.passed {
-            return Ok(c.clone());
+            passphrase(p)
+        } else if let Some(c) = &self.passed {
+            c.clone()
+        } else {
+            return Ok(None);
+        }))
+    }
+
+    /// The credential to unlock `config`'s volume with: given, or typed.
+    pub fn credential(&self, config: &Config) -> Result<Credential, String> {
+        if let Some(c) = self.given(config)? {
+            return Ok(c);
         }
         if self.prompt && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             let p = rpassword::prompt_password(format!(
