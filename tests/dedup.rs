@@ -94,27 +94,8 @@ fn identical_chunks_in_flight_at_once_are_stored_once() {
     let local = e.base.join("same.bin");
     std::fs::write(&local, &data).unwrap();
     for round in 0..3 {
-        let puts: Vec<_> = ["x", "y"]
-            .iter()
-            .map(|n| {
-                common::bin()
-                    .args([
-                        "put",
-                        "--config",
-                        &cfg,
-                        local.to_str().unwrap(),
-                        &format!("/{n}{round}"),
-                    ])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for p in puts {
-            let o = p.wait_with_output().unwrap();
-            assert!(o.status.success(), "{}", stderr(&o));
-        }
+        let (x, y) = (format!("/x{round}"), format!("/y{round}"));
+        common::puts_at_once(&cfg, &[(&local, &x), (&local, &y)]);
         let o = run(&["scrub", "--config", &cfg]);
         assert!(o.status.success(), "round {round}: {}", stdout(&o));
         for n in ["x", "y"] {

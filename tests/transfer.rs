@@ -499,21 +499,7 @@ fn commands_go_through_the_mount_when_mounted() {
     let (one, two) = (e.base.join("one"), e.base.join("two"));
     std::fs::write(&one, common::bytes(11, 900_000)).unwrap();
     std::fs::write(&two, common::bytes(12, 1_100_000)).unwrap();
-    let puts: Vec<_> = [&one, &two]
-        .iter()
-        .map(|f| {
-            common::bin()
-                .args(["put", "--config", &cfg, f.to_str().unwrap(), "/same"])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for p in puts {
-        let o = p.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    common::puts_at_once(&cfg, &[(&one, "/same"), (&two, "/same")]);
     let same = std::fs::read(Path::new(&mp).join("same")).unwrap();
     assert!(
         same == common::bytes(11, 900_000) || same == common::bytes(12, 1_100_000),

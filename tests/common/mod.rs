@@ -348,3 +348,23 @@ pub fn wait_dead(pid: i32) {
         }
     }
 }
+
+/// Runs `cloudraid put --config CFG SRC DEST` for each (SRC, DEST) at the same
+/// time (through the mount daemon when mounted) and checks that all succeed.
+pub fn puts_at_once(cfg: &str, jobs: &[(&std::path::Path, &str)]) {
+    let running: Vec<_> = jobs
+        .iter()
+        .map(|(src, dest)| {
+            bin()
+                .args(["put", "--config", cfg, src.to_str().unwrap(), dest])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for p in running {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
