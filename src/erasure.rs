@@ -294,6 +294,16 @@ mod tests {
         assert_eq!(roundtrip(b"", 2, 1, &[1]).unwrap(), b"");
     }
 
+    /// The verified payloads of `data` encoded under `layout`.
+    fn payloads_of(vol: VolumeId, id: ChunkId, data: &[u8], layout: Layout) -> Vec<Bytes> {
+        encode(vol, id, data, layout)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, o)| verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
+            .collect()
+    }
+
     #[test]
     fn an_altered_shard_with_a_valid_checksum_is_found_by_the_others() {
         let vol = VolumeId([5; 16]);
@@ -301,12 +311,7 @@ mod tests {
         let id = ChunkId::of(&data);
         for (k, m) in [(3, 2), (2, 1)] {
             let layout = Layout::new(k, m).unwrap();
-            let objs = encode(vol, id, &data, layout).unwrap();
-            let mut payloads: Vec<Bytes> = objs
-                .iter()
-                .enumerate()
-                .map(|(i, o)| verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
-                .collect();
+            let mut payloads = payloads_of(vol, id, &data, layout);
             assert!(consistent(&payloads, layout));
             for bad in 0..layout.total() {
                 let good = payloads[bad].clone();
@@ -333,12 +338,7 @@ mod tests {
         let data: Vec<u8> = (0..5001u32).map(|i| (i * 13 % 251) as u8).collect();
         let id = ChunkId::of(&data);
         let layout = Layout::new(2, 1).unwrap();
-        let objs = encode(vol, id, &data, layout).unwrap();
-        let mut payloads: Vec<Bytes> = objs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| verify_shard(o, vol, &id, i, layout, data.len()).unwrap())
-            .collect();
+        let mut payloads = payloads_of(vol, id, &data, layout);
         let mut v = payloads[1].to_vec();
         let last = v.len() - 1;
         v[last] ^= 1;
