@@ -373,15 +373,12 @@ fn credentials_come_from_a_private_env_file() {
         "init",
         "--config",
         &cfg,
-        "--kdf-memory",
-        "1MiB",
-        "--kdf-passes",
-        "1",
         "--env-file",
         &env_arg,
         "--state-dir",
         &state,
     ];
+    args.extend_from_slice(&common::CHEAP_KDF);
     let specs: Vec<String> = backends
         .iter()
         .map(|(n, u)| format!("{n}={u}/env-{run_id}"))
