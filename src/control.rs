@@ -174,7 +174,9 @@ pub async fn execute(
             resp = data(ops::put(fs, &sources, &dest, owner, progress).await)
         }
         Request::Get { paths, dest } => resp = data(ops::get(fs, &paths, &dest, progress).await),
-        Request::Rm { paths, recursive } => resp = data(ops::remove(fs, &paths, recursive).await),
+        Request::Rm { paths, recursive } => {
+            resp = data(ops::remove(fs, &paths, recursive, owner).await)
+        }
         Request::Mkdir { paths, parents } => {
             resp = data(ops::mkdir(fs, &paths, parents, owner).await)
         }

@@ -309,11 +309,72 @@ pub struct SuperRecord {
     pub next_ino: u64,
 }
 
+/// The type of an inode. New variants go at the end: records store the
+/// variant's index, so existing records keep decoding.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Kind {
     File,
     Dir,
     Symlink,
+    /// A named pipe (FIFO): no data is stored; the kernel carries what flows through it.
+    Fifo,
+    /// A Unix domain socket's name: no data.
+    Socket,
+    /// A character device: its device number, no data.
+    CharDevice,
+    /// A block device: its device number, no data.
+    BlockDevice,
+}
+
+impl Kind {
+    /// The kind of a `st_mode`/`mknod` mode's file type bits (`S_IFMT`).
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFIFO => Kind::Fifo,
+            libc::S_IFSOCK => Kind::Socket,
+            libc::S_IFCHR => Kind::CharDevice,
+            libc::S_IFBLK => Kind::BlockDevice,
+            _ => return None,
+        })
+    }
+
+    /// The file type bits (`S_IFMT`) of this kind.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            Kind::File => libc::S_IFREG,
+            Kind::Dir => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+            Kind::Fifo => libc::S_IFIFO,
+            Kind::Socket => libc::S_IFSOCK,
+            Kind::CharDevice => libc::S_IFCHR,
+            Kind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+
+    /// FIFOs, sockets and devices: inodes with a type (and a device number) but
+    /// no content.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice
+        )
+    }
+
+    /// The type letter `ls -l` shows.
+    pub fn letter(self) -> char {
+        match self {
+            Kind::File => '-',
+            Kind::Dir => 'd',
+            Kind::Symlink => 'l',
+            Kind::Fifo => 'p',
+            Kind::Socket => 's',
+            Kind::CharDevice => 'c',
+            Kind::BlockDevice => 'b',
+        }
+    }
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -337,8 +398,20 @@ pub struct InodeRecord {
     pub parent: u64,
     /// Directories: next readdir cookie to hand out.
     pub next_cookie: u64,
-    /// Symlinks: the target.
+    /// Symlinks: the target. Character and block devices: the device number
+    /// (`st_rdev`, as Linux user space encodes it), 8 bytes little-endian.
+    /// Empty for every other kind.
     pub target: Vec<u8>,
+}
+
+impl InodeRecord {
+    /// The device number of a character or block device (0 for other kinds).
+    pub fn rdev(&self) -> u64 {
+        match (self.kind, <[u8; 8]>::try_from(self.target.as_slice())) {
+            (Kind::CharDevice | Kind::BlockDevice, Ok(b)) => u64::from_le_bytes(b),
+            _ => 0,
+        }
+    }
 }
 
 /// `D` + parent + name: a directory entry.
@@ -421,4 +494,52 @@ pub type LoggedOps = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DegradedRecord {
     pub missing: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Kinds are stored as their variant index: the first three are what older
+    /// versions wrote, the special files follow them.
+    #[test]
+    fn kinds_keep_their_stored_numbers() {
+        let all = [
+            Kind::File,
+            Kind::Dir,
+            Kind::Symlink,
+            Kind::Fifo,
+            Kind::Socket,
+            Kind::CharDevice,
+            Kind::BlockDevice,
+        ];
+        for (i, k) in all.into_iter().enumerate() {
+            assert_eq!(postcard::to_allocvec(&k).unwrap(), vec![i as u8]);
+            assert_eq!(Kind::from_mode(k.mode_bits() | 0o644), Some(k));
+        }
+    }
+
+    #[test]
+    fn device_numbers_are_eight_bytes_little_endian() {
+        let dev = libc::makedev(259, 70_000);
+        let mut r = InodeRecord {
+            kind: Kind::BlockDevice,
+            perm: 0o660,
+            uid: 0,
+            gid: 6,
+            nlink: 1,
+            size: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            crtime: 0,
+            parent: 0,
+            next_cookie: 3,
+            target: dev.to_le_bytes().to_vec(),
+        };
+        let back: InodeRecord = decode_record(&encode_record(&r)).unwrap();
+        assert_eq!((back.rdev(), back.kind), (dev, Kind::BlockDevice));
+        r.kind = Kind::Fifo;
+        assert_eq!(r.rdev(), 0, "only devices have a device number");
+    }
 }

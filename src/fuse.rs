@@ -35,6 +35,10 @@ fn file_type(k: Kind) -> FileType {
         Kind::File => FileType::RegularFile,
         Kind::Dir => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -52,7 +56,10 @@ fn fuse_attr(a: &Attr) -> FileAttr {
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        // The kernel's 32-bit encoding of a device number is the same as user
+        // space's 64-bit one for every major below 4096 and minor below 2^20,
+        // which are the kernel's own limits.
+        rdev: a.rdev as u32,
         blksize: 4096,
         flags: 0,
     }
@@ -200,20 +207,18 @@ impl fuser::Filesystem for FuseAdapter {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            // Devices, FIFOs and sockets have no place in a backup volume.
-            reply.error(Errno::EPERM);
-            return;
-        }
+        // Regular files, FIFOs, sockets and devices: each kept with its type (and
+        // device number). The kernel opens FIFOs and devices itself.
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        let mode = mode & (libc::S_IFMT | !umask);
         self.run(move |fs| async move {
             entry_reply!(
                 fs,
                 reply,
-                fs.mknod_file(parent.0, &name, mode & !umask, c).await
+                fs.mknod(parent.0, &name, mode, rdev as u64, c).await
             )
         });
     }
@@ -233,14 +238,18 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move { empty_reply!(reply, fs.unlink(parent.0, &name).await) });
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        self.run(
+            move |fs| async move { empty_reply!(reply, fs.unlink_as(parent.0, &name, c).await) },
+        );
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move { empty_reply!(reply, fs.rmdir(parent.0, &name).await) });
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let (name, c) = (name.as_bytes().to_vec(), caller(req));
+        self.run(
+            move |fs| async move { empty_reply!(reply, fs.rmdir_as(parent.0, &name, c).await) },
+        );
     }
 
     fn symlink(
@@ -263,7 +272,7 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -272,11 +281,11 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
-        let flags = flags.bits();
+        let (flags, c) = (flags.bits(), caller(req));
         self.run(move |fs| async move {
             empty_reply!(
                 reply,
-                fs.rename(parent.0, &name, newparent.0, &newname, flags)
+                fs.rename_as(parent.0, &name, newparent.0, &newname, flags, c)
                     .await
             )
         });

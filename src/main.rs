@@ -694,14 +694,15 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
         false,
         Some("put"),
         |r: ops::TransferReport| {
-            if r.files + r.dirs + r.symlinks > 0 || r.unchanged == 0 {
+            if r.files + r.dirs + r.symlinks + r.specials > 0 || r.unchanged == 0 {
                 println!(
-            "stored {} file(s) ({}), {} director{}, {} symlink(s); {} chunk(s) uploaded, {} already stored",
+            "stored {} file(s) ({}), {} director{}, {} symlink(s){}; {} chunk(s) uploaded, {} already stored",
             r.files,
             human(r.bytes),
             r.dirs,
             if r.dirs == 1 { "y" } else { "ies" },
             r.symlinks,
+            specials(r.specials),
             r.chunks_uploaded,
             r.chunks_deduplicated
         );
@@ -718,6 +719,14 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
     )
 }
 
+/// ", N special file(s)" when FIFOs, sockets or devices were copied.
+fn specials(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(", {n} special file(s)"),
+    }
+}
+
 fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String> {
     let dest = absolute(dest)?;
     on_volume(
@@ -730,12 +739,13 @@ fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String>
         Some("get"),
         |r: ops::TransferReport| {
             println!(
-                "wrote {} file(s) ({}), {} director{}, {} symlink(s) to {}",
+                "wrote {} file(s) ({}), {} director{}, {} symlink(s){} to {}",
                 r.files,
                 human(r.bytes),
                 r.dirs,
                 if r.dirs == 1 { "y" } else { "ies" },
                 r.symlinks,
+                specials(r.specials),
                 dest.display()
             );
             print_errors(&r.errors, "copies")

@@ -47,6 +47,9 @@ pub struct ListEntry {
     /// Symlink target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Character and block devices: the device number (`st_rdev`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub struct TransferReport {
     pub bytes: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// FIFOs, sockets and devices (type and device number; no data).
+    #[serde(default)]
+    pub specials: u64,
     /// Files left alone because the destination already held the same content.
     pub unchanged: u64,
     pub unchanged_bytes: u64,
@@ -72,6 +78,9 @@ pub struct DuReport {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// FIFOs, sockets and devices.
+    #[serde(default)]
+    pub specials: u64,
     /// Sum of file sizes.
     pub bytes: u64,
     /// Distinct chunks the files use, their plaintext size, and what their shards
@@ -245,6 +254,7 @@ async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
         chunks,
         redundancy,
         target,
+        rdev: matches!(attr.kind, Kind::CharDevice | Kind::BlockDevice).then_some(attr.rdev),
     })
 }
 
@@ -276,12 +286,7 @@ pub fn render_list(entries: &[ListEntry]) -> String {
         "MODE", "SIZE", "MODIFIED", "CHUNKS", "REDUNDANCY", "NAME"
     );
     for e in entries {
-        let kind = match e.kind {
-            Kind::Dir => 'd',
-            Kind::Symlink => 'l',
-            Kind::File => '-',
-        };
-        let mut mode = String::from(kind);
+        let mut mode = String::from(e.kind.letter());
         for shift in [6u16, 3, 0] {
             let bits = (e.mode >> shift) & 7;
             mode.push(if bits & 4 != 0 { 'r' } else { '-' });
@@ -308,9 +313,13 @@ pub fn render_list(entries: &[ListEntry]) -> String {
         } else {
             "-".into()
         };
+        // Devices show their major and minor numbers where the size goes, as ls does.
+        let size = match e.rdev {
+            Some(rdev) => format!("{}, {}", libc::major(rdev), libc::minor(rdev)),
+            None => e.size.to_string(),
+        };
         out.push_str(&format!(
-            "{mode:<10} {:>12} {:<16} {chunks:>6}  {redundancy:<24} {name}\n",
-            e.size,
+            "{mode:<10} {size:>12} {:<16} {chunks:>6}  {redundancy:<24} {name}\n",
             format_time(e.mtime),
         ));
     }
@@ -558,7 +567,10 @@ impl Transfer<'_> {
                             r => break r.map(|_| tmp).map_err(err)?,
                         }
                     };
-                    if let Err(e) = fs.rename(parent, &tmp, parent, name, 0).await {
+                    if let Err(e) = fs
+                        .rename_as(parent, &tmp, parent, name, 0, self.owner)
+                        .await
+                    {
                         let _ = fs.unlink(parent, &tmp).await;
                         return Err(err(e));
                     }
@@ -573,9 +585,55 @@ impl Transfer<'_> {
             report.symlinks += 1;
             return Ok(None);
         }
+        if let Some(kind) = special_kind(&ft) {
+            let rdev = match kind {
+                Kind::CharDevice | Kind::BlockDevice => md.rdev(),
+                _ => 0,
+            };
+            let mode = kind.mode_bits() | (md.mode() & 0o7777);
+            let made = match existing {
+                Some(a) if a.kind == Kind::Dir => return Err(err(Errno::EISDIR)),
+                // The same node already: left as it is, like an unchanged file.
+                Some(a) if a.kind == kind && a.rdev == rdev => return Ok(None),
+                Some(_) => {
+                    // Made beside it, then renamed over it: never missing.
+                    let (tmp, a) = loop {
+                        let tmp = temp_name(name, "put");
+                        match fs.mknod(parent, &tmp, mode, rdev, self.owner).await {
+                            Err(Errno::EEXIST) => continue,
+                            r => break (tmp, r.map_err(err)?),
+                        }
+                    };
+                    let placed = match fs.setattr(a.ino, times_of(&md)).await {
+                        Ok(_) => {
+                            fs.rename_as(parent, &tmp, parent, name, 0, self.owner)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = placed {
+                        let _ = fs.unlink(parent, &tmp).await;
+                        return Err(err(e));
+                    }
+                    a
+                }
+                None => {
+                    let a = fs
+                        .mknod(parent, name, mode, rdev, self.owner)
+                        .await
+                        .map_err(err)?;
+                    fs.setattr(a.ino, times_of(&md)).await.map_err(err)?;
+                    a
+                }
+            };
+            debug_assert_eq!(made.kind, kind);
+            fs.forget_name(parent, name).await;
+            report.specials += 1;
+            return Ok(None);
+        }
         if !ft.is_file() {
             return Err(format!(
-                "{shown}: skipped: only files, directories and symlinks are stored"
+                "{shown}: skipped: not a file type that can be stored"
             ));
         }
         // What was opened is what gets stored; its size and time are checked
@@ -633,7 +691,7 @@ impl Transfer<'_> {
                 ));
             }
             fs.setattr(a.ino, times_of(&md)).await.map_err(err)?;
-            fs.rename(parent, &tmp, parent, name, 0)
+            fs.rename_as(parent, &tmp, parent, name, 0, self.owner)
                 .await
                 .map_err(err)
         }
@@ -648,6 +706,78 @@ impl Transfer<'_> {
         report.chunks_uploaded += uploaded.into_inner();
         report.chunks_deduplicated += reused.into_inner();
         Ok(None)
+    }
+}
+
+/// The kind of a local FIFO, socket or device; `None` for other file types.
+fn special_kind(ft: &std::fs::FileType) -> Option<Kind> {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        Some(Kind::Fifo)
+    } else if ft.is_socket() {
+        Some(Kind::Socket)
+    } else if ft.is_char_device() {
+        Some(Kind::CharDevice)
+    } else if ft.is_block_device() {
+        Some(Kind::BlockDevice)
+    } else {
+        None
+    }
+}
+
+/// Creates the FIFO, socket or device `a` at `local` with mknod(2) (as `cp -a`
+/// and `rsync -a` do; devices need root), with its mode and times. An existing
+/// `local` is replaced: the node is made beside it and renamed over it.
+fn make_special(a: &Attr, local: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    let mknod = |p: &Path| -> std::io::Result<()> {
+        let c = CString::new(p.as_os_str().as_bytes())?;
+        let mode = a.kind.mode_bits() | (a.perm as u32 & 0o777);
+        // SAFETY: c is a valid NUL-terminated path.
+        if unsafe { libc::mknod(c.as_ptr(), mode, a.rdev as libc::dev_t) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let finish = |p: &Path| -> std::io::Result<()> {
+        // Path-based: opening a FIFO would block, a socket cannot be opened.
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(a.perm as u32))?;
+        let c = CString::new(p.as_os_str().as_bytes())?;
+        let ts = |t: std::time::SystemTime| {
+            let n = to_nanos(t);
+            libc::timespec {
+                tv_sec: n.div_euclid(1_000_000_000) as libc::time_t,
+                tv_nsec: n.rem_euclid(1_000_000_000) as _,
+            }
+        };
+        let times = [ts(a.atime), ts(a.mtime)];
+        // SAFETY: c is a valid path, times an array of two timespecs.
+        if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    match mknod(local) {
+        Ok(()) => finish(local),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let name = local.file_name().unwrap_or_default().as_bytes();
+            let tmp = loop {
+                let tmp =
+                    local.with_file_name(std::ffi::OsStr::from_bytes(&temp_name(name, "get")));
+                match mknod(&tmp) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    r => break r.map(|_| tmp)?,
+                }
+            };
+            let placed = finish(&tmp).and_then(|_| std::fs::rename(&tmp, local));
+            if placed.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            placed
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -748,7 +878,7 @@ async fn tree_size(fs: &Fs, a: &Attr) -> Result<u64, Errno> {
                     stack.push(fs.getattr(ino).await?);
                 }
             }
-            Kind::Symlink => {}
+            _ => {}
         }
     }
     Ok(total)
@@ -811,6 +941,11 @@ impl Transfer<'_> {
                     r => r.map_err(lerr)?,
                 }
                 report.symlinks += 1;
+                Ok(false)
+            }
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                make_special(a, local).map_err(lerr)?;
+                report.specials += 1;
                 Ok(false)
             }
             Kind::File => {
@@ -891,11 +1026,17 @@ impl Transfer<'_> {
     }
 }
 
-/// `rm`: removes files and symlinks, and directories with `recursive`.
-pub async fn remove(fs: &Fs, paths: &[String], recursive: bool) -> Result<RemoveReport, String> {
+/// `rm`: removes files and symlinks, and directories with `recursive`, as
+/// `owner` (in sticky directories, only what `owner` may remove).
+pub async fn remove(
+    fs: &Fs,
+    paths: &[String],
+    recursive: bool,
+    owner: Caller,
+) -> Result<RemoveReport, String> {
     let mut report = RemoveReport::default();
     for p in paths {
-        if let Err(e) = remove_one(fs, p, recursive, &mut report).await {
+        if let Err(e) = remove_one(fs, p, recursive, owner, &mut report).await {
             report.errors.push(e);
         }
     }
@@ -906,6 +1047,7 @@ async fn remove_one(
     fs: &Fs,
     path: &str,
     recursive: bool,
+    owner: Caller,
     report: &mut RemoveReport,
 ) -> Result<(), String> {
     let (parent, name) = resolve_parent(fs, path).await?;
@@ -914,7 +1056,7 @@ async fn remove_one(
         .await
         .map_err(|e| fs_err(path, e))?;
     if a.kind != Kind::Dir {
-        fs.unlink(parent.ino, name.as_bytes())
+        fs.unlink_as(parent.ino, name.as_bytes(), owner)
             .await
             .map_err(|e| fs_err(path, e))?;
         fs.forget_name(parent.ino, name.as_bytes()).await;
@@ -937,7 +1079,9 @@ async fn remove_one(
     )];
     while let Some((pino, pname, ino, p, visited)) = stack.pop() {
         if visited {
-            fs.rmdir(pino, &pname).await.map_err(|e| fs_err(&p, e))?;
+            fs.rmdir_as(pino, &pname, owner)
+                .await
+                .map_err(|e| fs_err(&p, e))?;
             fs.forget_name(pino, &pname).await;
             report.dirs += 1;
             continue;
@@ -947,7 +1091,7 @@ async fn remove_one(
             if kind == Kind::Dir {
                 stack.push((ino, cname.clone(), cino, join(&p, &cname), false));
             } else {
-                fs.unlink(ino, &cname)
+                fs.unlink_as(ino, &cname, owner)
                     .await
                     .map_err(|e| fs_err(&join(&p, &cname), e))?;
                 fs.forget_name(ino, &cname).await;
@@ -1020,6 +1164,7 @@ pub async fn du(fs: &Fs, path: &str) -> Result<DuReport, String> {
                 }
             }
             Kind::Symlink => r.symlinks += 1,
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => r.specials += 1,
             Kind::File => {
                 r.files += 1;
                 r.bytes += a.size;
@@ -1043,8 +1188,12 @@ pub async fn du(fs: &Fs, path: &str) -> Result<DuReport, String> {
 
 pub fn render_du(r: &DuReport) -> String {
     use crate::config::human;
+    let specials = match r.specials {
+        0 => String::new(),
+        n => format!(", {n} special files (FIFOs, sockets, devices)"),
+    };
     format!(
-        "{}: {} in {} files, {} directories, {} symlinks\nstored as {} distinct chunks ({}) taking {} on the backends\n",
+        "{}: {} in {} files, {} directories, {} symlinks{specials}\nstored as {} distinct chunks ({}) taking {} on the backends\n",
         r.path,
         human(r.bytes),
         r.files,

@@ -1104,3 +1104,211 @@ async fn write_lease_admits_one_holder_at_a_time() {
     tv.faults[1].set(Fault::None);
     acquire(vol, &a, false, late + 6).await.unwrap();
 }
+
+/// mknod of every file type: FIFOs, sockets and devices are inodes with their
+/// type and device number (no data), listed with their type, renamed, linked
+/// and removed like files, and consistent for fsck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mknod_keeps_fifos_sockets_and_devices() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let dev = libc::makedev(8, 1);
+    let big = libc::makedev(259, 70_000);
+    let cases = [
+        ("fifo", libc::S_IFIFO | 0o640, 0, Kind::Fifo, 0),
+        ("sock", libc::S_IFSOCK | 0o600, 0, Kind::Socket, 0),
+        ("chr", libc::S_IFCHR | 0o620, dev, Kind::CharDevice, dev),
+        ("blk", libc::S_IFBLK | 0o660, big, Kind::BlockDevice, big),
+        // A device number given for a FIFO or a regular file is not kept.
+        ("fifo2", libc::S_IFIFO | 0o644, dev, Kind::Fifo, 0),
+        ("plain", libc::S_IFREG | 0o644, dev, Kind::File, 0),
+        ("plain2", 0o644, 0, Kind::File, 0),
+    ];
+    for (name, mode, rdev, kind, want_rdev) in cases {
+        let a = fs
+            .mknod(ROOT, name.as_bytes(), mode, rdev, C)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.kind, a.rdev, a.size, a.perm, a.nlink, a.uid),
+            (kind, want_rdev, 0, (mode & 0o7777) as u16, 1, C.uid),
+            "{name}"
+        );
+        let again = fs.lookup(ROOT, name.as_bytes()).await.unwrap();
+        assert_eq!(again, a, "{name} looked up");
+    }
+    for (mode, errno) in [
+        (libc::S_IFDIR | 0o755, Errno::EINVAL),
+        (libc::S_IFLNK | 0o777, Errno::EINVAL),
+        (0o170000 | 0o644, Errno::EINVAL),
+        (libc::S_IFIFO | 0o644, Errno::EEXIST),
+    ] {
+        assert_eq!(
+            fs.mknod(ROOT, b"fifo", mode, 0, C).await.unwrap_err(),
+            errno,
+            "mode {mode:o}"
+        );
+    }
+    let listed: Vec<(String, Kind)> = fs
+        .readdir(ROOT, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (String::from_utf8(e.name).unwrap(), e.kind))
+        .filter(|(n, _)| n != "." && n != "..")
+        .collect();
+    for (name, _, _, kind, _) in cases {
+        assert!(
+            listed.contains(&(name.to_string(), kind)),
+            "{name} in {listed:?}"
+        );
+    }
+
+    // No data: neither opened nor truncated by the core (the kernel opens them).
+    let fifo = fs.lookup(ROOT, b"fifo").await.unwrap().ino;
+    let chr = fs.lookup(ROOT, b"chr").await.unwrap().ino;
+    assert_eq!(
+        fs.open(fifo, libc::O_RDONLY).await.unwrap_err(),
+        Errno::EINVAL
+    );
+    let trunc = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    assert_eq!(fs.setattr(chr, trunc).await.unwrap_err(), Errno::EINVAL);
+    let a = fs
+        .setattr(
+            chr,
+            SetAttr {
+                mode: Some(0o600),
+                uid: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.kind, a.rdev, a.perm, a.uid),
+        (Kind::CharDevice, dev, 0o600, 5)
+    );
+
+    // Renamed and linked: the type and device number go along.
+    let d = fs.mkdir(ROOT, b"d", 0o755, C).await.unwrap().ino;
+    fs.rename(ROOT, b"chr", d, b"tty", 0).await.unwrap();
+    let l = fs.link(chr, ROOT, b"tty-link").await.unwrap();
+    assert_eq!((l.kind, l.rdev, l.nlink), (Kind::CharDevice, dev, 2));
+    let r = fs
+        .fsck(false, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    fs.unlink(d, b"tty").await.unwrap();
+    fs.unlink(ROOT, b"tty-link").await.unwrap();
+    assert_eq!(fs.getattr(chr).await.unwrap_err(), Errno::ENOENT);
+    fs.unlink(ROOT, b"sock").await.unwrap();
+    assert_eq!(names(fs, d).await, Vec::<String>::new());
+    let r = fs
+        .fsck(false, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+}
+
+/// Sticky directories (mode 1777, like /tmp): an entry may be removed or
+/// renamed away only by its owner, the directory's owner or root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_directories_protect_other_users_entries() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let fs = &tv.fs;
+    let owner = Caller { uid: 500, gid: 500 };
+    let alice = Caller {
+        uid: 1001,
+        gid: 100,
+    };
+    let bob = Caller {
+        uid: 1002,
+        gid: 100,
+    };
+    let tmp = fs.mkdir(ROOT, b"tmp", 0o1777, owner).await.unwrap();
+    assert_eq!(tmp.perm, 0o1777);
+    let tmp = tmp.ino;
+    let open = fs.mkdir(ROOT, b"open", 0o777, owner).await.unwrap().ino;
+    for dir in [tmp, open] {
+        fs.mknod(dir, b"a-file", libc::S_IFREG | 0o644, 0, alice)
+            .await
+            .unwrap();
+        fs.mknod(dir, b"a-fifo", libc::S_IFIFO | 0o644, 0, alice)
+            .await
+            .unwrap();
+        fs.mkdir(dir, b"a-dir", 0o755, alice).await.unwrap();
+        fs.mknod(dir, b"b-file", libc::S_IFREG | 0o644, 0, bob)
+            .await
+            .unwrap();
+    }
+    // Bob may not remove, rename away or replace Alice's entries in the sticky one...
+    for name in [&b"a-file"[..], b"a-fifo"] {
+        assert_eq!(
+            fs.unlink_as(tmp, name, bob).await.unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            fs.rename_as(tmp, name, tmp, b"mine", 0, bob)
+                .await
+                .unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            fs.rename_as(tmp, name, ROOT, b"mine", 0, bob)
+                .await
+                .unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            fs.rename_as(tmp, b"b-file", tmp, name, 0, bob)
+                .await
+                .unwrap_err(),
+            Errno::EPERM,
+            "replacing {name:?}"
+        );
+        assert_eq!(
+            fs.rename_as(tmp, b"b-file", tmp, name, RENAME_EXCHANGE, bob)
+                .await
+                .unwrap_err(),
+            Errno::EPERM
+        );
+    }
+    assert_eq!(
+        fs.rmdir_as(tmp, b"a-dir", bob).await.unwrap_err(),
+        Errno::EPERM
+    );
+    assert_eq!(
+        names(fs, tmp).await,
+        vec!["a-dir", "a-fifo", "a-file", "b-file"]
+    );
+    // ...but may in the directory without the sticky bit (the kernel checks
+    // write permission there), and may move his own entries.
+    fs.unlink_as(open, b"a-file", bob).await.unwrap();
+    fs.rename_as(open, b"a-fifo", open, b"bobs", 0, bob)
+        .await
+        .unwrap();
+    fs.rmdir_as(open, b"a-dir", bob).await.unwrap();
+    fs.rename_as(tmp, b"b-file", tmp, b"b-moved", 0, bob)
+        .await
+        .unwrap();
+    // Alice, the directory's owner and root may.
+    fs.rename_as(tmp, b"a-file", tmp, b"a-renamed", 0, alice)
+        .await
+        .unwrap();
+    fs.unlink_as(tmp, b"a-renamed", alice).await.unwrap();
+    fs.rmdir_as(tmp, b"a-dir", owner).await.unwrap();
+    fs.unlink_as(tmp, b"a-fifo", Caller::ROOT).await.unwrap();
+    // The directory's owner may replace an entry of Bob's.
+    fs.mknod(tmp, b"o-file", libc::S_IFREG | 0o644, 0, owner)
+        .await
+        .unwrap();
+    fs.rename_as(tmp, b"o-file", tmp, b"b-moved", 0, owner)
+        .await
+        .unwrap();
+    assert_eq!(names(fs, tmp).await, vec!["b-moved"]);
+    assert_eq!(fs.lookup(tmp, b"b-moved").await.unwrap().uid, owner.uid);
+}

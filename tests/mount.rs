@@ -85,19 +85,22 @@ impl Vol {
     }
 
     fn mount(&mut self, read_only: bool) {
+        self.mount_with(MountOpts {
+            read_only,
+            ..Default::default()
+        });
+    }
+
+    fn mount_with(&mut self, opts: MountOpts) {
         let _g = self.rt.enter();
         let (fs, _) = self
             .rt
             .block_on(setup::open_fs(
                 &self.config,
                 &setup::KeySource::default(),
-                read_only,
+                opts.read_only,
             ))
             .unwrap();
-        let opts = MountOpts {
-            read_only,
-            ..Default::default()
-        };
         self.mounted = Some(fuse::mount(fs, &self.mp, "test-volume", &opts).unwrap());
     }
 
@@ -445,4 +448,199 @@ fn nix_statfs(p: &Path) -> (u64, u64) {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     assert_eq!(unsafe { libc::statvfs(cpath(p).as_ptr(), &mut st) }, 0);
     (st.f_blocks as u64, st.f_bavail as u64)
+}
+
+fn mknod(p: &Path, mode: u32, dev: u64) -> std::io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::mknod(cpath(p).as_ptr(), mode, dev as libc::dev_t) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `secs` seconds (a FIFO nobody
+/// opens at the other end would block it forever).
+fn finish_within(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{child:?} did not finish within {secs} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn fifos_sockets_and_devices_are_kept() {
+    use std::os::unix::fs::FileTypeExt;
+    use std::process::{Command, Stdio};
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    let (null, disk) = (libc::makedev(1, 3), libc::makedev(259, 70_000));
+    mknod(&v.p("fifo"), libc::S_IFIFO | 0o640, 0).unwrap();
+    mknod(&v.p("sock"), libc::S_IFSOCK | 0o600, 0).unwrap();
+    mknod(&v.p("null"), libc::S_IFCHR | 0o666, null).unwrap();
+    mknod(&v.p("disk"), libc::S_IFBLK | 0o604, disk).unwrap();
+    // A socket bound by a program (the usual way one is made).
+    drop(std::os::unix::net::UnixListener::bind(v.p("bound")).unwrap());
+    assert_eq!(
+        errno_of(mknod(&v.p("fifo"), libc::S_IFIFO | 0o640, 0)),
+        libc::EEXIST
+    );
+    let check = |v: &Vol| {
+        let md = |n: &str| std::fs::symlink_metadata(v.p(n)).unwrap();
+        assert!(md("fifo").file_type().is_fifo());
+        assert!(md("sock").file_type().is_socket());
+        assert!(md("bound").file_type().is_socket());
+        assert!(md("null").file_type().is_char_device());
+        assert!(md("disk").file_type().is_block_device());
+        assert_eq!((md("null").rdev(), md("disk").rdev()), (null, disk));
+        assert_eq!((md("fifo").rdev(), md("fifo").size()), (0, 0));
+        assert_eq!(md("fifo").mode() & 0o7777, 0o640);
+        assert_eq!(md("disk").mode() & 0o7777, 0o604);
+        let mut kinds: Vec<(String, char)> = std::fs::read_dir(&v.mp)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let t = e.file_type().unwrap();
+                let k = if t.is_fifo() {
+                    'p'
+                } else if t.is_socket() {
+                    's'
+                } else if t.is_char_device() {
+                    'c'
+                } else if t.is_block_device() {
+                    'b'
+                } else {
+                    '?'
+                };
+                (e.file_name().into_string().unwrap(), k)
+            })
+            .collect();
+        kinds.sort();
+        let want = [
+            ("bound", 's'),
+            ("disk", 'b'),
+            ("fifo", 'p'),
+            ("null", 'c'),
+            ("sock", 's'),
+        ];
+        assert_eq!(
+            kinds,
+            want.map(|(n, k)| (n.to_string(), k)).to_vec(),
+            "readdir types"
+        );
+    };
+    check(&v);
+    v.remount(false);
+    check(&v);
+
+    // A FIFO on the mount carries data from a writer process to a reader process.
+    let fifo = v.p("fifo");
+    let reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = Command::new("sh")
+        .arg("-c")
+        .arg("printf 'through the pipe' > \"$0\"")
+        .arg(&fifo)
+        .spawn()
+        .unwrap();
+    assert!(finish_within(writer, 20).status.success());
+    let out = finish_within(reader, 20);
+    assert_eq!(out.stdout, b"through the pipe");
+    // The mount is nodev: devices on it do not open.
+    assert_eq!(errno_of(std::fs::File::open(v.p("null"))), libc::EACCES);
+    // Renamed, linked and removed like files.
+    std::fs::rename(v.p("disk"), v.p("disk2")).unwrap();
+    std::fs::hard_link(v.p("disk2"), v.p("disk3")).unwrap();
+    assert_eq!(
+        std::fs::symlink_metadata(v.p("disk3")).unwrap().rdev(),
+        disk
+    );
+    assert_eq!(std::fs::symlink_metadata(v.p("disk3")).unwrap().nlink(), 2);
+    for n in ["disk2", "disk3", "sock", "bound", "null"] {
+        std::fs::remove_file(v.p(n)).unwrap();
+    }
+    assert_eq!(std::fs::read_dir(&v.mp).unwrap().count(), 1);
+}
+
+#[test]
+fn sticky_directory_keeps_other_users_entries_with_allow_other() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    v.unmount();
+    v.mount_with(MountOpts {
+        allow_other: true,
+        ..Default::default()
+    });
+    // Other users must reach the mountpoint (the temp dir is 0700).
+    std::fs::set_permissions(&v.base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&v.mp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tmp = v.p("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    assert_eq!(std::fs::metadata(&tmp).unwrap().mode() & 0o7777, 0o1777);
+    std::fs::create_dir(v.p("open")).unwrap();
+    std::fs::set_permissions(v.p("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let as_user = |uid: u32, cmd: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&tmp)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap()
+    };
+    let ok = |uid: u32, cmd: &str| {
+        let o = as_user(uid, cmd);
+        assert!(
+            o.status.success(),
+            "uid {uid}: {cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let refused = |uid: u32, cmd: &str| {
+        let o = as_user(uid, cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("not permitted"),
+            "uid {uid}: {cmd} must fail with EPERM: {err}"
+        );
+    };
+    ok(1001, "echo alice > a-file && mkfifo a-fifo && mkdir a-dir");
+    ok(1002, "echo bob > b-file");
+    let owner = |n: &str| std::fs::symlink_metadata(tmp.join(n)).unwrap().uid();
+    assert_eq!((owner("a-file"), owner("b-file")), (1001, 1002));
+    // Another user may neither remove, rename away nor replace them.
+    refused(1002, "rm -f a-file");
+    refused(1002, "rm -f a-fifo");
+    refused(1002, "rmdir a-dir");
+    refused(1002, "mv a-file mine");
+    refused(1002, "mv a-file ../open/");
+    refused(1002, "mv -f b-file a-file");
+    assert_eq!(std::fs::read(tmp.join("a-file")).unwrap(), b"alice\n");
+    assert!(tmp.join("b-file").exists());
+    // The owner may; so may the directory's owner and root.
+    ok(1001, "mv a-file a-renamed && rm a-fifo");
+    ok(1002, "mv b-file b-renamed");
+    std::os::unix::fs::chown(&tmp, Some(1003), Some(1003)).unwrap();
+    ok(1003, "rmdir a-dir && mv a-renamed c-owned");
+    std::fs::remove_file(tmp.join("b-renamed")).unwrap();
+    std::fs::remove_file(tmp.join("c-owned")).unwrap();
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }

@@ -101,6 +101,10 @@ fn assert_same_tree(a: &Path, b: &Path) {
             continue;
         }
         assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
+        assert_eq!(ma.rdev(), mb.rdev(), "device number of {rel:?}");
+        if !ma.is_file() && !ma.is_dir() {
+            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
+        }
         if ma.is_file() {
             assert!(
                 std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
@@ -601,4 +605,125 @@ fn completions_and_man_pages_come_from_the_cli_definition() {
         let text = std::fs::read_to_string(dir.path().join(page)).unwrap();
         assert!(text.contains(".SH NAME"), "{page}");
     }
+}
+
+fn mknod(p: &Path, mode: u32, dev: u64) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    let r = unsafe { libc::mknod(c.as_ptr(), mode, dev as libc::dev_t) };
+    assert_eq!(r, 0, "mknod {p:?}: {}", std::io::Error::last_os_error());
+    // The mode exactly, whatever the umask.
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode & 0o7777)).unwrap();
+}
+
+/// Sets a path's access and modification times without opening it (a FIFO
+/// would block).
+fn set_times(p: &Path, secs: i64) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid path and two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
+        0
+    );
+}
+
+#[test]
+fn put_and_get_keep_fifos_sockets_and_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let cfg = volume(&e);
+    let src = e.base.join("special");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("plain"), b"data").unwrap();
+    mknod(&src.join("fifo"), libc::S_IFIFO | 0o640, 0);
+    drop(std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap());
+    // Devices need root to make, here and when written back.
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let null = libc::makedev(1, 3);
+    if root {
+        mknod(&src.join("null"), libc::S_IFCHR | 0o666, null);
+        mknod(
+            &src.join("loop"),
+            libc::S_IFBLK | 0o660,
+            libc::makedev(7, 200),
+        );
+    }
+    for n in ["fifo", "sock", "null", "loop"] {
+        if src.join(n).symlink_metadata().is_ok() {
+            set_times(&src.join(n), 1_500_000_000);
+        }
+    }
+    let specials = if root { 4 } else { 2 };
+
+    let out = ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
+    assert!(
+        out.contains(&format!("{specials} special file(s)")),
+        "{out}"
+    );
+    let table = ok(&["ls", "--config", &cfg, "/special"]);
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.ends_with(&format!(" {name}")))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{table}"))
+            .to_string()
+    };
+    assert!(line("fifo").starts_with("prw-r-----"), "{table}");
+    assert!(line("sock").starts_with('s'), "{table}");
+    if root {
+        assert!(line("null").starts_with("crw-rw-rw-"), "{table}");
+        assert!(line("null").contains(" 1, 3 "), "{table}");
+        assert!(line("loop").starts_with("brw-rw----"), "{table}");
+        assert!(line("loop").contains(" 7, 200 "), "{table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["ls", "--config", &cfg, "--json", "/special"])).unwrap();
+    let kinds: Vec<String> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {}", e["name"].as_str().unwrap(), e["kind"]))
+        .collect();
+    assert!(kinds.contains(&"fifo \"Fifo\"".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"sock \"Socket\"".to_string()), "{kinds:?}");
+    let du: serde_json::Value =
+        serde_json::from_str(&ok(&["du", "--config", &cfg, "--json", "/special"])).unwrap();
+    assert_eq!(
+        (du["files"].as_u64(), du["specials"].as_u64()),
+        (Some(1), Some(specials))
+    );
+
+    // Written back as they were: type, device number, mode and times.
+    let out = e.base.join("out");
+    let said = ok(&["get", "--config", &cfg, "/special", out.to_str().unwrap()]);
+    assert!(
+        said.contains(&format!("{specials} special file(s)")),
+        "{said}"
+    );
+    assert_same_tree(&src, &out);
+    assert!(out
+        .join("fifo")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A second get replaces them in place.
+    ok(&[
+        "get",
+        "--config",
+        &cfg,
+        "/special/fifo",
+        "/special/sock",
+        out.to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &out);
+    // Put again: the same nodes are left as they are.
+    ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
+    assert_eq!(ls_json(&cfg, "/special").len(), specials as usize + 1);
 }

@@ -63,6 +63,8 @@ pub struct Attr {
     pub gid: u32,
     pub size: u64,
     pub blocks: u64,
+    /// Device number of a character or block device (`st_rdev`), else 0.
+    pub rdev: u64,
     pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
@@ -95,11 +97,17 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
 }
 
-/// Who is asking: used for ownership of new inodes.
+/// Who is asking: used for ownership of new inodes, and for the checks the
+/// kernel cannot make on its own (sticky directories).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+}
+
+impl Caller {
+    /// The superuser: every check passes.
+    pub const ROOT: Caller = Caller { uid: 0, gid: 0 };
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -413,6 +421,7 @@ impl Fs {
             gid: self.opts.show_gid.unwrap_or(r.gid),
             size,
             blocks: size.div_ceil(512),
+            rdev: r.rdev(),
             atime: from_nanos(r.atime),
             mtime: from_nanos(mtime),
             ctime: from_nanos(r.ctime.max(if mtime != r.mtime { mtime } else { r.ctime })),
@@ -668,7 +677,9 @@ impl Fs {
         let mut b = Batch::default();
         let ino = self.alloc_ino(&mut b);
         let mut r = self.new_inode(kind, perm, caller, &p, parent);
-        r.size = target.len() as u64;
+        if kind == Kind::Symlink {
+            r.size = target.len() as u64;
+        }
         r.target = target;
         if kind == Kind::File {
             b.put_content(
@@ -722,6 +733,31 @@ impl Fs {
             Vec::new(),
         )
         .await
+    }
+
+    /// mknod(2): a regular file, FIFO, socket, or character or block device
+    /// (`rdev`, its device number, is kept for devices only). The file type is
+    /// in `mode`'s `S_IFMT` bits; none means a regular file, as for mknod(2).
+    /// Directories and symlinks have calls of their own (`EINVAL` here).
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        caller: Caller,
+    ) -> FsResult<Attr> {
+        let kind = match mode & libc::S_IFMT {
+            0 => Kind::File,
+            t => Kind::from_mode(t).ok_or(Errno::EINVAL)?,
+        };
+        let target = match kind {
+            Kind::File | Kind::Fifo | Kind::Socket => Vec::new(),
+            Kind::CharDevice | Kind::BlockDevice => rdev.to_le_bytes().to_vec(),
+            Kind::Dir | Kind::Symlink => return Err(Errno::EINVAL),
+        };
+        self.create_node(parent, name, kind, (mode & 0o7777) as u16, caller, target)
+            .await
     }
 
     pub async fn symlink(
@@ -865,7 +901,14 @@ impl Fs {
         Ok(())
     }
 
+    /// unlink(2) with the superuser's rights (the volume owner's own tools).
     pub async fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.unlink_as(parent, name, Caller::ROOT).await
+    }
+
+    /// unlink(2) by `caller`: in a sticky directory only the entry's owner, the
+    /// directory's owner or root may remove it (`EPERM`).
+    pub async fn unlink_as(&self, parent: u64, name: &[u8], caller: Caller) -> FsResult<()> {
         self.writable()?;
         let _g = self.meta.lock().await;
         let mut p = self.dir(parent)?;
@@ -874,6 +917,7 @@ impl Fs {
             return Err(Errno::EISDIR);
         }
         let mut r = self.inode(e.ino)?;
+        self.check_sticky(&p, &r, caller)?;
         let mut b = Batch::default();
         b.del_dirent(parent, name, e.cookie);
         let now = now_nanos();
@@ -888,7 +932,13 @@ impl Fs {
         Ok(())
     }
 
+    /// rmdir(2) with the superuser's rights (the volume owner's own tools).
     pub async fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        self.rmdir_as(parent, name, Caller::ROOT).await
+    }
+
+    /// rmdir(2) by `caller` (sticky directories: as `unlink_as`).
+    pub async fn rmdir_as(&self, parent: u64, name: &[u8], caller: Caller) -> FsResult<()> {
         self.writable()?;
         match name {
             b"." => return Err(Errno::EINVAL),
@@ -901,10 +951,11 @@ impl Fs {
         if e.kind != Kind::Dir {
             return Err(Errno::ENOTDIR);
         }
+        let mut r = self.inode(e.ino)?;
+        self.check_sticky(&p, &r, caller)?;
         if !self.idx.dir_is_empty(e.ino)? {
             return Err(Errno::ENOTEMPTY);
         }
-        let mut r = self.inode(e.ino)?;
         let mut b = Batch::default();
         b.del_dirent(parent, name, e.cookie);
         let now = now_nanos();
@@ -918,6 +969,26 @@ impl Fs {
             self.reap_locked(v)?;
         }
         Ok(())
+    }
+
+    /// The restricted deletion rule of sticky directories (mode 01000, like
+    /// /tmp): removing or renaming away an entry of `dir` whose inode is
+    /// `victim` needs the caller to own the entry or the directory, or to be
+    /// root. Owners are compared as the kernel sees them (mount options `uid=`).
+    fn check_sticky(
+        &self,
+        dir: &InodeRecord,
+        victim: &InodeRecord,
+        caller: Caller,
+    ) -> FsResult<()> {
+        if dir.perm & 0o1000 == 0 || caller.uid == 0 {
+            return Ok(());
+        }
+        let shown = |uid: u32| self.opts.show_uid.unwrap_or(uid);
+        if caller.uid == shown(victim.uid) || caller.uid == shown(dir.uid) {
+            return Ok(());
+        }
+        Err(Errno::EPERM)
     }
 
     /// Is `ino` the directory `ancestor` or inside it?
@@ -934,6 +1005,7 @@ impl Fs {
         Err(Errno::EIO)
     }
 
+    /// rename(2) with the superuser's rights (the volume owner's own tools).
     pub async fn rename(
         &self,
         parent: u64,
@@ -941,6 +1013,22 @@ impl Fs {
         newparent: u64,
         newname: &[u8],
         flags: u32,
+    ) -> FsResult<()> {
+        self.rename_as(parent, name, newparent, newname, flags, Caller::ROOT)
+            .await
+    }
+
+    /// rename(2) by `caller`: moving an entry out of a sticky directory, or
+    /// replacing one in a sticky directory, is allowed only to the entry's
+    /// owner, the directory's owner or root (`EPERM`), as removing it is.
+    pub async fn rename_as(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+        caller: Caller,
     ) -> FsResult<()> {
         self.writable()?;
         check_name(newname)?;
@@ -953,8 +1041,8 @@ impl Fs {
             return Err(Errno::EINVAL);
         }
         let _g = self.meta.lock().await;
-        self.dir(parent)?;
-        self.dir(newparent)?;
+        let from_dir = self.dir(parent)?;
+        let to_dir = self.dir(newparent)?;
         let src = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
         let dst = self.idx.dirent(newparent, newname)?;
         if parent == newparent && name == newname {
@@ -966,6 +1054,16 @@ impl Fs {
         }
         if src.kind == Kind::Dir && self.is_within(newparent, src.ino)? {
             return Err(Errno::EINVAL);
+        }
+        if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        // Two names of one inode: nothing happens, so nothing is checked.
+        if dst.is_none_or(|d| d.ino != src.ino) {
+            self.check_sticky(&from_dir, &self.inode(src.ino)?, caller)?;
+            if let Some(d) = &dst {
+                self.check_sticky(&to_dir, &self.inode(d.ino)?, caller)?;
+            }
         }
         let now = now_nanos();
         let mut b = Batch::default();
@@ -1076,8 +1174,9 @@ impl Fs {
             let r = self.inode(ino)?;
             match r.kind {
                 Kind::Dir => return Err(Errno::EISDIR),
-                Kind::Symlink => return Err(Errno::EINVAL),
                 Kind::File => self.truncate(ino, size).await?,
+                // truncate(2) of anything but a regular file, as the kernel answers.
+                _ => return Err(Errno::EINVAL),
             }
         }
         if changes_meta || set.atime.is_some() || set.mtime.is_some() {
