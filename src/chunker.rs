@@ -8,6 +8,7 @@
 //! boundary and gives the same chunks. Pure, no I/O.
 
 use fastcdc::v2020::FastCDC;
+use std::ops::Range;
 
 /// Minimum, average and maximum chunk sizes in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +111,60 @@ impl Cutter {
     }
 }
 
+/// A piece of a range being cut: bytes to read and cut into chunks, or a run
+/// of zeros stored as one hole without being read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Data(Range<u64>),
+    Zeros(Range<u64>),
+}
+
+/// Splits `range` into segments. `data` (sorted, disjoint) are the ranges whose
+/// bytes must be read — written bytes, stored chunks, a local file's data
+/// extents; everything else is known to be zeros. A run of zeros of at least
+/// `min_hole` bytes becomes a `Zeros` segment and costs nothing; a shorter run
+/// is read and cut with the data around it (so small gaps do not scatter chunk
+/// boundaries). The work of cutting is thus bounded by the data bytes plus
+/// `min_hole` per data range, never by the length of a hole.
+pub fn segments(
+    range: Range<u64>,
+    data: impl IntoIterator<Item = Range<u64>>,
+    min_hole: u64,
+) -> Vec<Segment> {
+    let mut out = Vec::new();
+    if range.is_empty() {
+        return out;
+    }
+    let min_hole = min_hole.max(1);
+    let mut pos = range.start;
+    let mut open: Option<u64> = None;
+    for d in data {
+        let (a, b) = (d.start.max(range.start), d.end.min(range.end));
+        if a >= b || a < pos {
+            continue;
+        }
+        if a - pos >= min_hole {
+            if let Some(s) = open.take() {
+                out.push(Segment::Data(s..pos));
+            }
+            out.push(Segment::Zeros(pos..a));
+            open = Some(a);
+        } else if open.is_none() {
+            open = Some(pos);
+        }
+        pos = b;
+    }
+    if range.end - pos >= min_hole {
+        if let Some(s) = open.take() {
+            out.push(Segment::Data(s..pos));
+        }
+        out.push(Segment::Zeros(pos..range.end));
+    } else {
+        out.push(Segment::Data(open.unwrap_or(pos)..range.end));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,5 +242,71 @@ mod tests {
             Chunking::around(1 << 20),
             Chunking::new(256 << 10, 1 << 20, 4 << 20).unwrap()
         );
+    }
+
+    #[test]
+    fn holes_are_runs_of_zeros_at_least_min_hole_long() {
+        use Segment::*;
+        let pib = 1u64 << 50;
+        // Written at both ends of a 1 PiB file: two data pieces, one hole.
+        assert_eq!(
+            segments(0..pib, [0..10, pib - 10..pib], 4096),
+            vec![Data(0..10), Zeros(10..pib - 10), Data(pib - 10..pib)]
+        );
+        // A short gap is read with the data around it; a leading hole is one.
+        assert_eq!(
+            segments(0..100_000, [50_000..50_010, 50_020..50_030], 4096),
+            vec![
+                Zeros(0..50_000),
+                Data(50_000..50_030),
+                Zeros(50_030..100_000)
+            ]
+        );
+        // Nothing written: all hole; a short range with nothing: read as zeros.
+        assert_eq!(segments(5..pib, [], 4096), vec![Zeros(5..pib)]);
+        assert_eq!(segments(5..100, [], 4096), vec![Data(5..100)]);
+        assert_eq!(segments(5..5, [0..10], 4096), vec![]);
+        // Data ranges outside the range are clipped.
+        assert_eq!(
+            segments(100..10_000, [0..200, 9_000..20_000], 1000),
+            vec![Data(100..200), Zeros(200..9_000), Data(9_000..10_000)]
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn segments_cover_the_range_and_never_hide_data(
+            start in 0u64..1000,
+            len in 0u64..100_000,
+            raw in proptest::collection::vec((0u64..120_000, 1u64..5_000), 0..20),
+            min_hole in 1u64..10_000,
+        ) {
+            let range = start..start + len;
+            let mut set = rangemap::RangeSet::new();
+            for (a, l) in raw {
+                set.insert(a..a + l);
+            }
+            let segs = segments(range.clone(), set.iter().cloned(), min_hole);
+            let mut pos = range.start;
+            let mut prev_zero = false;
+            for s in &segs {
+                let (r, zero) = match s {
+                    Segment::Data(r) => (r.clone(), false),
+                    Segment::Zeros(r) => (r.clone(), true),
+                };
+                proptest::prop_assert_eq!(r.start, pos);
+                proptest::prop_assert!(r.start < r.end);
+                if zero {
+                    proptest::prop_assert!(r.end - r.start >= min_hole);
+                    proptest::prop_assert!(set.overlapping(&r).next().is_none());
+                    proptest::prop_assert!(!prev_zero);
+                } else {
+                    proptest::prop_assert!(prev_zero || pos == range.start);
+                }
+                prev_zero = zero;
+                pos = r.end;
+            }
+            proptest::prop_assert_eq!(pos, range.end);
+        }
     }
 }

@@ -426,9 +426,10 @@ pub struct DirentRecord {
 /// One chunk of a file's content.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub enum ChunkRef {
-    /// A run of zero bytes that is not stored anywhere.
+    /// A run of zero bytes that is not stored anywhere (any length: a sparse
+    /// file's hole is one reference, however large).
     Hole {
-        len: u32,
+        len: u64,
     },
     Data {
         id: ChunkId,
@@ -439,7 +440,8 @@ pub enum ChunkRef {
 impl ChunkRef {
     pub fn len(&self) -> u64 {
         match self {
-            ChunkRef::Hole { len } | ChunkRef::Data { len, .. } => *len as u64,
+            ChunkRef::Hole { len } => *len,
+            ChunkRef::Data { len, .. } => *len as u64,
         }
     }
     pub fn is_empty(&self) -> bool {

@@ -967,12 +967,12 @@ impl Transfer<'_> {
     /// with its mode and times, fsynced, then renamed over `local`. A failure
     /// leaves `local` as it was; a read-only `local` is replaced all the same.
     async fn copy_out(&self, fh: u64, a: &Attr, local: &Path, path: &str) -> Result<(), String> {
-        use std::io::Write;
+        use std::os::unix::fs::FileExt;
         let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
         let name = local
             .file_name()
             .ok_or_else(|| format!("{}: has no file name", local.display()))?;
-        let (tmp, mut out) = loop {
+        let (tmp, out) = loop {
             let tmp = local.with_file_name(std::ffi::OsStr::from_bytes(&temp_name(
                 name.as_bytes(),
                 "get",
@@ -988,25 +988,41 @@ impl Transfer<'_> {
             }
         };
         let written = async {
-            const STEP: u32 = 1 << 20;
+            // Data extents are written at their offsets; holes are skipped and
+            // stay holes in the local file (set_len makes the tail one).
+            const STEP: u64 = 1 << 20;
             let mut off = 0;
             while off < a.size {
-                let data = self
+                let Some(ext) = self
                     .fs
-                    .read(fh, off, STEP)
+                    .data_extent(fh, off)
                     .await
-                    .map_err(|e| fs_err(path, e))?;
-                if data.is_empty() {
-                    return Err(format!(
-                        "{}: ended at byte {off} of {}",
-                        display(path),
-                        a.size
-                    ));
+                    .map_err(|e| fs_err(path, e))?
+                else {
+                    break;
+                };
+                self.advance(ext.start.saturating_sub(off));
+                off = ext.start.max(off);
+                while off < ext.end {
+                    let data = self
+                        .fs
+                        .read(fh, off, STEP.min(ext.end - off) as u32)
+                        .await
+                        .map_err(|e| fs_err(path, e))?;
+                    if data.is_empty() {
+                        return Err(format!(
+                            "{}: ended at byte {off} of {}",
+                            display(path),
+                            a.size
+                        ));
+                    }
+                    out.write_all_at(&data, off).map_err(lerr)?;
+                    off += data.len() as u64;
+                    self.advance(data.len() as u64);
                 }
-                out.write_all(&data).map_err(lerr)?;
-                off += data.len() as u64;
-                self.advance(data.len() as u64);
             }
+            self.advance(a.size.saturating_sub(off));
+            out.set_len(a.size).map_err(lerr)?;
             out.set_permissions(std::fs::Permissions::from_mode(a.perm as u32))
                 .map_err(lerr)?;
             out.set_times(

@@ -436,6 +436,155 @@ async fn sparse_files_store_no_zero_chunks() {
     assert_eq!(&all[10 << 20..], b"tail");
 }
 
+/// Runs `f`, failing the test if it hangs: an operation that costs time in
+/// proportion to a hole's size would never finish on a 1 PiB file.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(120), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish: its work grows with the hole"))
+}
+
+fn set_size(size: u64) -> SetAttr {
+    SetAttr {
+        size: Some(size),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_petabyte_sparse_file_costs_only_its_data() {
+    const PIB: u64 = cloudraid::fs::MAX_FILE_SIZE;
+    let tv = volume(2, 1, 3, 64 << 10);
+    let mut fs = tv.fs.clone();
+    let (a, fh) = fs
+        .create(ROOT, b"disk.img", 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    // Grown to 1 PiB, then written at both ends.
+    within("truncate up", fs.setattr(a.ino, set_size(PIB)))
+        .await
+        .unwrap();
+    within("write at the start", fs.write(fh, 0, b"head"))
+        .await
+        .unwrap();
+    within("write at the end", fs.write(fh, PIB - 4, b"tail"))
+        .await
+        .unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, PIB);
+    assert_eq!(
+        within("read", fs.read(fh, PIB - 8, 100)).await.unwrap(),
+        b"\0\0\0\0tail"
+    );
+    // Past the maximum size: EFBIG at once, nothing changed.
+    assert_eq!(
+        fs.write(fh, PIB - 1, b"xy").await.unwrap_err(),
+        Errno::EFBIG
+    );
+    assert_eq!(
+        fs.setattr(a.ino, set_size(PIB + 1)).await.unwrap_err(),
+        Errno::EFBIG
+    );
+    within("close", fs.release(fh)).await.unwrap();
+    let chunks = fs.file_chunks(a.ino).unwrap();
+    assert_eq!(chunks.len(), 3, "head, one hole, tail: {chunks:?}");
+    assert_eq!(
+        tv.shard_objects().await,
+        6,
+        "two small chunks stored, no zeros"
+    );
+
+    // Read back after a remount: the ends and the middle.
+    fs = tv.reopen(false);
+    let fh = fs.open(a.ino, libc::O_RDWR).await.unwrap();
+    assert_eq!(fs.read(fh, 0, 8).await.unwrap(), b"head\0\0\0\0");
+    assert_eq!(fs.read(fh, PIB / 2, 4096).await.unwrap(), vec![0u8; 4096]);
+    assert_eq!(fs.read(fh, PIB - 4, 4096).await.unwrap(), b"tail");
+    // SEEK_DATA / SEEK_HOLE see the hole.
+    assert_eq!(
+        fs.seek_data_or_hole(fh, 0, libc::SEEK_HOLE).await.unwrap(),
+        4
+    );
+    assert_eq!(
+        fs.seek_data_or_hole(fh, 4, libc::SEEK_DATA).await.unwrap(),
+        PIB - 4
+    );
+    assert_eq!(
+        fs.seek_data_or_hole(fh, PIB, libc::SEEK_DATA)
+            .await
+            .unwrap_err(),
+        Errno::ENXIO
+    );
+    // Written in the middle of the hole, then truncated down into the hole.
+    within("write in the hole", fs.write(fh, PIB / 2, b"middle"))
+        .await
+        .unwrap();
+    within("flush", fs.flush(fh)).await.unwrap();
+    assert_eq!(
+        fs.read(fh, PIB / 2 - 2, 10).await.unwrap(),
+        b"\0\0middle\0\0"
+    );
+    within(
+        "truncate down",
+        fs.setattr(a.ino, set_size(999_999_999_999_999)),
+    )
+    .await
+    .unwrap();
+    fs.release(fh).await.unwrap();
+    fs = tv.reopen(false);
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 999_999_999_999_999);
+    let fh = fs.open(a.ino, libc::O_RDONLY).await.unwrap();
+    assert_eq!(fs.read(fh, 0, 4).await.unwrap(), b"head");
+    assert_eq!(fs.read(fh, PIB / 2, 6).await.unwrap(), b"middle");
+    assert_eq!(
+        fs.read(fh, 999_999_999_999_990, 100).await.unwrap(),
+        vec![0u8; 9]
+    );
+    fs.release(fh).await.unwrap();
+    fs.collect_garbage().await.unwrap();
+    assert_eq!(tv.shard_objects().await, 6, "the tail chunk was collected");
+
+    // The conformance suite's case: a new file truncated to 999,999,999,999,999
+    // bytes, stat-ed and removed.
+    let (b, fh) = fs
+        .create(ROOT, b"huge", 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    fs.release(fh).await.unwrap();
+    within(
+        "huge truncate",
+        fs.setattr(b.ino, set_size(999_999_999_999_999)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fs.getattr(b.ino).await.unwrap().size, 999_999_999_999_999);
+    fs.unlink(ROOT, b"huge").await.unwrap();
+    // fallocate grows a file with a hole; keep-size changes nothing.
+    let (c, fh) = fs
+        .create(ROOT, b"vm.img", 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    within("fallocate", fs.fallocate(fh, 0, 1 << 40, 0))
+        .await
+        .unwrap();
+    fs.fallocate(fh, 0, 1 << 45, libc::FALLOC_FL_KEEP_SIZE)
+        .await
+        .unwrap();
+    assert_eq!(fs.getattr(c.ino).await.unwrap().size, 1 << 40);
+    assert_eq!(
+        fs.fallocate(
+            fh,
+            0,
+            10,
+            libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
+        )
+        .await
+        .unwrap_err(),
+        Errno::EOPNOTSUPP
+    );
+    fs.release(fh).await.unwrap();
+    assert_eq!(fs.getattr(c.ino).await.unwrap().size, 1 << 40);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unlinked_open_file_stays_readable_until_closed() {
     let tv = volume(2, 1, 3, 64 << 10);

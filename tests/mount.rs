@@ -644,3 +644,125 @@ fn sticky_directory_keeps_other_users_entries_with_allow_other() {
     std::fs::remove_file(tmp.join("c-owned")).unwrap();
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+/// Runs a command the way a user would, failing the test if it fails or hangs
+/// (work in proportion to a hole's size would never end on these files).
+fn run(args: &[&str]) {
+    let mut child = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{args:?}: {st}");
+            return;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("{args:?} did not finish: its work grows with the holes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn seek(f: &std::fs::File, off: u64, whence: i32) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: lseek on an open descriptor.
+    let r = unsafe { libc::lseek(f.as_raw_fd(), off as libc::off_t, whence) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as u64)
+    }
+}
+
+#[test]
+fn huge_sparse_files_cost_only_their_data() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    const PIB: u64 = 1 << 50;
+    let mut v = Vol::new(2, 1, 3, 1 << 20);
+    let img = v.p("disk.img");
+    let img_s = img.to_str().unwrap().to_string();
+    // A 1 PiB file created with truncate(1), written at both ends.
+    run(&["truncate", "-s", "1P", &img_s]);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    f.write_all_at(b"head", 0).unwrap();
+    f.write_all_at(b"tail", PIB - 4).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(f.metadata().unwrap().len(), PIB);
+    let mut buf = [0u8; 8];
+    f.read_exact_at(&mut buf, PIB - 8).unwrap();
+    assert_eq!(&buf, b"\0\0\0\0tail");
+    assert_eq!(seek(&f, 0, libc::SEEK_HOLE).unwrap(), 4);
+    assert_eq!(seek(&f, 4, libc::SEEK_DATA).unwrap(), PIB - 4);
+    // One byte past the maximum: EFBIG at once.
+    assert_eq!(errno_of(f.write_all_at(b"xy", PIB - 1)), libc::EFBIG);
+    assert_eq!(errno_of(f.set_len(PIB + 1)), libc::EFBIG);
+    // Truncated down into the hole, then remounted.
+    f.set_len(999_999_999_999_999).unwrap();
+    drop(f);
+    v.remount(false);
+    drop_page_cache();
+    let f = std::fs::File::open(&img).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 999_999_999_999_999);
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"head\0\0\0\0");
+    let mut end = [1u8; 9];
+    f.read_exact_at(&mut end, 999_999_999_999_990).unwrap();
+    assert_eq!(end, [0u8; 9]);
+    drop(f);
+
+    // The conformance suite's case, through the kernel: truncate(2) of a new
+    // file to 999,999,999,999,999 bytes, stat, unlink.
+    let huge = v.p("huge");
+    std::fs::write(&huge, b"").unwrap();
+    run(&["truncate", "-s", "999999999999999", huge.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&huge).unwrap().len(), 999_999_999_999_999);
+    std::fs::remove_file(&huge).unwrap();
+    // fallocate(1) of a VM image: the size, no data stored.
+    run(&["fallocate", "-l", "1T", v.p("vm.img").to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(v.p("vm.img")).unwrap().len(), 1 << 40);
+
+    // A sparse local file of 1 TiB copied in and back out with cp: only the
+    // data crosses, and the copy out is sparse again.
+    let local = v.base.join("local.img");
+    {
+        let l = std::fs::File::create(&local).unwrap();
+        l.set_len(1 << 40).unwrap();
+        l.write_all_at(&common::bytes(3, 100_000), 0).unwrap();
+        l.write_all_at(&common::bytes(4, 100_000), (1 << 40) - 100_000)
+            .unwrap();
+    }
+    run(&[
+        "cp",
+        "--sparse=always",
+        local.to_str().unwrap(),
+        v.p("copy.img").to_str().unwrap(),
+    ]);
+    let back = v.base.join("back.img");
+    run(&[
+        "cp",
+        "--sparse=always",
+        v.p("copy.img").to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
+    let b = std::fs::File::open(&back).unwrap();
+    assert_eq!(b.metadata().unwrap().len(), 1 << 40);
+    assert!(
+        b.metadata().unwrap().blocks() * 512 < 8 << 20,
+        "the copy out is sparse"
+    );
+    let mut head = vec![0u8; 100_000];
+    b.read_exact_at(&mut head, 0).unwrap();
+    assert!(head == common::bytes(3, 100_000));
+    b.read_exact_at(&mut head, (1 << 40) - 100_000).unwrap();
+    assert!(head == common::bytes(4, 100_000));
+}

@@ -389,6 +389,61 @@ fn put_ls_get_round_trip_without_a_mount() {
 }
 
 #[test]
+fn sparse_files_put_and_get_without_touching_their_holes() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let e = Env::new();
+    let cfg = volume(&e);
+    // A 4 TiB local file holding 300 KB: put reads only its data, get writes
+    // only the data back (the holes stay holes), and a second put sees it is
+    // unchanged. Reading or writing the holes would take hours.
+    const SIZE: u64 = 4 << 40;
+    let local = e.base.join("disk.img");
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&local).unwrap();
+        f.set_len(SIZE).unwrap();
+        f.write_all_at(&common::bytes(1, 100_000), 0).unwrap();
+        f.write_all_at(&common::bytes(2, 100_000), SIZE / 2)
+            .unwrap();
+        f.write_all_at(&common::bytes(3, 100_000), SIZE - 100_000)
+            .unwrap();
+    }
+    let out = ok(&[
+        "put",
+        "--config",
+        &cfg,
+        local.to_str().unwrap(),
+        "/disk.img",
+    ]);
+    assert!(out.contains("stored 1 file(s)"), "{out}");
+    let l = ls_json(&cfg, "/disk.img");
+    assert_eq!(l[0].size, SIZE);
+    assert!(l[0].chunks <= 8, "{} chunks", l[0].chunks);
+    let out = ok(&[
+        "put",
+        "--config",
+        &cfg,
+        local.to_str().unwrap(),
+        "/disk.img",
+    ]);
+    assert!(out.contains("skipped 1 file(s)"), "{out}");
+    let back = e.base.join("back.img");
+    ok(&["get", "--config", &cfg, "/disk.img", back.to_str().unwrap()]);
+    let b = std::fs::File::open(&back).unwrap();
+    assert_eq!(b.metadata().unwrap().len(), SIZE);
+    assert!(
+        b.metadata().unwrap().blocks() * 512 < 8 << 20,
+        "holes stay holes"
+    );
+    use std::os::unix::fs::FileExt;
+    for (seed, off) in [(1, 0), (2, SIZE / 2), (3, SIZE - 100_000)] {
+        let mut buf = vec![0u8; 100_000];
+        b.read_exact_at(&mut buf, off).unwrap();
+        assert!(buf == common::bytes(seed, 100_000), "bytes at {off}");
+    }
+}
+
+#[test]
 fn put_and_get_with_a_backend_down() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let e = Env::new();

@@ -30,6 +30,7 @@ impl Errno {
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);
     pub const EBUSY: Errno = Errno(libc::EBUSY);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    pub const ENXIO: Errno = Errno(libc::ENXIO);
 }
 
 impl std::fmt::Display for Errno {

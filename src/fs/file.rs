@@ -12,8 +12,9 @@
 //! at a time) and only then applies one index batch: the new chunk list, the
 //! inode's size and times, and the reference counts.
 
+use super::staging::Staging;
 use super::{Errno, Fs, FsResult, Handle, RefDelta};
-use crate::chunker::Cutter;
+use crate::chunker::{segments, Cutter, Segment};
 use crate::erasure::Layout;
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
 use crate::index::BatchExt;
@@ -24,12 +25,15 @@ use rangemap::RangeSet;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Bytes read at a time while cutting a region into chunks.
 const READ_STEP: u64 = 1 << 20;
+
+/// The largest file: 1 PiB (2^50 bytes). A write or truncate past it fails with
+/// EFBIG at once.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// A sealed chunk: its offset in the file, its reference, and, for data, the
 /// chunk's record, shards that could not be stored, the guard that keeps it from
@@ -62,9 +66,9 @@ struct FileState {
     starts: Vec<u64>,
     size: u64,
     mtime: Option<Nanos>,
-    staging: Option<Arc<std::fs::File>>,
-    staging_path: PathBuf,
-    /// Byte ranges whose current bytes are in staging.
+    staging: Arc<Staging>,
+    /// Byte ranges whose current bytes are in staging. Bytes neither here nor
+    /// in a committed data chunk are zeros (never written, or holes).
     present: RangeSet<u64>,
     /// Byte ranges changed since the last commit.
     dirty: RangeSet<u64>,
@@ -76,8 +80,42 @@ struct FileState {
 enum Source<'a> {
     /// An open file: staged bytes, else its committed chunks.
     Open(&'a FileState),
-    /// A local file (`put`), read directly.
+    /// A local file (`put`), read directly; its holes are not read.
     Local(&'a Arc<std::fs::File>),
+}
+
+/// The data extents of local file `f` within `range` (SEEK_DATA/SEEK_HOLE); the
+/// rest reads as zeros. A filesystem that cannot tell gives the whole range.
+fn local_extents(f: &std::fs::File, range: Range<u64>) -> std::io::Result<Vec<Range<u64>>> {
+    use std::os::fd::AsRawFd;
+    let fd = f.as_raw_fd();
+    let mut out = Vec::new();
+    let mut pos = range.start;
+    while pos < range.end {
+        // SAFETY: lseek on a descriptor we own; reads use pread, so moving the
+        // file offset does not disturb them.
+        let d = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if d < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::ENXIO) => Ok(out),
+                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) if out.is_empty() => Ok(vec![range]),
+                _ => Err(e),
+            };
+        }
+        let d = d as u64;
+        if d >= range.end {
+            break;
+        }
+        let h = unsafe { libc::lseek(fd, d as libc::off_t, libc::SEEK_HOLE) };
+        if h < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let h = (h as u64).clamp(d + 1, range.end);
+        out.push(d..h);
+        pos = h;
+    }
+    Ok(out)
 }
 
 /// Totals of uncommitted data, for status.
@@ -106,7 +144,7 @@ fn is_zero(buf: &[u8]) -> bool {
 }
 
 /// Reads `len` bytes at `off`; bytes past the end of the file read as zeros.
-fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+pub(super) fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
     let mut done = 0;
     while done < buf.len() {
         match f.read_at(&mut buf[done..], off + done as u64) {
@@ -153,6 +191,71 @@ impl FileState {
     fn chunk_end(&self, i: usize) -> u64 {
         self.starts[i] + self.content.chunks[i].len()
     }
+    /// The ranges of `range` whose bytes are data (staged, or in a committed
+    /// data chunk), merged; everything else reads as zeros. Work: the staged
+    /// ranges and committed chunks that meet `range`.
+    fn data_extents(&self, range: Range<u64>) -> RangeSet<u64> {
+        let mut set = RangeSet::new();
+        for r in self.present.overlapping(&range) {
+            set.insert(r.start.max(range.start)..r.end.min(range.end));
+        }
+        if range.start < self.committed_end() {
+            let mut i = self.chunk_at(range.start);
+            while i < self.content.chunks.len() && self.starts[i] < range.end {
+                if let ChunkRef::Data { .. } = self.content.chunks[i] {
+                    let (a, b) = (self.starts[i], self.chunk_end(i));
+                    set.insert(a.max(range.start)..b.min(range.end));
+                }
+                i += 1;
+            }
+        }
+        set
+    }
+    /// The first data extent (staged bytes or committed data chunks, merged)
+    /// at or after `from`; the bytes before it from `from` on are a hole. Work:
+    /// the chunks and staged ranges of the extent and of one hole.
+    fn next_extent(&self, from: u64) -> Option<Range<u64>> {
+        if from >= self.size {
+            return None;
+        }
+        let cend = self.committed_end();
+        let staged = self
+            .present
+            .overlapping(&(from..self.size))
+            .next()
+            .map(|r| r.start.max(from));
+        let mut committed = None;
+        if from < cend {
+            let mut i = self.chunk_at(from);
+            while i < self.content.chunks.len() {
+                if let ChunkRef::Data { .. } = self.content.chunks[i] {
+                    committed = Some(self.starts[i].max(from));
+                    break;
+                }
+                i += 1;
+            }
+        }
+        let start = match (staged, committed) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let mut stop = start;
+        loop {
+            if let Some(r) = self.present.get(&stop) {
+                stop = r.end;
+                continue;
+            }
+            if stop < cend {
+                let i = self.chunk_at(stop);
+                if let ChunkRef::Data { .. } = self.content.chunks[i] {
+                    stop = self.chunk_end(i);
+                    continue;
+                }
+            }
+            break;
+        }
+        Some(start..stop.min(self.size))
+    }
 }
 
 impl Fs {
@@ -185,8 +288,7 @@ impl Fs {
                 starts,
                 size: r.size,
                 mtime: None,
-                staging: None,
-                staging_path: self.opts.staging_dir.join(format!("{ino}")),
+                staging: Arc::new(Staging::new(self.opts.staging_dir.join(format!("{ino}")))),
                 present: RangeSet::new(),
                 dirty: RangeSet::new(),
                 meta_dirty: false,
@@ -230,7 +332,7 @@ impl Fs {
         };
         if gone {
             if let Ok(st) = of.state.try_read() {
-                let _ = std::fs::remove_file(&st.staging_path);
+                st.staging.remove();
             }
             if !linked && !self.opts.read_only {
                 let _g = self.meta.lock().await;
@@ -306,15 +408,10 @@ impl Fs {
         })
     }
 
-    /// Bytes of committed chunk `r`.
-    async fn committed_chunk(&self, r: &ChunkRef) -> FsResult<Bytes> {
-        match r {
-            ChunkRef::Hole { len } => Ok(Bytes::from(vec![0u8; *len as usize])),
-            ChunkRef::Data { id, .. } => {
-                let rec = self.chunk_record(id)?;
-                Ok(self.vol.load_chunk(*id, &rec).await?)
-            }
-        }
+    /// Bytes of committed data chunk `id`.
+    async fn committed_chunk(&self, id: &ChunkId) -> FsResult<Bytes> {
+        let rec = self.chunk_record(id)?;
+        Ok(self.vol.load_chunk(*id, &rec).await?)
     }
 
     /// Bytes `[off, off + len)` of an open file as it is now: staged bytes,
@@ -329,9 +426,7 @@ impl Fs {
                 let stop = r.end.min(end);
                 let start = out.len();
                 out.resize(start + (stop - pos) as usize, 0);
-                if let Some(f) = &st.staging {
-                    read_full_at(f, &mut out[start..], pos)?;
-                }
+                st.staging.read_full_at(&mut out[start..], pos)?;
                 pos = stop;
                 continue;
             }
@@ -344,11 +439,16 @@ impl Fs {
             if pos < cend {
                 let i = st.chunk_at(pos);
                 let (cstart, cstop) = (st.starts[i], st.chunk_end(i).min(stop));
-                let data = self.committed_chunk(&st.content.chunks[i]).await?;
-                let (a, b) = ((pos - cstart) as usize, (cstop - cstart) as usize);
-                let avail = b.min(data.len());
-                out.extend_from_slice(&data[a.min(avail)..avail]);
-                out.resize(out.len() + (b - avail.max(a)), 0);
+                match &st.content.chunks[i] {
+                    ChunkRef::Hole { .. } => out.resize(out.len() + (cstop - pos) as usize, 0),
+                    ChunkRef::Data { id, .. } => {
+                        let data = self.committed_chunk(id).await?;
+                        let (a, b) = ((pos - cstart) as usize, (cstop - cstart) as usize);
+                        let avail = b.min(data.len());
+                        out.extend_from_slice(&data[a.min(avail)..avail]);
+                        out.resize(out.len() + (b - avail.max(a)), 0);
+                    }
+                }
                 pos = cstop;
             } else {
                 out.resize(out.len() + (stop - pos) as usize, 0);
@@ -385,31 +485,13 @@ impl Fs {
         Ok(out)
     }
 
-    fn ensure_staging(&self, st: &mut FileState) -> FsResult<Arc<std::fs::File>> {
-        if let Some(f) = &st.staging {
-            return Ok(f.clone());
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&st.staging_path)?;
-        f.set_len(st.size)?;
-        let f = Arc::new(f);
-        st.staging = Some(f.clone());
-        Ok(f)
-    }
-
     /// Copies the committed bytes of `range` that are not staged yet into
     /// staging, so that the chunks holding them can go.
     async fn materialise(&self, st: &mut FileState, range: Range<u64>) -> FsResult<()> {
         let gaps: Vec<Range<u64>> = st.present.gaps(&range).collect();
         for g in gaps {
             let data = self.read_view(st, g.start, g.end - g.start).await?;
-            let f = self.ensure_staging(st)?;
+            let f = st.staging.clone();
             let off = g.start;
             tokio::task::spawn_blocking(move || f.write_all_at(&data, off))
                 .await
@@ -436,20 +518,15 @@ impl Fs {
             return Ok(0);
         }
         let end = offset.checked_add(data.len() as u64).ok_or(Errno::EFBIG)?;
-        if end > (1u64 << 50) {
+        if end > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
         let mut st = of.state.write().await;
-        let f = self.ensure_staging(&mut st)?;
-        if let Err(e) = f.write_all_at(data, offset) {
-            // Nothing past the size may stay behind (it would read back later in
-            // place of zeros).
-            let _ = f.set_len(st.size);
-            return Err(e.into());
-        }
-        // A write past the end leaves a run of zeros before it.
+        st.staging.write_all_at(data, offset)?;
+        // A write past the end leaves a run of zeros before it: changed, but
+        // nothing staged for it (it reads as zeros and is stored as a hole).
+        st.present.insert(offset..end);
         let from = offset.min(st.size);
-        st.present.insert(from..end);
         st.dirty.insert(from..end);
         st.size = st.size.max(end);
         self.touch(&of, &mut st);
@@ -463,38 +540,96 @@ impl Fs {
             }
             return Ok(());
         }
-        if size > (1u64 << 50) {
+        if size > MAX_FILE_SIZE {
             return Err(Errno::EFBIG);
         }
         if size < st.size {
-            // The committed chunk holding the new end goes; its head is staged.
+            // The committed chunk holding the new end goes: a hole is shortened,
+            // the head of a data chunk is staged.
             if size < st.committed_end() {
                 let i = st.chunk_at(size);
                 let cstart = st.starts[i];
-                if size > cstart {
-                    self.materialise(st, cstart..size).await?;
-                    st.dirty.insert(cstart..size);
-                }
                 let mut c = st.content.clone();
-                c.chunks.truncate(i);
+                match c.chunks[i] {
+                    ChunkRef::Hole { .. } if size > cstart => {
+                        c.chunks[i] = ChunkRef::Hole { len: size - cstart };
+                        c.chunks.truncate(i + 1);
+                    }
+                    _ => {
+                        if size > cstart {
+                            self.materialise(st, cstart..size).await?;
+                            st.dirty.insert(cstart..size);
+                        }
+                        c.chunks.truncate(i);
+                    }
+                }
                 st.set_content(c);
             }
             st.present.remove(size..u64::MAX);
             st.dirty.remove(size..u64::MAX);
+            st.staging.truncate(size)?;
         } else {
-            // Zeros up to the new size.
+            // Zeros up to the new size: changed, nothing staged (a hole).
             let old = st.size;
-            st.present.insert(old..size);
             st.dirty.insert(old..size);
-        }
-        if let Some(f) = &st.staging {
-            // Cut first, so that what grows is zeros whatever was left past the end.
-            f.set_len(size.min(st.size))?;
-            f.set_len(size)?;
         }
         st.size = size;
         self.touch(of, st);
         Ok(())
+    }
+
+    /// The first data extent of open file `fh` at or after `from` (None: only
+    /// a hole is left up to the end). For SEEK_DATA/SEEK_HOLE and for copying
+    /// a sparse file out without writing its holes.
+    pub async fn data_extent(&self, fh: u64, from: u64) -> FsResult<Option<Range<u64>>> {
+        let (_, of) = self.handle(fh)?;
+        let st = of.state.read().await;
+        Ok(st.next_extent(from))
+    }
+
+    /// lseek(2) with SEEK_DATA or SEEK_HOLE on open file `fh`.
+    pub async fn seek_data_or_hole(&self, fh: u64, offset: u64, whence: i32) -> FsResult<u64> {
+        let (_, of) = self.handle(fh)?;
+        let st = of.state.read().await;
+        if offset >= st.size {
+            return Err(Errno::ENXIO);
+        }
+        let next = st.next_extent(offset);
+        match whence {
+            libc::SEEK_DATA => next.map(|r| r.start).ok_or(Errno::ENXIO),
+            libc::SEEK_HOLE => Ok(match next {
+                Some(r) if r.start == offset => r.end,
+                _ => offset,
+            }),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// fallocate(2): mode 0 grows the file to `offset + len` (the new bytes are
+    /// a hole: nothing is reserved, as storage is on the backends), and
+    /// `FALLOC_FL_KEEP_SIZE` alone changes nothing. Punching holes and zeroing
+    /// ranges are not offered (EOPNOTSUPP).
+    pub async fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32) -> FsResult<()> {
+        self.writable()?;
+        let (h, of) = self.handle(fh)?;
+        if !h.write {
+            return Err(Errno::EBADF);
+        }
+        let end = offset.checked_add(len).ok_or(Errno::EFBIG)?;
+        if end > MAX_FILE_SIZE {
+            return Err(Errno::EFBIG);
+        }
+        match mode {
+            0 => {
+                let mut st = of.state.write().await;
+                if end > st.size {
+                    self.truncate_state(&of, &mut st, end).await?;
+                }
+                Ok(())
+            }
+            libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+            _ => Err(Errno::EOPNOTSUPP),
+        }
     }
 
     pub(super) async fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
@@ -596,7 +731,7 @@ impl Fs {
             .await
             .expect("chunk task panicked")?;
         let Some(id) = id else {
-            return Ok((off, ChunkRef::Hole { len }, None));
+            return Ok((off, ChunkRef::Hole { len: len as u64 }, None));
         };
         let guard = self.guards.reference(id).await;
         // One lookup-and-upload per chunk id at a time (see `guards`).
@@ -637,10 +772,32 @@ impl Fs {
         }
     }
 
+    /// `range` of `src` split into data to read and cut, and runs of zeros
+    /// that become holes without being read (see `chunker::segments`).
+    async fn plan(&self, src: &Source<'_>, range: Range<u64>) -> FsResult<Vec<Segment>> {
+        let min_hole = self.opts.chunking.min as u64;
+        Ok(match src {
+            Source::Open(st) => segments(
+                range.clone(),
+                st.data_extents(range).iter().cloned(),
+                min_hole,
+            ),
+            Source::Local(f) => {
+                let f = (*f).clone();
+                let r = range.clone();
+                let extents = tokio::task::spawn_blocking(move || local_extents(&f, r))
+                    .await
+                    .expect("lseek task panicked")?;
+                segments(range, extents, min_hole)
+            }
+        })
+    }
+
     /// Cuts `range` of `src` into content-defined chunks and stores them, at
-    /// most `upload_concurrency` at once; `progress` gets each chunk's length
-    /// and whether it was uploaded. Memory: one read step, the cutter's window
-    /// (the maximum chunk size) and the chunks being stored.
+    /// most `upload_concurrency` at once; runs of zeros (holes) cost nothing.
+    /// `progress` gets each chunk's length and whether it was uploaded. Memory:
+    /// one read step, the cutter's window (the maximum chunk size) and the
+    /// chunks being stored.
     async fn cut_region(
         &self,
         src: &Source<'_>,
@@ -648,7 +805,6 @@ impl Fs {
         layout: Layout,
         progress: &(dyn Fn(u64, bool) + Sync),
     ) -> FsResult<Vec<Sealed>> {
-        let mut cutter = Cutter::new(self.opts.chunking, range.start);
         let mut inflight = FuturesUnordered::new();
         let mut sealed = Vec::new();
         let done = |s: FsResult<Sealed>, sealed: &mut Vec<Sealed>| -> FsResult<()> {
@@ -657,17 +813,36 @@ impl Fs {
             sealed.push(s);
             Ok(())
         };
-        let mut pos = range.start;
-        while pos < range.end {
-            let n = READ_STEP.min(range.end - pos);
-            let data = self.read_source(src, pos, n).await?;
-            cutter.push(&data);
-            pos += n;
-            while let Some((off, chunk)) = cutter.next_chunk(pos == range.end) {
-                inflight.push(self.seal_data(off, chunk, layout));
-                while inflight.len() >= self.opts.upload_concurrency {
-                    let s = inflight.next().await.expect("not empty");
-                    done(s, &mut sealed)?;
+        for seg in self.plan(src, range).await? {
+            let data = match seg {
+                Segment::Zeros(r) => {
+                    done(
+                        Ok((
+                            r.start,
+                            ChunkRef::Hole {
+                                len: r.end - r.start,
+                            },
+                            None,
+                        )),
+                        &mut sealed,
+                    )?;
+                    continue;
+                }
+                Segment::Data(r) => r,
+            };
+            let mut cutter = Cutter::new(self.opts.chunking, data.start);
+            let mut pos = data.start;
+            while pos < data.end {
+                let n = READ_STEP.min(data.end - pos);
+                let bytes = self.read_source(src, pos, n).await?;
+                cutter.push(&bytes);
+                pos += n;
+                while let Some((off, chunk)) = cutter.next_chunk(pos == data.end) {
+                    inflight.push(self.seal_data(off, chunk, layout));
+                    while inflight.len() >= self.opts.upload_concurrency {
+                        let s = inflight.next().await.expect("not empty");
+                        done(s, &mut sealed)?;
+                    }
                 }
             }
         }
@@ -690,6 +865,16 @@ impl Fs {
         size: u64,
         mtime: Option<Nanos>,
     ) -> FsResult<ContentRecord> {
+        // Adjacent holes are one.
+        let mut merged: Vec<ChunkRef> = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            match (merged.last_mut(), c) {
+                (Some(ChunkRef::Hole { len }), ChunkRef::Hole { len: more }) => *len += more,
+                (_, ChunkRef::Hole { len: 0 }) => {}
+                _ => merged.push(c),
+            }
+        }
+        let chunks = merged;
         let total: u64 = chunks.iter().map(ChunkRef::len).sum();
         if total != size {
             tracing::error!(
@@ -818,9 +1003,7 @@ impl Fs {
         st.dirty = RangeSet::new();
         st.meta_dirty = false;
         st.mtime = None;
-        if st.staging.take().is_some() {
-            let _ = std::fs::remove_file(&st.staging_path);
-        }
+        st.staging.remove();
         *of.live.lock().unwrap() = None;
         Ok(())
     }
@@ -876,34 +1059,69 @@ impl Fs {
         }
         let stored = self.idx.content(ino)?.map(|c| c.chunks).unwrap_or_default();
         let src = Arc::new(src);
-        let mut cutter = Cutter::new(self.opts.chunking, 0);
-        let mut next = stored.iter();
-        let mut pos = 0;
-        while pos < size {
-            let n = READ_STEP.min(size - pos);
-            cutter.push(&self.read_source(&Source::Local(&src), pos, n).await?);
-            pos += n;
-            while let Some((_, chunk)) = cutter.next_chunk(pos == size) {
-                let sealer = self.vol.sealer.clone();
-                let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
-                    let len = chunk.len() as u32;
-                    Ok(if is_zero(&chunk) {
-                        ChunkRef::Hole { len }
-                    } else {
-                        ChunkRef::Data {
-                            id: sealer.id_of(&chunk).map_err(std::io::Error::other)?,
-                            len,
+        let source = Source::Local(&src);
+        // The stored list with adjacent holes merged, as a commit stores it, is
+        // compared with the local file's cut (holes merged the same way).
+        let mut next = stored.iter().copied().peekable();
+        let mut pending_hole = 0u64;
+        let mut matches = |mine: ChunkRef, next: &mut std::iter::Peekable<_>| -> bool {
+            match mine {
+                ChunkRef::Hole { len } => {
+                    pending_hole += len;
+                    if let Some(ChunkRef::Hole { len: theirs }) = next.peek().copied() {
+                        if theirs == pending_hole {
+                            next.next();
+                            pending_hole = 0;
                         }
+                    }
+                    true
+                }
+                data => pending_hole == 0 && next.next() == Some(data),
+            }
+        };
+        for seg in self.plan(&source, 0..size).await? {
+            let r = match seg {
+                Segment::Zeros(r) => {
+                    if !matches(
+                        ChunkRef::Hole {
+                            len: r.end - r.start,
+                        },
+                        &mut next,
+                    ) {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                Segment::Data(r) => r,
+            };
+            let mut cutter = Cutter::new(self.opts.chunking, r.start);
+            let mut pos = r.start;
+            while pos < r.end {
+                let n = READ_STEP.min(r.end - pos);
+                cutter.push(&self.read_source(&source, pos, n).await?);
+                pos += n;
+                while let Some((_, chunk)) = cutter.next_chunk(pos == r.end) {
+                    let sealer = self.vol.sealer.clone();
+                    let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
+                        let len = chunk.len() as u32;
+                        Ok(if is_zero(&chunk) {
+                            ChunkRef::Hole { len: len as u64 }
+                        } else {
+                            ChunkRef::Data {
+                                id: sealer.id_of(&chunk).map_err(std::io::Error::other)?,
+                                len,
+                            }
+                        })
                     })
-                })
-                .await
-                .expect("hash task panicked")?;
-                if next.next() != Some(&mine) {
-                    return Ok(false);
+                    .await
+                    .expect("hash task panicked")?;
+                    if !matches(mine, &mut next) {
+                        return Ok(false);
+                    }
                 }
             }
         }
-        Ok(next.next().is_none())
+        Ok(pending_hole == 0 && next.next().is_none())
     }
 
     /// Chunk-level view of a file for `ls`-like tools: (chunks, bytes stored).

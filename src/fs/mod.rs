@@ -11,9 +11,10 @@ mod errno;
 mod file;
 pub mod fsck;
 mod guards;
+mod staging;
 
 pub use errno::{Errno, FsResult};
-pub use file::commit_all_stats;
+pub use file::{commit_all_stats, MAX_FILE_SIZE};
 
 use crate::erasure::Layout;
 use crate::format::{
