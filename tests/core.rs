@@ -488,6 +488,11 @@ async fn a_petabyte_sparse_file_costs_only_its_data() {
     let chunks = fs.file_chunks(a.ino).unwrap();
     assert_eq!(chunks.len(), 3, "head, one hole, tail: {chunks:?}");
     assert_eq!(
+        fs.getattr(a.ino).await.unwrap().blocks,
+        1,
+        "st_blocks: 8 data bytes"
+    );
+    assert_eq!(
         tv.shard_objects().await,
         6,
         "two small chunks stored, no zeros"

@@ -747,6 +747,13 @@ fn huge_sparse_files_cost_only_their_data() {
         local.to_str().unwrap(),
         v.p("copy.img").to_str().unwrap(),
     ]);
+    let stored = std::fs::metadata(v.p("copy.img")).unwrap();
+    assert_eq!(stored.len(), 1 << 40);
+    assert!(
+        stored.blocks() * 512 < 8 << 20,
+        "st_blocks counts only the data ({} blocks), so cp and du see the holes",
+        stored.blocks()
+    );
     let back = v.base.join("back.img");
     run(&[
         "cp",

@@ -118,6 +118,16 @@ fn local_extents(f: &std::fs::File, range: Range<u64>) -> std::io::Result<Vec<Ra
     Ok(out)
 }
 
+/// Bytes of regular file `r` (of `size` bytes now) that are data, not holes:
+/// what `st_blocks` reports, so that sparse-aware tools (`cp`, `du`, `tar`) see
+/// the holes. A file with holes keeps its data bytes in the inode (see FORMAT.md).
+pub(super) fn allocated(r: &crate::format::InodeRecord, size: u64) -> u64 {
+    match <[u8; 8]>::try_from(r.target.as_slice()) {
+        Ok(b) if r.kind == Kind::File && size == r.size => u64::from_le_bytes(b),
+        _ => size,
+    }
+}
+
 /// Totals of uncommitted data, for status.
 pub fn commit_all_stats(fs: &Fs) -> (usize, u64) {
     let files = fs.files.lock().unwrap();
@@ -923,6 +933,17 @@ impl Fs {
                 inode.mtime = m;
             }
             inode.ctime = now.max(inode.mtime);
+            let data: u64 = content
+                .chunks
+                .iter()
+                .filter(|c| matches!(c, ChunkRef::Data { .. }))
+                .map(ChunkRef::len)
+                .sum();
+            inode.target = if data < size {
+                data.to_le_bytes().to_vec()
+            } else {
+                Vec::new()
+            };
             b.put_content(ino, &content);
             b.put_inode(ino, &inode);
             self.idx.apply(b)?;

@@ -421,7 +421,7 @@ impl Fs {
             uid: self.opts.show_uid.unwrap_or(r.uid),
             gid: self.opts.show_gid.unwrap_or(r.gid),
             size,
-            blocks: size.div_ceil(512),
+            blocks: file::allocated(r, size).div_ceil(512),
             rdev: r.rdev(),
             atime: from_nanos(r.atime),
             mtime: from_nanos(mtime),
