@@ -287,11 +287,17 @@ pub fn render_list(entries: &[ListEntry]) -> String {
     );
     for e in entries {
         let mut mode = String::from(e.kind.letter());
-        for shift in [6u16, 3, 0] {
+        // setuid, setgid and sticky show in the execute column, as with ls -l.
+        for (shift, special, letter) in [(6u16, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
             let bits = (e.mode >> shift) & 7;
             mode.push(if bits & 4 != 0 { 'r' } else { '-' });
             mode.push(if bits & 2 != 0 { 'w' } else { '-' });
-            mode.push(if bits & 1 != 0 { 'x' } else { '-' });
+            mode.push(match (bits & 1 != 0, e.mode & special != 0) {
+                (true, false) => 'x',
+                (false, false) => '-',
+                (true, true) => letter,
+                (false, true) => letter.to_ascii_uppercase(),
+            });
         }
         let redundancy = match (&e.kind, &e.redundancy) {
             (Kind::File, Redundancy::Full) => "full".to_string(),
@@ -1235,6 +1241,50 @@ pub fn current_caller() -> Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listings_show_types_special_bits_and_device_numbers() {
+        let e = |name: &str, kind, mode, rdev| ListEntry {
+            name: name.into(),
+            kind,
+            mode,
+            size: 0,
+            mtime: 0,
+            chunks: 0,
+            redundancy: Redundancy::Full,
+            target: None,
+            rdev,
+        };
+        let table = render_list(&[
+            e("tmp", Kind::Dir, 0o1777, None),
+            e("suid", Kind::File, 0o4754, None),
+            e("sgid", Kind::File, 0o2640, None),
+            e("fifo", Kind::Fifo, 0o640, None),
+            e("sock", Kind::Socket, 0o755, None),
+            e("null", Kind::CharDevice, 0o666, Some(libc::makedev(1, 3))),
+            e("sda", Kind::BlockDevice, 0o660, Some(libc::makedev(8, 0))),
+        ]);
+        let rows: Vec<(&str, &str)> = table
+            .lines()
+            .skip(1)
+            .map(|l| (l.split_whitespace().next().unwrap(), l))
+            .collect();
+        let modes: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(
+            modes,
+            [
+                "drwxrwxrwt",
+                "-rwsr-xr--",
+                "-rw-r-S---",
+                "prw-r-----",
+                "srwxr-xr-x",
+                "crw-rw-rw-",
+                "brw-rw----"
+            ]
+        );
+        assert!(rows[5].1.contains(" 1, 3 "), "{table}");
+        assert!(rows[6].1.contains(" 8, 0 "), "{table}");
+    }
 
     #[test]
     fn times_print_as_utc_dates() {
