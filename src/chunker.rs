@@ -265,7 +265,7 @@ mod tests {
         // Nothing written: all hole; a short range with nothing: read as zeros.
         assert_eq!(segments(5..pib, [], 4096), vec![Zeros(5..pib)]);
         assert_eq!(segments(5..100, [], 4096), vec![Data(5..100)]);
-        assert_eq!(segments(5..5, [0..10], 4096), vec![]);
+        assert_eq!(segments(5..5, std::iter::once(0..10), 4096), vec![]);
         // Data ranges outside the range are clipped.
         assert_eq!(
             segments(100..10_000, [0..200, 9_000..20_000], 1000),
