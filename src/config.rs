@@ -110,7 +110,8 @@ pub struct VolumeSection {
     #[serde(default = "default_readahead_chunks")]
     pub readahead_chunks: usize,
     /// Shards that must be stored for a write to succeed, from data_shards to
-    /// data_shards + parity_shards (default: data_shards + 1, at most all).
+    /// data_shards + parity_shards (default: every shard but one, at least
+    /// data_shards; see [`default_write_quorum`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_quorum: Option<u8>,
     /// A file of KEY=VALUE lines (AWS_*, GOOGLE_*, AZURE_*) with the backends'
@@ -183,15 +184,19 @@ impl VolumeSection {
     }
 
     pub fn write_quorum(&self) -> usize {
-        let (k, total) = (
-            self.data_shards as usize,
-            self.data_shards as usize + self.parity_shards as usize,
-        );
+        let (k, m) = (self.data_shards as usize, self.parity_shards as usize);
         self.write_quorum
             .map(|q| q as usize)
-            .unwrap_or(k + 1)
-            .clamp(k, total)
+            .unwrap_or_else(|| default_write_quorum(k, m))
+            .clamp(k, k + m)
     }
+}
+
+/// The write quorum when the config sets none: every shard but one, and at least
+/// k, so that writes go on while any one backend is down, whatever k and m
+/// (2+1 → 2, 3+1 → 3, 4+2 → 5, 1+1 → 1).
+pub fn default_write_quorum(k: usize, m: usize) -> usize {
+    (k + m).saturating_sub(1).max(k)
 }
 
 fn default_upload_concurrency() -> usize {
@@ -475,5 +480,20 @@ mod tests {
         assert_eq!(default_shards(2), (1, 1));
         assert_eq!(default_shards(3), (2, 1));
         assert_eq!(default_shards(6), (4, 2));
+    }
+
+    #[test]
+    fn default_write_quorum_survives_one_backend_down() {
+        // (k, m) → quorum: one shard may always be missing, never fewer than k.
+        for (k, m, q) in [
+            (1, 0, 1),
+            (1, 1, 1),
+            (2, 1, 2),
+            (3, 1, 3),
+            (4, 2, 5),
+            (6, 3, 8),
+        ] {
+            assert_eq!(default_write_quorum(k, m), q, "{k}+{m}");
+        }
     }
 }

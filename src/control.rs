@@ -144,6 +144,7 @@ pub async fn execute(
                 let (n, b) = crate::fs::commit_all_stats(fs);
                 s.pending_files = n;
                 s.pending_bytes = b;
+                s.local_disk = fs.local_disk();
                 resp.ok = true;
                 resp.status = Some(s);
             }

@@ -406,9 +406,112 @@ async fn serve_mount(
     }
 }
 
+/// What /proc says process `pid` is doing, for messages about a daemon that
+/// does not answer.
+fn process_state(pid: u32) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    match stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .trim_start()
+        .chars()
+        .next()
+    {
+        Some('T') | Some('t') => {
+            format!("it is stopped (SIGSTOP or a debugger); `kill -CONT {pid}` resumes it")
+        }
+        Some('D') => "it is blocked in the kernel".to_string(),
+        Some('Z') | None => "it has exited".to_string(),
+        Some(_) => "it is running but does not answer".to_string(),
+    }
+}
+
+/// The pid of the process listening on the control socket (even a stopped one:
+/// the kernel knows it from when it started listening).
+fn daemon_pid(state_dir: &Path) -> Option<u32> {
+    let s = std::os::unix::net::UnixStream::connect(control::socket_path(state_dir)).ok()?;
+    use std::os::fd::AsRawFd;
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket and an out-parameter of the right size.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (r == 0 && cred.pid > 0).then_some(cred.pid as u32)
+}
+
+/// The FUSE connection number of the mount at `mp` (its device minor), from
+/// /proc/self/mountinfo: nothing on the mount itself is touched.
+fn fuse_connection(mp: &Path) -> Option<u32> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && Path::new(&unescape(f[4])) == mp)
+            .then(|| f[2].split(':').nth(1)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Aborts the FUSE connection of the mount at `mp` (fusectl): every request
+/// waiting on its daemon fails at once with ENOTCONN.
+fn abort_connection(mp: &Path) -> Result<(), String> {
+    let conn = fuse_connection(mp).ok_or("its FUSE connection is not in /proc/self/mountinfo")?;
+    let dir = Path::new("/sys/fs/fuse/connections");
+    let abort = dir.join(conn.to_string()).join("abort");
+    if !abort.exists() {
+        // fusectl is not mounted yet.
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        unsafe {
+            libc::mount(
+                c("fusectl").as_ptr(),
+                c("/sys/fs/fuse/connections").as_ptr(),
+                c("fusectl").as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+    }
+    std::fs::write(&abort, "1").map_err(|e| format!("cannot write {}: {e}", abort.display()))
+}
+
+/// `cloudraid umount --force`: aborts the mount's FUSE connection and detaches
+/// it, without asking the daemon; what it had not stored is lost.
+fn force_umount(mp: &Path, entry: &MountEntry) -> Result<(), String> {
+    let pid = Config::load(Path::new(&entry.source))
+        .ok()
+        .and_then(|c| daemon_pid(&c.volume.state_dir));
+    let aborted = abort_connection(mp);
+    let c = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: c is a valid NUL-terminated path.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("cannot unmount {}: {e}", mp.display()));
+    }
+    if let Err(e) = aborted {
+        eprintln!("cloudraid: warning: the FUSE connection was not aborted ({e}); processes waiting on the mount may stay blocked until its daemon answers");
+    }
+    if let Some(pid) = pid.filter(|p| Path::new(&format!("/proc/{p}")).exists()) {
+        eprintln!(
+            "cloudraid: warning: the mount daemon (pid {pid}) is still there ({}); changes it had not stored are lost; end it with `kill {pid}`",
+            process_state(pid)
+        );
+    }
+    Ok(())
+}
+
 /// `cloudraid umount`: commits pending data through the daemon, unmounts, and
-/// waits for the daemon to finish.
-pub fn umount(mountpoint: &Path) -> Result<(), String> {
+/// waits for the daemon to finish. A daemon that does not answer within
+/// `timeout` is reported (with how to force the unmount), not waited for;
+/// `force` unmounts without it.
+pub fn umount(mountpoint: &Path, force: bool, timeout: Duration) -> Result<(), String> {
     let mp = absolute(mountpoint)?;
     let entry = find_mount(&mp).ok_or_else(|| format!("{} is not mounted", mp.display()))?;
     if entry.fstype != "fuse.cloudraid" {
@@ -418,34 +521,57 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
             entry.fstype
         ));
     }
-    let mut daemon_pid = None;
+    if force {
+        return force_umount(&mp, &entry);
+    }
+    let mut daemon_pid_seen = None;
+    let mut unstored = None;
     if let Ok(config) = Config::load(Path::new(&entry.source)) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        let resp = match rt.block_on(control::request(
-            &config.volume.state_dir,
-            &control::Request::Sync,
-        )) {
-            Ok(r) => r,
+        let asked = rt.block_on(async {
+            tokio::time::timeout(
+                timeout,
+                control::request(&config.volume.state_dir, &control::Request::Sync),
+            )
+            .await
+        });
+        let resp = match asked {
+            Ok(Ok(r)) => r,
             // A daemon that just died (its socket still half there): the mount is
             // dead, and unmounting it is all that is left to do. A live daemon
             // commits its open files itself when the kernel ends the session.
-            Err(e) => {
+            Ok(Err(e)) => {
                 eprintln!("cloudraid: warning: the mount daemon does not answer ({e}); unmounting without it");
                 None
+            }
+            Err(_) => {
+                let who = match daemon_pid(&config.volume.state_dir) {
+                    Some(pid) => format!(
+                        "the mount daemon (pid {pid}) has not answered in {}s: {}",
+                        timeout.as_secs(),
+                        process_state(pid)
+                    ),
+                    None => format!(
+                        "the mount daemon has not answered in {}s",
+                        timeout.as_secs()
+                    ),
+                };
+                return Err(format!(
+                    "{who}; nothing was unmounted. To unmount without it (changes it has not stored are lost): `cloudraid umount --force {}` (or `umount -l {}`)",
+                    mp.display(),
+                    mp.display()
+                ));
             }
         };
         if let Some(r) = resp {
             if !r.ok {
-                return Err(format!(
-                    "pending data could not be stored ({}); nothing was unmounted; check `cloudraid status --config {}`",
-                    r.error.unwrap_or_default(),
-                    entry.source
-                ));
+                // Unmounted all the same: the daemon tries again as it stops.
+                unstored = Some(r.error.unwrap_or_default());
             }
-            daemon_pid = Some(r.pid);
+            daemon_pid_seen = Some(r.pid);
         }
     }
     fuse::unmount(&mp, false).map_err(|e| {
@@ -458,9 +584,9 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
             format!("cannot unmount {}: {e}", mp.display())
         }
     })?;
-    if let Some(pid) = daemon_pid {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+    if let Some(pid) = daemon_pid_seen {
+        let deadline = Instant::now() + Duration::from_secs(120).max(timeout);
+        while Path::new(&format!("/proc/{pid}")).exists() {
             // A zombie (already exited) has no cmdline left.
             if std::fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| c.is_empty())
@@ -468,8 +594,21 @@ pub fn umount(mountpoint: &Path) -> Result<(), String> {
             {
                 break;
             }
+            if Instant::now() > deadline {
+                eprintln!(
+                    "cloudraid: warning: unmounted, but the mount daemon (pid {pid}) is still finishing ({}); see mount.log in the state dir",
+                    process_state(pid)
+                );
+                break;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+    if let Some(e) = unstored {
+        return Err(format!(
+            "unmounted {}, but pending changes could not be stored: {e}; the daemon's log (mount.log in the state dir) says what was lost",
+            mp.display()
+        ));
     }
     Ok(())
 }

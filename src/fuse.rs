@@ -655,9 +655,13 @@ pub fn mount(
     let adapter = FuseAdapter::new(fs.clone(), tokio::runtime::Handle::current());
     let session = fuser::Session::new(adapter, mountpoint, &fuser_config(opts, source))?;
     let notifier = session.notifier();
+    let inodes = session.notifier();
     fs.set_invalidator(std::sync::Arc::new(move |parent, name| {
         // ENOENT only means the kernel had nothing cached for it.
         let _ = notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name));
+    }));
+    fs.set_inode_invalidator(std::sync::Arc::new(move |ino| {
+        let _ = inodes.inval_inode(INodeNo(ino), 0, 0);
     }));
     Ok(Mounted {
         session: Some(session.spawn()?),

@@ -5,6 +5,9 @@
 //! probe (see `Volume::probe_down_backends`) marks it up again when it answers.
 //! Only failures of the backend itself count (unreachable, timeouts, server
 //! errors); a missing object or a shard that fails its checksum does not.
+//! A request overtaken by a hedged one (it ran past the backend's p95 latency)
+//! is counted as slow, apart from errors; slow answers in a row still trip the
+//! breaker, so a frozen backend is marked down.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -26,6 +29,7 @@ struct State {
     latencies: VecDeque<Duration>,
     errors: u64,
     last_error: Option<String>,
+    slow: u64,
 }
 
 /// What `cloudraid status` shows of a backend's health.
@@ -39,6 +43,10 @@ pub struct HealthSnapshot {
     /// Failed requests since the volume was opened.
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Requests overtaken by a hedged read (slower than the backend's recent
+    /// 95th percentile) since the volume was opened; not errors.
+    #[serde(default)]
+    pub slow: u64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -70,6 +78,25 @@ impl Health {
         s.last_error = Some(error.to_string());
         s.failures_in_row += 1;
         if s.failures_in_row >= TRIP_AFTER && s.down_since.is_none() {
+            s.down_since = Some(SystemTime::now());
+            return true;
+        }
+        false
+    }
+
+    /// Records a request overtaken by a hedged one: counted as slow, not as an
+    /// error. It still breaks a run of successes, so a backend whose requests keep
+    /// running late (frozen) trips the breaker; returns true if this trips it.
+    pub fn record_slow(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        s.slow += 1;
+        s.failures_in_row += 1;
+        if s.failures_in_row >= TRIP_AFTER && s.down_since.is_none() {
+            s.errors += 1;
+            s.last_error = Some(format!(
+                "no answer in time {} times in a row (parity shards were read instead)",
+                s.failures_in_row
+            ));
             s.down_since = Some(SystemTime::now());
             return true;
         }
@@ -130,6 +157,7 @@ impl Health {
             p99_ms: ms(percentile(&v, 0.99)),
             errors: s.errors,
             last_error: s.last_error.clone(),
+            slow: s.slow,
         }
     }
 }
@@ -155,6 +183,25 @@ mod tests {
         assert_eq!((s.errors, s.last_error.as_deref()), (6, Some("again")));
         h.mark_up();
         assert!(!h.is_down());
+    }
+
+    #[test]
+    fn slow_answers_are_not_errors_but_frozen_backends_trip() {
+        let h = Health::default();
+        assert!(!h.record_slow());
+        h.record_ok(Duration::from_millis(5));
+        let s = h.snapshot();
+        assert_eq!((s.slow, s.errors, s.last_error), (1, 0, None));
+        assert!(!h.record_slow());
+        assert!(!h.record_slow());
+        assert!(
+            h.record_slow(),
+            "three late answers in a row trip the breaker"
+        );
+        let s = h.snapshot();
+        assert!(s.down);
+        assert_eq!((s.slow, s.errors), (4, 1));
+        assert!(s.last_error.unwrap().contains("no answer in time"));
     }
 
     #[test]

@@ -136,7 +136,16 @@ enum Cmd {
     },
     /// Store pending data, then unmount.
     #[command(alias = "unmount")]
-    Umount { mountpoint: PathBuf },
+    Umount {
+        mountpoint: PathBuf,
+        /// Unmount without the daemon: abort its FUSE connection and detach the
+        /// mount (for a daemon that does not answer; what it had not stored is lost).
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the daemon to store pending changes.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Backends, their state and what they hold; volume totals.
     Status {
         #[arg(long, value_name = "FILE")]
@@ -975,8 +984,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 daemon::mount_detached(&args)
             }
         }
-        Cmd::Umount { mountpoint } => {
-            daemon::umount(&mountpoint)?;
+        Cmd::Umount {
+            mountpoint,
+            force,
+            timeout,
+        } => {
+            daemon::umount(&mountpoint, force, timeout)?;
             println!("unmounted {}", mountpoint.display());
             Ok(())
         }

@@ -241,13 +241,20 @@ async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
     } else {
         None
     };
+    // What is stored: an open file's uncommitted changes are not, yet.
+    let stored = match attr.kind {
+        Kind::File => fs.index().inode(attr.ino)?,
+        _ => None,
+    };
+    let (size, mtime) = stored.map_or((attr.size, attr.mtime), |r| {
+        (r.size, crate::fs::from_nanos(r.mtime))
+    });
     Ok(ListEntry {
         name,
         kind: attr.kind,
         mode: attr.perm,
-        size: attr.size,
-        mtime: attr
-            .mtime
+        size,
+        mtime: mtime
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),

@@ -54,6 +54,26 @@ pub struct StatusReport {
     /// Index changes not yet in the metadata log on the backends.
     #[serde(default)]
     pub metadata_pending: u64,
+    /// Whether new data can be stored now.
+    #[serde(default)]
+    pub writes: WriteStatus,
+    /// The filesystem of the state dir (index and staging files).
+    #[serde(default)]
+    pub local_disk: Option<crate::meta::LocalDisk>,
+}
+
+/// Can writes reach their quorum? `blocked` when fewer backends answer than the
+/// write quorum of shards needs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteStatus {
+    pub blocked: bool,
+    /// Backends reachable and not marked down.
+    pub answering: usize,
+    pub backends: usize,
+    /// Shards a chunk needs stored (write_quorum).
+    pub quorum: usize,
+    /// The last write that failed for want of backends, unless one succeeded since.
+    pub last_failure: Option<crate::volume::WriteFailure>,
 }
 
 /// Probes a backend by reading its volume marker (bounded to 5 s).
@@ -101,6 +121,29 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         }
     }
     let probes = futures::future::join_all((0..n).map(|i| probe(vol, i))).await;
+    // Answering for writes: reachable, not marked down, and not among those the
+    // last write failed on (unless a write succeeded since: then it is cleared).
+    let last_failure = vol.last_write_failure();
+    let failed_writes = |name: &str| {
+        last_failure
+            .as_ref()
+            .is_some_and(|f| f.failed.iter().any(|(b, _)| b == name))
+    };
+    let answering = probes
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            p.is_ok() && !vol.health[*i].is_down() && !failed_writes(&vol.slots[*i].name)
+        })
+        .count();
+    let quorum = vol.quorum_for(vol.layout);
+    let writes = WriteStatus {
+        blocked: answering < quorum,
+        answering,
+        backends: n,
+        quorum,
+        last_failure,
+    };
     let backends = vol
         .slots
         .iter()
@@ -144,6 +187,8 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
             .scan(&[keys::JOURNAL], None, usize::MAX)
             .map_err(|e| e.to_string())?
             .len() as u64,
+        writes,
+        local_disk: idx.store().local_disk(),
     })
 }
 
@@ -171,8 +216,8 @@ pub fn render(r: &StatusReport) -> String {
         .unwrap_or(0);
     let ms = |v: Option<f64>| v.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
     out += &format!(
-        "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {}\n",
-        "BACKEND", "STATE", "SHARDS", "BYTES", "P50", "P99", "ERRORS", "URL"
+        "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {:>6}  {}\n",
+        "BACKEND", "STATE", "SHARDS", "BYTES", "P50", "P99", "SLOW", "ERRORS", "URL"
     );
     for b in &r.backends {
         let state = if b.health.down {
@@ -183,13 +228,14 @@ pub fn render(r: &StatusReport) -> String {
             "UNREACHABLE"
         };
         out += &format!(
-            "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {}\n",
+            "{:<w$}  {:<11}  {:>8}  {:>10}  {:>8}  {:>8}  {:>6}  {:>6}  {}\n",
             b.name,
             state,
             b.shards,
             human(b.bytes),
             ms(b.health.p50_ms),
             ms(b.health.p99_ms),
+            b.health.slow,
             b.health.errors,
             b.url
         );
@@ -276,6 +322,47 @@ pub fn render(r: &StatusReport) -> String {
             "metadata log     {} change(s) not yet on the backends (pushed within seconds, or by `cloudraid sync`)\n",
             r.metadata_pending
         );
+    }
+    let w = &r.writes;
+    if w.backends > 0 {
+        out += &if w.blocked {
+            format!(
+                "writes           BLOCKED: writes blocked: {} of {} backends answer, {} needed (write_quorum); close and fsync fail with EIO until enough return\n",
+                w.answering, w.backends, w.quorum
+            )
+        } else {
+            format!(
+                "writes           accepted: {} of {} backends answer, {} needed (write_quorum)\n",
+                w.answering, w.backends, w.quorum
+            )
+        };
+    }
+    if let Some(f) = &w.last_failure {
+        let failed: Vec<String> = f.failed.iter().map(|(b, e)| format!("{b}: {e}")).collect();
+        out += &format!(
+            "last failed write {}s ago: {} of {} shards stored, {} needed ({})\n",
+            now.saturating_sub(f.at),
+            f.stored,
+            f.total,
+            f.needed,
+            failed.join("; ")
+        );
+    }
+    if let Some(d) = &r.local_disk {
+        out += &match &d.problem {
+            Some(p) => format!(
+                "local disk       FULL: {p}; {} free of {} at {}; changes fail with ENOSPC until space is freed there\n",
+                human(d.free_bytes),
+                human(d.total_bytes),
+                d.path
+            ),
+            None => format!(
+                "local disk       {} free of {} at {}\n",
+                human(d.free_bytes),
+                human(d.total_bytes),
+                d.path
+            ),
+        };
     }
     let tolerance = r.parity_shards;
     out += &match down {

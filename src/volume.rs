@@ -52,9 +52,12 @@ pub enum VolumeError {
         need: usize,
         failures: Vec<ShardFailure>,
     },
-    #[error("chunk {chunk}: upload failed ({})", list_failures(.failures))]
+    #[error("chunk {chunk}: upload failed: {stored} of {total} shards stored, {needed} needed ({})", list_failures(.failures))]
     UploadFailed {
         chunk: ChunkId,
+        stored: usize,
+        total: usize,
+        needed: usize,
         failures: Vec<ShardFailure>,
     },
     #[error("chunk {chunk}: {source}")]
@@ -68,6 +71,19 @@ pub enum VolumeError {
 }
 
 type SharedFetch = Shared<BoxFuture<'static, Result<Bytes, VolumeError>>>;
+
+/// The last write that could not store its quorum of shards (shown by status
+/// until a later write succeeds).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// Seconds since the epoch.
+    pub at: u64,
+    pub stored: usize,
+    pub total: usize,
+    pub needed: usize,
+    /// The backends that failed, each with its reason.
+    pub failed: Vec<(String, String)>,
+}
 
 pub struct Volume {
     pub id: VolumeId,
@@ -83,6 +99,7 @@ pub struct Volume {
     /// Seals and opens chunks: compression, encryption, chunk ids.
     pub sealer: ChunkSealer,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
+    last_write_failure: Mutex<Option<WriteFailure>>,
 }
 
 impl fmt::Debug for Volume {
@@ -109,10 +126,21 @@ impl Volume {
             layout,
             cache: ChunkCache::new(cache_bytes),
             health: (0..n_slots).map(|_| Health::default()).collect(),
-            write_quorum: layout.total(),
+            write_quorum: crate::config::default_write_quorum(layout.k, layout.m),
             sealer,
             inflight: Mutex::new(HashMap::new()),
+            last_write_failure: Mutex::new(None),
         }
+    }
+
+    /// The write quorum of chunks of `layout`: the configured one, within k..=k+m.
+    pub fn quorum_for(&self, layout: Layout) -> usize {
+        self.write_quorum.clamp(layout.k, layout.total())
+    }
+
+    /// The last write that could not reach its quorum, unless one succeeded since.
+    pub fn last_write_failure(&self) -> Option<WriteFailure> {
+        self.last_write_failure.lock().unwrap().clone()
     }
 
     /// Sets the write quorum (clamped to k..=k+m when used).
@@ -254,13 +282,39 @@ impl Volume {
         for f in &failures {
             tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
         }
-        let quorum = self.write_quorum.clamp(layout.k, layout.total());
-        if layout.total() - failures.len() < quorum {
+        let quorum = self.quorum_for(layout);
+        let stored = layout.total() - failures.len();
+        if stored < quorum {
+            let mut failed: Vec<(String, String)> = Vec::new();
+            for f in &failures {
+                if !failed.iter().any(|(b, _)| *b == f.backend) {
+                    failed.push((f.backend.clone(), f.reason.clone()));
+                }
+            }
+            tracing::error!(
+                "writes blocked: chunk {id} stored on {stored} of {} backends, {quorum} needed (write_quorum); failed: {}",
+                layout.total(),
+                failed.iter().map(|(b, r)| format!("{b} ({r})")).collect::<Vec<_>>().join(", ")
+            );
+            *self.last_write_failure.lock().unwrap() = Some(WriteFailure {
+                at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
+                stored,
+                total: layout.total(),
+                needed: quorum,
+                failed,
+            });
             return Err(VolumeError::UploadFailed {
                 chunk: id,
+                stored,
+                total: layout.total(),
+                needed: quorum,
                 failures,
             });
         }
+        *self.last_write_failure.lock().unwrap() = None;
         let missing = failures.iter().map(|f| f.index).collect();
         let rec = ChunkRecord {
             refs: 0,
@@ -429,14 +483,12 @@ impl Volume {
             }
         }
         // Requests still running were overtaken after they were late: they count
-        // against their backend, so a frozen one is soon marked down.
-        // While a backend's normal latency is unknown (a cold connection), being
-        // overtaken does not count.
+        // as slow answers of their backend (not errors), and enough of them in a
+        // row mark a frozen backend down. While a backend's normal latency is
+        // unknown (a cold connection), being overtaken does not count.
         for i in inflight.keys().filter(|i| hedged.contains(i)) {
             let h = &self.health[slot_of(*i)];
-            if h.knows_latency()
-                && h.record_failure("no answer in time; a parity shard was read instead")
-            {
+            if h.knows_latency() && h.record_slow() {
                 tracing::warn!(
                     "backend {} marked down: its requests keep running late",
                     self.slots[slot_of(*i)].name
@@ -580,6 +632,9 @@ impl Volume {
         } else {
             Err(VolumeError::UploadFailed {
                 chunk: id,
+                stored: which.len() - failures.len(),
+                total: which.len(),
+                needed: which.len(),
                 failures,
             })
         }

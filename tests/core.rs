@@ -1465,4 +1465,164 @@ async fn sticky_directories_protect_other_users_entries() {
         .unwrap();
     assert_eq!(names(fs, tmp).await, vec!["b-moved"]);
     assert_eq!(fs.lookup(tmp, b"b-moved").await.unwrap().uid, owner.uid);
+
+/// Puts a volume marker on every backend, so status probes find them reachable.
+async fn mark_backends(tv: &common::TestVolume) {
+    for f in &tv.faults {
+        f.put(
+            cloudraid::format::MARKER_KEY,
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// With the default write quorum (every shard but one), a 2+1 volume goes on
+/// writing while any one backend is down; the missing shards are written once
+/// it returns. With two down, writes are refused: status says why and names
+/// the backends, and a new file stays empty everywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writes() {
+    use cloudraid::format::keys;
+    let tv = volume(2, 1, 3, 64 << 10);
+    mark_backends(&tv).await;
+    let quorum = cloudraid::config::default_write_quorum(2, 1);
+    assert_eq!(quorum, 2);
+    let fs = tv.reopen_with_quorum(quorum);
+    let degraded = |fs: &Fs| {
+        fs.index()
+            .store()
+            .scan(&[keys::DEGRADED], None, usize::MAX)
+            .unwrap()
+            .len()
+    };
+    for down in 0..3 {
+        tv.faults[down].set(Fault::Down);
+        let data = bytes(10 + down as u64, 300_000);
+        let name = format!("while-{down}-is-down");
+        let ino = write_file(&fs, ROOT, &name, &data).await;
+        assert!(degraded(&fs) > 0);
+        let st = cloudraid::status::gather(fs.volume(), fs.index())
+            .await
+            .unwrap();
+        assert!(!st.writes.blocked, "{:?}", st.writes);
+        assert_eq!((st.writes.answering, st.writes.quorum), (2, 2));
+        tv.faults[down].set(Fault::None);
+        fs.volume().probe_down_backends().await;
+        let (_, left) = fs.repair_degraded().await.unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(degraded(&fs), 0, "missing shards written once it is back");
+        assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
+    }
+    assert!(
+        cloudraid::scrub::scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
+            .await
+            .unwrap()
+            .clean()
+    );
+
+    // Two of three down: fewer than 2 shards can be stored.
+    tv.faults[0].set(Fault::Down);
+    tv.faults[2].set(Fault::RejectWrites);
+    let (a, fh) = fs
+        .create(ROOT, b"new", 0o644, libc::O_RDWR, C)
+        .await
+        .unwrap();
+    fs.write(fh, 0, &bytes(20, 8 << 20)).await.unwrap();
+    assert_eq!(
+        fs.getattr(a.ino).await.unwrap().size,
+        8 << 20,
+        "the writer sees its writes"
+    );
+    assert_eq!(fs.flush(fh).await.unwrap_err(), Errno::EIO);
+    assert_eq!(fs.release(fh).await.unwrap_err(), Errno::EIO);
+    // The file is its previous version (new: empty) for stat, ls and a remount.
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 0);
+    assert_eq!(read_all(&fs, a.ino).await.unwrap(), b"");
+    let listed = cloudraid::ops::list(&fs, "/new").await.unwrap();
+    assert_eq!((listed[0].size, listed[0].chunks), (0, 0));
+    assert_eq!(tv.reopen(true).getattr(a.ino).await.unwrap().size, 0);
+    let st = cloudraid::status::gather(fs.volume(), fs.index())
+        .await
+        .unwrap();
+    assert!(st.writes.blocked, "{:?} {:?}", st.writes, st.backends);
+    assert_eq!(
+        (st.writes.answering, st.writes.backends, st.writes.quorum),
+        (1, 3, 2)
+    );
+    let failure = st.writes.last_failure.clone().unwrap();
+    let failed: Vec<&str> = failure.failed.iter().map(|(b, _)| b.as_str()).collect();
+    assert!(
+        failed.contains(&"b0") && failed.contains(&"b2"),
+        "{failed:?}"
+    );
+    assert!(failure.stored < failure.needed);
+    let text = cloudraid::status::render(&st);
+    assert!(
+        text.contains("writes blocked: 1 of 3 backends answer, 2 needed"),
+        "{text}"
+    );
+    // Back again: writes work and the report clears.
+    tv.faults[0].set(Fault::None);
+    tv.faults[2].set(Fault::None);
+    fs.volume().probe_down_backends().await;
+    write_file(&fs, ROOT, "after", b"back").await;
+    let st = cloudraid::status::gather(fs.volume(), fs.index())
+        .await
+        .unwrap();
+    assert!(!st.writes.blocked && st.writes.last_failure.is_none());
+}
+
+/// A read that runs past its backend's usual latency is hedged with a parity
+/// shard; the late backend gets a slow answer counted, not an error, and is
+/// not marked down for one late answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hedged_read_counts_as_slow_not_as_an_error() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    // Small files of one chunk each; every write teaches each backend's latency.
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let data = bytes(100 + i, 20_000);
+        files.push((
+            write_file(&tv.fs, ROOT, &format!("f{i}"), &data).await,
+            data,
+        ));
+    }
+    // The writes taught every backend its latency.
+    let fs = &tv.fs;
+    // The backend holding the first data shard of the next file's chunk turns slow.
+    let (ino, data) = &files[10];
+    let id = match fs.file_chunks(*ino).unwrap()[0] {
+        cloudraid::format::ChunkRef::Data { id, .. } => id,
+        _ => unreachable!(),
+    };
+    let rec = fs.index().chunk(&id).unwrap().unwrap();
+    let slot = rec.placement[0] as usize;
+    assert!(fs.volume().health[slot].knows_latency());
+    tv.faults[slot].set(Fault::Slow(std::time::Duration::from_millis(1500)));
+    let t = std::time::Instant::now();
+    assert_eq!(&read_all(fs, *ino).await.unwrap(), data);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(1200),
+        "hedged: {:?}",
+        t.elapsed()
+    );
+    let h = fs.volume().health[slot].snapshot();
+    assert_eq!((h.slow, h.errors, h.down), (1, 0, false), "{h:?}");
+    mark_backends(&tv).await;
+    tv.faults[slot].set(Fault::None);
+    let st = cloudraid::status::gather(fs.volume(), fs.index())
+        .await
+        .unwrap();
+    let text = cloudraid::status::render(&st);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("b{slot} ")))
+        .unwrap();
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // BACKEND STATE SHARDS BYTES(2 words) P50 P99 SLOW ERRORS URL
+    assert!(text.contains("SLOW") && text.contains("ERRORS"), "{text}");
+    let (slow, errors) = (cols[cols.len() - 3], cols[cols.len() - 2]);
+    assert_eq!((slow, errors), ("1", "0"), "{row}");
 }

@@ -31,6 +31,7 @@ impl Errno {
     pub const EBUSY: Errno = Errno(libc::EBUSY);
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
+    pub const ENOSPC: Errno = Errno(libc::ENOSPC);
 }
 
 impl std::fmt::Display for Errno {
@@ -42,7 +43,11 @@ impl std::fmt::Display for Errno {
 impl From<IndexError> for Errno {
     fn from(e: IndexError) -> Self {
         tracing::error!("{e}");
-        Errno::EIO
+        match e {
+            // The change was not made: the local disk has no room for it.
+            IndexError::Meta(crate::meta::MetaError::Full(_)) => Errno::ENOSPC,
+            _ => Errno::EIO,
+        }
     }
 }
 

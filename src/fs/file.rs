@@ -153,6 +153,30 @@ fn is_zero(buf: &[u8]) -> bool {
     head.iter().all(|b| *b == 0) && body.iter().all(|w| *w == 0) && tail.iter().all(|b| *b == 0)
 }
 
+/// Allocates `[off, off + len)` of a staging file without changing its size or
+/// bytes, so a write there cannot run out of space half-way (ENOSPC here).
+pub(super) fn allocate(f: &std::fs::File, off: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; the range is checked by the kernel.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            off as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Filesystems without fallocate: the write itself finds out.
+        Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS) => Ok(()),
+        _ => Err(e),
+    }
+}
+
 /// Reads `len` bytes at `off`; bytes past the end of the file read as zeros.
 pub(super) fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
     let mut done = 0;
@@ -325,11 +349,13 @@ impl Fs {
             .inode(of.ino)?
             .map(|r| r.nlink > 0)
             .unwrap_or(false);
-        let result = if linked && !self.opts.read_only {
+        let (result, unstored) = if linked && !self.opts.read_only {
             let mut st = of.state.write().await;
-            self.commit(of, &mut st).await
+            let r = self.commit(of, &mut st).await;
+            let unstored = r.is_err() && (!st.dirty.is_empty() || st.meta_dirty);
+            (r, unstored)
         } else {
-            Ok(())
+            (Ok(()), false)
         };
         let gone = {
             let mut files = self.files.lock().unwrap();
@@ -343,6 +369,16 @@ impl Fs {
         if gone {
             if let Ok(st) = of.state.try_read() {
                 st.staging.remove();
+            }
+            if unstored {
+                // The file is its previous version again: the kernel's size and
+                // pages of the dropped changes must go too.
+                tracing::error!(
+                    "inode {}: changes that could not be stored were dropped at the last close; the file keeps its previous version",
+                    of.ino
+                );
+                *of.live.lock().unwrap() = None;
+                self.forget_cached(of.ino);
             }
             if !linked && !self.opts.read_only {
                 let _g = self.meta.lock().await;
@@ -532,7 +568,23 @@ impl Fs {
             return Err(Errno::EFBIG);
         }
         let mut st = of.state.write().await;
-        st.staging.write_all_at(data, offset)?;
+        // While the state dir's disk is full, writes fail (ENOSPC) before staging.
+        self.idx
+            .store()
+            .accepts_changes()
+            .map_err(crate::index::IndexError::from)?;
+        // Staging allocates before it writes: on a full disk the write fails with
+        // ENOSPC before any byte changes.
+        if let Err(e) = st.staging.write_all_at(data, offset) {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                *self.staging_full.lock().unwrap() = Some(format!(
+                    "a write to the staging file of inode {} failed: {e}",
+                    of.ino
+                ));
+            }
+            return Err(e.into());
+        }
+        *self.staging_full.lock().unwrap() = None;
         // A write past the end leaves a run of zeros before it: changed, but
         // nothing staged for it (it reads as zeros and is stored as a hole).
         st.present.insert(offset..end);
@@ -654,19 +706,56 @@ impl Fs {
         r.and(c)
     }
 
+    /// close(2) of a descriptor: commits the file. If that fails and no other
+    /// handle has the file open, the file is its previous version again at once
+    /// (the changes are dropped, as they would be at the release that follows).
     pub async fn flush(&self, fh: u64) -> FsResult<()> {
         let (h, of) = self.handle(fh)?;
         if !h.write {
             return Ok(());
         }
         let mut st = of.state.write().await;
-        self.commit(&of, &mut st).await
+        let r = self.commit(&of, &mut st).await;
+        if r.is_err() && of.opens.load(Ordering::SeqCst) == 1 {
+            self.discard(&of, &mut st)?;
+        }
+        r
+    }
+
+    /// Drops the uncommitted changes of an open file: it reads as committed again,
+    /// and the kernel forgets the size and pages it had of them.
+    fn discard(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
+        if st.dirty.is_empty() && !st.meta_dirty {
+            return Ok(());
+        }
+        tracing::error!(
+            "inode {}: changes that could not be stored were dropped at close; the file keeps its previous version",
+            of.ino
+        );
+        let committed = self
+            .idx
+            .content(of.ino)?
+            .unwrap_or_else(|| st.content.clone());
+        st.set_content(committed);
+        st.size = self.idx.inode(of.ino)?.map_or(0, |r| r.size);
+        st.present = RangeSet::new();
+        st.dirty = RangeSet::new();
+        st.meta_dirty = false;
+        st.mtime = None;
+        st.staging.remove();
+        *of.live.lock().unwrap() = None;
+        self.forget_cached(of.ino);
+        Ok(())
     }
 
     /// Commits the file, makes the index durable locally, and puts the change in
     /// the metadata log on the backends.
     pub async fn fsync(&self, fh: u64) -> FsResult<()> {
-        self.flush(fh).await?;
+        let (h, of) = self.handle(fh)?;
+        if h.write {
+            let mut st = of.state.write().await;
+            self.commit(&of, &mut st).await?;
+        }
         self.idx.flush()?;
         self.push_metadata().await
     }

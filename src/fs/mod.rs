@@ -151,6 +151,12 @@ pub struct Fs {
     /// Set by the FUSE adapter: drops a name from the kernel's caches after a
     /// change made behind the kernel's back (a CLI put or rm while mounted).
     invalidator: std::sync::OnceLock<Invalidator>,
+    /// Set by the FUSE adapter: drops an inode's cached attributes and pages
+    /// (after uncommitted changes the kernel had seen were dropped).
+    inode_invalidator: std::sync::OnceLock<Arc<dyn Fn(u64) + Send + Sync>>,
+    /// Why the last staging write failed for want of local space (cleared by the
+    /// next one that succeeds), for status.
+    staging_full: Mutex<Option<String>>,
     /// How many references the kernel holds on each inode (its lookup count, as
     /// FUSE defines it). An inode unlinked while the kernel still knows it stays
     /// (as an orphan) until the kernel forgets it, so that an open racing with a
@@ -301,6 +307,8 @@ impl Fs {
             gc_wake: Arc::new(Notify::new()),
             seal_slots: tokio::sync::Semaphore::new(seal_permits),
             invalidator: std::sync::OnceLock::new(),
+            inode_invalidator: std::sync::OnceLock::new(),
+            staging_full: Mutex::new(None),
             kernel_refs: Mutex::new(HashMap::new()),
         });
         if !fs.opts.read_only {
@@ -322,6 +330,32 @@ impl Fs {
     /// Installs the hook that drops names from the kernel's caches (once).
     pub fn set_invalidator(&self, f: Invalidator) {
         let _ = self.invalidator.set(f);
+    }
+
+    /// The state dir's disk as status shows it: the index's view, plus a staging
+    /// write that failed for want of space.
+    pub fn local_disk(&self) -> Option<crate::meta::LocalDisk> {
+        let mut d = self.idx.store().local_disk()?;
+        if d.problem.is_none() {
+            d.problem = self.staging_full.lock().unwrap().clone();
+        }
+        Some(d)
+    }
+
+    /// Installs the hook that drops an inode's attributes and pages from the
+    /// kernel's caches (once).
+    pub fn set_inode_invalidator(&self, f: Arc<dyn Fn(u64) + Send + Sync>) {
+        let _ = self.inode_invalidator.set(f);
+    }
+
+    /// Tells the kernel, if mounted, that what it cached of `ino` (size, pages)
+    /// is gone. Runs on a blocking thread, not awaited, so it may be called
+    /// while a kernel request is being served.
+    fn forget_cached(&self, ino: u64) {
+        if let Some(f) = self.inode_invalidator.get() {
+            let f = f.clone();
+            tokio::task::spawn_blocking(move || f(ino));
+        }
     }
 
     /// Tells the kernel, if mounted, that `name` in `parent` changed without it

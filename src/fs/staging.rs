@@ -79,6 +79,8 @@ impl Staging {
     pub(super) fn write_all_at(&self, data: &[u8], off: u64) -> std::io::Result<()> {
         for (w, inner, at, n) in Self::pieces(off, data.len()) {
             let f = self.window(w, true)?.expect("created");
+            // Space first, so a full disk fails the write before a byte changes.
+            super::file::allocate(&f, inner, n as u64)?;
             f.write_all_at(&data[at..at + n], inner)?;
         }
         Ok(())

@@ -9,12 +9,15 @@ mod mem;
 mod sled_store;
 
 pub use mem::MemMeta;
-pub use sled_store::SledMeta;
+pub use sled_store::{disk_space, SledMeta, RESERVE_BYTES};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum MetaError {
     #[error("local index: {0}")]
     Io(String),
+    /// The local disk has no room for the index: changes are refused (ENOSPC).
+    #[error("{0}")]
+    Full(String),
     #[error(
         "local index at {path} is in use by another cloudraid process (is the volume mounted?)"
     )]
@@ -22,6 +25,18 @@ pub enum MetaError {
 }
 
 pub type MetaResult<T> = Result<T, MetaError>;
+
+/// The filesystem under a persistent store (the state dir), for status.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct LocalDisk {
+    pub path: String,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Why changes are refused now (the disk is full), while that lasts.
+    pub problem: Option<String>,
+    /// Applied changes not yet written to disk (held in memory).
+    pub unwritten_changes: u64,
+}
 
 /// A set of puts (`Some`) and deletes (`None`) applied all-or-nothing.
 #[derive(Default, Debug, Clone)]
@@ -55,4 +70,13 @@ pub trait MetaStore: Send + Sync {
     fn apply(&self, batch: Batch) -> MetaResult<()>;
     /// Makes every applied batch durable.
     fn flush(&self) -> MetaResult<()>;
+    /// Fails (with [`MetaError::Full`]) while changes would be refused, so that
+    /// local writes beside the store (staging) stop too.
+    fn accepts_changes(&self) -> MetaResult<()> {
+        Ok(())
+    }
+    /// The local disk under the store, if it has one.
+    fn local_disk(&self) -> Option<LocalDisk> {
+        None
+    }
 }
