@@ -33,29 +33,14 @@ fn status_text(cfg: &str) -> String {
 /// Writes `data` to `path` and closes it, returning the first error of open,
 /// write or close (close's result matters: that is when cloudraid stores).
 fn write_and_close(path: &Path, data: &[u8]) -> Result<(), std::io::Error> {
-    let tag = |what: &str, e: std::io::Error| {
-        std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(0)).tap(what)
-    };
-    let mut f = std::fs::File::create(path).map_err(|e| tag("open", e))?;
-    f.write_all(data).map_err(|e| tag("write", e))?;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(data)?;
     let fd = f.into_raw_fd();
     // SAFETY: fd is ours, closed once.
     if unsafe { libc::close(fd) } != 0 {
-        return Err(tag("close", std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-trait Tap {
-    fn tap(self, what: &str) -> Self;
-}
-
-impl Tap for std::io::Error {
-    /// Keeps the error number and says which call failed.
-    fn tap(self, what: &str) -> Self {
-        eprintln!("{what}: {self}");
-        self
-    }
 }
 
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
