@@ -287,9 +287,17 @@ impl Config {
         })?;
         let cfg: Config = toml::from_str(&text).map_err(|e| {
             format!(
-                "config {} is invalid: {}",
+                "config {}{}: {}; fix it (see README: Configuration file)",
                 path.display(),
-                one_line(&e.to_string())
+                e.span()
+                    .and_then(|s| text.get(..s.start))
+                    .map(|before| {
+                        let line = before.matches('\n').count() + 1;
+                        let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+                        format!(", line {line}, column {column}")
+                    })
+                    .unwrap_or_default(),
+                one_line(e.message())
             )
         })?;
         cfg.validate()
@@ -303,8 +311,13 @@ impl Config {
             toml::to_string_pretty(self).map_err(|e| e.to_string())?
         );
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "cannot write config {}: cannot create its folder {}: {e}",
+                    path.display(),
+                    dir.display()
+                )
+            })?;
         }
         let tmp = path.with_extension("toml.tmp");
         std::fs::write(&tmp, text).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;

@@ -377,18 +377,19 @@ pub fn read_key_file(path: &Path) -> Result<Secret32, String> {
         "key file",
         "give the key file made by `cloudraid init --key-file`",
     )?;
-    let mut text = Zeroizing::new(String::new());
-    std::io::Read::read_to_string(&mut f, &mut text)
+    // A key file is 65 bytes at most; read a little more to tell a longer file.
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, 4096), &mut bytes)
         .map_err(|e| format!("key file {shown}: {e}"))?;
-    let raw =
-        Zeroizing::new(hex::decode(text.trim()).map_err(|_| {
-            format!("key file {shown} is not 64 hex digits (a cloudraid key file)")
-        })?);
+    let not_a_key = || {
+        format!(
+            "key file {shown} is not a cloudraid key file (those hold 64 hex digits, as `cloudraid init --key-file` writes them); give the volume's key file"
+        )
+    };
+    let text = std::str::from_utf8(&bytes).map_err(|_| not_a_key())?;
+    let raw = Zeroizing::new(hex::decode(text.trim()).map_err(|_| not_a_key())?);
     if raw.len() != KEY_LEN {
-        return Err(format!(
-            "key file {shown} holds {} bytes, not 32 (not a cloudraid key file)",
-            raw.len()
-        ));
+        return Err(not_a_key());
     }
     let mut k = Zeroizing::new([0u8; KEY_LEN]);
     k.copy_from_slice(&raw);

@@ -382,7 +382,8 @@ fn new_key(
     }
 }
 
-fn init_volume(req: setup::InitRequest) -> Result<(), String> {
+/// Creates a volume and reports it; `hint`: say how to mount it.
+fn init_volume(req: setup::InitRequest, hint: bool) -> Result<(), String> {
     let path = req.config_path.clone();
     let report = runtime()?.block_on(setup::init(req))?;
     let v = &report.config.volume;
@@ -409,10 +410,12 @@ fn init_volume(req: setup::InitRequest) -> Result<(), String> {
     for w in report.warnings {
         println!("warning: {w}");
     }
-    println!(
-        "mount it with: cloudraid mount --config {} MOUNTPOINT",
-        path.display()
-    );
+    if hint {
+        println!(
+            "mount it with: cloudraid mount --config {} MOUNTPOINT",
+            path.display()
+        );
+    }
     Ok(())
 }
 
@@ -676,7 +679,8 @@ fn absolute(p: &Path) -> Result<PathBuf, String> {
 }
 
 /// What could not be done: one error line, or one line each and a summary.
-fn print_errors(errors: &[String], what: &str) -> Result<(), String> {
+/// `done`: whether anything else was done (and reported on stdout).
+fn print_errors(errors: &[String], what: &str, done: bool) -> Result<(), String> {
     match errors {
         [] => Ok(()),
         [one] => Err(one.clone()),
@@ -685,8 +689,13 @@ fn print_errors(errors: &[String], what: &str) -> Result<(), String> {
                 eprintln!("cloudraid: {e}");
             }
             Err(format!(
-                "{} {what} failed (listed above); the rest was done",
-                many.len()
+                "{} {what} failed (listed above); {}",
+                many.len(),
+                if done {
+                    "the rest was done"
+                } else {
+                    "nothing was done"
+                }
             ))
         }
     }
@@ -703,7 +712,9 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
         false,
         Some("put"),
         |r: ops::TransferReport| {
-            if r.files + r.dirs + r.symlinks + r.specials > 0 || r.unchanged == 0 {
+            // A summary only of what was done: an error alone says nothing was.
+            let stored = r.files + r.dirs + r.symlinks + r.specials > 0;
+            if stored || (r.unchanged == 0 && r.errors.is_empty()) {
                 println!(
             "stored {} file(s) ({}), {} director{}, {} symlink(s){}; {} chunk(s) uploaded, {} already stored",
             r.files,
@@ -723,7 +734,7 @@ fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), Strin
                     human(r.unchanged_bytes)
                 );
             }
-            print_errors(&r.errors, "copies")
+            print_errors(&r.errors, "copies", stored || r.unchanged > 0)
         },
     )
 }
@@ -747,17 +758,20 @@ fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String>
         true,
         Some("get"),
         |r: ops::TransferReport| {
-            println!(
-                "wrote {} file(s) ({}), {} director{}, {} symlink(s){} to {}",
-                r.files,
-                human(r.bytes),
-                r.dirs,
-                if r.dirs == 1 { "y" } else { "ies" },
-                r.symlinks,
-                specials(r.specials),
-                dest.display()
-            );
-            print_errors(&r.errors, "copies")
+            let done = r.files + r.dirs + r.symlinks + r.specials > 0;
+            if done || r.errors.is_empty() {
+                println!(
+                    "wrote {} file(s) ({}), {} director{}, {} symlink(s){} to {}",
+                    r.files,
+                    human(r.bytes),
+                    r.dirs,
+                    if r.dirs == 1 { "y" } else { "ies" },
+                    r.symlinks,
+                    specials(r.specials),
+                    dest.display()
+                );
+            }
+            print_errors(&r.errors, "copies", done)
         },
     )
 }
@@ -768,12 +782,17 @@ fn install_helper(dir: &Path, remove: bool) -> Result<(), String> {
         .map_err(|e| format!("cannot find the cloudraid binary: {e}"))?;
     for name in ["mount.cloudraid", "mount.fuse.cloudraid"] {
         let link = dir.join(name);
-        if std::fs::symlink_metadata(&link).is_ok() {
+        let existed = std::fs::symlink_metadata(&link).is_ok();
+        if existed {
             std::fs::remove_file(&link)
                 .map_err(|e| format!("cannot replace {}: {e} (run as root)", link.display()))?;
         }
         if remove {
-            println!("removed {}", link.display());
+            if existed {
+                println!("removed {}", link.display());
+            } else {
+                println!("{} was not installed", link.display());
+            }
             continue;
         }
         std::os::unix::fs::symlink(&exe, &link)
@@ -868,7 +887,24 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
         .join("cloudraid")
         .join("demo");
     let config = base.join("demo.toml");
-    if !config.exists() {
+    let mountpoint = &absolute(mountpoint)?;
+    if mountpoint.exists() && !mountpoint.is_dir() {
+        return Err(format!(
+            "{} is a file, not a folder: give the demo a folder to mount on (it is created if missing), e.g. `cloudraid demo /tmp/cloudraid-demo`",
+            mountpoint.display()
+        ));
+    }
+    if config.exists() {
+        let loaded = Config::load(&config)?;
+        if let Some(at) = setup::mounted_at(&loaded).first() {
+            return Err(format!(
+                "the demo volume is already mounted on {}: use it there, or stop that demo (Ctrl-C in its terminal, or `cloudraid umount {}`) to mount it on {}",
+                at.display(),
+                at.display(),
+                mountpoint.display()
+            ));
+        }
+    } else {
         let backends = ["disk-a", "disk-b", "disk-c"]
             .iter()
             .map(|n| {
@@ -878,24 +914,34 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
                 )
             })
             .collect();
-        init_volume(setup::InitRequest {
-            config_path: config.clone(),
-            name: Some("demo".into()),
-            backends,
-            data_shards: Some(2),
-            parity_shards: Some(1),
-            write_quorum: None,
-            chunk_size: Size(1 << 20),
-            cache_size: Size(256 << 20),
-            state_dir: Some(base.join("state")),
-            force: false,
-            allow_shared_backends: false,
-            env_file: None,
-            // Encrypted, with a key file beside it so that it mounts unattended.
-            new_key: setup::NewKey::KeyFile(base.join("demo.key")),
-            kdf_cost: Default::default(),
-            compression: "zstd".into(),
-        })?;
+        init_volume(
+            setup::InitRequest {
+                config_path: config.clone(),
+                name: Some("demo".into()),
+                backends,
+                data_shards: Some(2),
+                parity_shards: Some(1),
+                write_quorum: None,
+                chunk_size: Size(1 << 20),
+                cache_size: Size(256 << 20),
+                state_dir: Some(base.join("state")),
+                force: false,
+                allow_shared_backends: false,
+                env_file: None,
+                // Encrypted, with a key file beside it so that it mounts unattended.
+                new_key: setup::NewKey::KeyFile(base.join("demo.key")),
+                kdf_cost: Default::default(),
+                compression: "zstd".into(),
+            },
+            false,
+        )?;
+    }
+    // The folders created here are removed again if the mount fails.
+    let mut created = Vec::new();
+    let mut dir = Some(mountpoint.as_path());
+    while let Some(d) = dir.filter(|d| !d.exists()) {
+        created.push(d.to_path_buf());
+        dir = d.parent();
     }
     std::fs::create_dir_all(mountpoint)
         .map_err(|e| format!("cannot create {}: {e}", mountpoint.display()))?;
@@ -904,19 +950,25 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
         base.join("backends").display()
     );
     println!(
-        "copy files into {}; any one of the three folders can vanish and they stay readable.",
+        "mounting it on {}; copy files into it: any one of the three folders can vanish and they stay readable.",
         mountpoint.display()
     );
     println!(
         "in another terminal: cloudraid status --config {}",
         config.display()
     );
-    daemon::mount_foreground(&daemon::MountArgs {
+    let mounted = daemon::mount_foreground(&daemon::MountArgs {
         config_path: config,
         mountpoint: mountpoint.to_path_buf(),
         options: vec![],
         keys: keys(false),
-    })
+    });
+    if mounted.is_err() {
+        for d in &created {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+    mounted
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -938,30 +990,33 @@ fn run(cli: Cli) -> Result<(), String> {
             compression,
             kdf_memory,
             kdf_passes,
-        } => init_volume(setup::InitRequest {
-            new_key: new_key(
-                no_encryption,
-                cli.key_file.as_deref(),
-                cli.passphrase_file.as_deref(),
-            )?,
-            kdf_cost: kdf_cost(kdf_memory, kdf_passes)?,
-            compression,
-            env_file: env_file.map(|f| absolute(&f)).transpose()?,
-            write_quorum,
-            config_path: config,
-            name,
-            backends: backends
-                .iter()
-                .map(|b| setup::parse_backend_arg(b))
-                .collect::<Result<_, _>>()?,
-            data_shards,
-            parity_shards,
-            chunk_size,
-            cache_size,
-            state_dir,
-            force,
-            allow_shared_backends,
-        }),
+        } => init_volume(
+            setup::InitRequest {
+                new_key: new_key(
+                    no_encryption,
+                    cli.key_file.as_deref(),
+                    cli.passphrase_file.as_deref(),
+                )?,
+                kdf_cost: kdf_cost(kdf_memory, kdf_passes)?,
+                compression,
+                env_file: env_file.map(|f| absolute(&f)).transpose()?,
+                write_quorum,
+                config_path: config,
+                name,
+                backends: backends
+                    .iter()
+                    .map(|b| setup::parse_backend_arg(b))
+                    .collect::<Result<_, _>>()?,
+                data_shards,
+                parity_shards,
+                chunk_size,
+                cache_size,
+                state_dir,
+                force,
+                allow_shared_backends,
+            },
+            true,
+        ),
         Cmd::Mount {
             config,
             mountpoint,
@@ -1028,8 +1083,11 @@ fn run(cli: Cli) -> Result<(), String> {
             false,
             None,
             |r: ops::RemoveReport| {
-                println!("removed {} file(s) and {} director(ies)", r.files, r.dirs);
-                print_errors(&r.errors, "removals")
+                let done = r.files + r.dirs > 0;
+                if done || r.errors.is_empty() {
+                    println!("removed {} file(s) and {} director(ies)", r.files, r.dirs);
+                }
+                print_errors(&r.errors, "removals", done)
             },
         ),
         Cmd::Mkdir {
@@ -1041,9 +1099,12 @@ fn run(cli: Cli) -> Result<(), String> {
             control::Request::Mkdir { paths, parents },
             false,
             None,
-            |n: u64| {
-                println!("created {n} director(ies)");
-                Ok(())
+            |r: ops::MkdirReport| {
+                let done = r.created > 0;
+                if done || r.errors.is_empty() {
+                    println!("created {} director(ies)", r.created);
+                }
+                print_errors(&r.errors, "mkdirs", done)
             },
         ),
         Cmd::Du { config, path, json } => on_volume(
@@ -1192,7 +1253,16 @@ fn main() -> ExitCode {
         passed,
         locked: false,
     });
-    init_logging(matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. }));
+    let daemon = matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. });
+    if !daemon {
+        // Like coreutils: output into a closed pipe (`cloudraid ls | head`) ends
+        // the command quietly by SIGPIPE, instead of a panic on the failed write.
+        // The mount daemon keeps ignoring it: a client that goes away must not
+        // stop the mount.
+        // SAFETY: setting a signal's disposition to its default has no preconditions.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    init_logging(daemon);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

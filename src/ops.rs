@@ -36,7 +36,11 @@ pub enum Redundancy {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ListEntry {
+    /// The name; when it is not valid UTF-8, with U+FFFD in place of the bad
+    /// bytes, and the exact bytes in `name_hex`.
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_hex: Option<String>,
     pub kind: Kind,
     pub mode: u16,
     pub size: u64,
@@ -44,12 +48,115 @@ pub struct ListEntry {
     pub mtime: i64,
     pub chunks: usize,
     pub redundancy: Redundancy,
-    /// Symlink target.
+    /// Symlink target (as `name`: lossy when not UTF-8, exact in `target_hex`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Character and block devices: the device number (`st_rdev`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_hex: Option<String>,
+}
+
+/// Bytes as a string for JSON: the string itself when valid UTF-8; else the
+/// lossy string and the exact bytes in hex.
+fn text_and_hex(bytes: &[u8]) -> (String, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (s.to_string(), None),
+        Err(_) => (
+            String::from_utf8_lossy(bytes).into_owned(),
+            Some(hex::encode(bytes)),
+        ),
+    }
+}
+
+/// The exact bytes of a JSON string with its `_hex` twin.
+fn exact_bytes(text: &str, hex: Option<&String>) -> Vec<u8> {
+    hex.and_then(|h| hex::decode(h).ok())
+        .unwrap_or_else(|| text.as_bytes().to_vec())
+}
+
+/// A name for the terminal, quoted like GNU `ls --quoting-style=shell-escape`
+/// (its default on a terminal): shown as is when made only of letters, digits
+/// and `%+,-./:=@_`; else in single quotes, with control characters, invisible
+/// or direction-changing characters and bytes that are not UTF-8 written as
+/// `$'\n'`, `$'\033'`, `$'\377'`. The result, pasted into a shell, is the exact
+/// name: no two names look the same, and none moves the cursor or changes
+/// colours.
+pub fn shell_escape(name: &[u8]) -> String {
+    fn plain(c: char) -> bool {
+        c.is_ascii_alphanumeric() || "%+,-./:=@_".contains(c)
+    }
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || (!c.is_ascii() && c.is_whitespace())
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    }
+    let all_plain = name.utf8_chunks().all(|c| {
+        c.invalid().is_empty()
+            && c.valid()
+                .chars()
+                .all(|ch| plain(ch) || (!ch.is_ascii() && !hidden(ch)))
+    });
+    if !name.is_empty() && all_plain {
+        return String::from_utf8_lossy(name).into_owned();
+    }
+    // Runs of printable characters in '...', runs of the others in $'...'.
+    #[derive(PartialEq, Clone, Copy)]
+    enum Quote {
+        None,
+        Single,
+        Dollar,
+    }
+    fn switch(out: &mut String, now: &mut Quote, to: Quote) {
+        if *now != to {
+            if *now != Quote::None {
+                out.push('\'');
+            }
+            match to {
+                Quote::Single => out.push('\''),
+                Quote::Dollar => out.push_str("$'"),
+                Quote::None => {}
+            }
+            *now = to;
+        }
+    }
+    fn escaped(out: &mut String, now: &mut Quote, bytes: &[u8]) {
+        switch(out, now, Quote::Dollar);
+        for b in bytes {
+            match b {
+                b'\n' => out.push_str("\\n"),
+                b'\t' => out.push_str("\\t"),
+                b'\r' => out.push_str("\\r"),
+                _ => out.push_str(&format!("\\{b:03o}")),
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut quoted = Quote::None;
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if hidden(c) {
+                let mut buf = [0u8; 4];
+                escaped(&mut out, &mut quoted, c.encode_utf8(&mut buf).as_bytes());
+            } else if c == '\'' {
+                // Outside the quotes: \'
+                switch(&mut out, &mut quoted, Quote::None);
+                out.push_str("\\'");
+            } else {
+                switch(&mut out, &mut quoted, Quote::Single);
+                out.push(c);
+            }
+        }
+        if !chunk.invalid().is_empty() {
+            escaped(&mut out, &mut quoted, chunk.invalid());
+        }
+    }
+    switch(&mut out, &mut quoted, Quote::None);
+    if out.is_empty() {
+        out.push_str("''");
+    }
+    out
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -230,16 +337,17 @@ fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
     Ok((chunks.len(), r))
 }
 
-async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
+async fn entry(fs: &Fs, name: &[u8], attr: &Attr) -> Result<ListEntry, Errno> {
     let (chunks, redundancy) = if attr.kind == Kind::File {
         redundancy(fs, attr.ino)?
     } else {
         (0, Redundancy::Full)
     };
-    let target = if attr.kind == Kind::Symlink {
-        Some(String::from_utf8_lossy(&fs.readlink(attr.ino).await?).into_owned())
+    let (target, target_hex) = if attr.kind == Kind::Symlink {
+        let (t, hex) = text_and_hex(&fs.readlink(attr.ino).await?);
+        (Some(t), hex)
     } else {
-        None
+        (None, None)
     };
     // What is stored: an open file's uncommitted changes are not, yet.
     let stored = match attr.kind {
@@ -249,8 +357,10 @@ async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
     let (size, mtime) = stored.map_or((attr.size, attr.mtime), |r| {
         (r.size, crate::fs::from_nanos(r.mtime))
     });
+    let (name, name_hex) = text_and_hex(name);
     Ok(ListEntry {
         name,
+        name_hex,
         kind: attr.kind,
         mode: attr.perm,
         size,
@@ -262,6 +372,7 @@ async fn entry(fs: &Fs, name: String, attr: &Attr) -> Result<ListEntry, Errno> {
         redundancy,
         target,
         rdev: matches!(attr.kind, Kind::CharDevice | Kind::BlockDevice).then_some(attr.rdev),
+        target_hex,
     })
 }
 
@@ -270,8 +381,10 @@ pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
     let attr = resolve(fs, path).await?;
     let err = |e| fs_err(path, e);
     if attr.kind != Kind::Dir {
-        let name = components(path)?.last().copied().unwrap_or("/").to_string();
-        return Ok(vec![entry(fs, name, &attr).await.map_err(err)?]);
+        let name = components(path)?.last().copied().unwrap_or("/");
+        return Ok(vec![entry(fs, name.as_bytes(), &attr)
+            .await
+            .map_err(err)?]);
     }
     let mut out = Vec::new();
     for (name, ino, _) in children(fs, attr.ino).await.map_err(err)? {
@@ -280,8 +393,7 @@ pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
             Err(Errno::ENOENT) => continue, // removed meanwhile
             Err(e) => return Err(err(e)),
         };
-        let name = String::from_utf8_lossy(&name).into_owned();
-        out.push(entry(fs, name, &a).await.map_err(err)?);
+        out.push(entry(fs, &name, &a).await.map_err(err)?);
     }
     Ok(out)
 }
@@ -316,10 +428,16 @@ pub fn render_list(entries: &[ListEntry]) -> String {
             }
             _ => "-".to_string(),
         };
+        // Escaped: a name never reaches the terminal raw (escape sequences,
+        // newlines splitting a row).
+        let shown = shell_escape(&exact_bytes(&e.name, e.name_hex.as_ref()));
         let name = match &e.target {
-            Some(t) => format!("{} -> {t}", e.name),
-            None if e.kind == Kind::Dir => format!("{}/", e.name),
-            None => e.name.clone(),
+            Some(t) => format!(
+                "{shown} -> {}",
+                shell_escape(&exact_bytes(t, e.target_hex.as_ref()))
+            ),
+            None if e.kind == Kind::Dir => format!("{shown}/"),
+            None => shown,
         };
         let chunks = if e.kind == Kind::File {
             e.chunks.to_string()
@@ -1131,42 +1249,67 @@ async fn remove_one(
     Ok(())
 }
 
+/// What `mkdir` did: directories created, and the paths it could not create.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MkdirReport {
+    pub created: u64,
+    pub errors: Vec<String>,
+}
+
 /// `mkdir`: creates directories; with `parents`, missing parents too, and an
-/// existing directory is not an error.
-pub async fn mkdir(fs: &Fs, paths: &[String], parents: bool, owner: Caller) -> Result<u64, String> {
-    let mut made = 0;
+/// existing directory is not an error. A path that fails does not stop the others.
+pub async fn mkdir(
+    fs: &Fs,
+    paths: &[String],
+    parents: bool,
+    owner: Caller,
+) -> Result<MkdirReport, String> {
+    let mut report = MkdirReport::default();
     for p in paths {
-        let comps = components(p)?;
-        if comps.is_empty() {
-            return Err("/ exists: it is the volume's root".into());
+        if let Err(e) = mkdir_one(fs, p, parents, owner, &mut report.created).await {
+            report.errors.push(e);
         }
-        let mut dir = resolve(fs, "/").await?;
-        for (i, c) in comps.iter().enumerate() {
-            let here = comps[..=i].join("/");
-            let last = i + 1 == comps.len();
-            match fs.lookup(dir.ino, c.as_bytes()).await {
-                Ok(a) if a.kind == Kind::Dir && (parents || !last) => dir = a,
-                Ok(_) if last => return Err(fs_err(&here, Errno::EEXIST)),
-                Ok(_) => return Err(fs_err(&here, Errno::ENOTDIR)),
-                Err(Errno::ENOENT) if parents || last => {
-                    let a = fs
-                        .mkdir(dir.ino, c.as_bytes(), 0o755, owner)
-                        .await
-                        .map_err(|e| fs_err(&here, e))?;
-                    fs.forget_name(dir.ino, c.as_bytes()).await;
-                    made += 1;
-                    dir = a;
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "{} (use -p to create missing parents)",
-                        fs_err(&here, e)
-                    ))
-                }
+    }
+    Ok(report)
+}
+
+async fn mkdir_one(
+    fs: &Fs,
+    p: &str,
+    parents: bool,
+    owner: Caller,
+    made: &mut u64,
+) -> Result<(), String> {
+    let comps = components(p)?;
+    if comps.is_empty() {
+        return Err("/ exists: it is the volume's root".into());
+    }
+    let mut dir = resolve(fs, "/").await?;
+    for (i, c) in comps.iter().enumerate() {
+        let here = comps[..=i].join("/");
+        let last = i + 1 == comps.len();
+        match fs.lookup(dir.ino, c.as_bytes()).await {
+            Ok(a) if a.kind == Kind::Dir && (parents || !last) => dir = a,
+            Ok(_) if last => return Err(fs_err(&here, Errno::EEXIST)),
+            Ok(_) => return Err(fs_err(&here, Errno::ENOTDIR)),
+            Err(Errno::ENOENT) if parents || last => {
+                let a = fs
+                    .mkdir(dir.ino, c.as_bytes(), 0o755, owner)
+                    .await
+                    .map_err(|e| fs_err(&here, e))?;
+                fs.forget_name(dir.ino, c.as_bytes()).await;
+                *made += 1;
+                dir = a;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{} (use -p to create missing parents)",
+                    fs_err(&here, e)
+                ))
             }
         }
     }
-    Ok(made)
+    Ok(())
 }
 
 /// `du`: what the tree under `path` holds, and what its distinct chunks take
@@ -1298,6 +1441,40 @@ mod tests {
         assert_eq!(format_time(0), "1970-01-01 00:00");
         assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
         assert_eq!(format_time(1_795_000_000), "2026-11-18 11:06");
+    }
+
+    #[test]
+    fn names_are_escaped_for_the_terminal_like_gnu_ls() {
+        assert_eq!(
+            shell_escape(b"report-2024_v1.2.pdf"),
+            "report-2024_v1.2.pdf"
+        );
+        assert_eq!(shell_escape("résumé.txt".as_bytes()), "résumé.txt");
+        assert_eq!(shell_escape(b"a b"), "'a b'");
+        assert_eq!(shell_escape(b"a\nb"), "'a'$'\\n''b'");
+        assert_eq!(shell_escape(b"\x1b[31mred"), "$'\\033''[31mred'");
+        assert_eq!(shell_escape(b"it's"), "'it'\\''s'");
+        assert_eq!(shell_escape(b"bad\xff\xfe"), "'bad'$'\\377\\376'");
+        assert_eq!(
+            shell_escape("x\u{202e}y".as_bytes()),
+            "'x'$'\\342\\200\\256''y'"
+        );
+        assert_eq!(shell_escape(b"~home"), "'~home'");
+        // Injective: names that differ never print the same.
+        let names: [&[u8]; 8] = [
+            b"a\xff",
+            b"a\xfe",
+            "a\u{fffd}".as_bytes(),
+            b"a?",
+            b"a\n",
+            b"a\\n",
+            b"a'",
+            b"a\x07",
+        ];
+        let shown: std::collections::HashSet<String> =
+            names.iter().map(|n| shell_escape(n)).collect();
+        assert_eq!(shown.len(), names.len(), "{shown:?}");
+        assert!(shown.iter().all(|s| !s.chars().any(char::is_control)));
     }
 
     #[test]

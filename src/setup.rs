@@ -71,14 +71,19 @@ pub const PASSPHRASE_ENV: &str = "CLOUDRAID_PASSPHRASE";
 pub fn read_passphrase_file(path: &Path) -> Result<Credential, String> {
     use std::io::Read;
     let shown = path.display();
-    let mut text = zeroize::Zeroizing::new(String::new());
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
     crate::config::open_private(
         path,
         "passphrase file",
         "write the passphrase on its first line",
     )?
-    .read_to_string(&mut text)
+    .read_to_end(&mut bytes)
     .map_err(|e| format!("passphrase file {shown}: {e}"))?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        format!(
+            "passphrase file {shown} is not text (UTF-8): give a file with the passphrase on its first line"
+        )
+    })?;
     let line = text.lines().next().unwrap_or("");
     if line.is_empty() {
         return Err(format!("passphrase file {shown} is empty"));
@@ -289,22 +294,102 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .collect(),
     };
     config.validate()?;
+    check_distinct_places(&config)?;
+    if state_dir.join("index").exists() {
+        return Err(format!(
+            "state dir {} already holds a volume's index; choose another --state-dir or remove it",
+            state_dir.display()
+        ));
+    }
+    // Whatever this creates is undone if a later step fails, so that a retry
+    // starts from where this one did.
+    let mut made = Made::default();
+    let result = init_writing(&req, &config, &mut made, id, &name, k, m).await;
+    if result.is_err() {
+        made.undo().await;
+    }
+    result.map(|()| InitReport { config, warnings })
+}
 
-    // Local folders are created; every backend must then answer and be free of
-    // other volumes before anything is written anywhere.
-    for b in &config.backends {
-        if let Some(path) = b.url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                return Err(format!(
-                    "backend {}: file:// URLs need an absolute path (file:///...)",
-                    b.name
-                ));
+/// What a failing `init` has to take back: folders, a key file, markers.
+#[derive(Default)]
+struct Made {
+    /// Folders created, parents before children.
+    dirs: Vec<PathBuf>,
+    /// The index directory (removed with its contents).
+    index: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    /// Markers written: their backend, and the folder of a file:// one.
+    markers: Vec<(DynBackend, Option<PathBuf>)>,
+}
+
+impl Made {
+    /// Creates `dir` and its missing parents, remembering each.
+    fn mkdirs(&mut self, dir: &Path) -> Result<(), std::io::Error> {
+        let mut missing = Vec::new();
+        let mut d = Some(dir);
+        while let Some(p) = d.filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+            missing.push(p.to_path_buf());
+            d = p.parent();
+        }
+        std::fs::create_dir_all(dir)?;
+        self.dirs.extend(missing.into_iter().rev());
+        Ok(())
+    }
+
+    async fn undo(self) {
+        for (b, folder) in &self.markers {
+            match folder {
+                // Directly: deleting through the store would also remove the
+                // folder once empty, even one that was there before.
+                Some(f) => {
+                    let _ = std::fs::remove_file(f.join(MARKER_KEY));
+                }
+                None => {
+                    let _ = b.delete(MARKER_KEY).await;
+                }
             }
-            std::fs::create_dir_all(path)
-                .map_err(|e| format!("backend {}: cannot create folder {path}: {e}", b.name))?;
+        }
+        if let Some(k) = &self.key_file {
+            let _ = std::fs::remove_file(k);
+        }
+        if let Some(i) = &self.index {
+            let _ = std::fs::remove_dir_all(i);
+        }
+        // Children first; a folder that holds anything else stays.
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
         }
     }
-    let backends = connect(&config)?;
+}
+
+/// The steps of `init` that write: backend folders, key file, state dir and
+/// index, markers, config.
+#[allow(clippy::too_many_arguments)]
+async fn init_writing(
+    req: &InitRequest,
+    config: &Config,
+    made: &mut Made,
+    id: VolumeId,
+    name: &str,
+    k: usize,
+    m: usize,
+) -> Result<(), String> {
+    let state_dir = &config.volume.state_dir;
+    // Local folders are created; every backend must then answer and be free of
+    // other volumes before anything else is written anywhere.
+    for b in &config.backends {
+        if let Some(path) = file_folder(b)? {
+            made.mkdirs(&path).map_err(|e| {
+                format!(
+                    "backend {}: cannot create folder {}: {e}",
+                    b.name,
+                    path.display()
+                )
+            })?;
+        }
+    }
+    let backends = connect(config)?;
     let markers = futures::future::join_all(backends.iter().map(|s| read_marker(&s.backend))).await;
     for (slot, m) in backends.iter().zip(markers) {
         match m {
@@ -321,19 +406,14 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             Ok(None) => {}
         }
     }
-    if state_dir.join("index").exists() {
-        return Err(format!(
-            "state dir {} already holds a volume's index; choose another --state-dir or remove it",
-            state_dir.display()
-        ));
-    }
     let cred = match &req.new_key {
         NewKey::None => None,
         NewKey::Passphrase(c) => Some(c.clone()),
-        NewKey::KeyFile(p) => Some(Credential::KeyFile(
-            crate::keys::create_key_file(p)?,
-            p.display().to_string(),
-        )),
+        NewKey::KeyFile(p) => {
+            let key = crate::keys::create_key_file(p)?;
+            made.key_file = Some(p.clone());
+            Some(Credential::KeyFile(key, p.display().to_string()))
+        }
     };
     let encryption = match &cred {
         Some(cred) => Some(
@@ -343,30 +423,38 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         ),
         None => None,
     };
-    set_private_dir(&state_dir)?;
-    for sub in ["cache", "staging"] {
-        set_private_dir(&state_dir.join(sub))?;
+    for dir in [
+        state_dir.clone(),
+        state_dir.join("cache"),
+        state_dir.join("staging"),
+    ] {
+        made.mkdirs(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        set_private_dir(&dir)?;
     }
-    let meta = SledMeta::open(&state_dir.join("index")).map_err(|e| e.to_string())?;
-    let idx = Index::new(Arc::new(meta));
-    // SAFETY: getuid/getgid cannot fail.
-    let owner = unsafe {
-        Caller {
-            uid: libc::getuid(),
-            gid: libc::getgid(),
-        }
-    };
-    Fs::format(&idx, id, owner).map_err(|e| format!("cannot write the local index: {e}"))?;
+    made.index = Some(state_dir.join("index"));
+    {
+        let meta = SledMeta::open(&state_dir.join("index")).map_err(|e| e.to_string())?;
+        let idx = Index::new(Arc::new(meta));
+        // SAFETY: getuid/getgid cannot fail.
+        let owner = unsafe {
+            Caller {
+                uid: libc::getuid(),
+                gid: libc::getgid(),
+            }
+        };
+        Fs::format(&idx, id, owner).map_err(|e| format!("cannot write the local index: {e}"))?;
+    }
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    for (i, slot) in backends.iter().enumerate() {
+    for (i, (slot, b)) in backends.iter().zip(&config.backends).enumerate() {
         let marker = VolumeMarker {
             format: VolumeMarker::FORMAT.into(),
             version: MARKER_FORMAT_VERSION,
             volume_id: id.to_string(),
-            volume_name: name.clone(),
+            volume_name: name.to_string(),
             data_shards: k as u8,
             parity_shards: m as u8,
             backend_name: slot.name.clone(),
@@ -381,13 +469,134 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .map_err(|e| format!("backend {}: cannot write the volume marker: {e}", slot.name))?;
         if !written {
             return Err(format!(
-                "backend {}: another volume's marker appeared while creating this one",
+                "backend {}: another volume's marker appeared while creating this one; nothing was created, retry with an empty folder or bucket",
                 slot.name
             ));
         }
+        made.markers
+            .push((slot.backend.clone(), file_folder(b).ok().flatten()));
     }
-    config.save(&req.config_path)?;
-    Ok(InitReport { config, warnings })
+    config.save(&req.config_path)
+}
+
+/// Where a backend keeps its objects, to tell two backends that are the same
+/// place (or one inside the other) apart from distinct ones.
+#[derive(Debug, PartialEq)]
+struct Place {
+    /// The store: "file", or a cloud URL's scheme, bucket and options.
+    store: String,
+    /// Path components inside it.
+    path: Vec<String>,
+    /// As shown to the user.
+    shown: String,
+}
+
+/// `path` with its symlinks, `.` and `..` resolved as far as it exists, and the
+/// rest taken as written.
+fn resolved_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => {
+                out.push(n);
+                if let Ok(real) = out.canonicalize() {
+                    out = real;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The folder of a file:// backend.
+fn file_folder(b: &BackendSection) -> Result<Option<PathBuf>, String> {
+    if !b.url.starts_with("file:") {
+        return Ok(None);
+    }
+    url::Url::parse(&b.url)
+        .ok()
+        .filter(|u| u.host_str().unwrap_or("").is_empty())
+        .and_then(|u| u.to_file_path().ok())
+        .filter(|p| p.is_absolute())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "backend {}: file:// URLs need an absolute path (file:///...)",
+                b.name
+            )
+        })
+}
+
+fn place(b: &BackendSection) -> Option<Place> {
+    if let Ok(Some(path)) = file_folder(b) {
+        let real = resolved_path(&path);
+        return Some(Place {
+            store: "file".into(),
+            path: real
+                .components()
+                .skip(1)
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect(),
+            shown: real.display().to_string(),
+        });
+    }
+    let url = url::Url::parse(&b.url).ok()?;
+    if !matches!(url.scheme(), "s3" | "gs" | "az") {
+        return None;
+    }
+    let options: Vec<_> = b.options.iter().collect();
+    Some(Place {
+        store: format!(
+            "{}://{} {options:?}",
+            url.scheme(),
+            url.host_str().unwrap_or("")
+        ),
+        path: url
+            .path()
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect(),
+        shown: b.url.trim_end_matches('/').to_string(),
+    })
+}
+
+/// Refuses two backends that are the same folder or bucket prefix (also written
+/// differently: `dir/`, `dir/../dir`, a symlink), or one inside the other: the
+/// volume would count them as two copies where there is one.
+fn check_distinct_places(config: &Config) -> Result<(), String> {
+    let places: Vec<_> = config.backends.iter().map(|b| (b, place(b))).collect();
+    for (i, (a, pa)) in places.iter().enumerate() {
+        for (b, pb) in &places[i + 1..] {
+            let (Some(pa), Some(pb)) = (pa, pb) else {
+                continue;
+            };
+            if pa.store != pb.store {
+                continue;
+            }
+            let n = pa.path.len().min(pb.path.len());
+            if pa.path[..n] != pb.path[..n] {
+                continue;
+            }
+            let what = if pa.path.len() == pb.path.len() {
+                format!("are the same place ({})", pa.shown)
+            } else if pa.path.len() < pb.path.len() {
+                format!("are one inside the other ({} holds {})", pa.shown, pb.shown)
+            } else {
+                format!("are one inside the other ({} holds {})", pb.shown, pa.shown)
+            };
+            return Err(format!(
+                "backends {} ({}) and {} ({}) {what}: each backend must be a folder or bucket prefix of its own, or losing one place loses several shards; nothing was created",
+                a.name, a.url, b.name, b.url
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn connect(config: &Config) -> Result<Vec<Slot>, String> {
@@ -712,8 +921,114 @@ pub fn open_index(config: &Config) -> Result<Index, String> {
             dir.display()
         ));
     }
-    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path).map_err(|e| e.to_string())?);
+    let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path).map_err(|e| match e {
+        crate::meta::MetaError::Locked { .. } => index_in_use(config, &path),
+        e => e.to_string(),
+    })?);
     Index::journaled(meta).map_err(|e| e.to_string())
+}
+
+/// Where `config`'s volume is mounted now (through this config or another copy
+/// of it: same state dir).
+pub fn mounted_at(config: &Config) -> Vec<PathBuf> {
+    crate::daemon::mounts()
+        .into_iter()
+        .filter(|m| m.fstype == "fuse.cloudraid")
+        .filter(|m| {
+            Config::load(Path::new(&m.source))
+                .is_ok_and(|c| c.volume.state_dir == config.volume.state_dir)
+        })
+        .map(|m| m.target)
+        .collect()
+}
+
+/// The process holding the lock on `file` (flock, as sled takes it), from
+/// /proc/locks.
+fn lock_holder(file: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(file).ok()?;
+    let dev = md.dev();
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let want = format!("{major:02x}:{minor:02x}:{}", md.ino());
+    std::fs::read_to_string("/proc/locks")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5245024 0 EOF"
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6 && f[5] == want)
+                .then(|| f[4].parse().ok())
+                .flatten()
+        })
+}
+
+/// Says who holds the local index at `index` (a mount of the volume, or which
+/// running command), and what to do.
+fn index_in_use(config: &Config, index: &Path) -> String {
+    let pid = lock_holder(&index.join("db"));
+    let shown_pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+    if let Some(at) = mounted_at(config).first() {
+        return format!(
+            "local index at {} is in use: the volume is mounted on {}{shown_pid}; use that mount (cloudraid commands go through it), or unmount it first with `cloudraid umount {}`",
+            index.display(),
+            at.display(),
+            at.display()
+        );
+    }
+    // The holder's command line, and whether it is a mount (daemon or demo).
+    let command = pid.and_then(|p| {
+        let raw = std::fs::read(format!("/proc/{p}/cmdline")).ok()?;
+        let words: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        let name = Path::new(words.first()?)
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
+        let mut args = words[1..].iter();
+        let mut sub = None;
+        while let Some(w) = args.next() {
+            if w == "--key-file" || w == "--passphrase-file" {
+                args.next();
+            } else if !w.starts_with('-') {
+                sub = Some(w.as_str());
+                break;
+            }
+        }
+        let ours = name == "cloudraid" || name.starts_with("mount.");
+        let mount = name.starts_with("mount.") || (ours && matches!(sub, Some("mount" | "demo")));
+        let mut line = std::iter::once(name)
+            .chain(words[1..].iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if line.chars().count() > 80 {
+            line = line.chars().take(77).collect::<String>() + "...";
+        }
+        Some((line, ours, mount))
+    });
+    match (pid, command) {
+        (Some(p), Some((c, _, true))) => format!(
+            "local index at {} is in use by a cloudraid mount that is starting or stopping (pid {p}: `{c}`); retry in a moment",
+            index.display()
+        ),
+        (Some(p), Some((c, true, false))) => format!(
+            "local index at {} is held by a running cloudraid command (pid {p}: `{c}`); retry when it has finished",
+            index.display()
+        ),
+        (Some(p), Some((c, false, false))) => format!(
+            "local index at {} is held by another process (pid {p}: `{c}`); retry when it has finished",
+            index.display()
+        ),
+        _ => format!(
+            "local index at {} is in use by another cloudraid command or a mount{shown_pid}; retry when it has finished",
+            index.display()
+        ),
+    }
 }
 
 /// Rebuilds the local index of `config`'s volume from the metadata log on its
@@ -777,7 +1092,10 @@ pub async fn open_index_waiting(config: &Config, wait: Duration) -> Result<Index
             return open_index(config);
         }
         match SledMeta::open(&path) {
-            Err(crate::meta::MetaError::Locked { .. }) if std::time::Instant::now() < deadline => {
+            // Mounted elsewhere: that mount will not let go (say so at once).
+            Err(crate::meta::MetaError::Locked { .. })
+                if std::time::Instant::now() < deadline && mounted_at(config).is_empty() =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await
             }
             Ok(meta) => return Index::journaled(Arc::new(meta)).map_err(|e| e.to_string()),

@@ -132,6 +132,271 @@ fn init_refuses_bad_input_with_one_line() {
     );
 }
 
+/// Every file and folder below `dir`, for "nothing was left behind" checks.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(d: &Path, out: &mut Vec<String>) {
+        if let Ok(rd) = std::fs::read_dir(d) {
+            for e in rd.flatten() {
+                out.push(e.path().display().to_string());
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn init_refuses_the_same_folder_twice_and_a_failed_init_leaves_nothing() {
+    let e = Env::new();
+    let cfg = e.p("v.toml");
+    std::fs::create_dir(e.p("a")).unwrap();
+    std::fs::create_dir(e.p("other")).unwrap();
+    std::os::unix::fs::symlink(e.p("a"), e.p("link")).unwrap();
+    let a = e.backend("a");
+    let before = tree(&e.base);
+    for twin in [
+        format!("b=file://{}/", e.p("a")),
+        format!("b=file://{}/../a", e.p("a")),
+        format!("b=file://{}/./", e.p("a")),
+        format!("b=file://{}", e.p("link")),
+    ] {
+        let o = e.init(
+            &cfg,
+            &[
+                "--backend",
+                &a,
+                "--backend",
+                &twin,
+                "--backend",
+                &e.backend("c"),
+                "--state-dir",
+                &e.p("s"),
+            ],
+        );
+        assert_one_line_error(&o, "are the same place");
+        assert!(
+            stderr(&o).contains("backends a (") && stderr(&o).contains(" and b ("),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(tree(&e.base), before, "nothing written for {twin}");
+    }
+    // One folder inside another is refused the same way.
+    let o = e.init(
+        &cfg,
+        &[
+            "--backend",
+            &a,
+            "--backend",
+            &format!("b=file://{}/inner", e.p("a")),
+            "--backend",
+            &e.backend("c"),
+        ],
+    );
+    assert_one_line_error(&o, "one inside the other");
+    assert_eq!(tree(&e.base), before);
+
+    // A failure after markers and index were written (the config cannot be
+    // saved: its folder is a file) takes everything back...
+    std::fs::write(e.p("file"), b"x").unwrap();
+    let args = [
+        "--backend",
+        &a,
+        "--backend",
+        &e.backend("b"),
+        "--backend",
+        &e.backend("c"),
+        "--state-dir",
+        &e.p("s"),
+        "--key-file",
+        &e.p("keys/v.key"),
+    ];
+    std::fs::create_dir(e.p("keys")).unwrap();
+    let before = tree(&e.base);
+    let o = e.init(&e.p("file/v.toml"), &args);
+    assert_one_line_error(&o, "file/v.toml");
+    assert_eq!(tree(&e.base), before, "a failed init leaves nothing behind");
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    // ...so the same init, retried with a config path that works, succeeds.
+    let o = e.init(&cfg, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(Path::new(&e.p("a/cloudraid.volume")).exists());
+    assert!(Path::new(&e.p("s/index")).exists());
+}
+
+/// Runs the binary with stdout a pipe whose reading end is already closed, as
+/// `cloudraid ... | head` meets it once head has exited.
+fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    bin()
+        .args(args)
+        .stdout(write_end)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_command_ends_quietly_on_a_closed_pipe_like_coreutils() {
+    use std::os::unix::process::ExitStatusExt;
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &[]);
+    let o = run(&["mkdir", "--config", &cfg, "-p", "/d1", "/d2", "/d3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let commands: [&[&str]; 9] = [
+        &["ls", "--config", &cfg, "/"],
+        &["ls", "--config", &cfg, "--json", "/"],
+        &["du", "--config", &cfg],
+        &["status", "--config", &cfg],
+        &["fsck", "--config", &cfg],
+        &["scrub", "--config", &cfg],
+        &["completions", "bash"],
+        &["man"],
+        &["--help"],
+    ];
+    for args in commands {
+        let o = run_into_closed_pipe(args);
+        let err = stderr(&o);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(!err.contains("Broken pipe"), "{args:?}: {err}");
+        // As `seq 1000000 | head -1` leaves seq: killed by SIGPIPE (141 in a shell), or done.
+        assert!(
+            o.status.signal() == Some(libc::SIGPIPE) || o.status.success(),
+            "{args:?}: {:?} {err}",
+            o.status
+        );
+    }
+    // With a reader, the same commands print in full.
+    assert!(stdout(&run(&["ls", "--config", &cfg, "/"])).contains("d3/"));
+}
+
+#[test]
+fn a_summary_is_printed_only_for_what_was_done() {
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &[]);
+    std::fs::write(e.p("f"), b"data").unwrap();
+    assert!(run(&["put", "--config", &cfg, &e.p("f"), "/f"])
+        .status
+        .success());
+    assert!(run(&["mkdir", "--config", &cfg, "/d"]).status.success());
+    let cases: [(&[&str], &str); 5] = [
+        (&["put", "--config", &cfg, &e.p("absent"), "/x"], "absent"),
+        (
+            &["get", "--config", &cfg, "/absent", &e.p("out")],
+            "/absent",
+        ),
+        (&["rm", "--config", &cfg, "/d"], "-r"),
+        (&["rm", "--config", &cfg, "/absent"], "/absent"),
+        (&["mkdir", "--config", &cfg, "/d"], "already exists"),
+    ];
+    for (args, needle) in cases {
+        let o = run(args);
+        assert_one_line_error(&o, needle);
+        assert_eq!(stdout(&o), "", "{args:?}: nothing done, nothing summarised");
+    }
+    // Several failures and nothing done: each listed, and the last line says so.
+    let o = run(&["rm", "--config", &cfg, "/absent", "/d"]);
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o)
+            .trim_end()
+            .ends_with("2 removals failed (listed above); nothing was done"),
+        "{}",
+        stderr(&o)
+    );
+    // Part done: the summary says what was, the error what was not.
+    let o = run(&["rm", "--config", &cfg, "/f", "/absent"]);
+    assert_eq!(stdout(&o), "removed 1 file(s) and 0 director(ies)\n");
+    assert_one_line_error(&o, "/absent");
+    let o = run(&["mkdir", "--config", &cfg, "/new", "/d"]);
+    assert_eq!(stdout(&o), "created 1 director(ies)\n");
+    assert_one_line_error(&o, "/d: already exists");
+    assert!(stdout(&run(&["ls", "--config", &cfg, "/"])).contains("new/"));
+}
+
+#[test]
+fn unclear_inputs_get_one_clear_line() {
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &[]);
+    // A key file that is not a key (binary, or text of the wrong length).
+    use std::os::unix::fs::PermissionsExt;
+    for (name, bytes) in [
+        ("bin.key", vec![0xffu8, 0xfe, 0, 1, 2]),
+        ("short.key", b"abcd\n".to_vec()),
+    ] {
+        let k = e.p(name);
+        std::fs::write(&k, bytes).unwrap();
+        std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let o = run(&["get", "--config", &cfg, "--key-file", &k, "/", &e.p("out")]);
+        assert_one_line_error(&o, &format!("key file {k} is not a cloudraid key file"));
+        assert!(!stderr(&o).contains("UTF-8"), "{}", stderr(&o));
+    }
+    // A TOML error: file, line, column and the problem, on one line.
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[[backend]]\nname = \"d\"\nurl = file:///x\n");
+    let line = text.lines().count();
+    std::fs::write(e.p("bad.toml"), &text).unwrap();
+    let o = run(&["status", "--config", &e.p("bad.toml")]);
+    assert_one_line_error(&o, &format!("bad.toml, line {line}, column 7: "));
+    assert!(
+        !stderr(&o).contains(" | "),
+        "no squashed caret display: {}",
+        stderr(&o)
+    );
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[volume]", "[volume]\nsize = 3");
+    std::fs::write(e.p("unknown.toml"), text).unwrap();
+    assert_one_line_error(
+        &run(&["status", "--config", &e.p("unknown.toml")]),
+        "unknown.toml, line 3, column 1: unknown field `size`",
+    );
+    // The demo on a path that is a file: said so, nothing created.
+    std::fs::write(e.p("plain-file"), b"x").unwrap();
+    let o = bin()
+        .args(["demo", &e.p("plain-file")])
+        .env("XDG_DATA_HOME", e.p("data"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "plain-file is a file, not a folder");
+    assert!(!Path::new(&e.p("data")).exists());
+}
+
+#[test]
+fn a_held_index_names_its_holder() {
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &[]);
+    // This process takes the index's lock, as a running command holds it.
+    use std::os::fd::AsRawFd;
+    let db = std::fs::File::open(e.p("state/index/db")).unwrap();
+    assert_eq!(
+        unsafe { libc::flock(db.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+        0
+    );
+    let o = run(&["ls", "--config", &cfg, "/"]);
+    assert_one_line_error(
+        &o,
+        &format!(
+            "is held by another process (pid {}: `cli",
+            std::process::id()
+        ),
+    );
+    assert!(
+        stderr(&o).contains("retry when it has finished"),
+        "{}",
+        stderr(&o)
+    );
+    drop(db);
+    assert!(run(&["ls", "--config", &cfg, "/"]).status.success());
+}
+
 #[test]
 fn mount_status_umount_and_remount() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -398,11 +663,23 @@ fn demo_creates_once_mounts_in_the_foreground_and_stops_on_ctrl_c() {
         "{}",
         stdout(&out)
     );
+    // It mounts the volume itself: no advice to mount it.
+    assert!(!stdout(&out).contains("mount it with"), "{}", stdout(&out));
     assert_eq!(mounted_type(&mp), None, "Ctrl-C unmounts");
     // The second run reuses the same volume.
     let child = start();
     wait_mounted();
     assert!(std::fs::read(format!("{mp}/hello.bin")).unwrap() == data);
+    // A demo on another mountpoint meanwhile says where the volume is mounted,
+    // and creates nothing.
+    let other = e.p("other/demo-mnt");
+    let o = bin()
+        .args(["demo", &other])
+        .env("XDG_DATA_HOME", e.p("data"))
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, &format!("already mounted on {mp}"));
+    assert!(!Path::new(&e.p("other")).exists(), "no folder left behind");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));

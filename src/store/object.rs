@@ -164,6 +164,12 @@ fn cloud_store(
     options: &BackendOptions,
     client: &ClientSettings,
 ) -> Result<Arc<dyn ObjectStore>, String> {
+    // TLS for the cloud clients: rustls on ring (see Cargo.toml), installed as
+    // the process's provider once; reqwest has no built-in one.
+    static TLS: std::sync::Once = std::sync::Once::new();
+    TLS.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     Ok(match scheme {
         "s3" => Arc::new(configure!(
             object_store::aws::AmazonS3Builder::new(),
