@@ -370,6 +370,65 @@ fn unclear_inputs_get_one_clear_line() {
 }
 
 #[test]
+fn ls_escapes_names_for_the_terminal_and_json_keeps_their_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &[]);
+    let src = e.base.join("src");
+    std::fs::create_dir(&src).unwrap();
+    let names: [&[u8]; 5] = [
+        b"two\nlines",
+        b"\x1b[2Jcleared",
+        b"bad\xff",
+        b"bad\xfe",
+        b"plain.txt",
+    ];
+    for n in names {
+        std::fs::write(src.join(std::ffi::OsStr::from_bytes(n)), b"x").unwrap();
+    }
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"to\x07bell"), src.join("link"))
+        .unwrap();
+    let o = run(&["put", "--config", &cfg, src.to_str().unwrap(), "/d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["ls", "--config", &cfg, "/d"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(
+        !o.stdout.iter().any(|b| *b == 0x1b || *b == 0x07),
+        "no escape sequence reaches the terminal: {table:?}"
+    );
+    // A header and one row per entry: a newline in a name does not split its row.
+    assert_eq!(table.lines().count(), 1 + names.len() + 1, "{table}");
+    for shown in [
+        "'two'$'\\n''lines'",
+        "$'\\033''[2Jcleared'",
+        "'bad'$'\\377'",
+        "'bad'$'\\376'",
+        " plain.txt\n",
+        " link -> 'to'$'\\007''bell'",
+    ] {
+        assert!(table.contains(shown), "{shown:?} in\n{table}");
+    }
+    // JSON: names as strings, and the exact bytes of those that are not UTF-8.
+    let o = run(&["ls", "--config", &cfg, "--json", "/d"]);
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let exact: std::collections::HashSet<Vec<u8>> = entries
+        .iter()
+        .map(|v| match v["name_hex"].as_str() {
+            Some(h) => hex::decode(h).unwrap(),
+            None => v["name"].as_str().unwrap().as_bytes().to_vec(),
+        })
+        .collect();
+    let mut want: std::collections::HashSet<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
+    want.insert(b"link".to_vec());
+    assert_eq!(exact, want);
+    let plain = entries.iter().find(|v| v["name"] == "plain.txt").unwrap();
+    assert!(plain.get("name_hex").is_none(), "{plain}");
+    let link = entries.iter().find(|v| v["name"] == "link").unwrap();
+    assert_eq!(link["target"], "to\u{7}bell");
+}
+
+#[test]
 fn a_held_index_names_its_holder() {
     let e = Env::new();
     let cfg = common::three_backend_volume(&e, &[]);
