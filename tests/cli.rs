@@ -488,6 +488,16 @@ fn mount_status_umount_and_remount() {
         Some((cfg.clone(), "fuse.cloudraid".into()))
     );
     assert_one_line_error(&run(&["mount", "--config", &cfg, &mp]), "already mounted");
+    // On a second mountpoint: says where the volume is mounted, at once.
+    let mp2 = e.p("mnt2");
+    std::fs::create_dir(&mp2).unwrap();
+    let started = std::time::Instant::now();
+    assert_one_line_error(
+        &run(&["mount", "--config", &cfg, &mp2]),
+        &format!("the volume is mounted on {mp}"),
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(mounted_type(&mp2), None);
 
     let data = common::bytes(1, 9 << 20);
     std::fs::write(format!("{mp}/file.bin"), &data).unwrap();
