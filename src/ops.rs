@@ -1396,6 +1396,7 @@ mod tests {
     fn listings_show_types_special_bits_and_device_numbers() {
         let e = |name: &str, kind, mode, rdev| ListEntry {
             name: name.into(),
+            name_hex: None,
             kind,
             mode,
             size: 0,
@@ -1403,6 +1404,7 @@ mod tests {
             chunks: 0,
             redundancy: Redundancy::Full,
             target: None,
+            target_hex: None,
             rdev,
         };
         let table = render_list(&[
