@@ -355,6 +355,10 @@ impl Made {
         }
         if let Some(i) = &self.index {
             let _ = std::fs::remove_dir_all(i);
+            // The space the index keeps beside it (meta/sled_store.rs).
+            for extension in ["reserve", "reserve.tmp"] {
+                let _ = std::fs::remove_file(i.with_extension(extension));
+            }
         }
         // Children first; a folder that holds anything else stays.
         for d in self.dirs.iter().rev() {
