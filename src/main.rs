@@ -881,6 +881,11 @@ fn mount_helper(args: &[String]) -> ExitCode {
     }
 }
 
+fn sigpipe(disposition: libc::sighandler_t) {
+    // SAFETY: SIG_DFL and SIG_IGN need no handler; setting them has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, disposition) };
+}
+
 fn demo(mountpoint: &Path) -> Result<(), String> {
     let base = dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("/tmp"))
@@ -957,6 +962,7 @@ fn demo(mountpoint: &Path) -> Result<(), String> {
         "in another terminal: cloudraid status --config {}",
         config.display()
     );
+    sigpipe(libc::SIG_IGN);
     let mounted = daemon::mount_foreground(&daemon::MountArgs {
         config_path: config,
         mountpoint: mountpoint.to_path_buf(),
@@ -1254,13 +1260,12 @@ fn main() -> ExitCode {
         locked: false,
     });
     let daemon = matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. });
-    if !daemon {
+    if !matches!(cli.cmd, Cmd::Mount { .. }) {
         // Like coreutils: output into a closed pipe (`cloudraid ls | head`) ends
         // the command quietly by SIGPIPE, instead of a panic on the failed write.
-        // The mount daemon keeps ignoring it: a client that goes away must not
-        // stop the mount.
-        // SAFETY: setting a signal's disposition to its default has no preconditions.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        // The mount daemon keeps ignoring it (`demo` from when it mounts): a
+        // client that goes away must not stop the mount.
+        sigpipe(libc::SIG_DFL);
     }
     init_logging(daemon);
     match run(cli) {

@@ -230,13 +230,19 @@ fn init_refuses_the_same_folder_twice_and_a_failed_init_leaves_nothing() {
 /// Runs the binary with stdout a pipe whose reading end is already closed, as
 /// `cloudraid ... | head` meets it once head has exited.
 fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
+    run_into_closed_pipe_with(bin(), args)
+}
+
+fn run_into_closed_pipe_with(
+    mut cmd: std::process::Command,
+    args: &[&str],
+) -> std::process::Output {
     use std::os::fd::FromRawFd;
     let mut fds = [0; 2];
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     unsafe { libc::close(fds[0]) };
     let write_end = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
-    bin()
-        .args(args)
+    cmd.args(args)
         .stdout(write_end)
         .stderr(std::process::Stdio::piped())
         .output()
@@ -273,6 +279,12 @@ fn every_command_ends_quietly_on_a_closed_pipe_like_coreutils() {
             o.status
         );
     }
+    // The demo too, before it mounts (it prints what it creates first).
+    let mut demo = bin();
+    demo.env("XDG_DATA_HOME", e.p("data"));
+    let o = run_into_closed_pipe_with(demo, &["demo", &e.p("demo-mnt")]);
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert_eq!(o.status.signal(), Some(libc::SIGPIPE), "{}", stderr(&o));
     // With a reader, the same commands print in full.
     assert!(stdout(&run(&["ls", "--config", &cfg, "/"])).contains("d3/"));
 }
