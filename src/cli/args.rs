@@ -1,0 +1,288 @@
+//! The command line's clap definitions, and the man pages written from them.
+
+use clap::{Parser, Subcommand};
+use cloudraid::config::Size;
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(
+    name = "cloudraid",
+    version,
+    about = "A backup drive that survives a cloud going dark: files are erasure-coded across several storage providers"
+)]
+pub struct Cli {
+    /// Unlock an encrypted volume with this key file (init: create it).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Read the passphrase of an encrypted volume from the first line of FILE
+    /// (also: CLOUDRAID_PASSPHRASE, or a prompt on a terminal).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase comes on standard input (used by `mount` for its daemon).
+    #[arg(long, global = true, hide = true)]
+    pub passphrase_stdin: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a volume over several backends and write its config file.
+    Init {
+        /// Where to write the config (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A backend, as NAME=URL (file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix], memory://). Repeat for each.
+        #[arg(long = "backend", value_name = "NAME=URL", required = true)]
+        backends: Vec<String>,
+        /// Data shards per chunk (k). Default: from the number of backends (3 → 2, 6 → 4).
+        #[arg(long, value_name = "K")]
+        data_shards: Option<usize>,
+        /// Parity shards per chunk (m): how many backends may be lost. Default: about a third of the backends.
+        #[arg(long, value_name = "M")]
+        parity_shards: Option<usize>,
+        /// Shards that must be stored for a write to succeed (K..K+M; default K+1).
+        #[arg(long, value_name = "N")]
+        write_quorum: Option<u8>,
+        /// Average chunk size (content-defined: chunks range from a quarter to four times it; 64KiB-4MiB).
+        #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+        chunk_size: Size,
+        /// Memory for the chunk cache.
+        #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+        cache_size: Size,
+        /// Local state (index, staging). Default: under the user's data dir.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Volume name (default: the config file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Overwrite an existing config file.
+        #[arg(long)]
+        force: bool,
+        /// Allow more shards than backends (less fault tolerance).
+        #[arg(long)]
+        allow_shared_backends: bool,
+        /// A root-only file of KEY=VALUE credentials (AWS_*, GOOGLE_*, AZURE_*) for mounts
+        /// started without a user environment (fstab, systemd).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        /// Store chunks and metadata unencrypted (encryption is the default).
+        #[arg(long)]
+        no_encryption: bool,
+        /// Compression of chunks: zstd, zstd:LEVEL (1-19) or none.
+        #[arg(long, value_name = "ALGO", default_value = "zstd")]
+        compression: String,
+        /// Memory for the passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+        kdf_memory: Size,
+        /// Passes of the passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_passes: u32,
+    },
+    /// Change the passphrase of an encrypted volume (rewraps its key on every backend).
+    Passwd {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The new passphrase's file (first line); else CLOUDRAID_NEW_PASSPHRASE, else
+        /// asked twice on the terminal.
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// Memory for the new passphrase's key derivation (Argon2id).
+        #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+        kdf_memory: Size,
+        /// Passes of the new passphrase's key derivation.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        kdf_passes: u32,
+    },
+    /// Mount a volume. Returns once the mount is live, unless --foreground.
+    Mount {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        mountpoint: PathBuf,
+        /// Mount options: ro, rw, allow_other, allow_root, uid=N, gid=N, nosuid, nodev, noexec, noatime,
+        /// cache_size=SIZE, readahead=N, startup_timeout=DURATION (fstab-only options are dropped).
+        #[arg(short = 'o', value_name = "OPTIONS")]
+        options: Vec<String>,
+        /// Stay in the foreground until unmounted (Ctrl-C unmounts).
+        #[arg(long, short = 'f')]
+        foreground: bool,
+        /// Take the write lease over from another machine or state dir that holds
+        /// it (only when that one is gone: it stops writing at its next renewal).
+        #[arg(long)]
+        takeover: bool,
+    },
+    /// Store pending data, then unmount.
+    #[command(alias = "unmount")]
+    Umount {
+        mountpoint: PathBuf,
+        /// Unmount without the daemon: abort its FUSE connection and detach the
+        /// mount (for a daemon that does not answer; what it had not stored is lost).
+        #[arg(long)]
+        force: bool,
+        /// How long to wait for the daemon to store pending changes.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Backends, their state and what they hold; volume totals.
+    Status {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read back every shard (or a sample) and check it; exits non-zero if any is missing or damaged.
+    Scrub {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Check only this percentage of the chunks (chosen by id: the same ones each time).
+        #[arg(long, value_name = "PERCENT", default_value_t = 100.0)]
+        sample: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild missing and damaged shards from the good ones, and report what was fixed.
+    Repair {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a directory of the volume (or one file): mode, size, modified, chunks, redundancy.
+    Ls {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A path in the volume.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy local files and directories into the volume. Files the volume already
+    /// holds with the same content are skipped.
+    Put {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Local files and directories (directories are copied with their contents).
+        #[arg(required = true, value_name = "LOCAL")]
+        sources: Vec<PathBuf>,
+        /// Where in the volume: an existing directory to copy into, or the new name of a single source.
+        #[arg(value_name = "DEST")]
+        dest: String,
+    },
+    /// Copy files and directories out of the volume, restoring modes and times.
+    Get {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Paths in the volume.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// A local directory to copy into, or the new name of a single path.
+        #[arg(value_name = "DEST")]
+        dest: PathBuf,
+    },
+    /// Remove files and symlinks from the volume (directories with -r).
+    Rm {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Remove directories and their contents.
+        #[arg(short, long)]
+        recursive: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Create directories in the volume.
+    Mkdir {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Create missing parents; an existing directory is not an error.
+        #[arg(short, long)]
+        parents: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// How much a tree holds, and what its distinct chunks take on the backends.
+    Du {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        #[arg(default_value = "/")]
+        path: String,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Wait until every change made through the mount is stored (nothing to do unmounted).
+    Sync {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check the index against itself and the backends; exits non-zero if a problem is left.
+    Fsck {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Fix link and reference counts, entries and cookies (unreachable files go to
+        /// /lost+found), and delete orphaned shards older than the grace period.
+        #[arg(long)]
+        repair: bool,
+        /// Orphaned shards younger than this are left alone (they may be uploads in progress).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        grace: std::time::Duration,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the local index from the metadata on the backends (a new machine,
+    /// a lost state dir); works with up to m backends down.
+    Recover {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create (once) a demo volume over three local folders and mount it in the foreground.
+    Demo { mountpoint: PathBuf },
+    /// Install the mount helper (mount.cloudraid and mount.fuse.cloudraid) so that
+    /// mount(8) and /etc/fstab can mount volumes.
+    InstallHelper {
+        /// Where mount(8) looks for helpers.
+        #[arg(long, value_name = "DIR", default_value = "/sbin")]
+        dir: PathBuf,
+        /// Remove the helper instead.
+        #[arg(long)]
+        remove: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 1h, 2days)"))
+}
+
+fn parse_size(s: &str) -> Result<Size, String> {
+    Size::parse(s)
+}
+
+pub fn write_man(dir: Option<&Path>) -> Result<(), String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        let mut out = std::io::stdout();
+        return clap_mangen::Man::new(cmd)
+            .render(&mut out)
+            .map_err(|e| e.to_string());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    clap_mangen::generate_to(cmd, dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    println!("man pages written to {}", dir.display());
+    Ok(())
+}
