@@ -7,6 +7,7 @@
 //! before `meta`, never the other way round. Namespace reads (lookup, getattr,
 //! readdir) take no lock and never touch a backend.
 
+mod collect;
 mod errno;
 mod file;
 pub mod fsck;
@@ -18,8 +19,8 @@ pub use file::{commit_all_stats, MAX_FILE_SIZE};
 
 use crate::erasure::Layout;
 use crate::format::{
-    decode_record, encode_record, keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord,
-    DirentRecord, InodeRecord, Kind, Nanos, SuperRecord, VolumeId,
+    encode_record, keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, InodeRecord,
+    Kind, Nanos, SuperRecord, VolumeId,
 };
 use crate::index::{BatchExt, Index, ROOT_INO};
 use crate::meta::Batch;
@@ -1343,163 +1344,6 @@ impl Fs {
         } else {
             Err(Errno::EACCES)
         }
-    }
-
-    // ----------------------------------------------------------------- garbage collection
-
-    /// Deletes the shards of chunks that lost their last reference. Returns how many
-    /// chunks were deleted.
-    pub async fn collect_garbage(&self) -> FsResult<usize> {
-        let mut deleted = 0;
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .idx
-                .store()
-                .scan(&[keys::GC], after.as_deref(), 256)
-                .map_err(|e| {
-                    tracing::error!("{e}");
-                    Errno::EIO
-                })?;
-            let Some((last, _)) = page.last() else {
-                return Ok(deleted);
-            };
-            after = Some(last.clone());
-            for (k, v) in page {
-                if self.collect_one(k, &v).await? {
-                    deleted += 1;
-                }
-            }
-        }
-    }
-
-    /// Deletes the shards of one queued chunk unless it is in use again.
-    async fn collect_one(&self, key: Vec<u8>, value: &[u8]) -> FsResult<bool> {
-        let id = ChunkId(key[1..33].try_into().unwrap());
-        let rec: ChunkRecord = decode_record(value).map_err(|e| {
-            tracing::error!("collection queue: {e}");
-            Errno::EIO
-        })?;
-        {
-            // Take the chunk off the queue, unless a file uses it again or a commit
-            // is about to.
-            let _g = self.meta.lock().await;
-            if self.idx.chunk(&id)?.is_some() {
-                let mut b = Batch::default();
-                b.delete(key);
-                self.idx.apply(b)?;
-                return Ok(false);
-            }
-            if !self.guards.begin_delete(id) {
-                return Ok(false);
-            }
-        }
-        let result = self.vol.delete_chunk(id, &rec).await;
-        let done = match result {
-            Ok(()) => {
-                let _g = self.meta.lock().await;
-                let mut b = Batch::default();
-                b.delete(key);
-                self.idx.apply(b).map(|_| true)
-            }
-            Err(f) => {
-                tracing::warn!(
-                    "chunk {id}: deleting shard {} on {} failed, will retry: {}",
-                    f.index,
-                    f.backend,
-                    f.reason
-                );
-                Ok(false)
-            }
-        };
-        self.guards.end_delete(id);
-        Ok(done?)
-    }
-
-    /// Rewrites the shards that writes during an outage could not store, for chunks
-    /// whose missing backends answer again. Returns (chunks repaired, chunks still
-    /// degraded).
-    pub async fn repair_degraded(&self) -> FsResult<(usize, usize)> {
-        let rows = self
-            .idx
-            .store()
-            .scan(&[keys::DEGRADED], None, usize::MAX)
-            .map_err(|e| {
-                tracing::error!("{e}");
-                Errno::EIO
-            })?;
-        let (mut repaired, mut left) = (0, 0);
-        for (k, v) in rows {
-            let id = ChunkId(k[1..33].try_into().unwrap());
-            let d: crate::format::DegradedRecord = decode_record(&v).map_err(|e| {
-                tracing::error!("degraded record: {e}");
-                Errno::EIO
-            })?;
-            // Keep the collector away while the chunk is being completed.
-            let _hold = self.guards.reference(id).await;
-            let Some(rec) = self.idx.chunk(&id)? else {
-                let _g = self.meta.lock().await;
-                let mut b = Batch::default();
-                b.delete(k);
-                self.idx.apply(b)?;
-                continue;
-            };
-            let missing: Vec<usize> = d.missing.iter().map(|m| *m as usize).collect();
-            let n = self.vol.slots.len();
-            if missing
-                .iter()
-                .any(|i| self.vol.health[rec.placement[*i] as usize % n].is_down())
-            {
-                left += 1;
-                continue;
-            }
-            let done = self.vol.rewrite_shards(id, &rec, &missing).await.is_ok();
-            if done {
-                let _g = self.meta.lock().await;
-                let mut b = Batch::default();
-                b.delete(k);
-                self.idx.apply(b)?;
-                repaired += 1;
-                tracing::info!(
-                    "chunk {id}: {} missing shard(s) written; full redundancy again",
-                    missing.len()
-                );
-            } else {
-                left += 1;
-            }
-        }
-        Ok((repaired, left))
-    }
-
-    /// Completes degraded chunks in the background, every `every`.
-    pub fn spawn_degraded_repair(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Some(fs) = weak.upgrade() else { return };
-                if !fs.opts.read_only {
-                    let _ = fs.repair_degraded().await;
-                }
-            }
-        })
-    }
-
-    /// Runs garbage collection whenever chunks are queued (and every minute).
-    pub fn spawn_collector(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        let gc_wake = self.gc_wake.clone();
-        tokio::spawn(async move {
-            loop {
-                let Some(fs) = weak.upgrade() else { return };
-                let wake = gc_wake.notified();
-                if !fs.opts.read_only {
-                    let _ = fs.collect_garbage().await;
-                }
-                drop(fs);
-                let _ = tokio::time::timeout(Duration::from_secs(60), wake).await;
-            }
-        })
     }
 
     /// The placement geometry files are written with.
