@@ -13,14 +13,9 @@
 //! inode's size and times, and the reference counts.
 
 use super::staging::Staging;
-use super::{Errno, Fs, FsResult, Handle, RefDelta};
-use crate::chunker::{segments, Cutter, Segment};
-use crate::erasure::Layout;
+use super::{Errno, Fs, FsResult, Handle};
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
-use crate::index::BatchExt;
-use crate::meta::Batch;
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
 use rangemap::RangeSet;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -28,94 +23,33 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Bytes read at a time while cutting a region into chunks.
-const READ_STEP: u64 = 1 << 20;
-
 /// The largest file: 1 PiB (2^50 bytes). A write or truncate past it fails with
 /// EFBIG at once.
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
-/// A sealed chunk: its offset in the file, its reference, and, for data, the
-/// chunk's record, shards that could not be stored, the guard that keeps it from
-/// the collector until the file's batch is applied, and whether it was uploaded
-/// now (false: the volume already held it).
-type Sealed = (
-    u64,
-    ChunkRef,
-    Option<(
-        ChunkId,
-        ChunkRecord,
-        Vec<usize>,
-        super::guards::RefGuard,
-        bool,
-    )>,
-);
-
 pub(super) struct OpenFile {
-    ino: u64,
+    pub(super) ino: u64,
     /// Handles open on this inode (guarded by `Fs::files`).
     opens: AtomicUsize,
     state: tokio::sync::RwLock<FileState>,
     /// Size and mtime while there are uncommitted changes, for getattr.
-    live: Mutex<Option<(u64, Nanos)>>,
+    pub(super) live: Mutex<Option<(u64, Nanos)>>,
 }
 
-struct FileState {
-    content: ContentRecord,
+pub(super) struct FileState {
+    pub(super) content: ContentRecord,
     /// Offset of each committed chunk.
-    starts: Vec<u64>,
-    size: u64,
-    mtime: Option<Nanos>,
-    staging: Arc<Staging>,
+    pub(super) starts: Vec<u64>,
+    pub(super) size: u64,
+    pub(super) mtime: Option<Nanos>,
+    pub(super) staging: Arc<Staging>,
     /// Byte ranges whose current bytes are in staging. Bytes neither here nor
     /// in a committed data chunk are zeros (never written, or holes).
-    present: RangeSet<u64>,
+    pub(super) present: RangeSet<u64>,
     /// Byte ranges changed since the last commit.
-    dirty: RangeSet<u64>,
+    pub(super) dirty: RangeSet<u64>,
     /// Size or times changed since the last commit.
-    meta_dirty: bool,
-}
-
-/// Where the bytes being cut come from.
-enum Source<'a> {
-    /// An open file: staged bytes, else its committed chunks.
-    Open(&'a FileState),
-    /// A local file (`put`), read directly; its holes are not read.
-    Local(&'a Arc<std::fs::File>),
-}
-
-/// The data extents of local file `f` within `range` (SEEK_DATA/SEEK_HOLE); the
-/// rest reads as zeros. A filesystem that cannot tell gives the whole range.
-fn local_extents(f: &std::fs::File, range: Range<u64>) -> std::io::Result<Vec<Range<u64>>> {
-    use std::os::fd::AsRawFd;
-    let fd = f.as_raw_fd();
-    let mut out = Vec::new();
-    let mut pos = range.start;
-    while pos < range.end {
-        // SAFETY: lseek on a descriptor we own; reads use pread, so moving the
-        // file offset does not disturb them.
-        let d = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if d < 0 {
-            let e = std::io::Error::last_os_error();
-            return match e.raw_os_error() {
-                Some(libc::ENXIO) => Ok(out),
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) if out.is_empty() => Ok(vec![range]),
-                _ => Err(e),
-            };
-        }
-        let d = d as u64;
-        if d >= range.end {
-            break;
-        }
-        let h = unsafe { libc::lseek(fd, d as libc::off_t, libc::SEEK_HOLE) };
-        if h < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let h = (h as u64).clamp(d + 1, range.end);
-        out.push(d..h);
-        pos = h;
-    }
-    Ok(out)
+    pub(super) meta_dirty: bool,
 }
 
 /// Bytes of regular file `r` (of `size` bytes now) that are data, not holes:
@@ -148,7 +82,7 @@ impl OpenFile {
     }
 }
 
-fn is_zero(buf: &[u8]) -> bool {
+pub(super) fn is_zero(buf: &[u8]) -> bool {
     let (head, body, tail) = unsafe { buf.align_to::<u128>() };
     head.iter().all(|b| *b == 0) && body.iter().all(|w| *w == 0) && tail.iter().all(|b| *b == 0)
 }
@@ -207,28 +141,28 @@ fn starts_of(c: &ContentRecord) -> Vec<u64> {
 }
 
 impl FileState {
-    fn set_content(&mut self, c: ContentRecord) {
+    pub(super) fn set_content(&mut self, c: ContentRecord) {
         self.starts = starts_of(&c);
         self.content = c;
     }
     /// Where the committed chunks end (at most the size).
-    fn committed_end(&self) -> u64 {
+    pub(super) fn committed_end(&self) -> u64 {
         match (self.starts.last(), self.content.chunks.last()) {
             (Some(s), Some(c)) => s + c.len(),
             _ => 0,
         }
     }
     /// The committed chunk holding byte `off` (< `committed_end`).
-    fn chunk_at(&self, off: u64) -> usize {
+    pub(super) fn chunk_at(&self, off: u64) -> usize {
         self.starts.partition_point(|s| *s <= off) - 1
     }
-    fn chunk_end(&self, i: usize) -> u64 {
+    pub(super) fn chunk_end(&self, i: usize) -> u64 {
         self.starts[i] + self.content.chunks[i].len()
     }
     /// The ranges of `range` whose bytes are data (staged, or in a committed
     /// data chunk), merged; everything else reads as zeros. Work: the staged
     /// ranges and committed chunks that meet `range`.
-    fn data_extents(&self, range: Range<u64>) -> RangeSet<u64> {
+    pub(super) fn data_extents(&self, range: Range<u64>) -> RangeSet<u64> {
         let mut set = RangeSet::new();
         for r in self.present.overlapping(&range) {
             set.insert(r.start.max(range.start)..r.end.min(range.end));
@@ -462,7 +396,7 @@ impl Fs {
 
     /// Bytes `[off, off + len)` of an open file as it is now: staged bytes,
     /// else committed chunks, else zeros.
-    async fn read_view(&self, st: &FileState, off: u64, len: u64) -> FsResult<Vec<u8>> {
+    pub(super) async fn read_view(&self, st: &FileState, off: u64, len: u64) -> FsResult<Vec<u8>> {
         let end = off + len;
         let cend = st.committed_end();
         let mut out = Vec::with_capacity(len as usize);
@@ -806,432 +740,6 @@ impl Fs {
         self.idx.flush()?;
         result?;
         self.push_metadata().await
-    }
-
-    /// Stores one chunk (at `off` in its file) unless the volume has it already;
-    /// a chunk of zeros is a hole, stored nowhere.
-    async fn seal_data(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
-        let len = data.len() as u32;
-        let _slot = self
-            .seal_slots
-            .acquire()
-            .await
-            .expect("seal semaphore is never closed");
-        let sealer = self.vol.sealer.clone();
-        let (data, id) =
-            tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
-                let id = if is_zero(&data) {
-                    None
-                } else {
-                    Some(sealer.id_of(&data).map_err(std::io::Error::other)?)
-                };
-                Ok((data, id))
-            })
-            .await
-            .expect("chunk task panicked")?;
-        let Some(id) = id else {
-            return Ok((off, ChunkRef::Hole { len: len as u64 }, None));
-        };
-        let guard = self.guards.reference(id).await;
-        // One lookup-and-upload per chunk id at a time (see `guards`).
-        let lock = self.guards.upload_lock(id);
-        let _one = lock.lock().await;
-        let (rec, missing, fresh) = match self.idx.chunk(&id)? {
-            Some(rec) => (rec, Vec::new(), false),
-            None => match self.guards.stored(&id) {
-                Some((rec, missing)) => (rec, missing, false),
-                None => {
-                    let (rec, missing) =
-                        self.vol.store_chunk(id, Bytes::from(data), layout).await?;
-                    self.guards.remember(id, rec.clone(), missing.clone());
-                    (rec, missing, true)
-                }
-            },
-        };
-        Ok((
-            off,
-            ChunkRef::Data { id, len },
-            Some((id, rec, missing, guard, fresh)),
-        ))
-    }
-
-    /// Bytes `[off, off + len)` of `src`.
-    async fn read_source(&self, src: &Source<'_>, off: u64, len: u64) -> FsResult<Vec<u8>> {
-        match src {
-            Source::Open(st) => self.read_view(st, off, len).await,
-            Source::Local(f) => {
-                let f = (*f).clone();
-                Ok(tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    read_full_at(&f, &mut buf, off).map(|_| buf)
-                })
-                .await
-                .expect("read task panicked")?)
-            }
-        }
-    }
-
-    /// `range` of `src` split into data to read and cut, and runs of zeros
-    /// that become holes without being read (see `chunker::segments`).
-    async fn plan(&self, src: &Source<'_>, range: Range<u64>) -> FsResult<Vec<Segment>> {
-        let min_hole = self.opts.chunking.min as u64;
-        Ok(match src {
-            Source::Open(st) => segments(
-                range.clone(),
-                st.data_extents(range).iter().cloned(),
-                min_hole,
-            ),
-            Source::Local(f) => {
-                let f = (*f).clone();
-                let r = range.clone();
-                let extents = tokio::task::spawn_blocking(move || local_extents(&f, r))
-                    .await
-                    .expect("lseek task panicked")?;
-                segments(range, extents, min_hole)
-            }
-        })
-    }
-
-    /// Cuts `range` of `src` into content-defined chunks and stores them, at
-    /// most `upload_concurrency` at once; runs of zeros (holes) cost nothing.
-    /// `progress` gets each chunk's length and whether it was uploaded. Memory:
-    /// one read step, the cutter's window (the maximum chunk size) and the
-    /// chunks being stored.
-    async fn cut_region(
-        &self,
-        src: &Source<'_>,
-        range: Range<u64>,
-        layout: Layout,
-        progress: &(dyn Fn(u64, bool) + Sync),
-    ) -> FsResult<Vec<Sealed>> {
-        let mut inflight = FuturesUnordered::new();
-        let mut sealed = Vec::new();
-        let done = |s: FsResult<Sealed>, sealed: &mut Vec<Sealed>| -> FsResult<()> {
-            let s = s?;
-            progress(s.1.len(), s.2.as_ref().is_some_and(|x| x.4));
-            sealed.push(s);
-            Ok(())
-        };
-        for seg in self.plan(src, range).await? {
-            let data = match seg {
-                Segment::Zeros(r) => {
-                    done(
-                        Ok((
-                            r.start,
-                            ChunkRef::Hole {
-                                len: r.end - r.start,
-                            },
-                            None,
-                        )),
-                        &mut sealed,
-                    )?;
-                    continue;
-                }
-                Segment::Data(r) => r,
-            };
-            let mut cutter = Cutter::new(self.opts.chunking, data.start);
-            let mut pos = data.start;
-            while pos < data.end {
-                let n = READ_STEP.min(data.end - pos);
-                let bytes = self.read_source(src, pos, n).await?;
-                cutter.push(&bytes);
-                pos += n;
-                while let Some((off, chunk)) = cutter.next_chunk(pos == data.end) {
-                    inflight.push(self.seal_data(off, chunk, layout));
-                    while inflight.len() >= self.opts.upload_concurrency {
-                        let s = inflight.next().await.expect("not empty");
-                        done(s, &mut sealed)?;
-                    }
-                }
-            }
-        }
-        while let Some(s) = inflight.next().await {
-            done(s, &mut sealed)?;
-        }
-        sealed.sort_by_key(|s| s.0);
-        Ok(sealed)
-    }
-
-    /// Makes `chunks` the content of `ino` in one index batch: chunk list, size,
-    /// mtime, reference counts and degraded-chunk records (of `sealed`, the
-    /// chunks stored for it).
-    async fn store_content(
-        &self,
-        ino: u64,
-        chunks: Vec<ChunkRef>,
-        sealed: Vec<Sealed>,
-        template: &ContentRecord,
-        size: u64,
-        mtime: Option<Nanos>,
-    ) -> FsResult<ContentRecord> {
-        // Adjacent holes are one.
-        let mut merged: Vec<ChunkRef> = Vec::with_capacity(chunks.len());
-        for c in chunks {
-            match (merged.last_mut(), c) {
-                (Some(ChunkRef::Hole { len }), ChunkRef::Hole { len: more }) => *len += more,
-                (_, ChunkRef::Hole { len: 0 }) => {}
-                _ => merged.push(c),
-            }
-        }
-        let chunks = merged;
-        let total: u64 = chunks.iter().map(ChunkRef::len).sum();
-        if total != size {
-            tracing::error!(
-                "chunk list of inode {ino} covers {total} bytes, not {size}; nothing stored"
-            );
-            return Err(Errno::EIO);
-        }
-        let mut refs = RefDelta::default();
-        let mut guards = Vec::new();
-        let mut degraded = Vec::new();
-        for (_, _, stored) in sealed {
-            if let Some((id, rec, missing, g, _)) = stored {
-                refs.known.insert(id, rec);
-                if !missing.is_empty() {
-                    degraded.push((id, missing));
-                }
-                guards.push(g);
-            }
-        }
-        let content = ContentRecord {
-            chunk_size: self.opts.chunking.avg,
-            k: template.k,
-            m: template.m,
-            chunks,
-        };
-        {
-            let _g = self.meta.lock().await;
-            let mut inode = self.inode(ino)?;
-            let old = self.idx.content(ino)?.unwrap_or_default();
-            refs.drop_content(&old);
-            refs.add_content(&content);
-            let mut b = Batch::default();
-            for (id, missing) in &degraded {
-                let rec = crate::format::DegradedRecord {
-                    missing: missing.iter().map(|m| *m as u8).collect(),
-                };
-                b.put(
-                    crate::format::keys::chunk(crate::format::keys::DEGRADED, id),
-                    crate::format::encode_record(&rec),
-                );
-            }
-            self.apply_refs(&mut b, refs)?;
-            let now = super::now_nanos();
-            inode.size = size;
-            if let Some(m) = mtime {
-                inode.mtime = m;
-            }
-            inode.ctime = now.max(inode.mtime);
-            let data: u64 = content
-                .chunks
-                .iter()
-                .filter(|c| matches!(c, ChunkRef::Data { .. }))
-                .map(ChunkRef::len)
-                .sum();
-            inode.target = if data < size {
-                data.to_le_bytes().to_vec()
-            } else {
-                Vec::new()
-            };
-            b.put_content(ino, &content);
-            b.put_inode(ino, &inode);
-            self.idx.apply(b)?;
-        }
-        drop(guards);
-        Ok(content)
-    }
-
-    /// The regions a commit cuts again: each changed range widened to the
-    /// committed chunk boundaries around it (a change at or past the committed
-    /// end also takes the last chunk, so appends do not leave short chunks
-    /// behind), merged where they touch.
-    fn regions(st: &FileState) -> Vec<Range<u64>> {
-        let cend = st.committed_end();
-        let mut out: Vec<Range<u64>> = Vec::new();
-        for r in st.dirty.iter() {
-            let (a, b) = (r.start.min(st.size), r.end.min(st.size));
-            if a >= b {
-                continue;
-            }
-            let ra = if a >= cend {
-                st.starts.last().copied().unwrap_or(0)
-            } else {
-                st.starts[st.chunk_at(a)]
-            };
-            let rb = if b >= cend {
-                st.size
-            } else {
-                st.chunk_end(st.chunk_at(b - 1))
-            };
-            match out.last_mut() {
-                Some(last) if ra <= last.end => last.end = last.end.max(rb),
-                _ => out.push(ra..rb),
-            }
-        }
-        out
-    }
-
-    async fn commit(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
-        if st.dirty.is_empty() && !st.meta_dirty {
-            return Ok(());
-        }
-        let layout = Layout {
-            k: st.content.k as usize,
-            m: st.content.m as usize,
-        };
-        let regions = Self::regions(st);
-        let mut sealed = Vec::new();
-        for r in &regions {
-            sealed.extend(
-                self.cut_region(&Source::Open(st), r.clone(), layout, &|_, _| {})
-                    .await?,
-            );
-        }
-        // The new chunk list: committed chunks outside the regions, new ones in them.
-        let mut chunks = Vec::new();
-        let mut fresh = sealed.iter().peekable();
-        let mut i = 0;
-        let n = st.content.chunks.len();
-        for r in &regions {
-            while i < n && st.starts[i] < r.start {
-                chunks.push(st.content.chunks[i]);
-                i += 1;
-            }
-            while let Some(s) = fresh.next_if(|s| s.0 < r.end) {
-                chunks.push(s.1);
-            }
-            while i < n && st.starts[i] < r.end {
-                i += 1;
-            }
-        }
-        chunks.extend_from_slice(&st.content.chunks[i..]);
-        let content = self
-            .store_content(of.ino, chunks, sealed, &st.content, st.size, st.mtime)
-            .await?;
-        st.set_content(content);
-        st.present = RangeSet::new();
-        st.dirty = RangeSet::new();
-        st.meta_dirty = false;
-        st.mtime = None;
-        st.staging.remove();
-        *of.live.lock().unwrap() = None;
-        Ok(())
-    }
-
-    /// Replaces the content of regular file `ino` (which nobody has open) with the
-    /// `size` bytes of the local file `src`, read and cut into chunks straight into
-    /// the volume: no staging copy. Chunks the volume already holds are not
-    /// uploaded again. `progress(bytes, uploaded)` is called as each chunk is stored.
-    pub async fn import(
-        &self,
-        ino: u64,
-        src: std::fs::File,
-        size: u64,
-        mtime: Nanos,
-        progress: &(dyn Fn(u64, bool) + Sync),
-    ) -> FsResult<()> {
-        self.writable()?;
-        if self.inode(ino)?.kind != Kind::File {
-            return Err(Errno::EISDIR);
-        }
-        if self.files.lock().unwrap().contains_key(&ino) {
-            return Err(Errno::EBUSY);
-        }
-        let template = ContentRecord {
-            chunk_size: self.opts.chunking.avg,
-            k: self.vol.layout.k as u8,
-            m: self.vol.layout.m as u8,
-            chunks: Vec::new(),
-        };
-        let src = Arc::new(src);
-        let sealed = self
-            .cut_region(&Source::Local(&src), 0..size, self.vol.layout, progress)
-            .await?;
-        // Opened through the mount meanwhile: that writer's content would meet
-        // this one; the import gives way (shards it uploaded for no other file
-        // are orphans, deleted by `fsck --repair` after the grace period).
-        if self.files.lock().unwrap().contains_key(&ino) {
-            return Err(Errno::EBUSY);
-        }
-        let chunks = sealed.iter().map(|s| s.1).collect();
-        self.store_content(ino, chunks, sealed, &template, size, Some(mtime))
-            .await?;
-        Ok(())
-    }
-
-    /// Whether regular file `ino` already holds exactly the `size` bytes of the
-    /// local file `src`: the local file is cut as it would be stored and its
-    /// chunk ids compared with the stored ones (nothing is downloaded).
-    pub async fn same_content(&self, ino: u64, src: std::fs::File, size: u64) -> FsResult<bool> {
-        let r = self.inode(ino)?;
-        if r.kind != Kind::File || r.size != size || self.files.lock().unwrap().contains_key(&ino) {
-            return Ok(false);
-        }
-        let stored = self.idx.content(ino)?.map(|c| c.chunks).unwrap_or_default();
-        let src = Arc::new(src);
-        let source = Source::Local(&src);
-        // The stored list with adjacent holes merged, as a commit stores it, is
-        // compared with the local file's cut (holes merged the same way).
-        let mut next = stored.iter().copied().peekable();
-        let mut pending_hole = 0u64;
-        let mut matches = |mine: ChunkRef, next: &mut std::iter::Peekable<_>| -> bool {
-            match mine {
-                ChunkRef::Hole { len } => {
-                    pending_hole += len;
-                    if let Some(ChunkRef::Hole { len: theirs }) = next.peek().copied() {
-                        if theirs == pending_hole {
-                            next.next();
-                            pending_hole = 0;
-                        }
-                    }
-                    true
-                }
-                data => pending_hole == 0 && next.next() == Some(data),
-            }
-        };
-        for seg in self.plan(&source, 0..size).await? {
-            let r = match seg {
-                Segment::Zeros(r) => {
-                    if !matches(
-                        ChunkRef::Hole {
-                            len: r.end - r.start,
-                        },
-                        &mut next,
-                    ) {
-                        return Ok(false);
-                    }
-                    continue;
-                }
-                Segment::Data(r) => r,
-            };
-            let mut cutter = Cutter::new(self.opts.chunking, r.start);
-            let mut pos = r.start;
-            while pos < r.end {
-                let n = READ_STEP.min(r.end - pos);
-                cutter.push(&self.read_source(&source, pos, n).await?);
-                pos += n;
-                while let Some((_, chunk)) = cutter.next_chunk(pos == r.end) {
-                    let sealer = self.vol.sealer.clone();
-                    let mine = tokio::task::spawn_blocking(move || -> std::io::Result<ChunkRef> {
-                        let len = chunk.len() as u32;
-                        Ok(if is_zero(&chunk) {
-                            ChunkRef::Hole { len: len as u64 }
-                        } else {
-                            ChunkRef::Data {
-                                id: sealer.id_of(&chunk).map_err(std::io::Error::other)?,
-                                len,
-                            }
-                        })
-                    })
-                    .await
-                    .expect("hash task panicked")?;
-                    if !matches(mine, &mut next) {
-                        return Ok(false);
-                    }
-                }
-            }
-        }
-        Ok(pending_hole == 0 && next.next().is_none())
     }
 
     /// Chunk-level view of a file for `ls`-like tools: (chunks, bytes stored).

@@ -9,6 +9,7 @@
 
 mod attrs;
 mod collect;
+mod commit;
 mod errno;
 mod file;
 pub mod fsck;
