@@ -1,5 +1,5 @@
-//! Open files: staging, reads, writes and the commit that turns staged data into
-//! stored chunks.
+//! Open files: staging, reads, writes, truncation, flush, fsync and release.
+//! The commit that turns staged data into stored chunks is in `commit.rs`.
 //!
 //! Every open inode has one [`OpenFile`], shared by its handles. Writes land in a
 //! sparse staging file in the state dir; the byte ranges whose current bytes are
