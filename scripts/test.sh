@@ -41,7 +41,8 @@ else
   echo "warning: the cloud emulators could not start; the cloud tests will skip" >&2
 fi
 set +e
-cargo test --locked -- --test-threads=2 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs, so one failure does not hide others.
+cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.
