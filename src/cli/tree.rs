@@ -44,16 +44,11 @@ pub fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), S
             let stored = r.files + r.dirs + r.symlinks + r.specials > 0;
             if stored || (r.unchanged == 0 && r.errors.is_empty()) {
                 println!(
-            "stored {} file(s) ({}), {} director{}, {} symlink(s){}; {} chunk(s) uploaded, {} already stored",
-            r.files,
-            human(r.bytes),
-            r.dirs,
-            if r.dirs == 1 { "y" } else { "ies" },
-            r.symlinks,
-            specials(r.specials),
-            r.chunks_uploaded,
-            r.chunks_deduplicated
-        );
+                    "stored {}; {} chunk(s) uploaded, {} already stored",
+                    entries(&r),
+                    r.chunks_uploaded,
+                    r.chunks_deduplicated
+                );
             }
             if r.unchanged > 0 {
                 println!(
@@ -67,12 +62,21 @@ pub fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), S
     )
 }
 
-/// ", N special file(s)" when FIFOs, sockets or devices were copied.
-fn specials(n: u64) -> String {
-    match n {
+/// What a transfer copied: "N file(s) (SIZE), N directories, N symlink(s)",
+/// and ", N special file(s)" when FIFOs, sockets or devices were copied.
+fn entries(r: &ops::TransferReport) -> String {
+    let specials = match r.specials {
         0 => String::new(),
         n => format!(", {n} special file(s)"),
-    }
+    };
+    format!(
+        "{} file(s) ({}), {} director{}, {} symlink(s){specials}",
+        r.files,
+        human(r.bytes),
+        r.dirs,
+        if r.dirs == 1 { "y" } else { "ies" },
+        r.symlinks,
+    )
 }
 
 pub fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), String> {
@@ -88,16 +92,7 @@ pub fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), Str
         |r: ops::TransferReport| {
             let done = r.files + r.dirs + r.symlinks + r.specials > 0;
             if done || r.errors.is_empty() {
-                println!(
-                    "wrote {} file(s) ({}), {} director{}, {} symlink(s){} to {}",
-                    r.files,
-                    human(r.bytes),
-                    r.dirs,
-                    if r.dirs == 1 { "y" } else { "ies" },
-                    r.symlinks,
-                    specials(r.specials),
-                    dest.display()
-                );
+                println!("wrote {} to {}", entries(&r), dest.display());
             }
             print_errors(&r.errors, "copies", done)
         },

@@ -137,6 +137,7 @@ impl Fs {
         .await
     }
 
+    /// A regular file (mknod(2) with `S_IFREG`).
     pub async fn mknod_file(
         &self,
         parent: u64,
@@ -144,15 +145,7 @@ impl Fs {
         mode: u32,
         caller: Caller,
     ) -> FsResult<Attr> {
-        self.create_node(
-            parent,
-            name,
-            Kind::File,
-            (mode & 0o7777) as u16,
-            caller,
-            Vec::new(),
-        )
-        .await
+        self.mknod(parent, name, mode & 0o7777, 0, caller).await
     }
 
     /// mknod(2): a regular file, FIFO, socket, or character or block device
