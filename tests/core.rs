@@ -889,9 +889,17 @@ async fn scrub_finds_missing_and_corrupt_shards() {
     assert!(some.chunks_checked < 5);
 }
 
+/// Chunks recorded as missing some shards (written during an outage).
+fn degraded_chunks(fs: &Fs) -> usize {
+    fs.index()
+        .store()
+        .scan(&[cloudraid::format::keys::DEGRADED], None, usize::MAX)
+        .unwrap()
+        .len()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
-    use cloudraid::format::keys;
     let tv = volume(2, 2, 4, 64 << 10);
     assert_eq!(
         tv.fs.volume().write_quorum,
@@ -899,18 +907,14 @@ async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
         "the test volume asks for every shard"
     );
     // A volume that accepts k+1 = 3 of 4 shards.
-    let degraded = |fs: &Fs| {
-        fs.index()
-            .store()
-            .scan(&[keys::DEGRADED], None, usize::MAX)
-            .unwrap()
-            .len()
-    };
     let fs3 = tv.reopen_with_quorum(3);
     tv.faults[1].set(Fault::RejectWrites);
     let data = bytes(4, 500_000);
     let ino = write_file(&fs3, ROOT, "during-outage", &data).await;
-    assert!(degraded(&fs3) > 0, "chunks missing a shard are recorded");
+    assert!(
+        degraded_chunks(&fs3) > 0,
+        "chunks missing a shard are recorded"
+    );
     assert_eq!(read_all(&fs3, ino).await.unwrap(), data);
     let (fixed, left) = fs3.repair_degraded().await.unwrap();
     assert_eq!(fixed, 0, "nothing to do while the backend still refuses");
@@ -924,7 +928,7 @@ async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
     );
     let (fixed, left) = fs3.repair_degraded().await.unwrap();
     assert!(fixed > 0 && left == 0);
-    assert_eq!(degraded(&fs3), 0);
+    assert_eq!(degraded_chunks(&fs3), 0);
     let clean = cloudraid::scrub::scrub(fs3.volume(), fs3.index(), 100.0, &|_, _| {})
         .await
         .unwrap();
@@ -1486,25 +1490,17 @@ async fn mark_backends(tv: &common::TestVolume) {
 /// the backends, and a new file stays empty everywhere.
 #[tokio::test(flavor = "multi_thread")]
 async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writes() {
-    use cloudraid::format::keys;
     let tv = volume(2, 1, 3, 64 << 10);
     mark_backends(&tv).await;
     let quorum = cloudraid::config::default_write_quorum(2, 1);
     assert_eq!(quorum, 2);
     let fs = tv.reopen_with_quorum(quorum);
-    let degraded = |fs: &Fs| {
-        fs.index()
-            .store()
-            .scan(&[keys::DEGRADED], None, usize::MAX)
-            .unwrap()
-            .len()
-    };
     for down in 0..3 {
         tv.faults[down].set(Fault::Down);
         let data = bytes(10 + down as u64, 300_000);
         let name = format!("while-{down}-is-down");
         let ino = write_file(&fs, ROOT, &name, &data).await;
-        assert!(degraded(&fs) > 0);
+        assert!(degraded_chunks(&fs) > 0);
         let st = cloudraid::status::gather(fs.volume(), fs.index())
             .await
             .unwrap();
@@ -1514,7 +1510,11 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
         fs.volume().probe_down_backends().await;
         let (_, left) = fs.repair_degraded().await.unwrap();
         assert_eq!(left, 0);
-        assert_eq!(degraded(&fs), 0, "missing shards written once it is back");
+        assert_eq!(
+            degraded_chunks(&fs),
+            0,
+            "missing shards written once it is back"
+        );
         assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
     }
     assert!(

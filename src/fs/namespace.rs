@@ -324,18 +324,35 @@ impl Fs {
     pub async fn unlink_as(&self, parent: u64, name: &[u8], caller: Caller) -> FsResult<()> {
         self.writable()?;
         let _g = self.meta.lock().await;
-        let mut p = self.dir(parent)?;
+        let p = self.dir(parent)?;
         let e = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
         if e.kind == Kind::Dir {
             return Err(Errno::EISDIR);
         }
-        let mut r = self.inode(e.ino)?;
+        let r = self.inode(e.ino)?;
         self.check_sticky(&p, &r, caller)?;
+        self.remove_entry_locked(parent, p, name, e, r)
+    }
+
+    /// The removal shared by unlink and rmdir, under `meta`, once checked: the
+    /// entry goes, the parent's times (and, for a directory, its link count)
+    /// change, and the inode loses a link (reaped when nothing holds it).
+    fn remove_entry_locked(
+        &self,
+        parent: u64,
+        mut p: InodeRecord,
+        name: &[u8],
+        e: DirentRecord,
+        mut r: InodeRecord,
+    ) -> FsResult<()> {
         let mut b = Batch::default();
         b.del_dirent(parent, name, e.cookie);
         let now = now_nanos();
         p.mtime = now;
         p.ctime = now;
+        if e.kind == Kind::Dir {
+            p.nlink = p.nlink.saturating_sub(1);
+        }
         b.put_inode(parent, &p);
         let victim = self.unlink_inode(&mut b, e.ino, &mut r);
         self.idx.apply(b)?;
@@ -359,29 +376,17 @@ impl Fs {
             _ => {}
         }
         let _g = self.meta.lock().await;
-        let mut p = self.dir(parent)?;
+        let p = self.dir(parent)?;
         let e = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
         if e.kind != Kind::Dir {
             return Err(Errno::ENOTDIR);
         }
-        let mut r = self.inode(e.ino)?;
+        let r = self.inode(e.ino)?;
         self.check_sticky(&p, &r, caller)?;
         if !self.idx.dir_is_empty(e.ino)? {
             return Err(Errno::ENOTEMPTY);
         }
-        let mut b = Batch::default();
-        b.del_dirent(parent, name, e.cookie);
-        let now = now_nanos();
-        p.mtime = now;
-        p.ctime = now;
-        p.nlink = p.nlink.saturating_sub(1);
-        b.put_inode(parent, &p);
-        let victim = self.unlink_inode(&mut b, e.ino, &mut r);
-        self.idx.apply(b)?;
-        if let Some(v) = victim {
-            self.reap_locked(v)?;
-        }
-        Ok(())
+        self.remove_entry_locked(parent, p, name, e, r)
     }
 
     /// The restricted deletion rule of sticky directories (mode 01000, like
