@@ -9,6 +9,7 @@
 //! - `index`: typed records over `meta`; `fs`: the async POSIX core;
 //! - `fuse`: the thin fuser adapter; `daemon`, `control`, `status`, `setup`: the CLI's parts.
 
+pub mod backup;
 pub mod cache;
 pub mod chunker;
 pub mod config;

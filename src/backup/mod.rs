@@ -1,0 +1,3 @@
+//! Backups: snapshots of the tree, their retention (and later jobs and schedules).
+
+pub mod retention;
