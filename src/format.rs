@@ -255,6 +255,25 @@ pub mod keys {
     pub const JOURNAL: u8 = b'J';
     /// `L`: where the metadata log on the backends stands (`LogState`).
     pub const LOG_STATE: &[u8] = b"L";
+    /// `P` + snapshot id (4, big-endian): a snapshot (`SnapshotRecord`).
+    pub const SNAPSHOT: u8 = b'P';
+    /// `T` + tree id (32): one directory of one or more snapshots (`TreeRecord`).
+    pub const TREE: u8 = b'T';
+    /// `U` + tree id: how many snapshots and trees name this tree (`TreeRefs`).
+    pub const TREE_REFS: u8 = b'U';
+    /// `V` + tree id: a tree nothing names any more, to be deleted (empty value).
+    pub const TREE_GC: u8 = b'V';
+    /// `K` + chunk id: how many file entries of snapshot trees use this chunk (`TreeRefs`).
+    pub const CHUNK_TREE_REFS: u8 = b'K';
+    /// `Q`: snapshot settings of the volume (`SnapshotSettings`).
+    pub const SNAPSHOT_SETTINGS: &[u8] = b"Q";
+
+    pub fn tree(prefix: u8, id: &super::TreeId) -> Vec<u8> {
+        let mut k = Vec::with_capacity(33);
+        k.push(prefix);
+        k.extend_from_slice(&id.0);
+        k
+    }
 
     pub fn ino(prefix: u8, ino: u64) -> Vec<u8> {
         let mut k = Vec::with_capacity(9);
@@ -496,6 +515,113 @@ pub type LoggedOps = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DegradedRecord {
     pub missing: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------------
+// Snapshots: content-addressed trees in the index.
+// ---------------------------------------------------------------------------------
+
+/// A snapshot tree's address: SHA-256 of its encoded `TreeRecord` (version byte
+/// included). Equal directories have one id, so unchanged subtrees are shared.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TreeId(pub [u8; 32]);
+
+impl TreeId {
+    pub fn of(encoded: &[u8]) -> Self {
+        TreeId(Sha256::digest(encoded).into())
+    }
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+impl fmt::Display for TreeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(&self.0[..8]))
+    }
+}
+impl fmt::Debug for TreeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// One entry of a snapshot directory: an inode as it was, with its content.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub name: Vec<u8>,
+    pub kind: Kind,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    pub atime: Nanos,
+    pub mtime: Nanos,
+    pub ctime: Nanos,
+    pub crtime: Nanos,
+    /// As `InodeRecord::target`: a symlink's target, a device number, a sparse
+    /// file's data bytes.
+    pub target: Vec<u8>,
+    /// Hard links: the live inode number when it had more than one link (entries
+    /// with the same `link` in one snapshot are one file); 0 otherwise.
+    pub link: u64,
+    /// Link count at the time (directories: 2 + subdirectories).
+    pub nlink: u32,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Regular files: the content (k, m and chunks), as the live `F` record.
+    pub content: Option<ContentRecord>,
+    /// Directories: the tree of its entries.
+    pub tree: Option<TreeId>,
+}
+
+/// `T` + tree id: the entries of one directory, sorted by name.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeRecord {
+    pub entries: Vec<TreeEntry>,
+}
+
+/// `U` + tree id, `K` + chunk id: a reference count.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TreeRefs {
+    pub refs: u64,
+}
+
+/// `P` + snapshot id: one snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// When it was taken (its view of the tree is the index at that moment).
+    pub time: Nanos,
+    pub tags: Vec<String>,
+    /// Paths it covers (`--path`), absolute within the volume; empty: everything.
+    pub paths: Vec<String>,
+    /// The root directory as it was: attributes and tree.
+    pub root: TreeEntry,
+    /// Regular files, directories and other entries (symlinks, devices...) it holds.
+    pub files: u64,
+    pub dirs: u64,
+    pub others: u64,
+    /// Logical bytes of its regular files.
+    pub bytes: u64,
+    /// Plaintext bytes of chunks no older snapshot held when it was taken.
+    pub added_bytes: u64,
+    /// Trees it stored anew (the rest were shared with older snapshots), and their bytes.
+    pub new_trees: u64,
+    pub new_tree_bytes: u64,
+    /// Who took it: "cli", "mount", "schedule" (informational).
+    pub origin: String,
+}
+
+/// `Q`: the volume's snapshot settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    /// Deleting a snapshot needs the passphrase or key file given again (not a
+    /// stored one), and is refused through the mount daemon without it.
+    pub protected: bool,
+}
+
+/// A snapshot id: 4 random bytes (unique within the volume), shown as 8 hex digits.
+pub fn snapshot_id_hex(id: u32) -> String {
+    format!("{id:08x}")
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use crate::format::{
     decode_record, encode_record, keys, ChunkId, ChunkRecord, ContentRecord, DirentRecord,
-    InodeRecord, SuperRecord,
+    InodeRecord, SnapshotRecord, SnapshotSettings, SuperRecord, TreeId, TreeRecord, TreeRefs,
 };
 use crate::meta::{Batch, MetaError, MetaStore};
 use std::sync::Arc;
@@ -118,6 +118,43 @@ impl Index {
         self.get(&keys::chunk(keys::DEGRADED, id))
     }
 
+    /// Snapshot `id`.
+    pub fn snapshot(&self, id: u32) -> IndexResult<Option<SnapshotRecord>> {
+        self.get(&snapshot_key(id))
+    }
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> IndexResult<Vec<(u32, SnapshotRecord)>> {
+        let mut all: Vec<(u32, SnapshotRecord)> = self
+            .all::<SnapshotRecord>(keys::SNAPSHOT)?
+            .into_iter()
+            .map(|(k, r)| (u32::from_be_bytes(k[..4].try_into().expect("4-byte id")), r))
+            .collect();
+        all.sort_by_key(|(id, r)| (r.time, *id));
+        Ok(all)
+    }
+    /// A snapshot tree, as stored (its bytes hash to its id).
+    pub fn tree_bytes(&self, id: &TreeId) -> IndexResult<Option<Vec<u8>>> {
+        Ok(self.store.get(&keys::tree(keys::TREE, id))?)
+    }
+    pub fn tree(&self, id: &TreeId) -> IndexResult<Option<TreeRecord>> {
+        self.get(&keys::tree(keys::TREE, id))
+    }
+    /// How many snapshots and trees name tree `id`.
+    pub fn tree_refs(&self, id: &TreeId) -> IndexResult<u64> {
+        Ok(self
+            .get::<TreeRefs>(&keys::tree(keys::TREE_REFS, id))?
+            .map_or(0, |r| r.refs))
+    }
+    /// How many snapshot file entries use chunk `id`.
+    pub fn chunk_tree_refs(&self, id: &ChunkId) -> IndexResult<u64> {
+        Ok(self
+            .get::<TreeRefs>(&keys::chunk(keys::CHUNK_TREE_REFS, id))?
+            .map_or(0, |r| r.refs))
+    }
+    pub fn snapshot_settings(&self) -> IndexResult<SnapshotSettings> {
+        Ok(self.get(keys::SNAPSHOT_SETTINGS)?.unwrap_or_default())
+    }
+
     pub fn xattr(&self, ino: u64, name: &[u8]) -> IndexResult<Option<Vec<u8>>> {
         Ok(self.store.get(&keys::ino_name(keys::XATTR, ino, name))?)
     }
@@ -201,6 +238,13 @@ impl Index {
     pub fn flush(&self) -> IndexResult<()> {
         Ok(self.store.flush()?)
     }
+}
+
+/// The key of snapshot `id`.
+pub fn snapshot_key(id: u32) -> Vec<u8> {
+    let mut k = vec![keys::SNAPSHOT];
+    k.extend_from_slice(&id.to_be_bytes());
+    k
 }
 
 /// Writes into a batch, with the same record encoding the getters read.

@@ -2,6 +2,7 @@
 //! extended attributes (set, get, list, remove) and `access(2)` for callers
 //! that do not rely on the kernel's default permission checks.
 
+use super::snapview::is_view;
 use super::{
     now_nanos, to_nanos, Attr, Caller, Errno, Fs, FsResult, SetAttr, SetTime, XATTR_CREATE,
     XATTR_NAME_MAX, XATTR_REPLACE, XATTR_SIZE_MAX,
@@ -14,7 +15,9 @@ impl Fs {
     pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
         let changes_meta = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
         if changes_meta || set.size.is_some() || set.atime.is_some() || set.mtime.is_some() {
-            self.writable()?;
+            self.writable_at(&[ino])?;
+        } else if is_view(ino) {
+            return self.view_attr(ino);
         }
         if let Some(size) = set.size {
             let r = self.inode(ino)?;
@@ -66,7 +69,7 @@ impl Fs {
     // ----------------------------------------------------------------- extended attributes
 
     pub async fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(&[ino])?;
         if name.is_empty() || name.len() > XATTR_NAME_MAX {
             return Err(Errno::ERANGE);
         }
@@ -97,15 +100,28 @@ impl Fs {
     }
 
     pub async fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        if is_view(ino) {
+            return self
+                .view_xattrs(ino)?
+                .into_iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+                .ok_or(Errno::ENODATA);
+        }
         self.inode(ino)?;
         self.idx.xattr(ino, name)?.ok_or(Errno::ENODATA)
     }
 
     /// Attribute names, each followed by a NUL byte, as listxattr(2) returns them.
     pub async fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        self.inode(ino)?;
+        let names = if is_view(ino) {
+            self.view_xattrs(ino)?.into_iter().map(|(n, _)| n).collect()
+        } else {
+            self.inode(ino)?;
+            self.idx.xattr_names(ino)?
+        };
         let mut out = Vec::new();
-        for n in self.idx.xattr_names(ino)? {
+        for n in names {
             out.extend_from_slice(&n);
             out.push(0);
         }
@@ -113,7 +129,7 @@ impl Fs {
     }
 
     pub async fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(&[ino])?;
         let _g = self.meta.lock().await;
         let mut r = self.inode(ino)?;
         if self.idx.xattr(ino, name)?.is_none() {
@@ -129,11 +145,15 @@ impl Fs {
 
     /// access(2) for callers that do not use default_permissions.
     pub async fn access(&self, ino: u64, mask: i32, caller: Caller) -> FsResult<()> {
-        let r = self.inode(ino)?;
+        let r = if is_view(ino) {
+            self.view_inode(ino)?
+        } else {
+            self.inode(ino)?
+        };
         if mask == libc::F_OK {
             return Ok(());
         }
-        if mask & libc::W_OK != 0 && self.opts.read_only {
+        if mask & libc::W_OK != 0 && (self.opts.read_only || is_view(ino)) {
             return Err(Errno::EROFS);
         }
         if caller.uid == 0 {

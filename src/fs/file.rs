@@ -233,7 +233,12 @@ impl Fs {
             of.opens.fetch_add(1, Ordering::SeqCst);
             return Ok(of.clone());
         }
-        let r = self.inode(ino)?;
+        let (r, content) = if super::snapview::is_view(ino) {
+            let e = self.view_entry(ino)?;
+            (super::snapshot::inode_of(&e), e.content)
+        } else {
+            (self.inode(ino)?, self.idx.content(ino)?)
+        };
         if r.kind != Kind::File {
             return Err(if r.kind == Kind::Dir {
                 Errno::EISDIR
@@ -241,7 +246,7 @@ impl Fs {
                 Errno::EINVAL
             });
         }
-        let content = self.idx.content(ino)?.unwrap_or(ContentRecord {
+        let content = content.unwrap_or(ContentRecord {
             chunk_size: self.opts.chunking.avg,
             k: self.vol.layout.k as u8,
             m: self.vol.layout.m as u8,
@@ -314,7 +319,7 @@ impl Fs {
                 *of.live.lock().unwrap() = None;
                 self.forget_cached(of.ino);
             }
-            if !linked && !self.opts.read_only {
+            if !linked && !self.opts.read_only && !super::snapview::is_view(of.ino) {
                 let _g = self.meta.lock().await;
                 self.reap_locked(of.ino)?;
             }
@@ -339,7 +344,7 @@ impl Fs {
         let acc = flags & libc::O_ACCMODE;
         let write = acc == libc::O_WRONLY || acc == libc::O_RDWR;
         if write {
-            self.writable()?;
+            self.writable_at(&[ino])?;
         }
         let of = self.open_file(ino)?;
         if write && flags & libc::O_TRUNC != 0 {

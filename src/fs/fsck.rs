@@ -16,7 +16,7 @@
 use super::{Errno, Fs, FsResult};
 use crate::format::{
     decode_record, encode_record, keys, parse_shard_key, ChunkId, ChunkRecord, ChunkRef,
-    ContentRecord, DirentRecord, InodeRecord, Kind,
+    ContentRecord, DirentRecord, InodeRecord, Kind, TreeId, TreeRecord, TreeRefs,
 };
 use crate::index::{BatchExt, ROOT_INO};
 use crate::meta::Batch;
@@ -106,7 +106,7 @@ pub fn render(r: &FsckReport) -> String {
 }
 
 /// The whole index, read at once under the namespace lock.
-struct Snapshot {
+struct IndexImage {
     inodes: HashMap<u64, InodeRecord>,
     dirents: Vec<(u64, Vec<u8>, DirentRecord)>,
     cookies: Vec<(u64, u64, Vec<u8>)>,
@@ -114,6 +114,18 @@ struct Snapshot {
     chunks: HashMap<ChunkId, ChunkRecord>,
     queued: HashSet<ChunkId>,
     orphans: HashSet<u64>,
+    /// Snapshot trees: the ids stored, and those that do not decode.
+    trees: HashSet<TreeId>,
+    damaged_trees: Vec<(TreeId, String)>,
+    /// References the snapshots and trees hold: on trees, on chunks.
+    tree_names: HashMap<TreeId, u64>,
+    tree_chunk_refs: HashMap<ChunkId, u64>,
+    /// The counts recorded (`U`, `K`) and the trees queued for deletion (`V`).
+    tree_refs: HashMap<TreeId, u64>,
+    chunk_tree_refs: HashMap<ChunkId, u64>,
+    tree_gc: HashSet<TreeId>,
+    /// Snapshot id and root tree.
+    roots: Vec<(u32, Option<TreeId>)>,
 }
 
 fn be(k: &[u8]) -> u64 {
@@ -121,7 +133,7 @@ fn be(k: &[u8]) -> u64 {
 }
 
 impl Fs {
-    fn snapshot(&self) -> FsResult<Snapshot> {
+    fn image(&self) -> FsResult<IndexImage> {
         let raw = |prefix: u8| -> FsResult<Vec<(Vec<u8>, Vec<u8>)>> {
             let mut out = Vec::new();
             let mut after: Option<Vec<u8>> = None;
@@ -145,7 +157,7 @@ impl Fs {
             tracing::error!("damaged index record: {e}");
             Errno::EIO
         };
-        let mut s = Snapshot {
+        let mut s = IndexImage {
             inodes: HashMap::new(),
             dirents: Vec::new(),
             cookies: Vec::new(),
@@ -153,7 +165,61 @@ impl Fs {
             chunks: HashMap::new(),
             queued: HashSet::new(),
             orphans: HashSet::new(),
+            trees: HashSet::new(),
+            damaged_trees: Vec::new(),
+            tree_names: HashMap::new(),
+            tree_chunk_refs: HashMap::new(),
+            tree_refs: HashMap::new(),
+            chunk_tree_refs: HashMap::new(),
+            tree_gc: HashSet::new(),
+            roots: Vec::new(),
         };
+        let tree_id = |k: &[u8]| TreeId(k[1..33].try_into().expect("32-byte tree id"));
+        for (k, v) in raw(keys::TREE)? {
+            let id = tree_id(&k);
+            s.trees.insert(id);
+            let t: TreeRecord = match decode_record(&v) {
+                Ok(t) if TreeId::of(&v) == id => t,
+                Ok(_) => {
+                    s.damaged_trees.push((id, "does not match its hash".into()));
+                    continue;
+                }
+                Err(e) => {
+                    s.damaged_trees.push((id, e));
+                    continue;
+                }
+            };
+            for e in &t.entries {
+                if let Some(sub) = e.tree {
+                    *s.tree_names.entry(sub).or_default() += 1;
+                }
+                for c in e.content.iter().flat_map(|c| c.chunks.iter()) {
+                    if let ChunkRef::Data { id, .. } = c {
+                        *s.tree_chunk_refs.entry(*id).or_default() += 1;
+                    }
+                }
+            }
+        }
+        for (id, r) in self.idx.snapshots()? {
+            if let Some(t) = r.root.tree {
+                *s.tree_names.entry(t).or_default() += 1;
+            }
+            s.roots.push((id, r.root.tree));
+        }
+        for (k, v) in raw(keys::TREE_REFS)? {
+            let r: TreeRefs = decode_record(&v).map_err(damaged)?;
+            s.tree_refs.insert(tree_id(&k), r.refs);
+        }
+        for (k, v) in raw(keys::CHUNK_TREE_REFS)? {
+            let r: TreeRefs = decode_record(&v).map_err(damaged)?;
+            s.chunk_tree_refs.insert(
+                ChunkId(k[1..33].try_into().expect("32-byte chunk id")),
+                r.refs,
+            );
+        }
+        for (k, _) in raw(keys::TREE_GC)? {
+            s.tree_gc.insert(tree_id(&k));
+        }
         for (k, v) in raw(keys::INODE)? {
             s.inodes
                 .insert(be(&k[1..]), decode_record(&v).map_err(damaged)?);
@@ -194,11 +260,12 @@ impl Fs {
         let mut report = FsckReport::default();
         let chunks = {
             let _g = self.meta.lock().await;
-            let snap = self.snapshot()?;
+            let snap = self.image()?;
             report.inodes = snap.inodes.len() as u64;
             let mut b = Batch::default();
             self.check_tree(&snap, &mut report, &mut b)?;
             self.check_refs(&snap, &mut report, &mut b)?;
+            self.check_snapshots(&snap, &mut report, &mut b);
             if repair && !b.is_empty() {
                 self.idx.apply(b)?;
                 self.idx.flush()?;
@@ -209,7 +276,7 @@ impl Fs {
             }
             // What the backends are checked against: the records after any fix,
             // and the chunks queued for collection (their shards are not orphans).
-            let mut known = self.snapshot()?.chunks;
+            let mut known = self.image()?.chunks;
             for id in &snap.queued {
                 known.entry(*id).or_insert_with(|| ChunkRecord {
                     refs: 0,
@@ -230,7 +297,7 @@ impl Fs {
 
     /// Entries, cookies, reachability and link counts. Fixable problems are
     /// written with a leading `~` and their fix added to `b`.
-    fn check_tree(&self, s: &Snapshot, r: &mut FsckReport, b: &mut Batch) -> FsResult<()> {
+    fn check_tree(&self, s: &IndexImage, r: &mut FsckReport, b: &mut Batch) -> FsResult<()> {
         let mut links: HashMap<u64, u32> = HashMap::new();
         let mut subdirs: HashMap<u64, u32> = HashMap::new();
         let cookie_of: HashMap<(u64, u64), &Vec<u8>> =
@@ -343,7 +410,7 @@ impl Fs {
     /// Links unreachable inodes into `/lost+found` as `#INO`.
     fn link_lost(
         &self,
-        s: &Snapshot,
+        s: &IndexImage,
         lost: &[u64],
         r: &mut FsckReport,
         b: &mut Batch,
@@ -429,7 +496,7 @@ impl Fs {
     }
 
     /// Every chunk used has a record; every record counts its references.
-    fn check_refs(&self, s: &Snapshot, r: &mut FsckReport, b: &mut Batch) -> FsResult<()> {
+    fn check_refs(&self, s: &IndexImage, r: &mut FsckReport, b: &mut Batch) -> FsResult<()> {
         let mut counts: HashMap<ChunkId, u64> = HashMap::new();
         for (ino, c) in &s.contents {
             if !s.inodes.contains_key(ino) {
@@ -482,10 +549,29 @@ impl Fs {
             }
         }
         for (id, rec) in &s.chunks {
+            if !counts.contains_key(id) && s.tree_chunk_refs.contains_key(id) {
+                if rec.refs != 0 {
+                    r.fixable(
+                        format!(
+                            "chunk {id} counts {} references, files hold none (snapshots do)",
+                            rec.refs
+                        ),
+                        "corrected",
+                    );
+                    b.put_chunk(
+                        id,
+                        &ChunkRecord {
+                            refs: 0,
+                            ..rec.clone()
+                        },
+                    );
+                }
+                continue;
+            }
             if !counts.contains_key(id) {
                 r.fixable(
                     format!(
-                        "chunk {id} counts {} references, no file holds it",
+                        "chunk {id} counts {} references, no file and no snapshot holds it",
                         rec.refs
                     ),
                     "queued for collection",
@@ -506,6 +592,90 @@ impl Fs {
             }
         }
         Ok(())
+    }
+
+    /// Snapshots: every tree they name is stored and readable, and the reference
+    /// counts on trees (`U`) and chunks (`K`) are those the trees hold.
+    fn check_snapshots(&self, s: &IndexImage, r: &mut FsckReport, b: &mut Batch) {
+        for (id, why) in &s.damaged_trees {
+            r.found(format!(
+                "snapshot tree {id} {why}: the snapshots holding it cannot list that directory"
+            ));
+        }
+        for (snap, root) in &s.roots {
+            match root {
+                Some(t) if s.trees.contains(t) => {}
+                _ => r.found(format!(
+                    "snapshot {} has no root tree in the index: it cannot be listed (cloudraid snapshot delete removes it)",
+                    crate::format::snapshot_id_hex(*snap)
+                )),
+            }
+        }
+        for (t, n) in &s.tree_names {
+            if !s.trees.contains(t) {
+                r.found(format!(
+                    "snapshot tree {t} is named {n} time(s) but missing: that directory of the snapshots holding it cannot be listed"
+                ));
+            }
+        }
+        for t in &s.trees {
+            let want = s.tree_names.get(t).copied().unwrap_or(0);
+            let have = s.tree_refs.get(t).copied().unwrap_or(0);
+            if want != have {
+                r.fixable(
+                    format!("snapshot tree {t} counts {have} references, {want} held"),
+                    "corrected",
+                );
+                if want == 0 {
+                    b.delete(keys::tree(keys::TREE_REFS, t));
+                } else {
+                    b.put(
+                        keys::tree(keys::TREE_REFS, t),
+                        encode_record(&TreeRefs { refs: want }),
+                    );
+                }
+            }
+            if want == 0 && !s.tree_gc.contains(t) {
+                r.fixable(
+                    format!("snapshot tree {t} is named by nothing"),
+                    "queued for deletion",
+                );
+                b.put(keys::tree(keys::TREE_GC, t), Vec::new());
+            }
+            if want > 0 && s.tree_gc.contains(t) {
+                r.fixable(
+                    format!("snapshot tree {t} is in use but queued for deletion"),
+                    "taken off the queue",
+                );
+                b.delete(keys::tree(keys::TREE_GC, t));
+            }
+        }
+        let mut ids: HashSet<&ChunkId> = s.tree_chunk_refs.keys().collect();
+        ids.extend(s.chunk_tree_refs.keys());
+        for id in ids {
+            let want = s.tree_chunk_refs.get(id).copied().unwrap_or(0);
+            let have = s.chunk_tree_refs.get(id).copied().unwrap_or(0);
+            if want > 0 && !s.chunks.contains_key(id) {
+                r.found(format!(
+                    "chunk {id} is used by snapshots but has no record: their copies of those files cannot be read"
+                ));
+                continue;
+            }
+            if want != have {
+                r.fixable(
+                    format!("chunk {id} counts {have} snapshot references, trees hold {want}"),
+                    "corrected",
+                );
+                if want == 0 {
+                    b.delete(keys::chunk(keys::CHUNK_TREE_REFS, id));
+                } else {
+                    b.put(
+                        keys::chunk(keys::CHUNK_TREE_REFS, id),
+                        encode_record(&TreeRefs { refs: want }),
+                    );
+                }
+            }
+        }
     }
 
     /// Lists every backend's `chunks/` and compares with the records.

@@ -16,6 +16,9 @@ pub mod fsck;
 mod guards;
 mod names;
 mod namespace;
+pub mod restore;
+pub mod snapshot;
+mod snapview;
 mod staging;
 
 pub use errno::{Errno, FsResult};
@@ -171,6 +174,10 @@ pub struct Fs {
     metalog: Option<Arc<crate::metalog::MetaLog>>,
     /// Set when another holder took the write lease over: no more changes.
     fenced: std::sync::atomic::AtomicBool,
+    /// Serialises snapshot creation, deletion and the sweep of their trees.
+    snap_lock: tokio::sync::Mutex<()>,
+    /// The read-only view of the snapshots under `/.snapshots`.
+    view: snapview::SnapView,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -315,6 +322,8 @@ impl Fs {
             inode_invalidator: std::sync::OnceLock::new(),
             staging_full: Mutex::new(None),
             kernel_refs: Mutex::new(HashMap::new()),
+            snap_lock: tokio::sync::Mutex::new(()),
+            view: snapview::SnapView::default(),
         });
         if !fs.opts.read_only {
             let orphans: Vec<(Vec<u8>, Vec<u8>)> = fs
@@ -414,6 +423,23 @@ impl Fs {
         } else {
             Ok(())
         }
+    }
+
+    /// `writable`, and none of `inos` is in the read-only snapshot view.
+    fn writable_at(&self, inos: &[u64]) -> FsResult<()> {
+        self.writable()?;
+        if inos.iter().any(|i| snapview::is_view(*i)) {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    /// `/.snapshots` cannot be made, replaced or removed.
+    fn not_reserved(parent: u64, name: &[u8], errno: Errno) -> FsResult<()> {
+        if parent == ROOT_INO && name == snapview::SNAPDIR {
+            return Err(errno);
+        }
+        Ok(())
     }
 
     fn inode(&self, ino: u64) -> FsResult<InodeRecord> {

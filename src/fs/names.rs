@@ -3,8 +3,10 @@
 //! lookup counts (`remember`, `forget`) that keep an unlinked inode until the
 //! kernel forgets it, then reap it.
 
+use super::snapview::{is_view, SNAPDIR};
 use super::{Attr, DirEntry, Errno, Fs, FsResult, StatFs, NAME_MAX};
 use crate::format::Kind;
+use crate::index::ROOT_INO;
 use crate::meta::Batch;
 use std::sync::atomic::Ordering;
 
@@ -14,6 +16,9 @@ impl Fs {
     pub async fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
+        }
+        if is_view(parent) || (parent == ROOT_INO && name == SNAPDIR) {
+            return self.view_lookup(parent, name);
         }
         let p = self.dir(parent)?;
         let ino = match name {
@@ -30,6 +35,10 @@ impl Fs {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
+        if is_view(parent) || (parent == ROOT_INO && name == SNAPDIR) {
+            // The view's inodes live as long as the volume is open: no count.
+            return self.view_lookup(parent, name);
+        }
         let mut refs = self.kernel_refs.lock().unwrap();
         let p = self.dir(parent)?;
         let ino = match name {
@@ -44,12 +53,18 @@ impl Fs {
 
     /// Counts one more kernel reference on `ino` (an entry the kernel was given).
     pub fn remember(&self, ino: u64) {
+        if is_view(ino) {
+            return;
+        }
         *self.kernel_refs.lock().unwrap().entry(ino).or_default() += 1;
     }
 
     /// The kernel dropped `n` references on `ino`; an unlinked inode nobody
     /// references any more is deleted.
     pub async fn forget(&self, ino: u64, n: u64) {
+        if is_view(ino) {
+            return;
+        }
         let last = {
             let mut refs = self.kernel_refs.lock().unwrap();
             match refs.get_mut(&ino) {
@@ -91,12 +106,23 @@ impl Fs {
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if is_view(ino) {
+            return self.view_attr(ino);
+        }
+        self.getattr_live(ino)
+    }
+
+    pub(super) fn getattr_live(&self, ino: u64) -> FsResult<Attr> {
         let r = self.inode(ino)?;
         Ok(self.attr_of(ino, &r))
     }
 
     pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let r = self.inode(ino)?;
+        let r = if is_view(ino) {
+            self.view_inode(ino)?
+        } else {
+            self.inode(ino)?
+        };
         if r.kind != Kind::Symlink {
             return Err(Errno::EINVAL);
         }
@@ -106,6 +132,9 @@ impl Fs {
     /// Entries after `offset` (0 to start), at most `limit` of them. Offsets are
     /// stable: entries added or removed meanwhile do not shift the others.
     pub async fn readdir(&self, ino: u64, offset: u64, limit: usize) -> FsResult<Vec<DirEntry>> {
+        if is_view(ino) {
+            return self.view_readdir(ino, offset, limit);
+        }
         let d = self.dir(ino)?;
         let mut out = Vec::new();
         if offset < 1 {

@@ -58,7 +58,7 @@ impl Fs {
     }
 
     /// Adds `name` → `ino` to directory `parent` (whose record is `p`, updated here).
-    fn link_into(
+    pub(super) fn link_into(
         &self,
         b: &mut Batch,
         parent: u64,
@@ -87,8 +87,9 @@ impl Fs {
         caller: Caller,
         target: Vec<u8>,
     ) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(&[parent])?;
         check_name(name)?;
+        Self::not_reserved(parent, name, Errno::EEXIST)?;
         let _g = self.meta.lock().await;
         let mut p = self.dir(parent)?;
         if name == b"." || name == b".." || self.idx.dirent(parent, name)?.is_some() {
@@ -212,8 +213,9 @@ impl Fs {
     }
 
     pub async fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Attr> {
-        self.writable()?;
+        self.writable_at(&[ino, newparent])?;
         check_name(newname)?;
+        Self::not_reserved(newparent, newname, Errno::EEXIST)?;
         let _g = self.meta.lock().await;
         let mut r = self.inode(ino)?;
         if r.kind == Kind::Dir {
@@ -273,7 +275,7 @@ impl Fs {
     }
 
     /// Adds the chunk record changes of `refs` to the batch. Chunks that lose their
-    /// last reference move to the collection queue.
+    /// last reference (no file and no snapshot uses them) move to the collection queue.
     pub(super) fn apply_refs(&self, b: &mut Batch, refs: RefDelta) -> FsResult<()> {
         let mut queued = false;
         for (id, d) in refs.delta {
@@ -297,7 +299,11 @@ impl Fs {
                 }
             };
             let refs_now = rec.refs as i64 + d;
-            if refs_now <= 0 {
+            if refs_now <= 0 && self.idx.chunk_tree_refs(&id)? > 0 {
+                // No file uses it any more, a snapshot still does.
+                rec.refs = 0;
+                b.put_chunk(&id, &rec);
+            } else if refs_now <= 0 {
                 b.delete(keys::chunk(keys::CHUNK, &id));
                 b.delete(keys::chunk(keys::DEGRADED, &id));
                 rec.refs = 0;
@@ -322,7 +328,8 @@ impl Fs {
     /// unlink(2) by `caller`: in a sticky directory only the entry's owner, the
     /// directory's owner or root may remove it (`EPERM`).
     pub async fn unlink_as(&self, parent: u64, name: &[u8], caller: Caller) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(&[parent])?;
+        Self::not_reserved(parent, name, Errno::EISDIR)?;
         let _g = self.meta.lock().await;
         let p = self.dir(parent)?;
         let e = self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?;
@@ -369,7 +376,8 @@ impl Fs {
 
     /// rmdir(2) by `caller` (sticky directories: as `unlink_as`).
     pub async fn rmdir_as(&self, parent: u64, name: &[u8], caller: Caller) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(&[parent])?;
+        Self::not_reserved(parent, name, Errno::EROFS)?;
         match name {
             b"." => return Err(Errno::EINVAL),
             b".." => return Err(Errno::ENOTEMPTY),
@@ -448,8 +456,10 @@ impl Fs {
         flags: u32,
         caller: Caller,
     ) -> FsResult<()> {
-        self.writable()?;
+        self.writable_at(&[parent, newparent])?;
         check_name(newname)?;
+        Self::not_reserved(parent, name, Errno::EROFS)?;
+        Self::not_reserved(newparent, newname, Errno::EROFS)?;
         if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
             || (flags & RENAME_NOREPLACE != 0 && flags & RENAME_EXCHANGE != 0)
         {
