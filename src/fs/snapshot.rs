@@ -666,18 +666,71 @@ impl Fs {
         }
     }
 
-    /// Bytes held only by snapshots: (chunks, plaintext bytes, bytes stored on
-    /// the backends) of chunks no live file uses.
-    pub fn snapshot_only_usage(&self) -> SnapResult<(u64, u64, u64)> {
-        let (mut n, mut plain, mut stored) = (0, 0, 0);
-        for (_, rec) in self.idx.all::<crate::format::ChunkRecord>(keys::CHUNK)? {
-            if rec.refs == 0 {
-                n += 1;
-                plain += rec.len as u64;
-                stored += rec.shard_size as u64 * rec.placement.len() as u64;
+    /// Bytes held only by snapshots: chunks no live file uses.
+    pub fn snapshot_only_usage(&self) -> SnapResult<Freed> {
+        let mut u = Freed::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self
+                .idx
+                .store()
+                .scan(&[keys::CHUNK], after.as_deref(), 4096)
+                .map_err(IndexError::from)?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(u);
+            };
+            after = Some(last.clone());
+            for (_, v) in rows {
+                let rec: crate::format::ChunkRecord =
+                    crate::format::decode_record(&v).map_err(IndexError::Damaged)?;
+                if rec.refs == 0 {
+                    u.add(&rec);
+                }
             }
         }
-        Ok((n, plain, stored))
+    }
+
+    /// What deleting `snaps` would free: the chunks that only they hold (found
+    /// by following the reference counts down from their roots, visiting only
+    /// the trees that would go). Changes nothing.
+    pub fn release_estimate(&self, snaps: &[u32]) -> SnapResult<Freed> {
+        let mut tree_delta: HashMap<TreeId, i64> = HashMap::new();
+        let mut chunk_delta: HashMap<ChunkId, i64> = HashMap::new();
+        let mut todo = Vec::new();
+        for id in snaps {
+            if let Some(t) = self.idx.snapshot(*id)?.and_then(|r| r.root.tree) {
+                todo.push(t);
+            }
+        }
+        while let Some(t) = todo.pop() {
+            let d = tree_delta.entry(t).or_default();
+            *d -= 1;
+            if self.idx.tree_refs(&t)? as i64 + *d != 0 {
+                continue;
+            }
+            let Some(tree) = self.idx.tree(&t)? else {
+                continue;
+            };
+            for e in tree.entries {
+                if let Some(sub) = e.tree {
+                    todo.push(sub);
+                }
+                for c in e.content.iter().flat_map(|c| c.chunks.iter()) {
+                    if let ChunkRef::Data { id, .. } = c {
+                        *chunk_delta.entry(*id).or_default() -= 1;
+                    }
+                }
+            }
+        }
+        let mut f = Freed::default();
+        for (id, d) in chunk_delta {
+            if self.idx.chunk_tree_refs(&id)? as i64 + d <= 0 {
+                if let Some(rec) = self.idx.chunk(&id)?.filter(|r| r.refs == 0) {
+                    f.add(&rec);
+                }
+            }
+        }
+        Ok(f)
     }
 
     /// Times of the snapshots, newest last (for schedules).
@@ -688,6 +741,22 @@ impl Fs {
             .into_iter()
             .map(|(id, r)| (id, r.time, r.tags))
             .collect())
+    }
+}
+
+/// Chunks and their bytes (plaintext, and stored on the backends with parity).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Freed {
+    pub chunks: u64,
+    pub bytes: u64,
+    pub stored_bytes: u64,
+}
+
+impl Freed {
+    fn add(&mut self, rec: &crate::format::ChunkRecord) {
+        self.chunks += 1;
+        self.bytes += rec.len as u64;
+        self.stored_bytes += rec.shard_size as u64 * rec.placement.len() as u64;
     }
 }
 
