@@ -60,6 +60,16 @@ pub struct StatusReport {
     /// The filesystem of the state dir (index and staging files).
     #[serde(default)]
     pub local_disk: Option<crate::meta::LocalDisk>,
+    /// Snapshots of the volume, and the chunks only they hold (no live file
+    /// uses them): their plaintext bytes and what they take on the backends.
+    #[serde(default)]
+    pub snapshots: u64,
+    #[serde(default)]
+    pub snapshot_only_chunks: u64,
+    #[serde(default)]
+    pub snapshot_only_bytes: u64,
+    #[serde(default)]
+    pub snapshot_only_stored_bytes: u64,
 }
 
 /// Can writes reach their quorum? `blocked` when fewer backends answer than the
@@ -92,10 +102,16 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
     let mut shards = vec![0u64; n];
     let mut bytes = vec![0u64; n];
     let (mut chunks, mut unique, mut sealed, mut stored) = (0u64, 0u64, 0u64, 0u64);
+    let (mut snap_chunks, mut snap_bytes, mut snap_stored) = (0u64, 0u64, 0u64);
     for (_, c) in idx
         .all::<ChunkRecord>(keys::CHUNK)
         .map_err(|e| e.to_string())?
     {
+        if c.refs == 0 {
+            snap_chunks += 1;
+            snap_bytes += c.len as u64;
+            snap_stored += c.shard_size as u64 * c.placement.len() as u64;
+        }
         chunks += 1;
         unique += c.len as u64;
         sealed += c.sealed_len as u64;
@@ -189,6 +205,10 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
             .len() as u64,
         writes,
         local_disk: idx.store().local_disk(),
+        snapshots: idx.snapshots().map_err(|e| e.to_string())?.len() as u64,
+        snapshot_only_chunks: snap_chunks,
+        snapshot_only_bytes: snap_bytes,
+        snapshot_only_stored_bytes: snap_stored,
     })
 }
 
@@ -293,6 +313,15 @@ pub fn render(r: &StatusReport) -> String {
         r.stored_bytes
     );
     out += &format!("overhead ratio   {overhead:.2}x (stored / logical)\n");
+    if r.snapshots > 0 || r.snapshot_only_chunks > 0 {
+        out += &format!(
+            "snapshots        {} (held only by snapshots: {} in {} chunks, {} stored)\n",
+            r.snapshots,
+            human(r.snapshot_only_bytes),
+            r.snapshot_only_chunks,
+            human(r.snapshot_only_stored_bytes)
+        );
+    }
     match &r.cache {
         Some(c) => {
             out += &format!(

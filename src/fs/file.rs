@@ -749,6 +749,13 @@ impl Fs {
 
     /// Chunk-level view of a file for `ls`-like tools: (chunks, bytes stored).
     pub fn file_chunks(&self, ino: u64) -> FsResult<Vec<ChunkRef>> {
+        if super::snapview::is_view(ino) {
+            return Ok(self
+                .view_entry(ino)?
+                .content
+                .map(|c| c.chunks)
+                .unwrap_or_default());
+        }
         Ok(self.idx.content(ino)?.map(|c| c.chunks).unwrap_or_default())
     }
 

@@ -14,6 +14,12 @@ pub async fn du(fs: &Fs, path: &str) -> Result<DuReport, String> {
         ..Default::default()
     };
     let mut seen: HashSet<ChunkId> = HashSet::new();
+    if a.ino == crate::index::ROOT_INO {
+        let f = fs.snapshot_only_usage().map_err(|e| e.0)?;
+        r.snapshot_only_chunks = f.chunks;
+        r.snapshot_only_bytes = f.bytes;
+        r.snapshot_only_stored_bytes = f.stored_bytes;
+    }
     let mut stack = vec![a];
     let err = |e| fs_err(path, e);
     while let Some(a) = stack.pop() {
@@ -57,7 +63,7 @@ pub fn render_du(r: &DuReport) -> String {
         0 => String::new(),
         n => format!(", {n} special files (FIFOs, sockets, devices)"),
     };
-    format!(
+    let mut out = format!(
         "{}: {} in {} files, {} directories, {} symlinks{specials}\nstored as {} distinct chunks ({}) taking {} on the backends\n",
         r.path,
         human(r.bytes),
@@ -67,5 +73,14 @@ pub fn render_du(r: &DuReport) -> String {
         r.chunks,
         human(r.chunk_bytes),
         human(r.stored_bytes)
-    )
+    );
+    if r.snapshot_only_chunks > 0 {
+        out.push_str(&format!(
+            "snapshots alone hold {} more chunks ({}) taking {} on the backends (cloudraid forget frees them)\n",
+            r.snapshot_only_chunks,
+            human(r.snapshot_only_bytes),
+            human(r.snapshot_only_stored_bytes)
+        ));
+    }
+    out
 }

@@ -204,6 +204,14 @@ pub struct DuReport {
     pub chunks: u64,
     pub chunk_bytes: u64,
     pub stored_bytes: u64,
+    /// For the root: what snapshots hold that no live file uses (chunks, their
+    /// plaintext bytes, what their shards take on the backends).
+    #[serde(default)]
+    pub snapshot_only_chunks: u64,
+    #[serde(default)]
+    pub snapshot_only_bytes: u64,
+    #[serde(default)]
+    pub snapshot_only_stored_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
