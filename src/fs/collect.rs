@@ -151,7 +151,8 @@ impl Fs {
         })
     }
 
-    /// Runs garbage collection whenever chunks are queued (and every minute).
+    /// Runs garbage collection whenever chunks are queued (and every minute),
+    /// after the sweep of unnamed snapshot trees.
     pub fn spawn_collector(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(self);
         let gc_wake = self.gc_wake.clone();
@@ -160,6 +161,11 @@ impl Fs {
                 let Some(fs) = weak.upgrade() else { return };
                 let wake = gc_wake.notified();
                 if !fs.opts.read_only {
+                    // Snapshot trees nothing names (left by a crash while one was
+                    // being taken or deleted) release their chunks first.
+                    if let Err(e) = fs.sweep_trees().await {
+                        tracing::warn!("sweeping snapshot trees: {e}");
+                    }
                     let _ = fs.collect_garbage().await;
                 }
                 drop(fs);
