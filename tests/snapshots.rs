@@ -353,3 +353,119 @@ async fn snapshots_of_paths_and_bad_names() {
     assert_eq!(fs.find_snapshot(&s.id[..4]).unwrap().0, id_of(&s.id));
     assert_eq!(fs.find_snapshot("latest").unwrap().0, id_of(&s.id));
 }
+
+#[tokio::test]
+async fn a_deep_tree_is_snapshotted_whole() {
+    let v = volume(2, 1, 3, 16 * 1024);
+    let fs = &v.fs;
+    let mut ino = ROOT;
+    for _ in 0..2000 {
+        ino = fs.mkdir(ino, b"d", 0o755, C).await.unwrap().ino;
+    }
+    write_file(fs, ino, "leaf", b"deep").await;
+    let s = fs.create_snapshot(snap(&[])).await.unwrap();
+    assert_eq!((s.dirs, s.files, s.new_trees), (2000, 1, 2001));
+    let path = format!(".snapshots/{}/{}leaf", s.id, "d/".repeat(2000));
+    let leaf = walk(fs, &path).await.unwrap();
+    assert_eq!(read_all(fs, leaf).await.unwrap(), b"deep");
+}
+
+#[tokio::test]
+async fn forget_keeps_by_rule_and_a_dry_run_changes_nothing() {
+    use cloudraid::backup::forget::{forget, ForgetRequest};
+    use cloudraid::backup::retention::KeepPolicy;
+    let v = volume(2, 1, 3, 16 * 1024);
+    let fs = &v.fs;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write_file(fs, ROOT, "f", &bytes(i, 50_000)).await;
+        ids.push(fs.create_snapshot(snap(&[])).await.unwrap().id);
+    }
+    write_file(fs, ROOT, "f", b"now").await;
+    let none = forget(fs, &ForgetRequest::default()).await.unwrap_err();
+    assert!(none.0.contains("at least one --keep-* rule"), "{none}");
+    let req = ForgetRequest {
+        policy: KeepPolicy {
+            last: 1,
+            ..KeepPolicy::default()
+        },
+        dry_run: true,
+        ..ForgetRequest::default()
+    };
+    let dry = forget(fs, &req).await.unwrap();
+    assert_eq!((dry.kept, dry.removed), (1, 2));
+    assert_eq!(dry.freed.bytes, 100_000, "the two older versions of f");
+    assert_eq!(
+        fs.list_snapshots().unwrap().len(),
+        3,
+        "a dry run changes nothing"
+    );
+    let shards = v.shard_objects().await;
+    let done = forget(
+        fs,
+        &ForgetRequest {
+            dry_run: false,
+            prune: true,
+            ..req
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.freed, dry.freed);
+    assert_eq!(done.pruned_chunks, dry.freed.chunks);
+    assert!(v.shard_objects().await < shards);
+    let left: Vec<String> = fs
+        .list_snapshots()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![ids[2].clone()]);
+    let f = walk(fs, &format!(".snapshots/{}/f", ids[2])).await.unwrap();
+    assert_eq!(read_all(fs, f).await.unwrap(), bytes(2, 50_000));
+    let r = fs.fsck(false, Duration::ZERO).await.unwrap();
+    assert!(r.clean(), "{}", cloudraid::fs::fsck::render(&r));
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_named_and_the_others_still_read() {
+    use cloudraid::meta::{Batch, MetaStore};
+    let v = volume(2, 1, 3, 16 * 1024);
+    let fs = &v.fs;
+    let d = fs.mkdir(ROOT, b"d", 0o755, C).await.unwrap().ino;
+    write_file(fs, d, "f", b"one").await;
+    let a = fs.create_snapshot(snap(&[])).await.unwrap();
+    write_file(fs, d, "f", b"two").await;
+    let b = fs.create_snapshot(snap(&[])).await.unwrap();
+    // Damage the root tree of `a` (a byte flipped in the index).
+    let (aid, arec) = fs.find_snapshot(&a.id).unwrap();
+    let root = arec.root.tree.unwrap();
+    let key = cloudraid::format::keys::tree(cloudraid::format::keys::TREE, &root);
+    let mut bytes_ = v.meta.get(&key).unwrap().unwrap();
+    let last = bytes_.len() - 1;
+    bytes_[last] ^= 0xff;
+    let mut batch = Batch::default();
+    batch.put(key, bytes_);
+    v.meta.apply(batch).unwrap();
+
+    let e = fs.snapshot_entry(aid, &arec, &[b"d".to_vec()]).unwrap_err();
+    assert!(
+        e.0.contains(&format!("snapshot {} is damaged", a.id)) && e.0.contains("other snapshots"),
+        "{e}"
+    );
+    assert_eq!(
+        walk(fs, &format!(".snapshots/{}/d", a.id)).await,
+        Err(Errno::EIO)
+    );
+    let f = walk(fs, &format!(".snapshots/{}/d/f", b.id)).await.unwrap();
+    assert_eq!(read_all(fs, f).await.unwrap(), b"two");
+    let r = fs.fsck(false, Duration::ZERO).await.unwrap();
+    assert!(!r.clean());
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.what.contains("does not match its hash")),
+        "{}",
+        cloudraid::fs::fsck::render(&r)
+    );
+}

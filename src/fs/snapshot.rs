@@ -236,13 +236,26 @@ pub(super) fn inode_of(e: &TreeEntry) -> InodeRecord {
     }
 }
 
-/// Runs a synchronous walk of the index without stalling the runtime's other tasks.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+/// Runs a synchronous walk of the index without stalling the runtime's other
+/// tasks, on a thread whose stack fits any directory depth (the walk recurses
+/// once per level; a path of 4096 bytes has at most 2048 levels).
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let run = || {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("snapshot walk".into())
+                .stack_size(256 << 20)
+                .spawn_scoped(s, f)
+                .expect("a thread for the snapshot walk")
+                .join()
+                .expect("the snapshot walk panicked")
+        })
+    };
     match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
+            tokio::task::block_in_place(run)
         }
-        _ => f(),
+        _ => run(),
     }
 }
 
