@@ -469,3 +469,98 @@ async fn a_damaged_snapshot_is_named_and_the_others_still_read() {
         cloudraid::fs::fsck::render(&r)
     );
 }
+
+/// A store that fails every batch once armed: the machine stopping between two
+/// batches, as far as the index can tell.
+struct Cut {
+    inner: std::sync::Arc<cloudraid::meta::MemMeta>,
+    after: std::sync::atomic::AtomicI64,
+}
+
+impl cloudraid::meta::MetaStore for Cut {
+    fn get(&self, key: &[u8]) -> cloudraid::meta::MetaResult<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn scan(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> cloudraid::meta::MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(prefix, after, limit)
+    }
+    fn apply(&self, batch: cloudraid::meta::Batch) -> cloudraid::meta::MetaResult<()> {
+        use std::sync::atomic::Ordering;
+        if self.after.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(cloudraid::meta::MetaError::Io("machine stopped".into()));
+        }
+        self.inner.apply(batch)
+    }
+    fn flush(&self) -> cloudraid::meta::MetaResult<()> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test]
+async fn a_crash_while_taking_or_deleting_a_snapshot_loses_and_leaks_nothing() {
+    use cloudraid::meta::MetaStore;
+    let v = volume(2, 1, 3, 16 * 1024);
+    for d in 0..5 {
+        let dir =
+            v.fs.mkdir(ROOT, format!("d{d}").as_bytes(), 0o755, C)
+                .await
+                .unwrap()
+                .ino;
+        for f in 0..5 {
+            write_file(&v.fs, dir, &format!("f{f}"), &bytes(d * 10 + f, 20_000)).await;
+        }
+    }
+    let shards = v.shard_objects().await;
+    // Stopped after the trees were written, before the snapshot record.
+    let cut = std::sync::Arc::new(Cut {
+        inner: v.meta.clone(),
+        after: std::sync::atomic::AtomicI64::new(1),
+    });
+    let fs = v.reopen_over(cut.clone() as std::sync::Arc<dyn MetaStore>);
+    assert!(fs.create_snapshot(snap(&[])).await.is_err());
+    drop(fs);
+    // Started again: the unnamed trees are swept, nothing is held, nothing leaks.
+    let fs = v.reopen(false);
+    assert!(fs.list_snapshots().unwrap().is_empty());
+    assert_eq!(
+        fs.sweep_trees().await.unwrap(),
+        6,
+        "five directories and the root"
+    );
+    let r = fs.fsck(false, Duration::ZERO).await.unwrap();
+    assert!(r.clean(), "{}", cloudraid::fs::fsck::render(&r));
+    // Every file deleted: with no snapshot left, every shard goes.
+    let s = fs.create_snapshot(snap(&[])).await.unwrap();
+    for d in 0..5 {
+        let dir = walk(&fs, &format!("d{d}")).await.unwrap();
+        for f in 0..5 {
+            fs.unlink(dir, format!("f{f}").as_bytes()).await.unwrap();
+        }
+    }
+    fs.collect_garbage().await.unwrap();
+    assert_eq!(
+        v.shard_objects().await,
+        shards,
+        "the snapshot holds them all"
+    );
+    // Stopped in the middle of the deletion's sweep (after two trees).
+    let cut = std::sync::Arc::new(Cut {
+        inner: v.meta.clone(),
+        after: std::sync::atomic::AtomicI64::new(3),
+    });
+    let fs2 = v.reopen_over(cut as std::sync::Arc<dyn MetaStore>);
+    assert!(fs2.delete_snapshots(&[id_of(&s.id)]).await.is_err());
+    drop(fs2);
+    let fs = v.reopen(false);
+    assert!(fs.list_snapshots().unwrap().is_empty());
+    fs.sweep_trees().await.unwrap();
+    fs.collect_garbage().await.unwrap();
+    assert_eq!(v.shard_objects().await, 0, "nothing leaked");
+    let r = fs.fsck(false, Duration::ZERO).await.unwrap();
+    assert!(r.clean(), "{}", cloudraid::fs::fsck::render(&r));
+}

@@ -335,7 +335,6 @@ impl Fs {
                 break id;
             }
         };
-        *b.delta.trees.entry(tree).or_default() += 1;
         self.flush_build(&mut b)?;
         let rec = SnapshotRecord {
             time,
@@ -351,8 +350,13 @@ impl Fs {
             new_tree_bytes: b.new_tree_bytes,
             origin: new.origin.clone(),
         };
+        // The record and its reference on the root in one batch: until then the
+        // root is unnamed (a crash leaves it to the sweep).
         let mut batch = Batch::default();
         batch.put(snapshot_key(id), encode_record(&rec));
+        let mut d = TreeDelta::default();
+        d.trees.insert(tree, 1);
+        self.apply_tree_delta(&mut batch, d)?;
         self.idx.apply(batch)?;
         Ok((id, rec))
     }

@@ -155,6 +155,21 @@ impl TestVolume {
     }
 
     /// A fresh core over the same index and backends (what a remount sees).
+    /// The filesystem again, over another store (e.g. one that fails on purpose
+    /// wrapped around `self.meta`).
+    pub fn reopen_over(&self, store: Arc<dyn MetaStore>) -> Arc<Fs> {
+        build_with(
+            &self.faults,
+            Index::new(store),
+            self.id,
+            self.layout,
+            self.chunk_size,
+            self.staging.path(),
+            false,
+            self.layout.total(),
+        )
+    }
+
     pub fn reopen(&self, read_only: bool) -> Arc<Fs> {
         build(
             &self.faults,
