@@ -273,6 +273,10 @@ impl Fs {
         let _g = self.meta.lock().await;
         let (id, rec) = blocking(|| self.create_snapshot_locked(&new, &paths))?;
         drop(_g);
+        drop(_s);
+        // A name the kernel may have cached as missing.
+        self.forget_name(super::snapview::VIEW_BASE, snapshot_id_hex(id).as_bytes())
+            .await;
         tracing::info!(
             "snapshot {} taken: {} files, {} bytes, {} new trees",
             snapshot_id_hex(id),
@@ -638,6 +642,10 @@ impl Fs {
             }
             self.apply_tree_delta(&mut batch, d)?;
             self.idx.apply(batch)?;
+        }
+        for id in ids {
+            self.forget_name(super::snapview::VIEW_BASE, snapshot_id_hex(*id).as_bytes())
+                .await;
         }
         self.sweep_trees().await?;
         Ok(())
