@@ -95,10 +95,13 @@ pub async fn forget(fs: &Fs, req: &ForgetRequest) -> SnapResult<ForgetReport> {
         });
     }
     report.freed = fs.release_estimate(&doomed)?;
-    if req.dry_run || doomed.is_empty() {
+    if req.dry_run {
         return Ok(report);
     }
-    fs.delete_snapshots(&doomed).await?;
+    if !doomed.is_empty() {
+        fs.delete_snapshots(&doomed).await?;
+    }
+    // Prune even when no snapshot went: chunks files let go of are reclaimed too.
     if req.prune {
         report.pruned_chunks = fs.collect_garbage().await? as u64;
     }
