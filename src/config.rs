@@ -270,6 +270,167 @@ pub struct Config {
     pub volume: VolumeSection,
     #[serde(rename = "backend")]
     pub backends: Vec<BackendSection>,
+    /// Scheduled snapshots (`[snapshots]`); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<SnapshotsSection>,
+}
+
+/// `[snapshots]`: the snapshots the mount daemon takes on a schedule, and the
+/// retention it applies to them after each (see `backup::schedule`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotsSection {
+    /// Time between two scheduled snapshots (at least 1s); absent: no schedule.
+    #[serde(
+        default,
+        deserialize_with = "every_de",
+        serialize_with = "humantime_serde::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub every: Option<std::time::Duration>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_last: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_hourly: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_daily: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_weekly: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_monthly: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_yearly: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "within_de",
+        serialize_with = "humantime_serde::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub keep_within: Option<std::time::Duration>,
+    /// Tag lists (`"a,b"`: both tags), as `cloudraid forget --keep-tag`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_tags: Vec<String>,
+}
+
+/// The shortest `[snapshots] every`.
+pub const MIN_SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn duration_de<'de, D: Deserializer<'de>>(
+    d: D,
+    key: &str,
+) -> Result<std::time::Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(s.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{key} = {s:?} is not a duration ({e}): write e.g. \"30min\", \"1h\" or \"7days\""
+        ))
+    })
+}
+
+fn every_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let t = duration_de(d, "every")?;
+    if t < MIN_SNAPSHOT_INTERVAL {
+        return Err(serde::de::Error::custom(format!(
+            "every = \"{}\" is too short: scheduled snapshots are at least 1s apart",
+            humantime::format_duration(t)
+        )));
+    }
+    Ok(Some(t))
+}
+
+fn within_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    let t = duration_de(d, "keep_within")?;
+    if t.is_zero() {
+        return Err(serde::de::Error::custom(
+            "keep_within = \"0s\" keeps nothing: give a duration such as \"7days\", or leave the key out",
+        ));
+    }
+    Ok(Some(t))
+}
+
+fn count_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    match u32::deserialize(d)? {
+        0 => Err(serde::de::Error::custom(
+            "a keep_* count of 0 keeps nothing: give at least 1, or leave the key out",
+        )),
+        n => Ok(Some(n)),
+    }
+}
+
+impl SnapshotsSection {
+    /// The `keep_*` rules as a retention policy (empty when none is given).
+    pub fn policy(&self) -> crate::backup::retention::KeepPolicy {
+        crate::backup::retention::KeepPolicy {
+            last: self.keep_last.unwrap_or(0),
+            hourly: self.keep_hourly.unwrap_or(0),
+            daily: self.keep_daily.unwrap_or(0),
+            weekly: self.keep_weekly.unwrap_or(0),
+            monthly: self.keep_monthly.unwrap_or(0),
+            yearly: self.keep_yearly.unwrap_or(0),
+            within: self.keep_within,
+            tags: self.keep_tags.clone(),
+        }
+    }
+
+    /// The names of the `keep_*` keys that are set.
+    fn keep_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (set, key) in [
+            (self.keep_last.is_some(), "keep_last"),
+            (self.keep_hourly.is_some(), "keep_hourly"),
+            (self.keep_daily.is_some(), "keep_daily"),
+            (self.keep_weekly.is_some(), "keep_weekly"),
+            (self.keep_monthly.is_some(), "keep_monthly"),
+            (self.keep_yearly.is_some(), "keep_yearly"),
+            (self.keep_within.is_some(), "keep_within"),
+            (!self.keep_tags.is_empty(), "keep_tags"),
+        ] {
+            if set {
+                v.push(key);
+            }
+        }
+        v
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let keys = self.keep_keys();
+        if self.every.is_none() && !keys.is_empty() {
+            return Err(format!(
+                "[snapshots] {} without every: the keep_* rules apply to the snapshots the schedule takes; add e.g. every = \"1h\", or remove them (`cloudraid forget` takes its rules on the command line)",
+                keys.join(", ")
+            ));
+        }
+        if keys == ["keep_tags"] {
+            return Err(
+                "[snapshots] keep_tags alone keeps all of the scheduled snapshots or none (they carry the one tag \"scheduled\"): add a count (e.g. keep_last = 24) or keep_within".into(),
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Bounds of the average chunk size (`chunk_size`).
@@ -386,6 +547,9 @@ impl Config {
             if !names.insert(&b.name) {
                 return Err(format!("backend name {:?} is used twice", b.name));
             }
+        }
+        if let Some(s) = &self.snapshots {
+            s.validate()?;
         }
         Ok(())
     }
@@ -507,6 +671,82 @@ mod tests {
             (6, 3, 8),
         ] {
             assert_eq!(default_write_quorum(k, m), q, "{k}+{m}");
+        }
+    }
+
+    /// A valid config followed by `extra`, loaded from a file.
+    fn load_with(extra: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[volume]\nname = \"v\"\nid = \"0d9c4cbe-5b8e-4f5e-9a63-8f6f5b3c2a10\"\ndata_shards = 2\nparity_shards = 1\nchunk_size = \"1MiB\"\ncache_size = \"256MiB\"\nstate_dir = \"/var/lib/v\"\n\n[[backend]]\nname = \"a\"\nurl = \"file:///a\"\n{extra}"
+            ),
+        )
+        .unwrap();
+        Config::load(&path).map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+    }
+
+    #[test]
+    fn the_snapshot_schedule_is_read_into_a_policy() {
+        let c = load_with(
+            "\n[snapshots]\nevery = \"1h\"\nkeep_last = 24\nkeep_daily = 7\nkeep_within = \"2days\"\nkeep_tags = [\"important\"]\n",
+        )
+        .unwrap();
+        let s = c.snapshots.as_ref().unwrap();
+        assert_eq!(s.every, Some(std::time::Duration::from_secs(3600)));
+        let p = s.policy();
+        assert_eq!((p.last, p.daily, p.hourly), (24, 7, 0));
+        assert_eq!(p.within, Some(std::time::Duration::from_secs(2 * 86400)));
+        assert_eq!(p.tags, vec!["important".to_string()]);
+        // Saved and loaded again, it is the same.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("again.toml");
+        c.save(&path).unwrap();
+        assert_eq!(Config::load(&path).unwrap(), c);
+        // Without the table: no schedule; an empty one too.
+        assert_eq!(load_with("").unwrap().snapshots, None);
+        let empty = load_with("[snapshots]\n").unwrap();
+        assert_eq!(empty.snapshots.unwrap().every, None);
+    }
+
+    #[test]
+    fn bad_snapshot_settings_are_refused_with_their_line() {
+        // The valid part above takes 12 lines; [snapshots] is line 13.
+        for (extra, needle) in [
+            (
+                "[snapshots]\nevery = \"500ms\"\n",
+                "line 14, column 9: every = \"500ms\" is too short: scheduled snapshots are at least 1s apart",
+            ),
+            (
+                "[snapshots]\nevery = \"soon\"\n",
+                "line 14, column 9: every = \"soon\" is not a duration",
+            ),
+            (
+                "[snapshots]\nevery = \"1h\"\nkeep_lats = 3\n",
+                "line 15, column 1: unknown field `keep_lats`",
+            ),
+            (
+                "[snapshots]\nevery = \"1h\"\nkeep_last = 0\n",
+                "line 15, column 13: a keep_* count of 0 keeps nothing",
+            ),
+            (
+                "[snapshots]\nevery = \"1h\"\nkeep_within = \"0s\"\n",
+                "line 15, column 15: keep_within = \"0s\" keeps nothing",
+            ),
+            (
+                "[snapshots]\nkeep_last = 3\nkeep_within = \"1day\"\n",
+                "config FILE: [snapshots] keep_last, keep_within without every: the keep_* rules apply to the snapshots the schedule takes; add e.g. every = \"1h\", or remove them (`cloudraid forget` takes its rules on the command line)",
+            ),
+            (
+                "[snapshots]\nevery = \"1h\"\nkeep_tags = [\"a\"]\n",
+                "keep_tags alone keeps all of the scheduled snapshots or none",
+            ),
+        ] {
+            let e = load_with(extra).unwrap_err();
+            assert!(e.contains(needle), "{extra:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
         }
     }
 }

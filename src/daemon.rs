@@ -348,6 +348,18 @@ async fn serve_mount(
         mp.display().to_string(),
     ));
     tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
+    let schedule = config
+        .snapshots
+        .as_ref()
+        .and_then(crate::backup::schedule::Schedule::of)
+        .and_then(|s| {
+            if opts.read_only {
+                tracing::info!("read-only mount: the scheduled snapshots are not taken");
+                None
+            } else {
+                Some(crate::backup::schedule::ScheduleTask::spawn(fs.clone(), s))
+            }
+        });
     let up = checks.len() - down.len();
     tell_systemd(&[
         sd_notify::NotifyState::Ready,
@@ -381,6 +393,9 @@ async fn serve_mount(
     tell_systemd(&[sd_notify::NotifyState::Stopping]);
     ctl.abort();
     let _ = std::fs::remove_file(&sock);
+    if let Some(s) = schedule {
+        s.stop().await;
+    }
     let synced = fs.sync_all().await;
     collector.abort();
     if let Some(m) = metalog {

@@ -1,4 +1,5 @@
-//! Backups: snapshots of the tree, their retention (and later jobs and schedules).
+//! Backups: snapshots of the tree, their retention, and the schedule of the mount daemon (later: jobs).
 
 pub mod forget;
 pub mod retention;
+pub mod schedule;

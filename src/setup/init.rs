@@ -168,6 +168,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .iter()
             .map(|(n, u)| BackendSection::new(n, u))
             .collect(),
+        snapshots: None,
     };
     config.validate()?;
     check_distinct_places(&config)?;
