@@ -1,7 +1,7 @@
 //! A volume brought back from its config and its backends alone: a tree written
 //! through the mount (cp -a, hard links, symlinks, modes, times), the state dir
 //! deleted, `cloudraid recover`, and the mount shows the same tree; again with a
-//! backend down during recovery.
+//! backend down during recovery; the snapshots come back too.
 
 mod common;
 
@@ -320,4 +320,150 @@ fn a_second_writer_is_refused_and_can_take_over() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read(format!("{mp}/g")).unwrap(), b"two");
     assert!(run(&["umount", &mp]).status.success());
+}
+
+/// Waits (polling, up to two minutes) until `f` gives a value.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "gave up waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The snapshot ids in `/.snapshots` of the mount at `mp`.
+fn snapshot_ids(mp: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(format!("{mp}/.snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every snapshot as the mount shows it: id → its tree described.
+fn describe_snapshots(mp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    snapshot_ids(mp)
+        .into_iter()
+        .map(|id| {
+            let tree = describe(&Path::new(mp).join(".snapshots").join(&id));
+            (id, tree)
+        })
+        .collect()
+}
+
+/// Snapshots taken by the mount daemon's schedule at two moments with different
+/// contents; then the state dir is lost and a backend is gone; `recover` brings
+/// every snapshot back, identical, and fsck finds the volume clean.
+#[test]
+fn snapshots_come_back_with_the_state_dir_and_a_backend_gone() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = common::three_backend_volume(&e, &["--chunk-size", "64KiB"]);
+    let state = e.p("state");
+    let plain = std::fs::read_to_string(&cfg).unwrap();
+    let schedule = |every: &str| {
+        std::fs::write(&cfg, format!("{plain}\n[snapshots]\nevery = \"{every}\"\n")).unwrap()
+    };
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+
+    // The first contents, written through the mount.
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    std::fs::create_dir(format!("{mp}/docs")).unwrap();
+    std::fs::write(format!("{mp}/docs/a.txt"), b"first version").unwrap();
+    std::fs::write(format!("{mp}/docs/big.bin"), common::bytes(21, 400_000)).unwrap();
+    std::fs::hard_link(format!("{mp}/docs/a.txt"), format!("{mp}/a-link")).unwrap();
+    std::os::unix::fs::symlink("docs/big.bin", format!("{mp}/sym")).unwrap();
+    assert!(run(&["umount", &mp]).status.success());
+
+    // Snapshot 1, taken by the schedule at mount; then the tree changes.
+    schedule("1h");
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    wait_for("the first snapshot", || {
+        (snapshot_ids(&mp).len() == 1).then_some(())
+    });
+    std::fs::write(format!("{mp}/docs/a.txt"), b"second version, longer").unwrap();
+    std::fs::remove_file(format!("{mp}/docs/big.bin")).unwrap();
+    std::fs::write(format!("{mp}/new.bin"), common::bytes(22, 300_000)).unwrap();
+    std::fs::set_permissions(format!("{mp}/docs"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(run(&["umount", &mp]).status.success());
+
+    // More snapshots of the second contents (the last scheduled one is now
+    // older than 1s: one is taken at mount, more may follow).
+    schedule("1s");
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    wait_for("a second snapshot", || {
+        (snapshot_ids(&mp).len() >= 2).then_some(())
+    });
+    assert!(run(&["umount", &mp]).status.success());
+
+    // What each snapshot holds, seen through a mount without a schedule.
+    std::fs::write(&cfg, &plain).unwrap();
+    assert!(run(&["mount", "--config", &cfg, "-o", "ro", &mp])
+        .status
+        .success());
+    let before = describe_snapshots(&mp);
+    assert!(before.len() >= 2, "{before:?}");
+    let trees: std::collections::BTreeSet<_> = before.values().collect();
+    assert_eq!(trees.len(), 2, "two different contents: {before:?}");
+    assert!(
+        before
+            .values()
+            .any(|t| t.get("docs/a.txt").is_some_and(|d| d.contains("13 bytes"))),
+        "{before:?}"
+    );
+    let live = describe(Path::new(&mp));
+    assert!(run(&["umount", &mp]).status.success());
+
+    // The machine is lost, and backend b with it.
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::rename(e.base.join("b"), e.base.join("b-gone")).unwrap();
+    let o = run(&["recover", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("backend b was unreachable"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(run(&["mount", "--config", &cfg, "-o", "ro", &mp])
+        .status
+        .success());
+    assert_eq!(describe_snapshots(&mp), before);
+    assert_eq!(describe(Path::new(&mp)), live);
+    assert!(run(&["umount", &mp]).status.success());
+
+    // `get` copies out of a snapshot too (without a mount, b still gone).
+    let first = before
+        .iter()
+        .find(|(_, t)| t.contains_key("docs/big.bin"))
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let dest = e.base.join("restored");
+    let o = run(&[
+        "get",
+        "--config",
+        &cfg,
+        &format!("/.snapshots/{first}/docs"),
+        dest.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(dest.join("big.bin")).unwrap(),
+        common::bytes(21, 400_000)
+    );
+    assert_eq!(std::fs::read(dest.join("a.txt")).unwrap(), b"first version");
+
+    // With b back, fsck finds nothing wrong.
+    std::fs::rename(e.base.join("b-gone"), e.base.join("b")).unwrap();
+    let o = run(&["fsck", "--config", &cfg]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
