@@ -749,4 +749,17 @@ mod tests {
             assert!(!e.contains('\n'), "one line: {e}");
         }
     }
+
+    #[test]
+    fn the_readme_example_config_is_valid() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## Configuration file").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let cfg: Config = toml::from_str(example).unwrap();
+        cfg.validate().unwrap();
+        let s = cfg.snapshots.unwrap();
+        assert_eq!(s.every, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(s.policy().describe(), "last 24, daily 7, weekly 4");
+    }
 }
