@@ -4,6 +4,11 @@
 //! connection: a line of JSON, answered by a line of JSON. Later front ends (CLI
 //! transfers, web dashboard) speak the same protocol.
 
+use crate::backup::diff::{self, Side};
+use crate::backup::forget::{self, ForgetRequest};
+use crate::backup::protect::{self, Proof};
+use crate::fs::restore::RestoreReport;
+use crate::fs::snapshot::{Freed, NewSnapshot, SnapResult, SnapshotInfo};
 use crate::fs::{Caller, Fs};
 use crate::ops;
 use crate::status::{self, StatusReport};
@@ -56,6 +61,83 @@ pub enum Request {
         repair: bool,
         grace_secs: u64,
     },
+    /// Take a snapshot of the tree (or of `paths`), as committed now.
+    SnapshotCreate {
+        #[serde(default)]
+        tags: Vec<String>,
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+    /// Every snapshot, oldest first, and whether they are protected.
+    SnapshotList,
+    /// Delete snapshots (ids, unique prefixes or `latest`); all are checked first.
+    SnapshotDelete {
+        ids: Vec<String>,
+        #[serde(default)]
+        proof: Option<Proof>,
+    },
+    /// What changed from snapshot `a` to snapshot `b` (or `live`).
+    SnapshotDiff {
+        a: String,
+        b: String,
+    },
+    /// Copy paths of a snapshot to the local path `dest` (absolute), or bring
+    /// them back into the live tree (`in_place`).
+    Restore {
+        snapshot: String,
+        paths: Vec<String>,
+        #[serde(default)]
+        dest: Option<PathBuf>,
+        #[serde(default)]
+        in_place: bool,
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Apply a retention policy to the snapshots.
+    Forget {
+        request: ForgetRequest,
+        #[serde(default)]
+        proof: Option<Proof>,
+    },
+    /// Turn snapshot protection on or off (off needs the proof).
+    SnapshotProtect {
+        on: bool,
+        #[serde(default)]
+        proof: Option<Proof>,
+    },
+}
+
+/// The answer to `snapshot_list`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct SnapshotListing {
+    pub snapshots: Vec<SnapshotInfo>,
+    pub protected: bool,
+}
+
+/// The answer to `snapshot_delete`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct DeleteReport {
+    pub deleted: Vec<String>,
+    /// What only they held (plaintext and stored bytes of those chunks).
+    pub freed: Freed,
+}
+
+/// The answer to `restore`: one of the two reports.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RestoreOutcome {
+    pub snapshot: String,
+    /// `in_place`: what came back into the live tree.
+    pub in_place: Option<RestoreReport>,
+    /// To a local folder: what was written there.
+    pub copied: Option<ops::TransferReport>,
+}
+
+/// The answer to `snapshot_protect`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ProtectReport {
+    pub protected: bool,
+    /// Whether the setting changed (it may already have been so).
+    pub changed: bool,
 }
 
 /// Sent before the response by long operations (put, get), a few times a second.
@@ -79,6 +161,9 @@ pub struct Response {
     /// Backends the daemon has marked down (named in the CLI's messages).
     #[serde(default)]
     pub down: Vec<String>,
+    /// Refused because the snapshots are protected and the request had no proof.
+    #[serde(default)]
+    pub needs_proof: bool,
     pub pid: u32,
 }
 
@@ -189,8 +274,194 @@ pub async fn execute(
                     .map_err(|e| format!("fsck stopped: {e}")),
             )
         }
+        Request::SnapshotCreate { tags, paths } => {
+            resp = snap_data(
+                fs.create_snapshot(NewSnapshot {
+                    tags,
+                    paths,
+                    origin: "cli".into(),
+                })
+                .await,
+            )
+        }
+        Request::SnapshotList => {
+            resp = snap_data((|| {
+                Ok(SnapshotListing {
+                    snapshots: fs.list_snapshots()?,
+                    protected: protect::protected(fs)?,
+                })
+            })())
+        }
+        Request::SnapshotDelete { ids, proof } => {
+            resp = match protect::check(fs, proof.as_ref(), "deleting snapshots").await {
+                Err(e) => refused(e),
+                Ok(()) => snap_data(delete(fs, &ids).await),
+            }
+        }
+        Request::SnapshotDiff { a, b } => {
+            resp = snap_data(blocking(|| {
+                let side = |name: &str| -> SnapResult<Side> {
+                    Ok(Side::Snapshot(fs.find_snapshot(name)?.0))
+                };
+                let sa = if a == "live" {
+                    return Err(crate::fs::snapshot::SnapError(
+                        "the live tree can only be the second side: cloudraid snapshot diff SNAPSHOT live".into(),
+                    ));
+                } else {
+                    side(&a)?
+                };
+                let sb = if b == "live" { Side::Live } else { side(&b)? };
+                diff::diff(fs, sa, sb)
+            }))
+        }
+        Request::Restore {
+            snapshot,
+            paths,
+            dest,
+            in_place,
+            overwrite,
+        } => resp = restore(fs, &snapshot, &paths, dest, in_place, overwrite, progress).await,
+        Request::Forget { request, proof } => {
+            let guarded = !request.dry_run && !request.policy.is_empty();
+            let allowed = if guarded {
+                protect::check(fs, proof.as_ref(), "forget").await
+            } else {
+                Ok(())
+            };
+            resp = match allowed {
+                Err(e) => refused(e),
+                Ok(()) => snap_data(forget::forget(fs, &request).await),
+            }
+        }
+        Request::SnapshotProtect { on, proof } => {
+            let allowed = if on {
+                Ok(())
+            } else {
+                protect::check(fs, proof.as_ref(), "turning protection off").await
+            };
+            resp = match allowed {
+                Err(e) => refused(e),
+                Ok(()) => snap_data(
+                    async {
+                        let was = protect::protected(fs)?;
+                        fs.set_snapshot_protection(on).await?;
+                        Ok(ProtectReport {
+                            protected: on,
+                            changed: was != on,
+                        })
+                    }
+                    .await,
+                ),
+            }
+        }
     }
     resp
+}
+
+fn snap_data<T: Serialize>(r: SnapResult<T>) -> Response {
+    data(r.map_err(|e| e.0))
+}
+
+/// A refusal of a protected operation (`needs_proof` when no proof came with it).
+fn refused((error, needs_proof): (String, bool)) -> Response {
+    Response {
+        error: Some(error),
+        needs_proof,
+        ..Default::default()
+    }
+}
+
+/// Runs a synchronous walk of the index without stalling the runtime's other tasks.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Deletes the snapshots named (every name checked first: one unknown name and
+/// nothing is deleted).
+async fn delete(fs: &Fs, names: &[String]) -> SnapResult<DeleteReport> {
+    if names.is_empty() {
+        return Err(crate::fs::snapshot::SnapError(
+            "no snapshot named: give one or more ids (cloudraid snapshot list shows them)".into(),
+        ));
+    }
+    let mut ids = Vec::new();
+    for n in names {
+        let id = fs.find_snapshot(n)?.0;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let freed = fs.release_estimate(&ids)?;
+    fs.delete_snapshots(&ids).await?;
+    Ok(DeleteReport {
+        deleted: ids
+            .iter()
+            .map(|i| crate::format::snapshot_id_hex(*i))
+            .collect(),
+        freed,
+    })
+}
+
+async fn restore(
+    fs: &Arc<Fs>,
+    snapshot: &str,
+    paths: &[String],
+    dest: Option<PathBuf>,
+    in_place: bool,
+    overwrite: bool,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Response {
+    let found = fs.find_snapshot(snapshot).and_then(|(id, rec)| {
+        // Every path must be in the snapshot (a clear message before anything).
+        for p in paths {
+            fs.snapshot_entry(id, &rec, &crate::fs::snapshot::path_components(p)?)?;
+        }
+        Ok(id)
+    });
+    let id = match found {
+        Ok(id) => id,
+        Err(e) => return snap_data::<()>(Err(e)),
+    };
+    let hex = crate::format::snapshot_id_hex(id);
+    if paths.is_empty() {
+        return data::<()>(Err(
+            "nothing to restore: give one or more paths of the snapshot (/ for everything)".into(),
+        ));
+    }
+    if in_place {
+        return snap_data(
+            fs.restore_in_place(id, paths, overwrite, progress)
+                .await
+                .map(|r| RestoreOutcome {
+                    snapshot: hex.clone(),
+                    in_place: Some(r),
+                    copied: None,
+                }),
+        );
+    }
+    let Some(dest) = dest else {
+        return data::<()>(Err(
+            "restore needs a local destination, or --in-place to restore into the volume".into(),
+        ));
+    };
+    let view: Vec<String> = paths
+        .iter()
+        .map(|p| format!("/.snapshots/{hex}/{}", p.trim_start_matches('/')))
+        .collect();
+    data(
+        ops::get_with(fs, &view, &dest, overwrite, progress)
+            .await
+            .map(|r| RestoreOutcome {
+                snapshot: hex.clone(),
+                in_place: None,
+                copied: Some(r),
+            }),
+    )
 }
 
 async fn handle(stream: UnixStream, fs: Arc<Fs>, mountpoint: String) -> std::io::Result<()> {

@@ -5,7 +5,9 @@ mod cli;
 use clap::Parser;
 use cli::args::{write_man, Cli, Cmd};
 use cli::mount::{demo, install_helper, mount_helper, sigpipe};
+use cli::snapshot::{run_forget, run_restore, run_snapshot, ForgetArgs};
 use cli::tree::{print_errors, run_get, run_put};
+use cloudraid::backup::retention::KeepPolicy;
 use cli::volume::{
     init_volume, kdf_cost, new_key, new_passphrase, run_repair, run_scrub, show_status,
 };
@@ -264,6 +266,47 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Cmd::Snapshot { cmd } => run_snapshot(cmd),
+        Cmd::Restore {
+            config,
+            snapshot,
+            paths,
+            in_place,
+            overwrite,
+        } => run_restore(&config, snapshot, paths, in_place, overwrite),
+        Cmd::Forget {
+            config,
+            keep_last,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_within,
+            keep_tag,
+            tag,
+            dry_run,
+            prune,
+            json,
+        } => run_forget(
+            &config,
+            ForgetArgs {
+                policy: KeepPolicy {
+                    last: keep_last,
+                    hourly: keep_hourly,
+                    daily: keep_daily,
+                    weekly: keep_weekly,
+                    monthly: keep_monthly,
+                    yearly: keep_yearly,
+                    within: keep_within,
+                    tags: keep_tag,
+                },
+                tags: tag,
+                dry_run,
+                prune,
+                json,
+            },
+        ),
         Cmd::InstallHelper { dir, remove } => install_helper(&dir, remove),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;

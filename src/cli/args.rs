@@ -243,6 +243,74 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Snapshots of the volume: create, list, diff, delete, protect, unprotect.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCmd,
+    },
+    /// Copy paths of a snapshot to a local folder (like get), or bring them back
+    /// into the volume at their old paths (--in-place; nothing is uploaded).
+    #[command(
+        override_usage = "cloudraid restore --config FILE SNAPSHOT PATH... DEST [--overwrite]\n       cloudraid restore --config FILE SNAPSHOT PATH... --in-place [--overwrite]"
+    )]
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The snapshot: its id, a unique prefix of at least 4 digits, or `latest`.
+        #[arg(value_name = "SNAPSHOT")]
+        snapshot: String,
+        /// Paths in the snapshot (/ for everything), then the local DEST (not with --in-place).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Restore into the volume at the paths' old places instead of a local folder.
+        #[arg(long)]
+        in_place: bool,
+        /// Replace existing entries (local files, or live files with --in-place;
+        /// directories are merged). Without it an existing one is refused and nothing is done.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Delete the snapshots a retention policy does not keep (restic's --keep-* rules).
+    Forget {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Keep the N newest snapshots.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_last: u32,
+        /// Keep the newest snapshot of each of the N latest hours that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_hourly: u32,
+        /// Keep the newest snapshot of each of the N latest days that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_daily: u32,
+        /// Keep the newest snapshot of each of the N latest weeks that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_weekly: u32,
+        /// Keep the newest snapshot of each of the N latest months that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_monthly: u32,
+        /// Keep the newest snapshot of each of the N latest years that have one.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        keep_yearly: u32,
+        /// Keep every snapshot taken less than DURATION before the newest (e.g. 36h, 14days).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        keep_within: Option<std::time::Duration>,
+        /// Keep the snapshots with these tags (a,b: both tags). Repeat for more.
+        #[arg(long, value_name = "TAGS")]
+        keep_tag: Vec<String>,
+        /// Consider only the snapshots that have one of these tags. Repeat for more.
+        #[arg(long, value_name = "TAG")]
+        tag: Vec<String>,
+        /// Say which snapshots would go and what would be freed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete the freed shards from the backends now, and wait for it.
+        #[arg(long)]
+        prune: bool,
+        /// Print JSON instead of a report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create (once) a demo volume over three local folders and mount it in the foreground.
     Demo { mountpoint: PathBuf },
     /// Install the mount helper (mount.cloudraid and mount.fuse.cloudraid) so that
@@ -261,6 +329,60 @@ pub enum Cmd {
     Man {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SnapshotCmd {
+    /// Take a snapshot (atomic: each file as last committed); prints its id as the last word.
+    Create {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A tag for the snapshot. Repeat for more.
+        #[arg(long = "tag", value_name = "TEXT")]
+        tags: Vec<String>,
+        /// Cover only this path of the volume (default: everything). Repeat for more.
+        #[arg(long = "path", value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// List the snapshots, oldest first.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What changed between two snapshots, or from a snapshot to the live tree (B = live).
+    Diff {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The older side: a snapshot id, unique prefix or `latest`.
+        a: String,
+        /// The newer side: a snapshot, or `live`.
+        b: String,
+        /// Print JSON instead of a list.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete snapshots (every id is checked first: one unknown and none is deleted).
+    Delete {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Snapshot ids (or unique prefixes, or `latest`).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Protect the snapshots: deleting them, and unprotect, then need the
+    /// passphrase typed again (or --key-file FILE on the command line).
+    Protect {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Turn snapshot protection off (needs the passphrase typed again, or --key-file FILE).
+    Unprotect {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 

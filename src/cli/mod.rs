@@ -4,11 +4,13 @@
 
 pub mod args;
 pub mod mount;
+pub mod snapshot;
 pub mod tree;
 pub mod volume;
 
 use cloudraid::config::Config;
 use cloudraid::fs::Fs;
+use cloudraid::backup::protect::Proof;
 use cloudraid::{control, ops, setup};
 use std::path::{Path, PathBuf};
 
@@ -131,13 +133,36 @@ pub fn on_volume<T: serde::de::DeserializeOwned>(
     progress_label: Option<&str>,
     show: impl FnOnce(T) -> Result<(), String>,
 ) -> Result<(), String> {
+    on_volume_proved(config_path, req, None, read_only, progress_label, show)
+}
+
+/// Builds the request again with the proof of a protected operation.
+pub type WithProof<'a> = &'a dyn Fn(Proof) -> control::Request;
+
+/// As [`on_volume`], for an operation that protected snapshots refuse without
+/// proof: when it is refused so, the proof is asked for (the passphrase typed on
+/// the terminal) and the request made again with it by `with_proof`.
+pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
+    config_path: &Path,
+    req: control::Request,
+    with_proof: Option<WithProof>,
+    read_only: bool,
+    progress_label: Option<&str>,
+    show: impl FnOnce(T) -> Result<(), String>,
+) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let p = Progress::bytes(progress_label);
     let progress = |d: u64, t: u64| p.update(d, t);
     let (resp, down) = runtime()?.block_on(async {
-        if let Some(r) =
+        if let Some(mut r) =
             control::request_with_progress(&config.volume.state_dir, &req, &progress).await?
         {
+            if let (true, Some(again)) = (r.needs_proof, with_proof) {
+                let proof = ask_proof(&config, r.error.as_deref().unwrap_or_default())?;
+                r = control::request_with_progress(&config.volume.state_dir, &again(proof), &progress)
+                    .await?
+                    .ok_or("the mount daemon went away (see mount.log in the state dir)")?;
+            }
             let down = r.down.clone();
             return Ok::<_, String>((r, down));
         }
@@ -147,8 +172,19 @@ pub fn on_volume<T: serde::de::DeserializeOwned>(
             control::Request::Ls { .. }
                 | control::Request::Du { .. }
                 | control::Request::Fsck { repair: false, .. }
+                | control::Request::SnapshotList
+                | control::Request::SnapshotDiff { .. }
         );
-        let (vol, checks) = setup::open_volume(&config, &keys(locked)).await?;
+        // A passphrase typed here to open the volume is also the proof that a
+        // protected operation needs: it is not asked twice.
+        let mut source = keys(locked);
+        let mut typed = None;
+        if with_proof.is_some() && source.would_prompt(&config) {
+            let cred = source.credential(&config)?;
+            typed = Some(Proof::of(&cred));
+            source.passed = Some(cred);
+        }
+        let (vol, checks) = setup::open_volume(&config, &source).await?;
         let idx = setup::open_index(&config)?;
         // A change without a mount holds the write lease for its duration.
         let holder = if read_only {
@@ -165,11 +201,21 @@ pub fn on_volume<T: serde::de::DeserializeOwned>(
             }
             let removes = matches!(
                 req,
-                control::Request::Rm { .. } | control::Request::Fsck { repair: true, .. }
+                control::Request::Rm { .. }
+                    | control::Request::Fsck { repair: true, .. }
+                    | control::Request::SnapshotDelete { .. }
             );
-            let r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
+            let mut r = control::execute(&fs, req, ops::current_caller(), None, &progress).await;
+            if let (true, Some(again)) = (r.needs_proof, with_proof) {
+                let proof = match typed {
+                    Some(p) => p,
+                    None => ask_proof(&config, r.error.as_deref().unwrap_or_default())?,
+                };
+                r = control::execute(&fs, again(proof), ops::current_caller(), None, &progress)
+                    .await;
+            }
             if !read_only {
-                if removes {
+                if removes && r.ok {
                     // No mount daemon collects garbage: delete the freed chunks now.
                     if let Err(e) = fs.collect_garbage().await {
                         eprintln!("cloudraid: warning: freed chunks stay stored until the next collection: {e}");
@@ -220,6 +266,37 @@ pub fn on_volume<T: serde::de::DeserializeOwned>(
         }
         Err(e) => Err(format!("{e}; {note}")),
     }
+}
+
+/// The proof given on the command line: a key file named with `--key-file`
+/// (not one from the config).
+pub fn given_proof() -> Result<Option<Proof>, String> {
+    let Some(path) = KEYS.get().and_then(|k| k.key_file.clone()) else {
+        return Ok(None);
+    };
+    let key = cloudraid::keys::read_key_file(&path)?;
+    Ok(Some(Proof::of(&cloudraid::keys::Credential::KeyFile(
+        key,
+        path.display().to_string(),
+    ))))
+}
+
+/// The passphrase typed again on the terminal for a protected operation (never
+/// from a file or the environment); without a terminal, `refusal`.
+fn ask_proof(config: &Config, refusal: &str) -> Result<Proof, String> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty");
+    if tty.is_err() {
+        return Err(refusal.to_string());
+    }
+    let p = rpassword::prompt_password(format!(
+        "The snapshots of volume {} are protected: type its passphrase: ",
+        config.volume.name
+    ))
+    .map_err(|e| format!("cannot read the passphrase: {e}"))?;
+    Ok(Proof::Passphrase { passphrase: p })
 }
 
 /// Absolute local paths (the mount daemon may run in another directory).

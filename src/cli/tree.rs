@@ -63,12 +63,16 @@ pub fn run_put(config: &Path, sources: &[PathBuf], dest: String) -> Result<(), S
 }
 
 /// What a transfer copied: "N file(s) (SIZE), N directories, N symlink(s)",
-/// and ", N special file(s)" when FIFOs, sockets or devices were copied.
-fn entries(r: &ops::TransferReport) -> String {
-    let specials = match r.specials {
+/// and ", N special file(s)" when FIFOs, sockets or devices were copied, ", N
+/// hard link(s)" when further links of a file were made.
+pub fn entries(r: &ops::TransferReport) -> String {
+    let mut specials = match r.specials {
         0 => String::new(),
         n => format!(", {n} special file(s)"),
     };
+    if r.hard_links > 0 {
+        specials.push_str(&format!(", {} hard link(s)", r.hard_links));
+    }
     format!(
         "{} file(s) ({}), {} director{}, {} symlink(s){specials}",
         r.files,
@@ -90,7 +94,7 @@ pub fn run_get(config: &Path, paths: Vec<String>, dest: &Path) -> Result<(), Str
         true,
         Some("get"),
         |r: ops::TransferReport| {
-            let done = r.files + r.dirs + r.symlinks + r.specials > 0;
+            let done = r.files + r.dirs + r.symlinks + r.specials + r.hard_links > 0;
             if done || r.errors.is_empty() {
                 println!("wrote {} to {}", entries(&r), dest.display());
             }

@@ -758,6 +758,27 @@ impl Fs {
         Ok(f)
     }
 
+    /// Turns snapshot protection on or off (`Q`, journalled like every index
+    /// change). Who may do so is the front end's to check: turning it off, like
+    /// deleting a protected snapshot, needs the volume's passphrase or key file
+    /// given again (`control::execute`).
+    pub async fn set_snapshot_protection(&self, on: bool) -> SnapResult<()> {
+        self.writable()?;
+        if on && !self.vol.sealer.is_encrypted() {
+            return Err(SnapError(
+                "this volume is not encrypted: it has no passphrase or key file that could protect its snapshots".into(),
+            ));
+        }
+        let _s = self.snap_lock.lock().await;
+        let _g = self.meta.lock().await;
+        let mut settings = self.idx.snapshot_settings()?;
+        settings.protected = on;
+        let mut batch = Batch::default();
+        batch.put(keys::SNAPSHOT_SETTINGS.to_vec(), encode_record(&settings));
+        self.idx.apply(batch)?;
+        Ok(())
+    }
+
     /// Times of the snapshots, newest last (for schedules).
     pub fn snapshot_times(&self) -> SnapResult<Vec<(u32, Nanos, Vec<String>)>> {
         Ok(self

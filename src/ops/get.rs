@@ -8,7 +8,8 @@ use crate::format::Kind;
 use crate::fs::{to_nanos, Attr, Caller, Errno, Fs};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
 /// Creates the FIFO, socket or device `a` at `local` with mknod(2) (as `cp -a`
@@ -68,29 +69,39 @@ fn make_special(a: &Attr, local: &Path) -> std::io::Result<()> {
 }
 
 /// `get`: copies files, directories and symlinks from the volume to `dest` on
-/// the local filesystem, restoring modes and times.
+/// the local filesystem, restoring modes and times; existing local files are
+/// replaced.
 pub async fn get(
     fs: &Fs,
     paths: &[String],
     dest: &Path,
     progress: ProgressFn<'_>,
 ) -> Result<TransferReport, String> {
+    get_with(fs, paths, dest, true, progress).await
+}
+
+/// As [`get`]; without `replace`, nothing is written if any entry would replace
+/// an existing local one (existing directories are merged): the error names it
+/// (`restore` without `--overwrite`). Entries of one file with several links
+/// (the same inode met again) are made hard links of the first one written.
+pub async fn get_with(
+    fs: &Fs,
+    paths: &[String],
+    dest: &Path,
+    replace: bool,
+    progress: ProgressFn<'_>,
+) -> Result<TransferReport, String> {
     if paths.is_empty() {
         return Err("nothing to get".into());
     }
     let mut plan = Vec::new();
-    let mut total = 0;
     for p in paths {
-        let a = resolve(fs, p).await?;
-        total += tree_size(fs, &a).await.map_err(|e| fs_err(p, e))?;
-        plan.push((p.clone(), a));
+        plan.push((p.clone(), resolve(fs, p).await?));
     }
     let dest_is_dir = std::fs::metadata(dest).map(|m| m.is_dir()).unwrap_or(false);
+    let into_dir = dest_is_dir || paths.len() > 1;
     let mut jobs = Vec::new();
-    if dest_is_dir || paths.len() > 1 {
-        if !dest_is_dir {
-            std::fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-        }
+    if into_dir {
         for (p, a) in plan {
             let name = components(&p)?
                 .last()
@@ -103,6 +114,29 @@ pub async fn get(
         let (p, a) = plan.pop().expect("one path");
         jobs.push((p, a, dest.to_path_buf()));
     }
+    let mut total = 0;
+    let mut clashes = Vec::new();
+    let mut seen = HashSet::new();
+    for (p, a, local) in &jobs {
+        total += walk_plan(fs, a, local, !replace, &mut seen, &mut clashes)
+            .await
+            .map_err(|e| fs_err(p, e))?;
+    }
+    if let Some(first) = clashes.first() {
+        let others = match clashes.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 other local entry".into(),
+            n => format!(" and {n} other local entries"),
+        };
+        return Err(format!(
+            "{}{others} already exist{}: nothing was written (--overwrite replaces them; existing directories are merged)",
+            first.display(),
+            if clashes.len() == 1 { "s" } else { "" }
+        ));
+    }
+    if into_dir && !dest_is_dir {
+        std::fs::create_dir(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    }
     let t = Transfer {
         fs,
         owner: Caller::default(),
@@ -111,10 +145,24 @@ pub async fn get(
         progress,
     };
     let mut report = TransferReport::default();
+    // Files with several links: inode → the local file written for it.
+    let mut links: HashMap<u64, PathBuf> = HashMap::new();
     for (p, a, local) in jobs {
         let mut stack = vec![(p, a, local)];
         let mut dirs_done = Vec::new();
         while let Some((p, a, local)) = stack.pop() {
+            if a.kind == Kind::File && a.nlink > 1 {
+                if let Some(first) = links.get(&a.ino) {
+                    match hard_link(first, &local) {
+                        Ok(()) => {
+                            report.hard_links += 1;
+                            t.advance(0);
+                        }
+                        Err(e) => report.errors.push(e),
+                    }
+                    continue;
+                }
+            }
             match t.get_entry(&p, &a, &local, &mut report).await {
                 Ok(true) => {
                     match children(fs, a.ino).await {
@@ -131,7 +179,11 @@ pub async fn get(
                     }
                     dirs_done.push((local, a));
                 }
-                Ok(false) => {}
+                Ok(false) => {
+                    if a.kind == Kind::File && a.nlink > 1 {
+                        links.insert(a.ino, local);
+                    }
+                }
                 Err(e) => report.errors.push(e),
             }
         }
@@ -144,15 +196,56 @@ pub async fn get(
     Ok(report)
 }
 
-async fn tree_size(fs: &Fs, a: &Attr) -> Result<u64, Errno> {
+/// Makes `local` a hard link of `first` (beside it, then renamed over it).
+fn hard_link(first: &Path, local: &Path) -> Result<(), String> {
+    let lerr = |e: std::io::Error| format!("{}: {e}", local.display());
+    match std::fs::hard_link(first, local) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let name = local.file_name().unwrap_or_default().as_bytes();
+            let tmp = local.with_file_name(std::ffi::OsStr::from_bytes(&temp_name(name, "get")));
+            std::fs::hard_link(first, &tmp).map_err(lerr)?;
+            std::fs::rename(&tmp, local).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                lerr(e)
+            })
+        }
+        r => r.map_err(lerr),
+    }
+}
+
+/// Bytes of the files below (and at) `a` (a file with several links counted
+/// once), and, with `check`, the local paths the copy would replace: any
+/// existing entry but a directory where a directory goes.
+async fn walk_plan(
+    fs: &Fs,
+    a: &Attr,
+    local: &Path,
+    check: bool,
+    seen: &mut HashSet<u64>,
+    clashes: &mut Vec<PathBuf>,
+) -> Result<u64, Errno> {
     let mut total = 0;
-    let mut stack = vec![a.clone()];
-    while let Some(a) = stack.pop() {
+    // (entry, where it goes, whether its local directory exists: below one
+    // that does not, nothing can clash)
+    let mut stack = vec![(a.clone(), local.to_path_buf(), check)];
+    while let Some((a, local, look)) = stack.pop() {
+        let existing = if look {
+            std::fs::symlink_metadata(&local).ok()
+        } else {
+            None
+        };
+        if let Some(m) = &existing {
+            if !(m.is_dir() && a.kind == Kind::Dir) {
+                clashes.push(local.clone());
+            }
+        }
         match a.kind {
-            Kind::File => total += a.size,
+            Kind::File if a.nlink <= 1 || seen.insert(a.ino) => total += a.size,
             Kind::Dir => {
-                for (_, ino, _) in children(fs, a.ino).await? {
-                    stack.push(fs.getattr(ino).await?);
+                let look = existing.is_some();
+                for (name, ino, _) in children(fs, a.ino).await? {
+                    let here = local.join(std::ffi::OsStr::from_bytes(&name));
+                    stack.push((fs.getattr(ino).await?, here, look));
                 }
             }
             _ => {}

@@ -16,7 +16,7 @@ mod put;
 mod remove;
 
 pub use du::{du, render_du};
-pub use get::get;
+pub use get::{get, get_with};
 pub use ls::{list, render_list};
 pub use mkdir::{mkdir, MkdirReport};
 pub use put::put;
@@ -178,6 +178,9 @@ pub struct TransferReport {
     /// FIFOs, sockets and devices (type and device number; no data).
     #[serde(default)]
     pub specials: u64,
+    /// Get: further links of a file already written (made hard links of it).
+    #[serde(default)]
+    pub hard_links: u64,
     /// Files left alone because the destination already held the same content.
     pub unchanged: u64,
     pub unchanged_bytes: u64,
