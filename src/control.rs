@@ -293,9 +293,13 @@ pub async fn execute(
             })())
         }
         Request::SnapshotDelete { ids, proof } => {
-            resp = match protect::check(fs, proof.as_ref(), "deleting snapshots").await {
-                Err(e) => refused(e),
-                Ok(()) => snap_data(delete(fs, &ids).await),
+            // Unknown names are said before the proof is asked for.
+            resp = match resolve_ids(fs, &ids) {
+                Err(e) => snap_data::<()>(Err(e)),
+                Ok(ids) => match protect::check(fs, proof.as_ref(), "deleting snapshots").await {
+                    Err(e) => refused(e),
+                    Ok(()) => snap_data(delete(fs, &ids).await),
+                },
             }
         }
         Request::SnapshotDiff { a, b } => {
@@ -381,9 +385,9 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Deletes the snapshots named (every name checked first: one unknown name and
-/// nothing is deleted).
-async fn delete(fs: &Fs, names: &[String]) -> SnapResult<DeleteReport> {
+/// The snapshots named (ids, prefixes, `latest`), each once; one unknown name
+/// is an error.
+fn resolve_ids(fs: &Fs, names: &[String]) -> SnapResult<Vec<u32>> {
     if names.is_empty() {
         return Err(crate::fs::snapshot::SnapError(
             "no snapshot named: give one or more ids (cloudraid snapshot list shows them)".into(),
@@ -396,8 +400,13 @@ async fn delete(fs: &Fs, names: &[String]) -> SnapResult<DeleteReport> {
             ids.push(id);
         }
     }
-    let freed = fs.release_estimate(&ids)?;
-    fs.delete_snapshots(&ids).await?;
+    Ok(ids)
+}
+
+/// Deletes snapshots, all checked to exist before.
+async fn delete(fs: &Fs, ids: &[u32]) -> SnapResult<DeleteReport> {
+    let freed = fs.release_estimate(ids)?;
+    fs.delete_snapshots(ids).await?;
     Ok(DeleteReport {
         deleted: ids
             .iter()

@@ -7,11 +7,11 @@ use cli::args::{write_man, Cli, Cmd};
 use cli::mount::{demo, install_helper, mount_helper, sigpipe};
 use cli::snapshot::{run_forget, run_restore, run_snapshot, ForgetArgs};
 use cli::tree::{print_errors, run_get, run_put};
-use cloudraid::backup::retention::KeepPolicy;
 use cli::volume::{
     init_volume, kdf_cost, new_key, new_passphrase, run_repair, run_scrub, show_status,
 };
 use cli::{absolute, keys, on_volume, print_report, runtime, Progress, KEYS};
+use cloudraid::backup::retention::KeepPolicy;
 use cloudraid::config::Config;
 use cloudraid::{control, daemon, ops, setup};
 use std::path::Path;

@@ -108,34 +108,37 @@ pub async fn forget(fs: &Fs, req: &ForgetRequest) -> SnapResult<ForgetReport> {
     Ok(report)
 }
 
-/// The report as `forget` prints it.
+/// The report as `forget` prints it: one line per snapshot (what happens to it,
+/// id, local time, tags, and why it is kept), then the totals.
 pub fn render(r: &ForgetReport) -> String {
     let mut out = String::new();
+    let gone = if r.dry_run { "would remove" } else { "remove" };
+    let width = gone.len();
     for s in &r.snapshots {
         let when = chrono::DateTime::from_timestamp_nanos(s.time_ns)
             .with_timezone(&chrono::Local)
             .format("%Y-%m-%d %H:%M:%S");
+        let tags = if s.tags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", s.tags.join(","))
+        };
+        let why = if s.keep {
+            format!("  ({})", s.reasons.join(", "))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "{} {}  {}  {}\n",
-            if s.keep {
-                "keep  "
-            } else if r.dry_run {
-                "would remove"
-            } else {
-                "remove"
-            },
+            "{:<width$}  {}  {when}{tags}{why}\n",
+            if s.keep { "keep" } else { gone },
             s.id,
-            when,
-            if s.keep {
-                s.reasons.join(", ")
-            } else {
-                String::new()
-            }
         ));
     }
-    let verb = if r.dry_run { "would free" } else { "freed" };
+    if r.snapshots.is_empty() {
+        out.push_str("no snapshot to consider\n");
+    }
     out.push_str(&format!(
-        "{} kept, {} {}; {verb} {} ({} stored with parity) held by no other snapshot or file\n",
+        "{} kept, {} {}; {} {} ({} stored with parity) held by no other snapshot or file\n",
         r.kept,
         r.removed,
         if r.dry_run {
@@ -143,6 +146,7 @@ pub fn render(r: &ForgetReport) -> String {
         } else {
             "removed"
         },
+        if r.dry_run { "would free" } else { "freed" },
         crate::config::human(r.freed.bytes),
         crate::config::human(r.freed.stored_bytes),
     ));
@@ -150,9 +154,11 @@ pub fn render(r: &ForgetReport) -> String {
         out.push_str("dry run: nothing was changed\n");
     } else if r.pruned_chunks > 0 {
         out.push_str(&format!(
-            "pruned: {} chunks deleted from the backends\n",
+            "pruned: {} chunk(s) deleted from the backends\n",
             r.pruned_chunks
         ));
+    } else if r.removed > 0 && r.freed.chunks > 0 {
+        out.push_str("their shards are deleted by the next garbage collection (the mount daemon runs one every minute; --prune deletes them now)\n");
     }
     out
 }

@@ -84,11 +84,13 @@ pub async fn verify(fs: &Fs, proof: &Proof) -> SnapResult<()> {
     let vol = fs.volume();
     let Some(mine) = vol.sealer.keys() else {
         return Err(SnapError(
-            "the volume was opened without its key: give its passphrase or key file to open it".into(),
+            "the volume was opened without its key: give its passphrase or key file to open it"
+                .into(),
         ));
     };
     let cred = proof.credential()?;
-    let markers = futures::future::join_all(vol.slots.iter().map(|s| s.backend.get(MARKER_KEY))).await;
+    let markers =
+        futures::future::join_all(vol.slots.iter().map(|s| s.backend.get(MARKER_KEY))).await;
     let mut sections: Vec<KeySection> = Vec::new();
     for bytes in markers.into_iter().flatten() {
         if let Ok(VolumeMarker {

@@ -8,9 +8,9 @@ pub mod snapshot;
 pub mod tree;
 pub mod volume;
 
+use cloudraid::backup::protect::Proof;
 use cloudraid::config::Config;
 use cloudraid::fs::Fs;
-use cloudraid::backup::protect::Proof;
 use cloudraid::{control, ops, setup};
 use std::path::{Path, PathBuf};
 

@@ -6,9 +6,9 @@ use super::{
 };
 use crate::format::Kind;
 use crate::fs::{to_nanos, Attr, Caller, Errno, Fs};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
@@ -122,6 +122,7 @@ pub async fn get_with(
             .await
             .map_err(|e| fs_err(p, e))?;
     }
+    clashes.sort();
     if let Some(first) = clashes.first() {
         let others = match clashes.len() - 1 {
             0 => String::new(),
