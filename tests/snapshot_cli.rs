@@ -264,7 +264,7 @@ fn create_list_diff_and_delete_without_a_mount() {
         out.contains(&format!("deleted 1 snapshot(s): {s1}")),
         "{out}"
     );
-    assert_eq!(list_ids(&cfg), [s2.clone()]);
+    assert_eq!(list_ids(&cfg), [s2.as_str()]);
     assert_one_line_error(
         &run(&["snapshot", "diff", "--config", &cfg, &s1, "live"]),
         &format!("no snapshot {s1}"),
@@ -490,7 +490,7 @@ fn protected_snapshots_need_the_key_given_again() {
         &key,
         &s1,
     ]);
-    assert_eq!(list_ids(&cfg), [s2.clone()]);
+    assert_eq!(list_ids(&cfg), [s2.as_str()]);
     ok(&[
         "snapshot",
         "unprotect",
@@ -560,7 +560,7 @@ fn a_passphrase_typed_on_the_terminal_is_the_proof() {
     assert!(!done, "{out}");
     assert!(out.contains("type its passphrase"), "{out}");
     assert!(out.contains("wrong passphrase"), "{out}");
-    assert_eq!(list_ids(&cfg), [s1.clone()]);
+    assert_eq!(list_ids(&cfg), [s1.as_str()]);
     let (done, out) = on_terminal(
         &["snapshot", "delete", "--config", &cfg, &s1],
         &format!("{}\n", common::PASSPHRASE),
@@ -689,7 +689,7 @@ fn through_the_mount_daemon_while_another_process_writes() {
     let resp: serde_json::Value = serde_json::from_str(answer.trim()).unwrap();
     assert_eq!(resp["ok"], false, "{answer}");
     assert_eq!(resp["needs_proof"], true, "{answer}");
-    assert_eq!(list_ids(&cfg), [id.clone()]);
+    assert_eq!(list_ids(&cfg), [id.as_str()]);
     ok(&[
         "snapshot",
         "delete",
