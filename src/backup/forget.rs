@@ -158,7 +158,7 @@ pub fn render(r: &ForgetReport) -> String {
             r.pruned_chunks
         ));
     } else if r.removed > 0 && r.freed.chunks > 0 {
-        out.push_str("their shards are deleted by the next garbage collection (the mount daemon runs one every minute; --prune deletes them now)\n");
+        out.push_str("their shards are deleted by the next garbage collection (the mount daemon's; --prune deletes them now)\n");
     }
     out
 }
