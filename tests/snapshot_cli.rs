@@ -665,6 +665,19 @@ fn through_the_mount_daemon_while_another_process_writes() {
         Path::new("a.bin")
     );
 
+    // get keeps hard links of the live tree too.
+    let live = e.base.join("live");
+    ok(&["get", "--config", &cfg, "/docs", live.to_str().unwrap()]);
+    let (la, lh) = (
+        std::fs::metadata(live.join("a.bin")).unwrap(),
+        std::fs::metadata(live.join("hard.bin")).unwrap(),
+    );
+    assert_eq!(
+        (la.ino(), la.nlink()),
+        (lh.ino(), 2),
+        "get: hard link not kept"
+    );
+
     // In place through the daemon: back in the mount at once, nothing uploaded.
     std::fs::remove_dir_all(m.join("docs")).unwrap();
     ok(&["sync", "--config", &cfg]);
