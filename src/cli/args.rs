@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
     about = "A backup drive that survives a cloud going dark: files are erasure-coded across several storage providers"
 )]
 pub struct Cli {
-    /// Unlock an encrypted volume with this key file (init: create it).
+    /// Unlock an encrypted volume with this key file (init: create it). Named here,
+    /// it is also the proof that deleting protected snapshots needs.
     #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
     /// Read the passphrase of an encrypted volume from the first line of FILE
@@ -275,22 +276,22 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Keep the N newest snapshots.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_last: u32,
         /// Keep the newest snapshot of each of the N latest hours that have one.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_hourly: u32,
         /// Keep the newest snapshot of each of the N latest days that have one.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_daily: u32,
         /// Keep the newest snapshot of each of the N latest weeks that have one.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_weekly: u32,
         /// Keep the newest snapshot of each of the N latest months that have one.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_monthly: u32,
         /// Keep the newest snapshot of each of the N latest years that have one.
-        #[arg(long, value_name = "N", default_value_t = 0)]
+        #[arg(long, value_name = "N", default_value_t = 0, hide_default_value = true)]
         keep_yearly: u32,
         /// Keep every snapshot taken less than DURATION before the newest (e.g. 36h, 14days).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
