@@ -812,14 +812,12 @@ async fn step(v: &TestVolume, m: &mut Model, op: &Op) -> R<()> {
                     m.live = live;
                 }
                 (Err(_), None) => {}
-                (r, w) => {
-                    return Err(fail(format!(
+                (r, w) => return Err(fail(format!(
                     "restore {} of {:08x} (overwrite {overwrite}): got {r:?}, model expected {}",
                     show(&p),
                     s.id,
                     if w.is_some() { "success" } else { "refusal" }
-                )))
-                }
+                ))),
             }
         }
         Op::Check => {
