@@ -1,15 +1,14 @@
 //! Snapshots through a real mount, as a user meets them: `/.snapshots/ID/...`
 //! browsed with ls, cat, cmp, stat, find and cd; every change inside refused
-//! with EROFS; the mount daemon's schedule (`[snapshots] every`, `keep_last`),
-//! and a missed time taken once at the next mount. Needs root and /dev/fuse (CI
+//! with EROFS; the mount daemon's schedule (`[snapshots] every`, `keep_last`,
+//! which leaves snapshots taken by hand alone), and a missed time taken once at
+//! the next mount. Needs root and /dev/fuse (CI
 //! has both); by hand without them, each test says so and skips.
 
 mod common;
 
-use cloudraid::config::Config;
 use common::{can_mount, run, stderr, stdout, three_backend_volume, Env};
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -82,16 +81,46 @@ fn wait_log(e: &Env, needle: &str, n: usize) -> String {
     })
 }
 
-/// (time ns, origin, tags) of every snapshot, read from the index of an
-/// unmounted volume.
-fn snapshot_records(cfg: &str) -> Vec<(i64, String, Vec<String>)> {
-    let config = Config::load(Path::new(cfg)).unwrap();
-    let idx = cloudraid::setup::open_index(&config).unwrap();
-    idx.snapshots()
-        .unwrap()
-        .into_iter()
-        .map(|(_, r)| (r.time, r.origin, r.tags))
+/// One snapshot as `cloudraid snapshot list --json` gives it.
+struct Listed {
+    id: String,
+    time_ns: i64,
+    origin: String,
+    tags: Vec<String>,
+}
+
+/// Every snapshot, oldest first, as `cloudraid snapshot list --json` gives them
+/// (through the mount daemon when mounted).
+fn listed(cfg: &str) -> Vec<Listed> {
+    let o = run(&["snapshot", "list", "--config", cfg, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    rows.iter()
+        .map(|r| Listed {
+            id: r["id"].as_str().unwrap().to_string(),
+            time_ns: chrono::DateTime::parse_from_rfc3339(r["time_utc"].as_str().unwrap())
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap(),
+            origin: r["origin"].as_str().unwrap().to_string(),
+            tags: r["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect(),
+        })
         .collect()
+}
+
+/// `cloudraid snapshot create --config CFG ARGS...`: the new id, the last word
+/// of its output.
+fn create(cfg: &str, args: &[&str]) -> String {
+    let mut all = vec!["snapshot", "create", "--config", cfg];
+    all.extend_from_slice(args);
+    let o = run(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o).split_whitespace().last().unwrap().to_string()
 }
 
 #[test]
@@ -137,7 +166,20 @@ fn snapshots_are_browsed_read_only_under_dot_snapshots() {
         "printf 'version two, longer' > {mp}/docs/a.txt && chmod 600 {mp}/docs/a.txt \
          && rm {mp}/b.txt {mp}/docs/big.bin && mv {mp}/link {mp}/link2 && mkdir {mp}/new"
     ));
+    // A second snapshot, by hand (through the mount daemon).
+    let s2 = create(&cfg, &["--tag", "after"]);
+    assert_eq!(ids(&mp), BTreeSet::from([s1.clone(), s2.clone()]));
     let snap = format!("{mp}/.snapshots/{s1}");
+    let snap2 = format!("{mp}/.snapshots/{s2}");
+    assert_eq!(
+        sh_ok(&format!("cat {snap2}/docs/a.txt")),
+        "version two, longer"
+    );
+    assert_eq!(
+        sh_ok(&format!("ls {snap2} {snap2}/docs")),
+        format!("{snap2}:\ndocs\nlink2\nnew\n\n{snap2}/docs:\na.txt\n")
+    );
+    assert_eq!(sh_ok(&format!("stat -c %a {snap2}/docs/a.txt")), "600\n");
     assert_eq!(sh_ok(&format!("cat {snap}/docs/a.txt")), "version one");
     assert_eq!(
         sh_ok(&format!("cat {mp}/docs/a.txt")),
@@ -174,7 +216,10 @@ fn snapshots_are_browsed_read_only_under_dot_snapshots() {
         sh_ok(&format!(
             "cd {mp}/.snapshots && ls && cd {s1}/docs && cat a.txt"
         )),
-        format!("{s1}\nversion one")
+        format!(
+            "{}\nversion one",
+            ids(&mp).into_iter().collect::<Vec<_>>().join("\n")
+        )
     );
     assert!(sh_ok(&format!("stat -c %F {mp}/.snapshots")).starts_with("directory"));
 
@@ -235,7 +280,7 @@ fn snapshots_are_browsed_read_only_under_dot_snapshots() {
         assert!(!o.status.success(), "{cmd} succeeded");
     }
     // Nothing of it changed.
-    assert_eq!(ids(&mp), BTreeSet::from([s1.clone()]));
+    assert_eq!(ids(&mp), BTreeSet::from([s1.clone(), s2.clone()]));
     assert_eq!(sh_ok(&format!("cat {snap}/b.txt")), "bee");
     assert_eq!(
         sh_ok(&format!("ls {snap}")),
@@ -258,6 +303,8 @@ fn the_schedule_keeps_the_last_snapshots_it_took() {
     std::fs::create_dir(&mp).unwrap();
     set_schedule(&cfg, &base, "[snapshots]\nevery = \"1s\"\nkeep_last = 2\n");
     mount(&cfg, &mp, &[]);
+    std::fs::write(format!("{mp}/f.txt"), "by hand").unwrap();
+    let manual = create(&cfg, &["--tag", "mine"]);
     // A new content each time, seen in a snapshot before the next one is written.
     let mut seen = BTreeSet::new();
     for generation in 0..4 {
@@ -294,16 +341,23 @@ fn the_schedule_keeps_the_last_snapshots_it_took() {
     let line = wait_log(&e, "retention (last 2): 2 kept, removed", 1);
     assert!(line.contains("scheduled snapshot"), "{line}");
 
-    // Mounted read-only, the schedule takes nothing: what is left is what the
-    // retention kept, two snapshots, each readable, the newest of them holding
-    // the last generation.
+    // Mounted read-only, the schedule takes nothing: what is left is the
+    // snapshot taken by hand, untouched, and what the retention kept of its own,
+    // two snapshots, each readable, the newest of them holding the last
+    // generation.
     mount(&cfg, &mp, &["-o", "ro"]);
     wait_log(
         &e,
         "read-only mount: the scheduled snapshots are not taken",
         1,
     );
-    let kept = ids(&mp);
+    let all = ids(&mp);
+    assert!(all.contains(&manual), "{all:?}");
+    assert_eq!(
+        std::fs::read_to_string(format!("{mp}/.snapshots/{manual}/f.txt")).unwrap(),
+        "by hand"
+    );
+    let kept: BTreeSet<String> = all.into_iter().filter(|id| *id != manual).collect();
     assert_eq!(kept.len(), 2, "{kept:?}");
     let mut contents: Vec<String> = kept
         .iter()
@@ -319,13 +373,23 @@ fn the_schedule_keeps_the_last_snapshots_it_took() {
     assert_eq!(contents[1], "generation 3");
     // Longer than `every`, with a snapshot overdue: still nothing taken.
     std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(ids(&mp), kept);
+    assert_eq!(ids(&mp).len(), 3);
     umount(&mp);
-    let records = snapshot_records(&cfg);
-    assert_eq!(records.len(), 2);
-    for (_, origin, tags) in &records {
-        assert_eq!(origin, "schedule");
-        assert_eq!(tags, &vec!["scheduled".to_string()]);
+    let list = listed(&cfg);
+    assert_eq!(list.len(), 3);
+    for s in &list {
+        if s.id == manual {
+            assert_eq!(
+                (s.origin.as_str(), &s.tags[..]),
+                ("cli", &["mine".to_string()][..])
+            );
+        } else {
+            assert!(kept.contains(&s.id), "{}", s.id);
+            assert_eq!(
+                (s.origin.as_str(), &s.tags[..]),
+                ("schedule", &["scheduled".to_string()][..])
+            );
+        }
     }
 }
 
@@ -359,7 +423,7 @@ fn a_missed_time_is_taken_once_at_the_next_mount() {
 
     // Unmounted for more than three intervals of 1s: at the next mount one
     // snapshot makes up for all of them, and the next comes 1s after it.
-    let t1 = snapshot_records(&cfg)[0].0;
+    let t1 = listed(&cfg)[0].time_ns;
     let missed_until = t1 + 3_500_000_000;
     let now = cloudraid::fs::now_nanos();
     if now < missed_until {
@@ -376,7 +440,7 @@ fn a_missed_time_is_taken_once_at_the_next_mount() {
         (ids(&mp).len() >= 3).then_some(())
     });
     umount(&mp);
-    let times: Vec<i64> = snapshot_records(&cfg).iter().map(|r| r.0).collect();
+    let times: Vec<i64> = listed(&cfg).iter().map(|s| s.time_ns).collect();
     assert_eq!(times[0], t1);
     assert!(times.len() >= 3, "{times:?}");
     for pair in times.windows(2) {

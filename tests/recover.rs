@@ -376,8 +376,8 @@ fn describe_snapshots(mp: &str) -> BTreeMap<String, BTreeMap<String, String>> {
         .collect()
 }
 
-/// Snapshots taken by the mount daemon's schedule at two moments with different
-/// contents; then the state dir is lost and a backend is gone; `recover` brings
+/// Snapshots of three different contents, taken by the mount daemon's schedule
+/// and by hand; then the state dir is lost and a backend is gone; `recover` brings
 /// every snapshot back, identical, and fsck finds the volume clean.
 #[test]
 fn snapshots_come_back_with_the_state_dir_and_a_backend_gone() {
@@ -424,15 +424,24 @@ fn snapshots_come_back_with_the_state_dir_and_a_backend_gone() {
     });
     assert!(run(&["umount", &mp]).status.success());
 
-    // What each snapshot holds, seen through a mount without a schedule.
+    // A third content, and a snapshot of it taken by hand (through the daemon).
     std::fs::write(&cfg, &plain).unwrap();
+    assert!(run(&["mount", "--config", &cfg, &mp]).status.success());
+    std::fs::remove_file(format!("{mp}/new.bin")).unwrap();
+    std::fs::write(format!("{mp}/c.txt"), b"third").unwrap();
+    let o = run(&["snapshot", "create", "--config", &cfg, "--tag", "by-hand"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run(&["umount", &mp]).status.success());
+    let listed = stdout(&run(&["snapshot", "list", "--config", &cfg, "--json"]));
+
+    // What each snapshot holds, seen through a mount without a schedule.
     assert!(run(&["mount", "--config", &cfg, "-o", "ro", &mp])
         .status
         .success());
     let before = describe_snapshots(&mp);
-    assert!(before.len() >= 2, "{before:?}");
+    assert!(before.len() >= 3, "{before:?}");
     let trees: std::collections::BTreeSet<_> = before.values().collect();
-    assert_eq!(trees.len(), 2, "two different contents: {before:?}");
+    assert_eq!(trees.len(), 3, "three different contents: {before:?}");
     let first_version = before
         .values()
         .find(|t| t.contains_key("docs/big.bin"))
@@ -461,6 +470,10 @@ fn snapshots_come_back_with_the_state_dir_and_a_backend_gone() {
     assert_eq!(describe_snapshots(&mp), before);
     assert_eq!(describe(Path::new(&mp)), live);
     assert!(run(&["umount", &mp]).status.success());
+    // Listed as before: ids, times, tags, sizes.
+    let o = run(&["snapshot", "list", "--config", &cfg, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), listed);
 
     // `get` copies out of a snapshot too (without a mount, b still gone).
     let first = before
