@@ -2,7 +2,8 @@
 //! browsed with ls, cat, cmp, stat, find and cd; every change inside refused
 //! with EROFS; the mount daemon's schedule (`[snapshots] every`, `keep_last`,
 //! which leaves snapshots taken by hand alone), and a missed time taken once at
-//! the next mount. Needs root and /dev/fuse (CI
+//! the next mount; and, on the core alone, the schedule going on through a
+//! fenced volume. Needs root and /dev/fuse (CI
 //! has both); by hand without them, each test says so and skips.
 
 mod common;
@@ -449,4 +450,84 @@ fn a_missed_time_is_taken_once_at_the_next_mount() {
             "scheduled snapshots closer than every (1s): a missed time was replayed: {times:?}"
         );
     }
+}
+
+/// A log captured in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+
+    async fn wait(&self, needle: &str, n: usize) {
+        let end = Instant::now() + DEADLINE;
+        while self.count(needle) < n {
+            assert!(
+                Instant::now() < end,
+                "gave up waiting for {n} log lines with {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The schedule over the filesystem core (no mount): its retention runs after
+/// each snapshot; when the volume is fenced (its write lease taken over) each
+/// attempt fails with one log line and is tried again at the next time; the
+/// task stops when asked.
+#[tokio::test]
+async fn the_schedule_logs_and_retries_when_the_volume_is_fenced() {
+    use cloudraid::backup::retention::KeepPolicy;
+    use cloudraid::backup::schedule::{Schedule, ScheduleTask};
+    let log = Captured::default();
+    let _g = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let v = common::volume(2, 1, 3, 64 << 10);
+    let task = ScheduleTask::spawn(
+        v.fs.clone(),
+        Schedule {
+            every: Duration::from_secs(1),
+            policy: KeepPolicy {
+                last: 1,
+                ..KeepPolicy::default()
+            },
+        },
+    );
+    log.wait("none taken yet: taking one now", 1).await;
+    log.wait("retention (last 1): 1 kept, removed", 1).await;
+    let left = v.fs.list_snapshots().unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].origin, "schedule");
+
+    v.fs.fence();
+    let failed = "scheduled snapshot failed: the volume is open read-only (or another machine took its write lease over)";
+    log.wait(failed, 2).await;
+    assert_eq!(v.fs.list_snapshots().unwrap(), left);
+    task.stop().await;
+    assert_eq!(log.count("ended abnormally"), 0);
 }
