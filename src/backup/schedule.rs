@@ -142,7 +142,7 @@ fn local_time(t: Nanos) -> String {
 fn when(now: Nanos, wait: Duration) -> String {
     format!(
         "{} (in {})",
-        local_time(now.saturating_add(wait.as_nanos() as i64)),
+        local_time(now.saturating_add(i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX))),
         humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)))
     )
 }
@@ -168,12 +168,12 @@ async fn run(fs: Arc<Fs>, schedule: Schedule, mut stopped: tokio::sync::watch::R
         if !announced {
             announced = true;
             let next = match (in_index, wait.is_zero()) {
-                (None, _) => "none taken yet: taking one now".to_string(),
+                (_, false) => format!("next one at {}", when(now, wait)),
+                (None, true) => "none taken yet: taking one now".to_string(),
                 (Some(t), true) => format!(
                     "the last one is from {}: taking one now (times missed meanwhile are not made up one by one)",
                     local_time(t)
                 ),
-                (Some(_), false) => format!("next one at {}", when(now, wait)),
             };
             tracing::info!("snapshot schedule: {}; {next}", schedule.describe());
         }
