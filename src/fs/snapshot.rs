@@ -105,7 +105,8 @@ impl SnapshotInfo {
     }
 }
 
-/// Index operations gathered before a batch is applied during a walk.
+/// Index operations and chunk reference changes gathered before a batch is
+/// applied during a walk: this bounds a walk's memory whatever the tree size.
 const FLUSH_OPS: usize = 8192;
 
 /// Which entries of a directory a snapshot covers.
@@ -443,7 +444,7 @@ impl Fs {
         b.batch.put(keys::tree(keys::TREE, &id), bytes);
         b.batch.put(keys::tree(keys::TREE_GC, &id), Vec::new());
         b.pending.insert(id);
-        if b.batch.ops.len() >= FLUSH_OPS {
+        if b.batch.ops.len() + b.delta.chunks.len() >= FLUSH_OPS {
             self.flush_build(b)?;
         }
         Ok(id)
