@@ -16,6 +16,7 @@ pub mod fsck;
 mod guards;
 mod names;
 mod namespace;
+mod release;
 pub mod restore;
 pub mod snapshot;
 mod snapview;

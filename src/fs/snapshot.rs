@@ -19,7 +19,7 @@
 use super::{Errno, Fs};
 use crate::format::{
     encode_record, keys, snapshot_id_hex, ChunkId, ChunkRef, ContentRecord, InodeRecord, Kind,
-    Nanos, SnapshotRecord, TreeEntry, TreeId, TreeRecord, TreeRefs,
+    SnapshotRecord, TreeEntry, TreeId, TreeRecord, TreeRefs,
 };
 use crate::index::{snapshot_key, IndexError, ROOT_INO};
 use crate::meta::Batch;
@@ -57,6 +57,8 @@ impl From<String> for SnapError {
 }
 
 pub type SnapResult<T> = Result<T, SnapError>;
+
+pub use super::release::Freed;
 
 /// What a new snapshot is to hold and say about itself.
 #[derive(Clone, Debug, Default)]
@@ -151,21 +153,22 @@ pub fn path_components(path: &str) -> SnapResult<Vec<Vec<u8>>> {
 
 /// Reference count changes of one batch.
 #[derive(Default)]
-struct TreeDelta {
-    chunks: HashMap<ChunkId, i64>,
-    trees: HashMap<TreeId, i64>,
+pub(super) struct TreeDelta {
+    /// Change and plaintext length of each chunk.
+    pub(super) chunks: HashMap<ChunkId, (i64, u32)>,
+    pub(super) trees: HashMap<TreeId, i64>,
 }
 
 impl TreeDelta {
     fn content(&mut self, c: &ContentRecord, d: i64) {
         for r in &c.chunks {
-            if let ChunkRef::Data { id, .. } = r {
-                *self.chunks.entry(*id).or_default() += d;
+            if let ChunkRef::Data { id, len } = r {
+                self.chunks.entry(*id).or_insert((0, *len)).0 += d;
             }
         }
     }
     /// The references a tree record holds: its files' chunks and its subtrees.
-    fn tree(&mut self, t: &TreeRecord, d: i64) {
+    pub(super) fn tree(&mut self, t: &TreeRecord, d: i64) {
         for e in &t.entries {
             if let Some(c) = &e.content {
                 self.content(c, d);
@@ -462,32 +465,28 @@ impl Fs {
     /// Adds the reference count changes of `d` to `batch`; returns the plaintext
     /// bytes of chunks no tree held before. A chunk neither a file nor a tree uses
     /// any more goes to the collection queue; a tree nothing names, to the sweep's.
-    fn apply_tree_delta(&self, batch: &mut Batch, d: TreeDelta) -> SnapResult<u64> {
+    pub(super) fn apply_tree_delta(&self, batch: &mut Batch, d: TreeDelta) -> SnapResult<u64> {
         let mut added = 0;
         let mut queued = false;
-        for (id, n) in d.chunks {
+        for (id, (n, len)) in d.chunks {
             if n == 0 {
                 continue;
             }
             let old = self.idx.chunk_tree_refs(&id)?;
             let now = (old as i64 + n).max(0) as u64;
-            let rec = self.idx.chunk(&id)?;
             if now == 0 {
                 batch.delete(keys::chunk(keys::CHUNK_TREE_REFS, &id));
-                if let Some(rec) = rec.filter(|r| r.refs == 0) {
+                if let Some(rec) = self.idx.chunk(&id)?.filter(|r| r.refs == 0) {
                     batch.delete(keys::chunk(keys::CHUNK, &id));
                     batch.delete(keys::chunk(keys::DEGRADED, &id));
                     batch.put(keys::chunk(keys::GC, &id), encode_record(&rec));
                     queued = true;
                 }
             } else {
-                let Some(rec) = rec else {
-                    return Err(SnapError(format!(
-                        "chunk {id} is used by a file but has no record in the index: run cloudraid fsck"
-                    )));
-                };
+                // Taken from the file entry: a chunk record is not read per chunk
+                // (a file whose chunk has no record is fsck's to report).
                 if old == 0 {
-                    added += rec.len as u64;
+                    added += len as u64;
                 }
                 batch.put(
                     keys::chunk(keys::CHUNK_TREE_REFS, &id),
@@ -616,194 +615,6 @@ impl Fs {
                 })?;
         }
         Ok(cur)
-    }
-
-    // ----------------------------------------------------------------- delete, sweep
-
-    /// Deletes snapshots (by id); what only they held is released by the sweep
-    /// that follows.
-    pub async fn delete_snapshots(&self, ids: &[u32]) -> SnapResult<()> {
-        self.writable()?;
-        {
-            let _s = self.snap_lock.lock().await;
-            let _g = self.meta.lock().await;
-            let mut batch = Batch::default();
-            let mut d = TreeDelta::default();
-            for id in ids {
-                let Some(rec) = self.idx.snapshot(*id)? else {
-                    return Err(SnapError(format!(
-                        "no snapshot {} in this volume: see cloudraid snapshot list",
-                        snapshot_id_hex(*id)
-                    )));
-                };
-                batch.delete(snapshot_key(*id));
-                if let Some(t) = rec.root.tree {
-                    *d.trees.entry(t).or_default() -= 1;
-                }
-            }
-            self.apply_tree_delta(&mut batch, d)?;
-            self.idx.apply(batch)?;
-        }
-        for id in ids {
-            self.forget_name(super::snapview::VIEW_BASE, snapshot_id_hex(*id).as_bytes())
-                .await;
-        }
-        self.sweep_trees().await?;
-        Ok(())
-    }
-
-    /// Deletes every tree nothing names, releasing its chunks and subtrees (which
-    /// may in turn be deleted). Returns how many trees went.
-    pub async fn sweep_trees(&self) -> SnapResult<u64> {
-        let _s = self.snap_lock.lock().await;
-        let mut gone = 0;
-        loop {
-            let page = self
-                .idx
-                .store()
-                .scan(&[keys::TREE_GC], None, 256)
-                .map_err(IndexError::from)?;
-            if page.is_empty() {
-                return Ok(gone);
-            }
-            for (k, _) in page {
-                let id = TreeId(k[1..33].try_into().expect("32-byte tree id"));
-                let _g = self.meta.lock().await;
-                let mut batch = Batch::default();
-                batch.delete(k.clone());
-                if self.idx.tree_refs(&id)? == 0 {
-                    let mut d = TreeDelta::default();
-                    match self.idx.tree(&id) {
-                        Ok(Some(t)) => d.tree(&t, -1),
-                        Ok(None) => {}
-                        Err(e) => {
-                            // Its references cannot be known: they stay (nothing
-                            // is lost; fsck reports the counts).
-                            tracing::error!("deleting damaged snapshot tree {id}: {e}");
-                        }
-                    }
-                    batch.delete(keys::tree(keys::TREE, &id));
-                    batch.delete(keys::tree(keys::TREE_REFS, &id));
-                    self.apply_tree_delta(&mut batch, d)?;
-                    gone += 1;
-                }
-                self.idx.apply(batch)?;
-            }
-        }
-    }
-
-    /// Bytes held only by snapshots: chunks no live file uses.
-    pub fn snapshot_only_usage(&self) -> SnapResult<Freed> {
-        let mut u = Freed::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = self
-                .idx
-                .store()
-                .scan(&[keys::CHUNK], after.as_deref(), 4096)
-                .map_err(IndexError::from)?;
-            let Some((last, _)) = rows.last() else {
-                return Ok(u);
-            };
-            after = Some(last.clone());
-            for (_, v) in rows {
-                let rec: crate::format::ChunkRecord =
-                    crate::format::decode_record(&v).map_err(IndexError::Damaged)?;
-                if rec.refs == 0 {
-                    u.add(&rec);
-                }
-            }
-        }
-    }
-
-    /// What deleting `snaps` would free: the chunks that only they hold (found
-    /// by following the reference counts down from their roots, visiting only
-    /// the trees that would go). Changes nothing.
-    pub fn release_estimate(&self, snaps: &[u32]) -> SnapResult<Freed> {
-        let mut tree_delta: HashMap<TreeId, i64> = HashMap::new();
-        let mut chunk_delta: HashMap<ChunkId, i64> = HashMap::new();
-        let mut todo = Vec::new();
-        for id in snaps {
-            if let Some(t) = self.idx.snapshot(*id)?.and_then(|r| r.root.tree) {
-                todo.push(t);
-            }
-        }
-        while let Some(t) = todo.pop() {
-            let d = tree_delta.entry(t).or_default();
-            *d -= 1;
-            if self.idx.tree_refs(&t)? as i64 + *d != 0 {
-                continue;
-            }
-            let Some(tree) = self.idx.tree(&t)? else {
-                continue;
-            };
-            for e in tree.entries {
-                if let Some(sub) = e.tree {
-                    todo.push(sub);
-                }
-                for c in e.content.iter().flat_map(|c| c.chunks.iter()) {
-                    if let ChunkRef::Data { id, .. } = c {
-                        *chunk_delta.entry(*id).or_default() -= 1;
-                    }
-                }
-            }
-        }
-        let mut f = Freed::default();
-        for (id, d) in chunk_delta {
-            if self.idx.chunk_tree_refs(&id)? as i64 + d <= 0 {
-                if let Some(rec) = self.idx.chunk(&id)?.filter(|r| r.refs == 0) {
-                    f.add(&rec);
-                }
-            }
-        }
-        Ok(f)
-    }
-
-    /// Turns snapshot protection on or off (`Q`, journalled like every index
-    /// change). Who may do so is the front end's to check: turning it off, like
-    /// deleting a protected snapshot, needs the volume's passphrase or key file
-    /// given again (`control::execute`).
-    pub async fn set_snapshot_protection(&self, on: bool) -> SnapResult<()> {
-        self.writable()?;
-        if on && !self.vol.sealer.is_encrypted() {
-            return Err(SnapError(
-                "this volume is not encrypted: it has no passphrase or key file that could protect its snapshots".into(),
-            ));
-        }
-        let _s = self.snap_lock.lock().await;
-        let _g = self.meta.lock().await;
-        let mut settings = self.idx.snapshot_settings()?;
-        settings.protected = on;
-        let mut batch = Batch::default();
-        batch.put(keys::SNAPSHOT_SETTINGS.to_vec(), encode_record(&settings));
-        self.idx.apply(batch)?;
-        Ok(())
-    }
-
-    /// Times of the snapshots, newest last (for schedules).
-    pub fn snapshot_times(&self) -> SnapResult<Vec<(u32, Nanos, Vec<String>)>> {
-        Ok(self
-            .idx
-            .snapshots()?
-            .into_iter()
-            .map(|(id, r)| (id, r.time, r.tags))
-            .collect())
-    }
-}
-
-/// Chunks and their bytes (plaintext, and stored on the backends with parity).
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Freed {
-    pub chunks: u64,
-    pub bytes: u64,
-    pub stored_bytes: u64,
-}
-
-impl Freed {
-    fn add(&mut self, rec: &crate::format::ChunkRecord) {
-        self.chunks += 1;
-        self.bytes += rec.len as u64;
-        self.stored_bytes += rec.shard_size as u64 * rec.placement.len() as u64;
     }
 }
 
