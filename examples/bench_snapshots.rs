@@ -17,9 +17,9 @@
 use cloudraid::backup::forget::{forget, ForgetRequest};
 use cloudraid::backup::retention::KeepPolicy;
 use cloudraid::config::Config;
+use cloudraid::front::setup;
 use cloudraid::fs::snapshot::NewSnapshot;
 use cloudraid::fs::Fs;
-use cloudraid::setup;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -150,9 +150,9 @@ fn default_compression() -> String {
 
 impl VolumeSection {
     /// The content-defined chunk sizes of new data.
-    pub fn chunking(&self) -> crate::chunker::Chunking {
-        let around = crate::chunker::Chunking::around(self.chunk_size.0 as u32);
-        crate::chunker::Chunking {
+    pub fn chunking(&self) -> crate::data::chunker::Chunking {
+        let around = crate::data::chunker::Chunking::around(self.chunk_size.0 as u32);
+        crate::data::chunker::Chunking {
             min: self.chunk_min.map_or(around.min, |s| s.0 as u32),
             max: self.chunk_max.map_or(around.max, |s| s.0 as u32),
             ..around
@@ -164,8 +164,8 @@ impl VolumeSection {
     }
 
     /// The compression of new chunks.
-    pub fn compression(&self) -> Result<crate::seal::Compression, String> {
-        use crate::seal::Compression;
+    pub fn compression(&self) -> Result<crate::data::seal::Compression, String> {
+        use crate::data::seal::Compression;
         let bad = || {
             format!(
                 "compression {:?} must be \"zstd\", \"zstd:LEVEL\" (1 to 19) or \"none\"",
@@ -505,7 +505,7 @@ impl Config {
             ));
         }
         let c = v.chunking();
-        crate::chunker::Chunking::new(c.min, c.avg, c.max)
+        crate::data::chunker::Chunking::new(c.min, c.avg, c.max)
             .map_err(|e| format!("chunk_min/chunk_size/chunk_max: {e}"))?;
         if v.cache_size.0 < c.max as u64 {
             return Err(format!(

@@ -201,7 +201,7 @@ pub struct VolumeMarker {
     pub created_unix: u64,
     /// How the volume's master key is kept (absent: the volume is not encrypted).
     #[serde(default)]
-    pub encryption: Option<crate::keys::KeySection>,
+    pub encryption: Option<crate::data::keys::KeySection>,
 }
 
 impl VolumeMarker {

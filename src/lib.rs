@@ -1,35 +1,25 @@
 //! cloudraid: a FUSE backup drive that erasure-codes every file across several
 //! storage providers. See docs/ARCHITECTURE.md for the map of this crate.
 //!
-//! Layers, bottom up:
-//! - `store`: the [`store::Backend`] trait over object_store (file, memory, S3, GCS, Azure);
-//! - `meta`: the [`meta::MetaStore`] trait over sled, and an in-memory twin;
-//! - `format`: every persisted byte; `erasure`: k+m coding of one chunk;
-//! - `volume`: the chunk pipelines (encode → upload; cache → fetch any k → decode → verify);
-//! - `index`: typed records over `meta`; `fs`: the async POSIX core;
-//! - `fuse`: the thin fuser adapter; `daemon`, `control`, `status`, `setup`: the CLI's parts.
+//!
+//! The folders follow the data, bottom up:
+//! - `store/`: the [`store::Backend`] trait over object_store (file, memory, S3, GCS,
+//!   Azure), fault injection, and each backend's health;
+//! - `data/`: the path of one chunk: chunker → keys/seal → erasure → cache → volume
+//!   (encode → upload; cache → fetch any k → decode → verify);
+//! - `meta/`: the index and what keeps it: the [`meta::MetaStore`] trait (sled, memory),
+//!   the typed index, the metadata log on the backends, the write lease;
+//! - `fs/`: the async POSIX core over both, with fsck, scrub and repair, snapshots;
+//! - `backup/`: retention and schedules over the core;
+//! - `front/`: how people and programs reach a volume: the FUSE adapter, the mount
+//!   daemon and its control socket, the tree operations of the CLI, setup, status;
+//! - `format.rs` (every persisted byte) and `config.rs` (the volume's TOML).
 
 pub mod backup;
-pub mod cache;
-pub mod chunker;
 pub mod config;
-pub mod control;
-pub mod daemon;
-pub mod erasure;
+pub mod data;
 pub mod format;
+pub mod front;
 pub mod fs;
-pub mod fuse;
-pub mod health;
-pub mod index;
-pub mod keys;
-pub mod lease;
 pub mod meta;
-pub mod metalog;
-pub mod mountopts;
-pub mod ops;
-pub mod scrub;
-pub mod seal;
-pub mod setup;
-pub mod status;
 pub mod store;
-pub mod volume;

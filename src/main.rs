@@ -13,7 +13,7 @@ use cli::volume::{
 use cli::{absolute, keys, on_volume, print_report, runtime, Progress, KEYS};
 use cloudraid::backup::retention::KeepPolicy;
 use cloudraid::config::Config;
-use cloudraid::{control, daemon, ops, setup};
+use cloudraid::front::{control, daemon, ops, setup};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -257,7 +257,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 p.update(d, t)
             }))?;
             drop(p);
-            print_report(&report, json, cloudraid::metalog::render_recover)?;
+            print_report(&report, json, cloudraid::meta::metalog::render_recover)?;
             if !json {
                 println!(
                     "mount it with: cloudraid mount --config {} MOUNTPOINT",
@@ -346,7 +346,7 @@ fn main() -> ExitCode {
         let mut line = zeroize::Zeroizing::new(String::new());
         let _ = std::io::stdin().read_line(&mut line);
         let p = line.trim_end_matches(['\r', '\n']).to_string();
-        Some(cloudraid::keys::Credential::Passphrase(
+        Some(cloudraid::data::keys::Credential::Passphrase(
             zeroize::Zeroizing::new(p),
         ))
     } else {

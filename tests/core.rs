@@ -832,7 +832,7 @@ async fn a_hung_backend_is_hedged_around_and_marked_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn scrub_finds_missing_and_corrupt_shards() {
     use cloudraid::format::shard_key;
-    use cloudraid::scrub::scrub;
+    use cloudraid::fs::scrub::scrub;
     let tv = volume(2, 2, 4, 64 << 10);
     let data = bytes(6, 300_000);
     let ino = write_file(&tv.fs, ROOT, "f", &data).await;
@@ -873,7 +873,7 @@ async fn scrub_finds_missing_and_corrupt_shards() {
     // Reads still return the right bytes from the other shards.
     assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
     // Repair rebuilds both from the good shards.
-    let fixed = cloudraid::scrub::repair(fs.volume(), fs.index(), &|_, _| {})
+    let fixed = cloudraid::fs::scrub::repair(fs.volume(), fs.index(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!((fixed.chunks_repaired, fixed.shards_rewritten), (1, 2));
@@ -929,7 +929,7 @@ async fn writes_during_an_outage_reach_the_quorum_and_are_completed_later() {
     let (fixed, left) = fs3.repair_degraded().await.unwrap();
     assert!(fixed > 0 && left == 0);
     assert_eq!(degraded_chunks(&fs3), 0);
-    let clean = cloudraid::scrub::scrub(fs3.volume(), fs3.index(), 100.0, &|_, _| {})
+    let clean = cloudraid::fs::scrub::scrub(fs3.volume(), fs3.index(), 100.0, &|_, _| {})
         .await
         .unwrap();
     assert!(clean.clean(), "{:?}", clean.bad);
@@ -1130,7 +1130,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
         write_file(&fs, d, &format!("f{i}"), &bytes(i, 1000 * i as usize)).await;
     }
     // Status shows the changes not yet on the backends, until they are pushed.
-    let pending = cloudraid::status::gather(fs.volume(), fs.index())
+    let pending = cloudraid::front::status::gather(fs.volume(), fs.index())
         .await
         .unwrap();
     assert!(
@@ -1139,7 +1139,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
         pending.metadata_pending
     );
     log.push().await.unwrap();
-    let pushed = cloudraid::status::gather(fs.volume(), fs.index())
+    let pushed = cloudraid::front::status::gather(fs.volume(), fs.index())
         .await
         .unwrap();
     assert_eq!(pushed.metadata_pending, 0);
@@ -1173,7 +1173,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
     let expected = index_contents(tv.meta.as_ref());
 
     let fresh = Arc::new(MemMeta::new());
-    let report = cloudraid::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
+    let report = cloudraid::meta::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
         .await
         .unwrap();
     assert!(
@@ -1186,7 +1186,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
     // With m = 1 backend gone, from the others.
     tv.faults[0].set(Fault::Down);
     let fresh = Arc::new(MemMeta::new());
-    let report = cloudraid::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
+    let report = cloudraid::meta::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(report.unreachable, vec!["b0".to_string()]);
@@ -1195,7 +1195,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
     tv.faults[0].set(Fault::None);
     tv.faults[1].set(Fault::CorruptReads);
     let fresh = Arc::new(MemMeta::new());
-    cloudraid::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
+    cloudraid::meta::metalog::recover(fs.volume(), fresh.clone(), &|_, _| {})
         .await
         .unwrap();
     assert_eq!(index_contents(fresh.as_ref()), expected);
@@ -1205,7 +1205,7 @@ async fn metadata_log_rebuilds_the_exact_index() {
 /// and a majority of backends needed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_lease_admits_one_holder_at_a_time() {
-    use cloudraid::lease::{acquire, release, Holder, LeaseError, LEASE_TTL};
+    use cloudraid::meta::lease::{acquire, release, Holder, LeaseError, LEASE_TTL};
     let tv = volume(2, 1, 3, 64 << 10);
     let vol = tv.fs.volume();
     let holder = |id: &str| Holder {
@@ -1501,7 +1501,7 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
         let name = format!("while-{down}-is-down");
         let ino = write_file(&fs, ROOT, &name, &data).await;
         assert!(degraded_chunks(&fs) > 0);
-        let st = cloudraid::status::gather(fs.volume(), fs.index())
+        let st = cloudraid::front::status::gather(fs.volume(), fs.index())
             .await
             .unwrap();
         assert!(!st.writes.blocked, "{:?}", st.writes);
@@ -1518,7 +1518,7 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
         assert_eq!(read_all(&tv.reopen(true), ino).await.unwrap(), data);
     }
     assert!(
-        cloudraid::scrub::scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
+        cloudraid::fs::scrub::scrub(fs.volume(), fs.index(), 100.0, &|_, _| {})
             .await
             .unwrap()
             .clean()
@@ -1544,10 +1544,10 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
     // The file is its previous version (new: empty) for stat, ls and a remount.
     assert_eq!(fs.getattr(a.ino).await.unwrap().size, 0);
     assert_eq!(read_all(&fs, a.ino).await.unwrap(), b"");
-    let listed = cloudraid::ops::list(&fs, "/new").await.unwrap();
+    let listed = cloudraid::front::ops::list(&fs, "/new").await.unwrap();
     assert_eq!((listed[0].size, listed[0].chunks), (0, 0));
     assert_eq!(tv.reopen(true).getattr(a.ino).await.unwrap().size, 0);
-    let st = cloudraid::status::gather(fs.volume(), fs.index())
+    let st = cloudraid::front::status::gather(fs.volume(), fs.index())
         .await
         .unwrap();
     assert!(st.writes.blocked, "{:?} {:?}", st.writes, st.backends);
@@ -1562,7 +1562,7 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
         "{failed:?}"
     );
     assert!(failure.stored < failure.needed);
-    let text = cloudraid::status::render(&st);
+    let text = cloudraid::front::status::render(&st);
     assert!(
         text.contains("writes blocked: 1 of 3 backends answer, 2 needed"),
         "{text}"
@@ -1572,7 +1572,7 @@ async fn default_quorum_writes_through_one_backend_down_and_reports_blocked_writ
     tv.faults[2].set(Fault::None);
     fs.volume().probe_down_backends().await;
     write_file(&fs, ROOT, "after", b"back").await;
-    let st = cloudraid::status::gather(fs.volume(), fs.index())
+    let st = cloudraid::front::status::gather(fs.volume(), fs.index())
         .await
         .unwrap();
     assert!(!st.writes.blocked && st.writes.last_failure.is_none());
@@ -1616,10 +1616,10 @@ async fn a_hedged_read_counts_as_slow_not_as_an_error() {
     assert_eq!((h.slow, h.errors, h.down), (1, 0, false), "{h:?}");
     mark_backends(&tv).await;
     tv.faults[slot].set(Fault::None);
-    let st = cloudraid::status::gather(fs.volume(), fs.index())
+    let st = cloudraid::front::status::gather(fs.volume(), fs.index())
         .await
         .unwrap();
-    let text = cloudraid::status::render(&st);
+    let text = cloudraid::front::status::render(&st);
     let row = text
         .lines()
         .find(|l| l.starts_with(&format!("b{slot} ")))

@@ -3,10 +3,10 @@
 //! headers.
 
 use bytes::Bytes;
-use cloudraid::erasure::{decode, encode, verify_shard, CodecError, Layout};
+use cloudraid::data::erasure::{decode, encode, verify_shard, CodecError, Layout};
+use cloudraid::data::keys::{Keys, Secret32};
+use cloudraid::data::seal::{ChunkSealer, Compression};
 use cloudraid::format::{ChunkId, ShardHeader, VolumeId};
-use cloudraid::keys::{Keys, Secret32};
-use cloudraid::seal::{ChunkSealer, Compression};
 use proptest::prelude::*;
 
 proptest! {
@@ -106,10 +106,10 @@ proptest! {
                 verify_shard(&o, vol, &id, i, layout, sealed.len()).unwrap()
             })
             .collect();
-        prop_assert!(!cloudraid::erasure::consistent(&payloads, layout));
+        prop_assert!(!cloudraid::data::erasure::consistent(&payloads, layout));
         let opens = |blob: &[u8]| sealer.open(&id, blob, data.len()).is_ok();
         prop_assert_eq!(
-            cloudraid::erasure::locate_altered(&payloads, layout, sealed.len(), Some(&opens)),
+            cloudraid::data::erasure::locate_altered(&payloads, layout, sealed.len(), Some(&opens)),
             Some(bad)
         );
         let without: Vec<Option<Bytes>> = payloads

@@ -5,9 +5,9 @@
 mod common;
 
 use cloudraid::config::{Config, Size};
-use cloudraid::fuse::{self, Mounted};
-use cloudraid::mountopts::MountOpts;
-use cloudraid::setup;
+use cloudraid::front::fuse::{self, Mounted};
+use cloudraid::front::mountopts::MountOpts;
+use cloudraid::front::setup;
 use std::ffi::CString;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;

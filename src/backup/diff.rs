@@ -27,7 +27,7 @@ use crate::format::{
 };
 use crate::fs::snapshot::{SnapError, SnapResult};
 use crate::fs::Fs;
-use crate::index::{IndexError, ROOT_INO};
+use crate::meta::index::{IndexError, ROOT_INO};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -378,7 +378,7 @@ fn change(what: char, path: &[u8], dir: bool) -> Change {
     }
     Change {
         what,
-        path: crate::ops::shell_escape(&p),
+        path: crate::front::ops::shell_escape(&p),
     }
 }
 

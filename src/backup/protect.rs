@@ -8,10 +8,10 @@
 //! replaced on a backend by someone holding the backend's credentials does not
 //! pass). The mount daemon's own scheduled retention is not subject to it.
 
+use crate::data::keys::{Credential, KeySection, Keys, Secret32};
 use crate::format::{VolumeMarker, MARKER_KEY};
 use crate::fs::snapshot::{SnapError, SnapResult};
 use crate::fs::Fs;
-use crate::keys::{Credential, KeySection, Keys, Secret32};
 use serde::{Deserialize, Serialize};
 
 /// The passphrase or key typed again for a protected operation.

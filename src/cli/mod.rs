@@ -10,8 +10,8 @@ pub mod volume;
 
 use cloudraid::backup::protect::Proof;
 use cloudraid::config::Config;
+use cloudraid::front::{control, ops, setup};
 use cloudraid::fs::Fs;
-use cloudraid::{control, ops, setup};
 use std::path::{Path, PathBuf};
 
 /// How this run unlocks encrypted volumes (from the global options).
@@ -234,7 +234,7 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
         }
         .await;
         if let Some(me) = &holder {
-            cloudraid::lease::release(&vol, me).await;
+            cloudraid::meta::lease::release(&vol, me).await;
         }
         let down: Vec<String> = checks
             .iter()
@@ -274,11 +274,10 @@ pub fn given_proof() -> Result<Option<Proof>, String> {
     let Some(path) = KEYS.get().and_then(|k| k.key_file.clone()) else {
         return Ok(None);
     };
-    let key = cloudraid::keys::read_key_file(&path)?;
-    Ok(Some(Proof::of(&cloudraid::keys::Credential::KeyFile(
-        key,
-        path.display().to_string(),
-    ))))
+    let key = cloudraid::data::keys::read_key_file(&path)?;
+    Ok(Some(Proof::of(
+        &cloudraid::data::keys::Credential::KeyFile(key, path.display().to_string()),
+    )))
 }
 
 /// The passphrase typed again on the terminal for a protected operation (never

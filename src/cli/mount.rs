@@ -3,7 +3,7 @@
 use super::volume::init_volume;
 use super::{absolute, keys};
 use cloudraid::config::{Config, Size};
-use cloudraid::{daemon, setup};
+use cloudraid::front::{daemon, setup};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -39,7 +39,7 @@ pub fn install_helper(dir: &Path, remove: bool) -> Result<(), String> {
 
 /// `mount.cloudraid`: what mount(8) runs for `mount -t cloudraid` and fstab.
 pub fn mount_helper(args: &[String]) -> ExitCode {
-    use cloudraid::mountopts::{parse_helper_args, MountOpts};
+    use cloudraid::front::mountopts::{parse_helper_args, MountOpts};
     // mount(8)'s exit codes: 1 for a wrong invocation, 32 for a failed mount.
     let h = match parse_helper_args(args) {
         Ok(h) => h,

@@ -8,7 +8,9 @@ use cloudraid::backup::diff::{self, DiffReport};
 use cloudraid::backup::forget::{self, ForgetReport, ForgetRequest};
 use cloudraid::backup::retention::KeepPolicy;
 use cloudraid::config::human;
-use cloudraid::control::{DeleteReport, ProtectReport, Request, RestoreOutcome, SnapshotListing};
+use cloudraid::front::control::{
+    DeleteReport, ProtectReport, Request, RestoreOutcome, SnapshotListing,
+};
 use cloudraid::fs::snapshot::SnapshotInfo;
 use std::path::{Path, PathBuf};
 

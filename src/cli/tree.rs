@@ -3,7 +3,7 @@
 
 use super::{absolute, on_volume};
 use cloudraid::config::human;
-use cloudraid::{control, ops};
+use cloudraid::front::{control, ops};
 use std::path::{Path, PathBuf};
 
 /// What could not be done: one error line, or one line each and a summary.

@@ -3,12 +3,13 @@
 
 use super::{absolute, ask_daemon, keys, keys_if_given, print_report, runtime, Progress};
 use cloudraid::config::{Config, Size};
-use cloudraid::{control, scrub, setup, status};
+use cloudraid::front::{control, setup, status};
+use cloudraid::fs::scrub;
 use std::path::Path;
 
 /// Argon2id cost from the command line.
-pub fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::keys::KdfCost, String> {
-    let cost = cloudraid::keys::KdfCost {
+pub fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::data::keys::KdfCost, String> {
+    let cost = cloudraid::data::keys::KdfCost {
         m_cost_kib: u32::try_from(memory.0 / 1024).unwrap_or(u32::MAX),
         t_cost: passes,
         p_cost: 1,
@@ -22,8 +23,8 @@ pub fn kdf_cost(memory: Size, passes: u32) -> Result<cloudraid::keys::KdfCost, S
 pub fn new_passphrase(
     file: Option<&Path>,
     env: &str,
-) -> Result<cloudraid::keys::Credential, String> {
-    use cloudraid::keys::Credential;
+) -> Result<cloudraid::data::keys::Credential, String> {
+    use cloudraid::data::keys::Credential;
     use zeroize::Zeroizing;
     if let Some(f) = file {
         return setup::read_passphrase_file(f);

@@ -8,7 +8,7 @@ use super::{
     XATTR_NAME_MAX, XATTR_REPLACE, XATTR_SIZE_MAX,
 };
 use crate::format::{keys, Kind};
-use crate::index::BatchExt;
+use crate::meta::index::BatchExt;
 use crate::meta::Batch;
 
 impl Fs {

@@ -8,10 +8,10 @@
 
 use super::file::{is_zero, read_full_at, FileState, OpenFile};
 use super::{Errno, Fs, FsResult, RefDelta};
-use crate::chunker::{segments, Cutter, Segment};
-use crate::erasure::Layout;
+use crate::data::chunker::{segments, Cutter, Segment};
+use crate::data::erasure::Layout;
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
-use crate::index::BatchExt;
+use crate::meta::index::BatchExt;
 use crate::meta::Batch;
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};

@@ -1,7 +1,7 @@
 //! The one place where failures become POSIX error numbers.
 
-use crate::index::IndexError;
-use crate::volume::VolumeError;
+use crate::data::volume::VolumeError;
+use crate::meta::index::IndexError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub i32);

@@ -511,7 +511,7 @@ impl Fs {
         self.idx
             .store()
             .accepts_changes()
-            .map_err(crate::index::IndexError::from)?;
+            .map_err(crate::meta::index::IndexError::from)?;
         // Staging allocates before it writes: on a full disk the write fails with
         // ENOSPC before any byte changes.
         if let Err(e) = st.staging.write_all_at(data, offset) {

@@ -18,7 +18,7 @@ use crate::format::{
     decode_record, encode_record, keys, parse_shard_key, ChunkId, ChunkRecord, ChunkRef,
     ContentRecord, DirentRecord, InodeRecord, Kind, TreeId, TreeRecord, TreeRefs,
 };
-use crate::index::{BatchExt, ROOT_INO};
+use crate::meta::index::{BatchExt, ROOT_INO};
 use crate::meta::Batch;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};

@@ -1,5 +1,5 @@
 //! The filesystem core: POSIX operations over the index and the volume, async, with
-//! no knowledge of FUSE. The FUSE adapter (`crate::fuse`) and the tests call it.
+//! no knowledge of FUSE. The FUSE adapter (`crate::front::fuse`) and the tests call it.
 //!
 //! Locking: one async mutex (`meta`) serialises every change to the index, so a
 //! read-modify-write of several records is applied as one atomic batch. Each open
@@ -18,6 +18,7 @@ mod names;
 mod namespace;
 mod release;
 pub mod restore;
+pub mod scrub;
 pub mod snapshot;
 mod snapview;
 mod staging;
@@ -25,14 +26,14 @@ mod staging;
 pub use errno::{Errno, FsResult};
 pub use file::{commit_all_stats, MAX_FILE_SIZE};
 
-use crate::erasure::Layout;
+use crate::data::erasure::Layout;
+use crate::data::volume::Volume;
 use crate::format::{
     keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord, InodeRecord, Kind, Nanos, SuperRecord,
     VolumeId,
 };
-use crate::index::{BatchExt, Index, ROOT_INO};
+use crate::meta::index::{BatchExt, Index, ROOT_INO};
 use crate::meta::Batch;
-use crate::volume::Volume;
 use file::OpenFile;
 use guards::ChunkGuards;
 use std::collections::HashMap;
@@ -52,7 +53,7 @@ pub struct FsOptions {
     pub read_only: bool,
     pub staging_dir: PathBuf,
     /// Content-defined chunk sizes of new data.
-    pub chunking: crate::chunker::Chunking,
+    pub chunking: crate::data::chunker::Chunking,
     pub upload_concurrency: usize,
     pub readahead_chunks: usize,
     /// Identity of the state dir (recorded as the writer of the metadata log).
@@ -172,7 +173,7 @@ pub struct Fs {
     /// rename over its name finds the old file instead of nothing.
     kernel_refs: Mutex<HashMap<u64, u64>>,
     /// The metadata log on the backends, when the index is journalled.
-    metalog: Option<Arc<crate::metalog::MetaLog>>,
+    metalog: Option<Arc<crate::meta::metalog::MetaLog>>,
     /// Set when another holder took the write lease over: no more changes.
     fenced: std::sync::atomic::AtomicBool,
     /// Serialises snapshot creation, deletion and the sweep of their trees.
@@ -299,7 +300,7 @@ impl Fs {
         }
         let seal_permits = opts.upload_concurrency.max(1);
         let metalog = idx.journal().map(|_| {
-            Arc::new(crate::metalog::MetaLog::new(
+            Arc::new(crate::meta::metalog::MetaLog::new(
                 vol.clone(),
                 idx.clone(),
                 opts.writer.clone(),
@@ -385,7 +386,7 @@ impl Fs {
     }
 
     /// The metadata log on the backends (for a journalled index).
-    pub fn metalog(&self) -> Option<&Arc<crate::metalog::MetaLog>> {
+    pub fn metalog(&self) -> Option<&Arc<crate::meta::metalog::MetaLog>> {
         self.metalog.as_ref()
     }
 

@@ -6,7 +6,7 @@
 use super::snapview::{is_view, SNAPDIR};
 use super::{Attr, DirEntry, Errno, Fs, FsResult, StatFs, NAME_MAX};
 use crate::format::Kind;
-use crate::index::ROOT_INO;
+use crate::meta::index::ROOT_INO;
 use crate::meta::Batch;
 use std::sync::atomic::Ordering;
 

@@ -11,7 +11,7 @@ use super::{
 use crate::format::{
     encode_record, keys, ChunkRecord, ContentRecord, DirentRecord, InodeRecord, Kind,
 };
-use crate::index::{BatchExt, ROOT_INO};
+use crate::meta::index::{BatchExt, ROOT_INO};
 use crate::meta::Batch;
 use std::collections::HashMap;
 

@@ -5,7 +5,7 @@
 use super::snapshot::{SnapError, SnapResult, TreeDelta};
 use super::Fs;
 use crate::format::{encode_record, keys, snapshot_id_hex, ChunkId, ChunkRef, Nanos, TreeId};
-use crate::index::{snapshot_key, IndexError};
+use crate::meta::index::{snapshot_key, IndexError};
 use crate::meta::Batch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

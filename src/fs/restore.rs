@@ -7,7 +7,7 @@
 use super::snapshot::{inode_of, path_components, show_path, SnapError, SnapResult};
 use super::{Fs, RefDelta};
 use crate::format::{snapshot_id_hex, InodeRecord, Kind, TreeEntry};
-use crate::index::{BatchExt, ROOT_INO};
+use crate::meta::index::{BatchExt, ROOT_INO};
 use crate::meta::Batch;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

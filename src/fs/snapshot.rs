@@ -21,7 +21,7 @@ use crate::format::{
     encode_record, keys, snapshot_id_hex, ChunkId, ChunkRef, ContentRecord, InodeRecord, Kind,
     SnapshotRecord, TreeEntry, TreeId, TreeRecord, TreeRefs,
 };
-use crate::index::{snapshot_key, IndexError, ROOT_INO};
+use crate::meta::index::{snapshot_key, IndexError, ROOT_INO};
 use crate::meta::Batch;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};

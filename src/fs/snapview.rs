@@ -14,7 +14,7 @@ use super::{Attr, DirEntry, Errno, Fs, FsResult};
 use crate::format::{
     snapshot_id_hex, InodeRecord, Kind, SnapshotRecord, TreeEntry, TreeId, TreeRecord,
 };
-use crate::index::ROOT_INO;
+use crate::meta::index::ROOT_INO;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};

@@ -1,11 +1,14 @@
 //! The metadata layer: an ordered key-value store with atomic batches.
 //!
 //! `sled` is used in this module tree only (`sled_store.rs`). The typed index above
-//! (`crate::index`) is written once against [`MetaStore`]; [`MemMeta`] is the
+//! (`crate::meta::index`) is written once against [`MetaStore`]; [`MemMeta`] is the
 //! in-memory implementation used by fast tests, and both pass one shared suite
 //! (`tests/meta_conformance.rs`).
 
+pub mod index;
+pub mod lease;
 mod mem;
+pub mod metalog;
 mod sled_store;
 
 pub use mem::MemMeta;

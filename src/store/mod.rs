@@ -5,6 +5,7 @@
 //! conditional create where the provider supports one.
 
 mod faulty;
+pub mod health;
 mod object;
 
 pub use faulty::{Fault, FaultyBackend};

@@ -1,13 +1,13 @@
 //! Shared helpers for the test binaries.
 #![allow(dead_code)]
 
-use cloudraid::erasure::Layout;
+use cloudraid::data::erasure::Layout;
+use cloudraid::data::volume::{Slot, Volume};
 use cloudraid::format::VolumeId;
 use cloudraid::fs::{Caller, Fs, FsOptions};
-use cloudraid::index::Index;
+use cloudraid::meta::index::Index;
 use cloudraid::meta::{MemMeta, MetaStore};
 use cloudraid::store::{open_backend, Backend, FaultyBackend};
-use cloudraid::volume::{Slot, Volume};
 use std::sync::Arc;
 
 /// A filesystem core over `n` in-memory backends, each behind a fault switch.
@@ -101,20 +101,20 @@ fn build_with(
         .collect();
     // Encrypted and compressed, as volumes are by default; the same master key
     // each time the volume is opened.
-    let master = cloudraid::keys::Secret32::from_bytes(
+    let master = cloudraid::data::keys::Secret32::from_bytes(
         sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(id.0)).into(),
     );
-    let sealer = cloudraid::seal::ChunkSealer::encrypted(
+    let sealer = cloudraid::data::seal::ChunkSealer::encrypted(
         id,
-        Some(cloudraid::keys::Keys::derive(&master, id)),
-        cloudraid::seal::Compression::Zstd(3),
+        Some(cloudraid::data::keys::Keys::derive(&master, id)),
+        cloudraid::data::seal::Compression::Zstd(3),
     );
     let vol =
         Volume::new(id, "test".into(), slots, layout, 64 << 20, sealer).with_write_quorum(quorum);
     let opts = FsOptions {
         read_only,
         staging_dir: staging.to_path_buf(),
-        chunking: cloudraid::chunker::Chunking::around(chunk_size),
+        chunking: cloudraid::data::chunker::Chunking::around(chunk_size),
         upload_concurrency: 3,
         readahead_chunks: 2,
         show_uid: None,

@@ -8,12 +8,12 @@
 //! state dir.
 
 use crate::config::Config;
-use crate::control;
+use crate::front::control;
+use crate::front::fuse;
+use crate::front::mountopts::MountOpts;
+use crate::front::setup;
 use crate::fs::Fs;
-use crate::fuse;
-use crate::lease;
-use crate::mountopts::MountOpts;
-use crate::setup;
+use crate::meta::lease;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -159,7 +159,7 @@ pub fn mount_detached(args: &MountArgs) -> Result<(), String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the mount daemon: {e}"))?;
-    if let (Some(crate::keys::Credential::Passphrase(p)), Some(mut stdin)) =
+    if let (Some(crate::data::keys::Credential::Passphrase(p)), Some(mut stdin)) =
         (typed, child.stdin.take())
     {
         let line = zeroize::Zeroizing::new(format!("{}\n", p.as_str()));
@@ -276,8 +276,8 @@ async fn serve_mount(
     mp: &Path,
     source: &str,
     notify: bool,
-    vol: Arc<crate::volume::Volume>,
-    idx: crate::index::Index,
+    vol: Arc<crate::data::volume::Volume>,
+    idx: crate::meta::index::Index,
     checks: Vec<setup::BackendCheck>,
     holder: Option<lease::Holder>,
 ) -> Result<(), String> {

@@ -14,7 +14,7 @@ pub async fn du(fs: &Fs, path: &str) -> Result<DuReport, String> {
         ..Default::default()
     };
     let mut seen: HashSet<ChunkId> = HashSet::new();
-    if a.ino == crate::index::ROOT_INO {
+    if a.ino == crate::meta::index::ROOT_INO {
         let f = fs.snapshot_only_usage().map_err(|e| e.0)?;
         r.snapshot_only_chunks = f.chunks;
         r.snapshot_only_bytes = f.bytes;

@@ -10,8 +10,8 @@
 //!
 //! Pure functions, no I/O. The sealed layout is in docs/FORMAT.md.
 
+use crate::data::keys::{Keys, Secret32};
 use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
-use crate::keys::{Keys, Secret32};
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
@@ -303,7 +303,7 @@ fn meta_aad(volume: VolumeId, kind: u8, flags: u8, name: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::{Keys, Secret32};
+    use crate::data::keys::{Keys, Secret32};
 
     fn sealer(level: Option<i32>) -> ChunkSealer {
         let vol = VolumeId::random();

@@ -3,8 +3,8 @@
 
 use super::{connect, read_marker, KeySource};
 use crate::config::Config;
+use crate::data::keys::{Credential, KdfCost};
 use crate::format::{VolumeId, VolumeMarker, MARKER_KEY};
-use crate::keys::{Credential, KdfCost};
 use bytes::Bytes;
 
 /// `passwd`: unlocks the volume's key with the current credential and wraps it

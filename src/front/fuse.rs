@@ -3,8 +3,8 @@
 //! fuser thread itself never waits on a backend.
 
 use crate::format::Kind;
+use crate::front::mountopts::MountOpts;
 use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
-use crate::mountopts::MountOpts;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,

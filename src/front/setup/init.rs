@@ -3,11 +3,11 @@
 
 use super::{connect, read_marker, set_private_dir};
 use crate::config::{default_shards, BackendSection, Config, Size, VolumeSection};
-use crate::erasure::Layout;
+use crate::data::erasure::Layout;
+use crate::data::keys::{Credential, KdfCost, KeySection};
 use crate::format::{VolumeId, VolumeMarker, MARKER_FORMAT_VERSION, MARKER_KEY};
 use crate::fs::{Caller, Fs};
-use crate::index::Index;
-use crate::keys::{Credential, KdfCost, KeySection};
+use crate::meta::index::Index;
 use crate::meta::SledMeta;
 use crate::store::DynBackend;
 use bytes::Bytes;
@@ -291,7 +291,7 @@ async fn init_writing(
         NewKey::None => None,
         NewKey::Passphrase(c) => Some(c.clone()),
         NewKey::KeyFile(p) => {
-            let key = crate::keys::create_key_file(p)?;
+            let key = crate::data::keys::create_key_file(p)?;
             made.key_file = Some(p.clone());
             Some(Credential::KeyFile(key, p.display().to_string()))
         }

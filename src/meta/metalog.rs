@@ -14,12 +14,12 @@
 //! `recover` rebuilds a local index from the newest complete snapshot found on
 //! any backend and the log objects after it. Object formats: docs/FORMAT.md.
 
+use crate::data::seal::ChunkSealer;
+use crate::data::volume::Volume;
 use crate::format::{keys, LogState, LoggedOps, VolumeId};
-use crate::index::Index;
+use crate::meta::index::Index;
 use crate::meta::{Batch, MetaStore};
-use crate::seal::ChunkSealer;
 use crate::store::DynBackend;
-use crate::volume::Volume;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -757,8 +757,8 @@ mod tests {
     #[test]
     fn frames_check_kind_volume_and_bytes() {
         let v = VolumeId::random();
-        let keys = crate::keys::Keys::derive(&crate::keys::Secret32::random(), v);
-        let sealer = ChunkSealer::encrypted(v, Some(keys), crate::seal::Compression::None);
+        let keys = crate::data::keys::Keys::derive(&crate::data::keys::Secret32::random(), v);
+        let sealer = ChunkSealer::encrypted(v, Some(keys), crate::data::seal::Compression::None);
         let payload = b"file names: holiday.jpg, taxes-2026.pdf ".repeat(20);
         let f = frame(KIND_LOG, "meta/log/1-2", &sealer, &v, &payload).unwrap();
         assert!(
@@ -798,7 +798,7 @@ mod tests {
             .unwrap_err()
             .contains("altered"));
         // Without the key it cannot be read.
-        let locked = ChunkSealer::encrypted(v, None, crate::seal::Compression::None);
+        let locked = ChunkSealer::encrypted(v, None, crate::data::seal::Compression::None);
         assert!(unframe(KIND_LOG, "meta/log/1-2", &locked, &v, &f).is_err());
     }
 

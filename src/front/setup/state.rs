@@ -3,7 +3,7 @@
 
 use super::{open_volume, set_private_dir, KeySource};
 use crate::config::Config;
-use crate::index::Index;
+use crate::meta::index::Index;
 use crate::meta::{MetaStore, SledMeta};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub fn open_index(config: &Config) -> Result<Index, String> {
 /// Where `config`'s volume is mounted now (through this config or another copy
 /// of it: same state dir).
 pub fn mounted_at(config: &Config) -> Vec<PathBuf> {
-    crate::daemon::mounts()
+    crate::front::daemon::mounts()
         .into_iter()
         .filter(|m| m.fstype == "fuse.cloudraid")
         .filter(|m| {
@@ -134,7 +134,7 @@ pub async fn recover(
     config: &Config,
     keys: &KeySource,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<crate::metalog::RecoverReport, String> {
+) -> Result<crate::meta::metalog::RecoverReport, String> {
     let dir = &config.volume.state_dir;
     let path = dir.join("index");
     if path.exists() {
@@ -160,7 +160,7 @@ pub async fn recover(
     }
     let result = async {
         let meta: Arc<dyn MetaStore> = Arc::new(SledMeta::open(&path).map_err(|e| e.to_string())?);
-        let report = crate::metalog::recover(&vol, meta.clone(), progress).await?;
+        let report = crate::meta::metalog::recover(&vol, meta.clone(), progress).await?;
         let idx = Index::new(meta);
         match idx.superblock().map_err(|e| e.to_string())? {
             Some(sb) if sb.volume_id == vol.id => Ok(report),

@@ -11,7 +11,7 @@
 //! same holder; `--takeover` overwrites a live lease, and the holder it was taken
 //! from finds out at its next renewal and stops writing.
 
-use crate::volume::Volume;
+use crate::data::volume::Volume;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::path::Path;

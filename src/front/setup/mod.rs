@@ -22,9 +22,9 @@ pub use passwd::passwd;
 pub use state::{mounted_at, open_index, open_index_waiting, recover};
 
 use crate::config::Config;
+use crate::data::volume::Slot;
 use crate::format::{VolumeMarker, MARKER_KEY};
 use crate::store::{open_backend, DynBackend, StoreError};
-use crate::volume::Slot;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

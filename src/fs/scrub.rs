@@ -4,11 +4,11 @@
 //! no other shard.
 
 use crate::config::human;
-use crate::erasure::{verify_shard, Layout};
+use crate::data::erasure::{verify_shard, Layout};
+use crate::data::volume::{Volume, VolumeError};
 use crate::format::{keys, shard_key, ChunkId, ChunkRecord, VolumeMarker, MARKER_KEY};
-use crate::index::Index;
+use crate::meta::index::Index;
 use crate::store::StoreError;
-use crate::volume::{Volume, VolumeError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -166,15 +166,16 @@ pub async fn scrub(
             k: rec.k as usize,
             m: rec.m as usize,
         };
-        if payloads.len() == layout.total() && !crate::erasure::consistent(&payloads, layout) {
+        if payloads.len() == layout.total() && !crate::data::erasure::consistent(&payloads, layout)
+        {
             let (blob_len, len) = (rec.sealed_len as usize, rec.len as usize);
             let opens = |blob: &[u8]| vol.sealer.open(&id, blob, len).is_ok();
-            let check: Option<crate::erasure::OpensFn> = if vol.sealer.is_unlocked() {
+            let check: Option<crate::data::erasure::OpensFn> = if vol.sealer.is_unlocked() {
                 Some(&opens)
             } else {
                 None
             };
-            match crate::erasure::locate_altered(&payloads, layout, blob_len, check) {
+            match crate::data::erasure::locate_altered(&payloads, layout, blob_len, check) {
                 Some(i) => {
                     let s = rec.placement[i] as usize % vol.slots.len();
                     let b = &mut report.backends[s];

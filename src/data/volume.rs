@@ -7,11 +7,11 @@
 //!        → cache. A sealed chunk that does not open (a shard altered with a
 //!        valid checksum) is rebuilt from other shards.
 
-use crate::cache::ChunkCache;
-use crate::erasure::{self, CodecError, Layout};
+use crate::data::cache::ChunkCache;
+use crate::data::erasure::{self, CodecError, Layout};
+use crate::data::seal::{ChunkSealer, SealError};
 use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
-use crate::health::Health;
-use crate::seal::{ChunkSealer, SealError};
+use crate::store::health::Health;
 use crate::store::{DynBackend, StoreError, StoreResult};
 use bytes::Bytes;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -189,7 +189,7 @@ impl Volume {
                     tracing::warn!(
                         "backend {} marked down after {} failures in a row ({e}); reads use parity shards until it answers again",
                         self.slots[i].name,
-                        crate::health::TRIP_AFTER
+                        crate::store::health::TRIP_AFTER
                     );
                 }
             }

@@ -261,7 +261,7 @@ fn fs_err(path: &str, e: Errno) -> String {
 /// Attributes of the inode at `path`.
 pub async fn resolve(fs: &Fs, path: &str) -> Result<Attr, String> {
     let mut attr = fs
-        .getattr(crate::index::ROOT_INO)
+        .getattr(crate::meta::index::ROOT_INO)
         .await
         .map_err(|e| fs_err("/", e))?;
     for c in components(path)? {

@@ -7,11 +7,11 @@
 use crate::backup::diff::{self, Side};
 use crate::backup::forget::{self, ForgetRequest};
 use crate::backup::protect::{self, Proof};
+use crate::front::ops;
+use crate::front::status::{self, StatusReport};
 use crate::fs::restore::RestoreReport;
 use crate::fs::snapshot::{Freed, NewSnapshot, SnapResult, SnapshotInfo};
 use crate::fs::{Caller, Fs};
-use crate::ops;
-use crate::status::{self, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -152,9 +152,9 @@ pub struct Response {
     pub error: Option<String>,
     pub status: Option<StatusReport>,
     #[serde(default)]
-    pub scrub: Option<crate::scrub::ScrubReport>,
+    pub scrub: Option<crate::fs::scrub::ScrubReport>,
     #[serde(default)]
-    pub repair: Option<crate::scrub::RepairReport>,
+    pub repair: Option<crate::fs::scrub::RepairReport>,
     /// The result of ls, put, get, rm, mkdir and du (their `ops` report).
     #[serde(default)]
     pub data: Option<serde_json::Value>,
@@ -236,7 +236,7 @@ pub async fn execute(
             Err(e) => resp.error = Some(e),
         },
         Request::Scrub { sample } => {
-            match crate::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
+            match crate::fs::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
                 Ok(r) => {
                     resp.ok = true;
                     resp.scrub = Some(r);
@@ -244,13 +244,15 @@ pub async fn execute(
                 Err(e) => resp.error = Some(e),
             }
         }
-        Request::Repair => match crate::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
-            Ok(r) => {
-                resp.ok = true;
-                resp.repair = Some(r);
+        Request::Repair => {
+            match crate::fs::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
+                Ok(r) => {
+                    resp.ok = true;
+                    resp.repair = Some(r);
+                }
+                Err(e) => resp.error = Some(e),
             }
-            Err(e) => resp.error = Some(e),
-        },
+        }
         Request::Sync => match fs.sync_all().await {
             Ok(()) => resp.ok = true,
             Err(e) => resp.error = Some(format!("sync failed: {e}")),

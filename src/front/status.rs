@@ -1,12 +1,12 @@
 //! `cloudraid status`: what the volume holds and where, computed from the local
 //! index (no listing of backends) plus one small probe per backend.
 
-use crate::cache::CacheStats;
 use crate::config::human;
+use crate::data::cache::CacheStats;
+use crate::data::volume::Volume;
 use crate::format::{keys, ChunkRecord, InodeRecord, Kind, MARKER_KEY};
-use crate::health::HealthSnapshot;
-use crate::index::Index;
-use crate::volume::Volume;
+use crate::meta::index::Index;
+use crate::store::health::HealthSnapshot;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +83,7 @@ pub struct WriteStatus {
     /// Shards a chunk needs stored (write_quorum).
     pub quorum: usize,
     /// The last write that failed for want of backends, unless one succeeded since.
-    pub last_failure: Option<crate::volume::WriteFailure>,
+    pub last_failure: Option<crate::data::volume::WriteFailure>,
 }
 
 /// Probes a backend by reading its volume marker (bounded to 5 s).

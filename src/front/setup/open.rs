@@ -4,13 +4,13 @@
 
 use super::{connect, open_index, read_marker};
 use crate::config::Config;
-use crate::erasure::Layout;
+use crate::data::erasure::Layout;
+use crate::data::keys::{Credential, KeySection, Keys};
+use crate::data::seal::ChunkSealer;
+use crate::data::volume::{Slot, Volume};
 use crate::format::VolumeId;
 use crate::fs::{Fs, FsOptions};
-use crate::index::Index;
-use crate::keys::{Credential, KeySection, Keys};
-use crate::seal::ChunkSealer;
-use crate::volume::{Slot, Volume};
+use crate::meta::index::Index;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,7 +72,8 @@ impl KeySource {
     /// The credential from the first source that gives one without asking.
     fn given(&self, config: &Config) -> Result<Option<Credential>, String> {
         let key_file = |p: &Path| {
-            crate::keys::read_key_file(p).map(|k| Credential::KeyFile(k, p.display().to_string()))
+            crate::data::keys::read_key_file(p)
+                .map(|k| Credential::KeyFile(k, p.display().to_string()))
         };
         let passphrase = |p: String| Credential::Passphrase(zeroize::Zeroizing::new(p));
         let v = &config.volume;
@@ -254,7 +255,7 @@ fn build(
                 ChunkSealer::encrypted(id, Some(Keys::derive(&master, id)), compression)
             }
             None => {
-                use crate::keys::KeyError;
+                use crate::data::keys::KeyError;
                 let e = errors
                     .iter()
                     .find(|e| matches!(e, KeyError::WrongPassphrase | KeyError::WrongKeyFile(_)))
@@ -349,7 +350,7 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
         readahead_chunks: config.volume.readahead_chunks,
         show_uid: None,
         show_gid: None,
-        writer: crate::lease::Holder::of_state_dir(&config.volume.state_dir)
+        writer: crate::meta::lease::Holder::of_state_dir(&config.volume.state_dir)
             .map(|h| h.id)
             .unwrap_or_default(),
     }
@@ -363,13 +364,13 @@ pub async fn become_writer(
     vol: &Arc<Volume>,
     idx: &Index,
     takeover: bool,
-) -> Result<crate::lease::Holder, String> {
-    use crate::lease;
+) -> Result<crate::meta::lease::Holder, String> {
+    use crate::meta::lease;
     let me = lease::Holder::of_state_dir(&config.volume.state_dir)?;
     lease::acquire(vol, &me, takeover, lease::now_secs())
         .await
         .map_err(|e| e.to_string())?;
-    let log = crate::metalog::MetaLog::new(vol.clone(), idx.clone(), me.id.clone());
+    let log = crate::meta::metalog::MetaLog::new(vol.clone(), idx.clone(), me.id.clone());
     if let Err(e) = log.ensure_fresh().await {
         lease::release(vol, &me).await;
         return Err(e);
