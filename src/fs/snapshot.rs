@@ -25,6 +25,8 @@ use crate::meta::index::{snapshot_key, IndexError, ROOT_INO};
 use crate::meta::Batch;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc::SyncSender;
+use std::sync::Mutex;
 
 /// Why a snapshot operation failed: one line for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,17 +182,23 @@ impl TreeDelta {
     }
 }
 
-/// A snapshot being built.
-struct Build {
+/// A batch of new trees and the reference changes they make, for the writer.
+type Written = (Batch, TreeDelta, Vec<TreeId>);
+
+/// A snapshot being built. The walk hands full batches to a writer thread (at
+/// most one waiting), so reading the index and writing to it overlap.
+struct Build<'a> {
     batch: Batch,
-    /// Trees put in `batch` (not yet in the index).
-    pending: HashSet<TreeId>,
     delta: TreeDelta,
+    /// Trees of `batch`.
+    here: Vec<TreeId>,
+    /// Trees made by this walk and not yet in the index.
+    pending: &'a Mutex<HashSet<TreeId>>,
+    writer: Option<SyncSender<Written>>,
     files: u64,
     dirs: u64,
     others: u64,
     bytes: u64,
-    added_bytes: u64,
     new_trees: u64,
     new_tree_bytes: u64,
 }
@@ -320,20 +328,50 @@ impl Fs {
         shown.sort();
         shown.dedup();
         let filter = Filter::of_paths(paths);
-        let mut b = Build {
-            batch: Batch::default(),
-            pending: HashSet::new(),
-            delta: TreeDelta::default(),
-            files: 0,
-            dirs: 0,
-            others: 0,
-            bytes: 0,
-            added_bytes: 0,
-            new_trees: 0,
-            new_tree_bytes: 0,
-        };
+        let pending = Mutex::new(HashSet::new());
+        let (walked, written) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Written>(1);
+            let pending = &pending;
+            let writer = std::thread::Builder::new()
+                .name("snapshot writer".into())
+                .spawn_scoped(s, move || -> SnapResult<u64> {
+                    let mut added = 0;
+                    for (mut batch, delta, trees) in rx {
+                        added += self.apply_tree_delta(&mut batch, delta)?;
+                        self.idx.apply(batch)?;
+                        // Only once applied: the walk then finds them in the index.
+                        let mut p = pending.lock().unwrap();
+                        for t in trees {
+                            p.remove(&t);
+                        }
+                    }
+                    Ok(added)
+                })
+                .expect("a thread to write the snapshot");
+            let mut b = Build {
+                batch: Batch::default(),
+                delta: TreeDelta::default(),
+                here: Vec::new(),
+                pending,
+                writer: Some(tx),
+                files: 0,
+                dirs: 0,
+                others: 0,
+                bytes: 0,
+                new_trees: 0,
+                new_tree_bytes: 0,
+            };
+            let walked = self
+                .build_tree(&mut b, ROOT_INO, &filter)
+                .and_then(|tree| self.flush_build(&mut b).map(|_| tree));
+            b.writer = None;
+            let written = writer.join().expect("the snapshot writer panicked");
+            (walked.map(|tree| (tree, b)), written)
+        });
+        // The writer's error first: a walk stopped by it only says it stopped.
+        let added_bytes = written?;
+        let (tree, b) = walked?;
         let root_rec = self.inode(ROOT_INO)?;
-        let tree = self.build_tree(&mut b, ROOT_INO, &filter)?;
         let mut root = entry_of(b"", ROOT_INO, &root_rec);
         root.xattrs = self.xattrs_of(ROOT_INO)?;
         root.tree = Some(tree);
@@ -343,7 +381,6 @@ impl Fs {
                 break id;
             }
         };
-        self.flush_build(&mut b)?;
         let rec = SnapshotRecord {
             time,
             tags: new.tags.clone(),
@@ -353,7 +390,7 @@ impl Fs {
             dirs: b.dirs,
             others: b.others,
             bytes: b.bytes,
-            added_bytes: b.added_bytes,
+            added_bytes,
             new_trees: b.new_trees,
             new_tree_bytes: b.new_tree_bytes,
             origin: new.origin.clone(),
@@ -436,7 +473,7 @@ impl Fs {
         let t = TreeRecord { entries };
         let bytes = encode_record(&t);
         let id = TreeId::of(&bytes);
-        if b.pending.contains(&id) || self.idx.tree_bytes(&id)?.is_some() {
+        if b.pending.lock().unwrap().contains(&id) || self.idx.tree_bytes(&id)?.is_some() {
             return Ok(id);
         }
         // New: it holds references on its chunks and subtrees, and nothing names
@@ -446,20 +483,26 @@ impl Fs {
         b.new_tree_bytes += bytes.len() as u64;
         b.batch.put(keys::tree(keys::TREE, &id), bytes);
         b.batch.put(keys::tree(keys::TREE_GC, &id), Vec::new());
-        b.pending.insert(id);
+        b.pending.lock().unwrap().insert(id);
+        b.here.push(id);
         if b.batch.ops.len() + b.delta.chunks.len() >= FLUSH_OPS {
             self.flush_build(b)?;
         }
         Ok(id)
     }
 
+    /// Hands the batch to the writer.
     fn flush_build(&self, b: &mut Build) -> SnapResult<()> {
-        let mut batch = std::mem::take(&mut b.batch);
-        let delta = std::mem::take(&mut b.delta);
-        b.added_bytes += self.apply_tree_delta(&mut batch, delta)?;
-        self.idx.apply(batch)?;
-        b.pending.clear();
-        Ok(())
+        let work = (
+            std::mem::take(&mut b.batch),
+            std::mem::take(&mut b.delta),
+            std::mem::take(&mut b.here),
+        );
+        b.writer
+            .as_ref()
+            .expect("the writer runs during the walk")
+            .send(work)
+            .map_err(|_| SnapError("writing the snapshot stopped".into()))
     }
 
     /// Adds the reference count changes of `d` to `batch`; returns the plaintext
