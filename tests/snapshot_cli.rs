@@ -108,50 +108,6 @@ fn make_tree(root: &Path, seed: u64) {
         .unwrap();
 }
 
-/// Same names, kinds, bytes, symlink targets, file modes and mtimes under `a` and `b`.
-fn assert_same_tree(a: &Path, b: &Path) {
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) {
-        let mut kids: Vec<_> = std::fs::read_dir(root.join(rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        kids.sort();
-        for k in kids {
-            let r = rel.join(k);
-            out.push(r.clone());
-            if std::fs::symlink_metadata(root.join(&r)).unwrap().is_dir() {
-                walk(root, &r, out);
-            }
-        }
-    }
-    let (mut left, mut right) = (Vec::new(), Vec::new());
-    walk(a, Path::new(""), &mut left);
-    walk(b, Path::new(""), &mut right);
-    assert_eq!(left, right, "the trees hold different names");
-    for rel in left {
-        let (ma, mb) = (
-            std::fs::symlink_metadata(a.join(&rel)).unwrap(),
-            std::fs::symlink_metadata(b.join(&rel)).unwrap(),
-        );
-        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
-        if ma.is_symlink() {
-            assert_eq!(
-                std::fs::read_link(a.join(&rel)).unwrap(),
-                std::fs::read_link(b.join(&rel)).unwrap()
-            );
-        } else {
-            assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
-        }
-        if ma.is_file() {
-            assert!(
-                std::fs::read(a.join(&rel)).unwrap() == std::fs::read(b.join(&rel)).unwrap(),
-                "bytes of {rel:?}"
-            );
-            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
-        }
-    }
-}
-
 #[test]
 fn create_list_diff_and_delete_without_a_mount() {
     let e = Env::new();
@@ -302,7 +258,7 @@ fn restore_to_a_folder_and_in_place_without_a_mount() {
         out.to_str().unwrap(),
     ]);
     assert!(said.contains(&format!("from snapshot {id}")), "{said}");
-    assert_same_tree(&src, &out.join("src"));
+    common::assert_same_tree(&src, &out.join("src"));
     // Again: every existing file is refused, nothing written.
     std::fs::write(out.join("src/top.txt"), b"local edit").unwrap();
     assert_one_line_error(
@@ -329,7 +285,7 @@ fn restore_to_a_folder_and_in_place_without_a_mount() {
         out.to_str().unwrap(),
         "--overwrite",
     ]);
-    assert_same_tree(&src, &out.join("src"));
+    common::assert_same_tree(&src, &out.join("src"));
     assert_one_line_error(
         &run(&[
             "restore",
@@ -353,7 +309,7 @@ fn restore_to_a_folder_and_in_place_without_a_mount() {
     assert_eq!(shard_count(&e), before, "restore in place uploaded shards");
     let back = e.base.join("back");
     ok(&["get", "--config", &cfg, "/src", back.to_str().unwrap()]);
-    assert_same_tree(&src, &back);
+    common::assert_same_tree(&src, &back);
     // An existing live path is refused without --overwrite.
     assert_one_line_error(
         &run(&[

@@ -65,56 +65,6 @@ fn make_tree(root: &Path, seed: u64) {
     }
 }
 
-/// Every entry under `a` is under `b` with the same kind, bytes, mode and
-/// modification time (directories: mode only), and nothing else is under `b`.
-fn assert_same_tree(a: &Path, b: &Path) {
-    fn walk(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) {
-        let mut kids: Vec<_> = std::fs::read_dir(root.join(rel))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        kids.sort();
-        for k in kids {
-            let r = rel.join(k);
-            out.push(r.clone());
-            if std::fs::symlink_metadata(root.join(&r)).unwrap().is_dir() {
-                walk(root, &r, out);
-            }
-        }
-    }
-    let (mut left, mut right) = (Vec::new(), Vec::new());
-    walk(a, Path::new(""), &mut left);
-    walk(b, Path::new(""), &mut right);
-    assert_eq!(left, right, "the trees hold different names");
-    for rel in left {
-        let (pa, pb) = (a.join(&rel), b.join(&rel));
-        let (ma, mb) = (
-            std::fs::symlink_metadata(&pa).unwrap(),
-            std::fs::symlink_metadata(&pb).unwrap(),
-        );
-        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
-        if ma.is_symlink() {
-            assert_eq!(
-                std::fs::read_link(&pa).unwrap(),
-                std::fs::read_link(&pb).unwrap()
-            );
-            continue;
-        }
-        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
-        assert_eq!(ma.rdev(), mb.rdev(), "device number of {rel:?}");
-        if !ma.is_file() && !ma.is_dir() {
-            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
-        }
-        if ma.is_file() {
-            assert!(
-                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
-                "bytes of {rel:?}"
-            );
-            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
-        }
-    }
-}
-
 fn shard_count(e: &Env) -> usize {
     fn count(p: &Path) -> usize {
         std::fs::read_dir(p)
@@ -257,7 +207,7 @@ fn put_ls_get_round_trip_without_a_mount() {
     let back = e.base.join("back");
     let out = ok(&["get", "--config", &cfg, "/src", back.to_str().unwrap()]);
     assert!(out.contains("wrote 6 file(s)"), "{out}");
-    assert_same_tree(&src, &back);
+    common::assert_same_tree(&src, &back);
     // Again over what the first get wrote (a read-only file too): replaced, and
     // nothing else left beside them.
     for f in ["docs/deep/two-and-a-bit", "small.txt"] {
@@ -271,7 +221,7 @@ fn put_ls_get_round_trip_without_a_mount() {
             local.to_str().unwrap(),
         ]);
     }
-    assert_same_tree(&src, &back);
+    common::assert_same_tree(&src, &back);
 
     // Names that are not UTF-8 are stored and given back byte for byte.
     let odd = e.base.join("odd");
@@ -304,7 +254,7 @@ fn put_ls_get_round_trip_without_a_mount() {
         std::fs::read(many.join("small.txt")).unwrap(),
         std::fs::read(src.join("small.txt")).unwrap()
     );
-    assert_same_tree(&src.join("docs/deep"), &many.join("deep"));
+    common::assert_same_tree(&src.join("docs/deep"), &many.join("deep"));
     assert_eq!(
         std::fs::read(many.join("copy-of-big")).unwrap(),
         std::fs::read(src.join("docs/deep/er/big.bin")).unwrap()
@@ -463,7 +413,7 @@ fn put_and_get_with_a_backend_down() {
     assert!(table.contains("degraded (1 shard missing)"), "{table}");
     let back = e.base.join("back");
     ok(&["get", "--config", &cfg, "/before", back.to_str().unwrap()]);
-    assert_same_tree(&src, &back);
+    common::assert_same_tree(&src, &back);
 
     // Writes still reach the quorum (3 of 4 shards) and say which are missing.
     let src2 = e.base.join("src2");
@@ -471,7 +421,7 @@ fn put_and_get_with_a_backend_down() {
     ok(&["put", "--config", &cfg, src2.to_str().unwrap(), "/during"]);
     let back2 = e.base.join("back2");
     ok(&["get", "--config", &cfg, "/during", back2.to_str().unwrap()]);
-    assert_same_tree(&src2, &back2);
+    common::assert_same_tree(&src2, &back2);
 
     // The drive returns; repair completes the shards written without it.
     std::fs::rename(e.base.join("b-gone"), e.base.join("b")).unwrap();
@@ -490,7 +440,7 @@ fn put_and_get_with_a_backend_down() {
     }
     let back3 = e.base.join("back3");
     ok(&["get", "--config", &cfg, "/during", back3.to_str().unwrap()]);
-    assert_same_tree(&src2, &back3);
+    common::assert_same_tree(&src2, &back3);
     let late = e.base.join("late");
     std::fs::write(&late, common::bytes(999, 5000)).unwrap();
     let o = run(&["put", "--config", &cfg, late.to_str().unwrap(), "/late"]);
@@ -518,7 +468,7 @@ fn commands_go_through_the_mount_when_mounted() {
     // A put while mounted (the daemon holds the index) shows up in the mount.
     let out = ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
     assert!(out.contains("stored 6 file(s)"), "{out}");
-    assert_same_tree(&src, Path::new(&mp).join("src").as_path());
+    common::assert_same_tree(&src, Path::new(&mp).join("src").as_path());
     // An overwrite is seen at once, though the mount had the old file cached.
     let small = Path::new(&mp).join("src/small.txt");
     let _ = std::fs::read(&small).unwrap();
@@ -547,7 +497,7 @@ fn commands_go_through_the_mount_when_mounted() {
         "/from-mount",
         back.to_str().unwrap(),
     ]);
-    assert_same_tree(&src, &back.join("src"));
+    common::assert_same_tree(&src, &back.join("src"));
     assert_eq!(
         std::fs::read(back.join("from-mount")).unwrap(),
         common::bytes(5, 700_000)
@@ -761,7 +711,7 @@ fn put_and_get_keep_fifos_sockets_and_devices() {
         said.contains(&format!("{specials} special file(s)")),
         "{said}"
     );
-    assert_same_tree(&src, &out);
+    common::assert_same_tree(&src, &out);
     assert!(out
         .join("fifo")
         .symlink_metadata()
@@ -777,7 +727,7 @@ fn put_and_get_keep_fifos_sockets_and_devices() {
         "/special/sock",
         out.to_str().unwrap(),
     ]);
-    assert_same_tree(&src, &out);
+    common::assert_same_tree(&src, &out);
     // Put again: the same nodes are left as they are.
     ok(&["put", "--config", &cfg, src.to_str().unwrap(), "/"]);
     assert_eq!(ls_json(&cfg, "/special").len(), specials as usize + 1);

@@ -383,3 +383,55 @@ pub fn puts_at_once(cfg: &str, jobs: &[(&std::path::Path, &str)]) {
         assert!(o.status.success(), "{}", stderr(&o));
     }
 }
+
+/// Every entry under `a` is under `b` with the same kind, bytes, mode and
+/// modification time (directories: mode only), and nothing else is under `b`.
+pub fn assert_same_tree(a: &std::path::Path, b: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut kids: Vec<_> = std::fs::read_dir(root.join(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        kids.sort();
+        for k in kids {
+            let r = rel.join(k);
+            out.push(r.clone());
+            if std::fs::symlink_metadata(root.join(&r)).unwrap().is_dir() {
+                walk(root, &r, out);
+            }
+        }
+    }
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    walk(a, std::path::Path::new(""), &mut left);
+    walk(b, std::path::Path::new(""), &mut right);
+    assert_eq!(left, right, "the trees hold different names");
+    for rel in left {
+        let (pa, pb) = (a.join(&rel), b.join(&rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap(),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{rel:?}");
+        if ma.is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap()
+            );
+            continue;
+        }
+        assert_eq!(ma.mode() & 0o7777, mb.mode() & 0o7777, "mode of {rel:?}");
+        assert_eq!(ma.rdev(), mb.rdev(), "device number of {rel:?}");
+        if !ma.is_file() && !ma.is_dir() {
+            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
+        }
+        if ma.is_file() {
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "bytes of {rel:?}"
+            );
+            assert_eq!(ma.mtime(), mb.mtime(), "mtime of {rel:?}");
+        }
+    }
+}
