@@ -61,6 +61,11 @@ async fn each_fault_behaves_as_named() {
     ));
     assert_eq!(&f.get("k").await.unwrap()[..], b"0123456789");
 
+    f.set(Fault::RejectSync);
+    f.put_unsynced("y", Bytes::from_static(b"y")).await.unwrap();
+    assert!(matches!(f.sync().await, Err(StoreError::Other(_))));
+    assert_eq!(&f.get("y").await.unwrap()[..], b"y");
+
     f.set(Fault::FailAfter(2));
     assert!(f.head("k").await.is_ok());
     assert!(f.get("k").await.is_ok());

@@ -95,6 +95,17 @@ impl Cutter {
         self.buf.len() - self.pos
     }
 
+    /// Everything pushed and not yet given out, as (stream offset, bytes),
+    /// without cutting it; the cutter is left empty at the offset after it.
+    pub fn take_rest(&mut self) -> (u64, Vec<u8>) {
+        let rest = self.buf.split_off(self.pos);
+        let off = self.offset;
+        self.buf.clear();
+        self.pos = 0;
+        self.offset += rest.len() as u64;
+        (off, rest)
+    }
+
     /// The next chunk, as (stream offset, bytes): once `max` bytes are pending
     /// (the cut cannot change any more), or, with `at_end`, whatever is left.
     pub fn next_chunk(&mut self, at_end: bool) -> Option<(u64, Vec<u8>)> {

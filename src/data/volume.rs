@@ -60,6 +60,8 @@ pub enum VolumeError {
         needed: usize,
         failures: Vec<ShardFailure>,
     },
+    #[error("stored shards could not be made durable ({})", list_failures(.failures))]
+    FlushFailed { failures: Vec<ShardFailure> },
     #[error("chunk {chunk}: {source}")]
     Codec { chunk: ChunkId, source: CodecError },
     #[error("chunk {chunk}: {source}{}", if .failures.is_empty() { String::new() } else { format!(" ({})", list_failures(.failures)) })]
@@ -100,6 +102,18 @@ pub struct Volume {
     pub sealer: ChunkSealer,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
     last_write_failure: Mutex<Option<WriteFailure>>,
+    /// Per slot: shards stored by `store_chunk` and not yet flushed to disk.
+    flushes: Vec<SlotFlush>,
+}
+
+/// Shards a slot has stored with `put_unsynced`, and how many of them a
+/// completed `sync` covers. Counts, so that a flush that started before a
+/// shard was stored is never taken for one that covers it.
+#[derive(Default)]
+struct SlotFlush {
+    stored: std::sync::atomic::AtomicU64,
+    synced: std::sync::atomic::AtomicU64,
+    one: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Volume {
@@ -130,6 +144,7 @@ impl Volume {
             sealer,
             inflight: Mutex::new(HashMap::new()),
             last_write_failure: Mutex::new(None),
+            flushes: (0..n_slots).map(|_| SlotFlush::default()).collect(),
         }
     }
 
@@ -277,7 +292,7 @@ impl Volume {
         .await
         .expect("sealing task panicked")?;
         let failures = self
-            .put_shards(id, &placement, &objects, 0..objects.len())
+            .put_shards(id, &placement, &objects, 0..objects.len(), false)
             .await;
         for f in &failures {
             tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
@@ -625,7 +640,7 @@ impl Volume {
         let (blob, _) = self.fetch_sealed(id, rec).await?;
         let objects = self.encode(id, Bytes::from(blob), layout).await?;
         let failures = self
-            .put_shards(id, &rec.placement, &objects, which.iter().copied())
+            .put_shards(id, &rec.placement, &objects, which.iter().copied(), true)
             .await;
         if failures.is_empty() {
             Ok(())
@@ -662,6 +677,7 @@ impl Volume {
         placement: &[u16],
         objects: &[Bytes],
         which: impl Iterator<Item = usize>,
+        durable: bool,
     ) -> Vec<ShardFailure> {
         let puts = which.map(|i| {
             let s = placement[i];
@@ -669,13 +685,24 @@ impl Volume {
             let obj = objects[i].clone();
             async move {
                 let key = shard_key(&id, i);
-                self.guarded(s, slot.backend.put(&key, obj))
-                    .await
-                    .map_err(|e| ShardFailure {
-                        index: i,
-                        backend: slot.name.clone(),
-                        reason: e.to_string(),
-                    })
+                let flush = &self.flushes[s as usize % self.flushes.len()];
+                self.guarded(s, async {
+                    if durable {
+                        slot.backend.put(&key, obj).await
+                    } else {
+                        slot.backend.put_unsynced(&key, obj).await?;
+                        flush
+                            .stored
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(())
+                    }
+                })
+                .await
+                .map_err(|e| ShardFailure {
+                    index: i,
+                    backend: slot.name.clone(),
+                    reason: e.to_string(),
+                })
             }
         });
         futures::future::join_all(puts)
@@ -683,6 +710,49 @@ impl Volume {
             .into_iter()
             .filter_map(Result::err)
             .collect()
+    }
+
+    /// Makes every shard `store_chunk` has stored so far durable on its backend
+    /// (one flush per backend that stored any since the last one; nothing for
+    /// providers whose uploads are durable when they return). A commit calls it
+    /// before its index batch names the chunks.
+    pub async fn flush_stored(&self) -> Result<(), VolumeError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let flushes = self.flushes.iter().enumerate().map(|(s, f)| async move {
+            if f.synced.load(SeqCst) >= f.stored.load(SeqCst) {
+                return Ok(());
+            }
+            let _one = f.one.lock().await;
+            let upto = f.stored.load(SeqCst);
+            if f.synced.load(SeqCst) >= upto {
+                return Ok(());
+            }
+            let slot = &self.slots[s];
+            match slot.backend.sync().await {
+                Ok(()) => {
+                    f.synced.fetch_max(upto, SeqCst);
+                    Ok(())
+                }
+                Err(e) => Err(ShardFailure {
+                    index: s,
+                    backend: slot.name.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        });
+        let failures: Vec<ShardFailure> = futures::future::join_all(flushes)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            for f in &failures {
+                tracing::error!(backend = %f.backend, "flushing stored shards failed: {}", f.reason);
+            }
+            Err(VolumeError::FlushFailed { failures })
+        }
     }
 
     /// Deletes every shard of a chunk. Missing shards are not an error.

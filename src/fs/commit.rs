@@ -26,7 +26,7 @@ const READ_STEP: u64 = 1 << 20;
 /// chunk's record, shards that could not be stored, the guard that keeps it from
 /// the collector until the file's batch is applied, and whether it was uploaded
 /// now (false: the volume already held it).
-type Sealed = (
+pub(super) type Sealed = (
     u64,
     ChunkRef,
     Option<(
@@ -80,16 +80,20 @@ fn local_extents(f: &std::fs::File, range: Range<u64>) -> std::io::Result<Vec<Ra
     Ok(out)
 }
 
-impl Fs {
+/// What storing a chunk needs, owned, so that chunks of a streaming write are
+/// stored on tasks of their own while the application goes on writing.
+#[derive(Clone)]
+pub(super) struct ChunkStore {
+    vol: Arc<crate::data::volume::Volume>,
+    idx: crate::meta::index::Index,
+    guards: Arc<super::guards::ChunkGuards>,
+}
+
+impl ChunkStore {
     /// Stores one chunk (at `off` in its file) unless the volume has it already;
-    /// a chunk of zeros is a hole, stored nowhere.
-    async fn seal_data(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
+    /// a chunk of zeros is a hole, stored nowhere. The caller holds a seal slot.
+    pub(super) async fn store(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
         let len = data.len() as u32;
-        let _slot = self
-            .seal_slots
-            .acquire()
-            .await
-            .expect("seal semaphore is never closed");
         let sealer = self.vol.sealer.clone();
         let (data, id) =
             tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
@@ -126,6 +130,26 @@ impl Fs {
             ChunkRef::Data { id, len },
             Some((id, rec, missing, guard, fresh)),
         ))
+    }
+}
+
+impl Fs {
+    pub(super) fn chunk_store(&self) -> ChunkStore {
+        ChunkStore {
+            vol: self.vol.clone(),
+            idx: self.idx.clone(),
+            guards: self.guards.clone(),
+        }
+    }
+
+    /// Stores one chunk once a seal slot is free (see `ChunkStore::store`).
+    async fn seal_data(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
+        let _slot = self
+            .seal_slots
+            .acquire()
+            .await
+            .expect("seal semaphore is never closed");
+        self.chunk_store().store(off, data, layout).await
     }
 
     /// Bytes `[off, off + len)` of `src`.
@@ -227,12 +251,13 @@ impl Fs {
 
     /// Makes `chunks` the content of `ino` in one index batch: chunk list, size,
     /// mtime, reference counts and degraded-chunk records (of `sealed`, the
-    /// chunks stored for it).
+    /// chunks stored for it). The shards stored so far are made durable first.
+    /// The caller drops `sealed` (and with it the chunks' guards) afterwards.
     async fn store_content(
         &self,
         ino: u64,
         chunks: Vec<ChunkRef>,
-        sealed: Vec<Sealed>,
+        sealed: &[Sealed],
         template: &ContentRecord,
         size: u64,
         mtime: Option<Nanos>,
@@ -255,16 +280,17 @@ impl Fs {
             return Err(Errno::EIO);
         }
         let mut refs = RefDelta::default();
-        let mut guards = Vec::new();
         let mut degraded = Vec::new();
         for (_, _, stored) in sealed {
-            if let Some((id, rec, missing, g, _)) = stored {
-                refs.known.insert(id, rec);
+            if let Some((id, rec, missing, _, _)) = stored {
+                refs.known.insert(*id, rec.clone());
                 if !missing.is_empty() {
-                    degraded.push((id, missing));
+                    degraded.push((*id, missing.clone()));
                 }
-                guards.push(g);
             }
+        }
+        if !sealed.is_empty() {
+            self.vol.flush_stored().await?;
         }
         let content = ContentRecord {
             chunk_size: self.opts.chunking.avg,
@@ -310,7 +336,6 @@ impl Fs {
             b.put_inode(ino, &inode);
             self.idx.apply(b)?;
         }
-        drop(guards);
         Ok(content)
     }
 
@@ -326,7 +351,12 @@ impl Fs {
             if a >= b {
                 continue;
             }
-            let ra = if a >= cend {
+            let ra = if a >= cend && cend == st.natural_end {
+                // The last chunk ends at a content-defined cut (it was cut while
+                // the file was written): cutting on from there gives the chunks a
+                // cut from its start would.
+                cend
+            } else if a >= cend {
                 st.starts.last().copied().unwrap_or(0)
             } else {
                 st.starts[st.chunk_at(a)]
@@ -345,6 +375,10 @@ impl Fs {
     }
 
     pub(super) async fn commit(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
+        if let Some(e) = st.broken {
+            return Err(e);
+        }
+        self.finish_stream(st).await?;
         if st.dirty.is_empty() && !st.meta_dirty {
             return Ok(());
         }
@@ -378,9 +412,26 @@ impl Fs {
             }
         }
         chunks.extend_from_slice(&st.content.chunks[i..]);
-        let content = self
-            .store_content(of.ino, chunks, sealed, &st.content, st.size, st.mtime)
-            .await?;
+        // The chunks stored while the file was written (see `stream`) go into
+        // the same batch.
+        let streamed = std::mem::take(&mut st.pending);
+        let n_streamed = streamed.len();
+        let mut all = streamed;
+        all.extend(sealed);
+        let stored = self
+            .store_content(of.ino, chunks, &all, &st.content, st.size, st.mtime)
+            .await;
+        let content = match stored {
+            Ok(c) => c,
+            Err(e) => {
+                // Kept, with their guards, for a commit that tries again.
+                all.truncate(n_streamed);
+                st.pending = all;
+                return Err(e);
+            }
+        };
+        drop(all);
+        st.natural_end = 0;
         st.set_content(content);
         st.present = RangeSet::new();
         st.dirty = RangeSet::new();
@@ -427,8 +478,9 @@ impl Fs {
             return Err(Errno::EBUSY);
         }
         let chunks = sealed.iter().map(|s| s.1).collect();
-        self.store_content(ino, chunks, sealed, &template, size, Some(mtime))
+        self.store_content(ino, chunks, &sealed, &template, size, Some(mtime))
             .await?;
+        drop(sealed);
         Ok(())
     }
 

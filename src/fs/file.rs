@@ -50,6 +50,16 @@ pub(super) struct FileState {
     pub(super) dirty: RangeSet<u64>,
     /// Size or times changed since the last commit.
     pub(super) meta_dirty: bool,
+    /// Chunks at the end of `content` stored while the file was written and
+    /// not in the index yet: their records and guards, for the commit.
+    pub(super) pending: Vec<super::commit::Sealed>,
+    /// Where `content` ends at a content-defined cut (0: not known to).
+    pub(super) natural_end: u64,
+    /// Sequential writes being cut and stored as they arrive.
+    pub(super) stream: Option<super::stream::Stream>,
+    /// Set when a chunk of the stream could not be stored: the file's changes
+    /// cannot be committed, only dropped.
+    pub(super) broken: Option<Errno>,
 }
 
 /// Bytes of regular file `r` (of `size` bytes now) that are data, not holes:
@@ -144,6 +154,7 @@ impl FileState {
     pub(super) fn set_content(&mut self, c: ContentRecord) {
         self.starts = starts_of(&c);
         self.content = c;
+        self.natural_end = 0;
     }
     /// Where the committed chunks end (at most the size).
     pub(super) fn committed_end(&self) -> u64 {
@@ -265,6 +276,10 @@ impl Fs {
                 present: RangeSet::new(),
                 dirty: RangeSet::new(),
                 meta_dirty: false,
+                pending: Vec::new(),
+                natural_end: 0,
+                stream: None,
+                broken: None,
             }),
             live: Mutex::new(None),
         });
@@ -385,9 +400,13 @@ impl Fs {
         Ok((h, of))
     }
 
-    /// The record needed to fetch chunk `id`.
+    /// The record needed to fetch chunk `id` (in the index, or stored for a
+    /// commit still in progress).
     fn chunk_record(&self, id: &ChunkId) -> FsResult<ChunkRecord> {
-        self.idx.chunk(id)?.ok_or_else(|| {
+        if let Some(rec) = self.idx.chunk(id)? {
+            return Ok(rec);
+        }
+        self.guards.stored(id).map(|(rec, _)| rec).ok_or_else(|| {
             tracing::error!("chunk {id} is referenced by a file but missing from the index");
             Errno::EIO
         })
@@ -445,10 +464,19 @@ impl Fs {
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (h, of) = self.handle(fh)?;
-        let st = of.state.read().await;
+        let mut st = of.state.read().await;
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
+        }
+        if st.stream.is_some() && end > st.committed_end() {
+            drop(st);
+            let mut w = of.state.write().await;
+            self.settle(&mut w).await?;
+            st = w.downgrade();
+        }
+        if let Some(e) = st.broken {
+            return Err(e);
         }
         let out = self.read_view(&st, offset, end - offset).await?;
         // Sequential reader: fetch the next chunks in the background.
@@ -507,11 +535,20 @@ impl Fs {
             return Err(Errno::EFBIG);
         }
         let mut st = of.state.write().await;
+        if let Some(e) = st.broken {
+            return Err(e);
+        }
         // While the state dir's disk is full, writes fail (ENOSPC) before staging.
         self.idx
             .store()
             .accepts_changes()
             .map_err(crate::meta::index::IndexError::from)?;
+        // A sequential write is cut and stored as it arrives (see `stream`).
+        if self.stream_write(&mut st, offset, data).await? {
+            st.size = st.size.max(end);
+            self.touch(&of, &mut st);
+            return Ok(data.len() as u32);
+        }
         // Staging allocates before it writes: on a full disk the write fails with
         // ENOSPC before any byte changes.
         if let Err(e) = st.staging.write_all_at(data, offset) {
@@ -535,6 +572,7 @@ impl Fs {
     }
 
     async fn truncate_state(&self, of: &OpenFile, st: &mut FileState, size: u64) -> FsResult<()> {
+        self.settle(st).await?;
         if size == st.size {
             if size == 0 && !st.meta_dirty {
                 self.touch(of, st); // O_TRUNC of an empty file still updates mtime
@@ -579,19 +617,34 @@ impl Fs {
         Ok(())
     }
 
+    /// The file's state for reading, with its stream (if any) settled.
+    async fn settled<'a>(
+        &self,
+        of: &'a OpenFile,
+    ) -> FsResult<tokio::sync::RwLockReadGuard<'a, FileState>> {
+        let st = of.state.read().await;
+        if st.stream.is_none() {
+            return Ok(st);
+        }
+        drop(st);
+        let mut w = of.state.write().await;
+        self.settle(&mut w).await?;
+        Ok(w.downgrade())
+    }
+
     /// The first data extent of open file `fh` at or after `from` (None: only
     /// a hole is left up to the end). For SEEK_DATA/SEEK_HOLE and for copying
     /// a sparse file out without writing its holes.
     pub async fn data_extent(&self, fh: u64, from: u64) -> FsResult<Option<Range<u64>>> {
         let (_, of) = self.handle(fh)?;
-        let st = of.state.read().await;
+        let st = self.settled(&of).await?;
         Ok(st.next_extent(from))
     }
 
     /// lseek(2) with SEEK_DATA or SEEK_HOLE on open file `fh`.
     pub async fn seek_data_or_hole(&self, fh: u64, offset: u64, whence: i32) -> FsResult<u64> {
         let (_, of) = self.handle(fh)?;
-        let st = of.state.read().await;
+        let st = self.settled(&of).await?;
         if offset >= st.size {
             return Err(Errno::ENXIO);
         }
@@ -664,6 +717,11 @@ impl Fs {
     /// Drops the uncommitted changes of an open file: it reads as committed again,
     /// and the kernel forgets the size and pages it had of them.
     fn discard(&self, of: &OpenFile, st: &mut FileState) -> FsResult<()> {
+        // Chunks in flight are abandoned; those stored become orphans (see
+        // `fsck`), as after a crash.
+        st.stream = None;
+        st.pending = Vec::new();
+        st.broken = None;
         if st.dirty.is_empty() && !st.meta_dirty {
             return Ok(());
         }

@@ -22,6 +22,7 @@ pub mod scrub;
 pub mod snapshot;
 mod snapview;
 mod staging;
+mod stream;
 
 pub use errno::{Errno, FsResult};
 pub use file::{commit_all_stats, MAX_FILE_SIZE};
@@ -157,7 +158,10 @@ pub struct Fs {
     gc_wake: Arc<Notify>,
     /// Chunks being sealed (read, hashed, encoded, uploaded) at once, over all files:
     /// this bounds the write path's memory whatever the number of files being closed.
-    seal_slots: tokio::sync::Semaphore,
+    seal_slots: Arc<tokio::sync::Semaphore>,
+    /// Files whose sequential writes are cut and stored as they arrive (see
+    /// `stream.rs`): each holds up to one largest chunk in memory.
+    stream_slots: Arc<tokio::sync::Semaphore>,
     /// Set by the FUSE adapter: drops a name from the kernel's caches after a
     /// change made behind the kernel's back (a CLI put or rm while mounted).
     invalidator: std::sync::OnceLock<Invalidator>,
@@ -319,7 +323,8 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             guards: Arc::new(ChunkGuards::default()),
             gc_wake: Arc::new(Notify::new()),
-            seal_slots: tokio::sync::Semaphore::new(seal_permits),
+            seal_slots: Arc::new(tokio::sync::Semaphore::new(seal_permits)),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(seal_permits * 2)),
             invalidator: std::sync::OnceLock::new(),
             inode_invalidator: std::sync::OnceLock::new(),
             staging_full: Mutex::new(None),

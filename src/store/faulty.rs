@@ -25,6 +25,9 @@ pub enum Fault {
     TruncateReads,
     /// Writes fail as unreachable; reads work.
     RejectWrites,
+    /// Flushes (`sync`) fail, as on a disk that reports a write error late;
+    /// everything else works.
+    RejectSync,
     /// The next `n` operations work, then every one fails as unreachable.
     FailAfter(u64),
 }
@@ -109,6 +112,20 @@ impl Backend for FaultyBackend {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.before(true).await?;
         self.inner.put(key, data).await
+    }
+    async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.before(true).await?;
+        self.inner.put_unsynced(key, data).await
+    }
+    async fn sync(&self) -> StoreResult<()> {
+        self.before(true).await?;
+        if self.fault() == Fault::RejectSync {
+            return Err(StoreError::Other(format!(
+                "{} could not flush its writes to disk (injected)",
+                self.inner.describe()
+            )));
+        }
+        self.inner.sync().await
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
         self.before(true).await?;

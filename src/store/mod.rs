@@ -48,6 +48,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// The URL (or another human description) of this backend.
     fn describe(&self) -> String;
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()>;
+    /// Stores `key` like `put`, but the object may only survive a power cut once a
+    /// later [`Backend::sync`] has returned. Shard uploads use it, so a local
+    /// folder flushes a whole file's shards at once instead of one by one. A
+    /// provider whose `put` is durable when it returns needs nothing else.
+    async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.put(key, data).await
+    }
+    /// Makes every object stored by `put_unsynced` before this call durable.
+    async fn sync(&self) -> StoreResult<()> {
+        Ok(())
+    }
     /// Creates `key` only if it does not exist. Returns `false` if it already existed.
     /// Providers without conditional writes fall back to head-then-put.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool>;

@@ -1,0 +1,216 @@
+//! Write-behind of sequential writes.
+//!
+//! A file written from its start (a new file, or one opened with `O_TRUNC`) or
+//! on from a content-defined cut at its end is not staged: its bytes go
+//! through a [`Cutter`] as they arrive, and each chunk the cutter decides is
+//! sealed, encoded and uploaded on a task of its own while the application goes
+//! on writing. The chunks join the file's chunk list as they are stored (in
+//! order), and their records and guards wait in `FileState::pending` for the
+//! commit, which cuts the tail, waits for the chunks still in flight, flushes
+//! the backends and applies one index batch, as for a staged file. The file is
+//! still replaced atomically at close: until that batch, the index holds its
+//! previous version.
+//!
+//! Memory: each streaming file holds at most one largest chunk plus one write
+//! in its cutter, and at most `upload_concurrency` chunks are being stored over
+//! the whole volume (a write waits for a seal slot before it hands a chunk on).
+//! At most twice `upload_concurrency` files stream at once; the writes of other
+//! files are staged on the local disk as before.
+//!
+//! Anything but the next sequential write (a write elsewhere, truncate, a read
+//! of the part not stored yet, SEEK_DATA) first settles the stream: the chunks
+//! in flight are waited for, and the bytes not in a complete chunk yet are
+//! written to staging, so the staged representation takes over from there.
+
+use super::commit::Sealed;
+use super::file::FileState;
+use super::{Errno, Fs, FsResult};
+use crate::data::chunker::Cutter;
+use crate::data::erasure::Layout;
+use std::collections::VecDeque;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinHandle;
+
+/// A chunk being stored: whether its end is a content-defined cut (not the
+/// end of the data), and the task storing it.
+type InFlight = (bool, JoinHandle<FsResult<Sealed>>);
+
+pub(super) struct Stream {
+    cutter: Cutter,
+    /// Where the next sequential write continues.
+    pos: u64,
+    inflight: VecDeque<InFlight>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // Only a discarded stream still has chunks in flight.
+        for (_, h) in &self.inflight {
+            h.abort();
+        }
+    }
+}
+
+impl FileState {
+    fn layout(&self) -> Layout {
+        Layout {
+            k: self.content.k as usize,
+            m: self.content.m as usize,
+        }
+    }
+
+    /// Whether a write at `offset` may start a stream: it continues the file at
+    /// its end, everything before is in the chunk list, and the list ends at
+    /// the start of the file or at a content-defined cut.
+    fn may_stream(&self, offset: u64) -> bool {
+        offset == self.size
+            && self.dirty.is_empty()
+            && self.present.is_empty()
+            && self.committed_end() == self.size
+            && (self.size == 0 || self.natural_end == self.size)
+    }
+}
+
+impl Fs {
+    /// Takes a write into the file's stream when it continues it or can start
+    /// one; returns false when the write is to be staged (the stream, if any,
+    /// is settled first).
+    pub(super) async fn stream_write(
+        &self,
+        st: &mut FileState,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<bool> {
+        match &st.stream {
+            Some(s) if s.pos == offset => {}
+            Some(_) => {
+                self.settle(st).await?;
+                return Ok(false);
+            }
+            None => {
+                if !st.may_stream(offset) {
+                    return Ok(false);
+                }
+                let Ok(slot) = self.stream_slots.clone().try_acquire_owned() else {
+                    return Ok(false);
+                };
+                st.stream = Some(Stream {
+                    cutter: Cutter::new(self.opts.chunking, offset),
+                    pos: offset,
+                    inflight: VecDeque::new(),
+                    _slot: slot,
+                });
+            }
+        }
+        let layout = st.layout();
+        let s = st.stream.as_mut().expect("stream present");
+        s.cutter.push(data);
+        s.pos = offset + data.len() as u64;
+        while let Some((off, chunk)) = s.cutter.next_chunk(false) {
+            self.send(s, off, chunk, layout, true).await;
+        }
+        // Chunks stored meanwhile join the chunk list; a failed one fails the
+        // write (and the close after it).
+        self.reap(st, false).await?;
+        Ok(true)
+    }
+
+    /// Hands one chunk to a task of its own once a seal slot is free.
+    async fn send(&self, s: &mut Stream, off: u64, chunk: Vec<u8>, layout: Layout, natural: bool) {
+        let slot = self
+            .seal_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("seal semaphore is never closed");
+        let store = self.chunk_store();
+        s.inflight.push_back((
+            natural,
+            tokio::spawn(async move {
+                let _slot = slot;
+                store.store(off, chunk, layout).await
+            }),
+        ));
+    }
+
+    /// Moves the stored chunks at the front of the stream into the chunk list;
+    /// with `all`, waits for every chunk in flight. A chunk that could not be
+    /// stored ends the stream and leaves the file broken until its changes are
+    /// dropped (its bytes are nowhere else).
+    async fn reap(&self, st: &mut FileState, all: bool) -> FsResult<()> {
+        loop {
+            let Some(s) = st.stream.as_mut() else {
+                return Ok(());
+            };
+            match s.inflight.front() {
+                Some((_, h)) if all || h.is_finished() => {}
+                _ => return Ok(()),
+            }
+            let (natural, h) = s.inflight.pop_front().expect("front present");
+            let sealed = match h.await {
+                Ok(Ok(sealed)) => sealed,
+                Ok(Err(e)) => return Err(self.break_stream(st, e)),
+                Err(e) => {
+                    tracing::error!("inode chunk task failed: {e}");
+                    return Err(self.break_stream(st, Errno::EIO));
+                }
+            };
+            let (off, r) = (sealed.0, sealed.1);
+            debug_assert_eq!(off, st.committed_end());
+            st.content.chunks.push(r);
+            st.starts.push(off);
+            st.natural_end = if natural { off + r.len() } else { 0 };
+            st.pending.push(sealed);
+        }
+    }
+
+    fn break_stream(&self, st: &mut FileState, e: Errno) -> Errno {
+        st.stream = None;
+        st.broken = Some(e);
+        e
+    }
+
+    /// Ends the stream before a commit: the rest is cut (its last chunk ends
+    /// at the end of the data) and every chunk stored.
+    pub(super) async fn finish_stream(&self, st: &mut FileState) -> FsResult<()> {
+        let layout = st.layout();
+        let Some(s) = st.stream.as_mut() else {
+            return Ok(());
+        };
+        while let Some((off, chunk)) = s.cutter.next_chunk(true) {
+            let natural = s.cutter.pending() > 0;
+            self.send(s, off, chunk, layout, natural).await;
+        }
+        self.reap(st, true).await?;
+        st.stream = None;
+        Ok(())
+    }
+
+    /// Ends the stream so that the staged representation takes over: the
+    /// chunks in flight are stored and the bytes not in a complete chunk yet
+    /// are staged (and changed, for the next commit).
+    pub(super) async fn settle(&self, st: &mut FileState) -> FsResult<()> {
+        if st.stream.is_none() {
+            return Ok(());
+        }
+        self.reap(st, true).await?;
+        let Some(mut s) = st.stream.take() else {
+            return Ok(());
+        };
+        let (off, rest) = s.cutter.take_rest();
+        if !rest.is_empty() {
+            let end = off + rest.len() as u64;
+            let staging = st.staging.clone();
+            if let Err(e) = tokio::task::spawn_blocking(move || staging.write_all_at(&rest, off))
+                .await
+                .expect("staging task panicked")
+            {
+                return Err(self.break_stream(st, e.into()));
+            }
+            st.present.insert(off..end);
+            st.dirty.insert(off..end);
+        }
+        Ok(())
+    }
+}
