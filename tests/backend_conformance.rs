@@ -42,6 +42,18 @@ async fn suite(b: &dyn Backend, honours_create: bool) {
         &b.get_range("y/big", 5_000_000..5_000_010).await.unwrap()[..],
         &big[5_000_000..5_000_010]
     );
+    // Stored without a flush each, readable at once, then flushed together.
+    b.put_unsynced("z/s1", Bytes::from_static(b"shard one"))
+        .await
+        .unwrap();
+    b.put_unsynced("z/s2", Bytes::from_static(b"two"))
+        .await
+        .unwrap();
+    assert_eq!(&b.get("z/s1").await.unwrap()[..], b"shard one");
+    b.sync().await.unwrap();
+    assert_eq!(b.head("z/s2").await.unwrap(), Some(3));
+    b.delete("z/s1").await.unwrap();
+    b.delete("z/s2").await.unwrap();
     // Listing is by prefix, with sizes.
     let mut l = b.list("x").await.unwrap();
     l.sort_by(|a, b| a.key.cmp(&b.key));
@@ -93,6 +105,13 @@ async fn missing_folder_is_unreachable_and_never_recreated() {
     assert!(err.to_string().contains("is the drive mounted"), "{err}");
     assert!(!root.exists(), "a write must not create the missing folder");
     assert!(matches!(b.get("k").await, Err(StoreError::Unavailable(_))));
+    let err = b
+        .put_unsynced("k", Bytes::from_static(b"v"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(matches!(b.sync().await, Err(StoreError::Unavailable(_))));
+    assert!(!root.exists());
 }
 
 #[test]

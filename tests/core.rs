@@ -671,8 +671,10 @@ async fn failed_upload_keeps_the_previous_version() {
         2,
         "index still holds the old chunks"
     );
-    // ...and once the backend is back, the next flush commits them.
+    // ...and once the backend is back (the daemon's probe marks it up if its
+    // failures tripped the circuit breaker), the next flush commits them.
     tv.faults[1].set(Fault::None);
+    fs.volume().probe_down_backends().await;
     fs.flush(fh).await.unwrap();
     fs.release(fh).await.unwrap();
     assert_eq!(

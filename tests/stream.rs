@@ -204,18 +204,40 @@ async fn a_chunk_that_cannot_be_stored_keeps_the_previous_version() {
         .await
         .unwrap();
     v.faults[1].set(Fault::RejectWrites);
-    let w = write_seq(&v.fs, fh, 1 << 20, &new[1 << 20..], 65536).await;
-    let f = v.fs.flush(fh).await;
-    assert!(
-        w == Err(Errno::EIO) || f == Err(Errno::EIO),
-        "the failure reached neither a write nor the close: {w:?} {f:?}"
-    );
+    // The writes go on (the chunks that cannot be stored are staged)...
+    write_seq(&v.fs, fh, 1 << 20, &new[1 << 20..], 65536)
+        .await
+        .unwrap();
+    // ...the commit cannot store them: fsync fails and the index keeps the old version...
+    assert_eq!(v.fs.fsync(fh).await, Err(Errno::EIO));
+    assert_eq!(read_all(&v.reopen(true), ino).await, old);
+    // ...and once the backend is back, the next flush stores every byte.
+    v.faults[1].set(Fault::None);
+    v.fs.volume().probe_down_backends().await;
+    v.fs.flush(fh).await.unwrap();
+    v.fs.release(fh).await.unwrap();
+    assert_eq!(read_all(&v.reopen(true), ino).await, new);
+
+    // With no other open of the file, a failed close drops the new version at once.
+    let fh =
+        v.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC)
+            .await
+            .unwrap();
+    let newer = bytes(11, 2 << 20);
+    write_seq(&v.fs, fh, 0, &newer[..1 << 20], 65536)
+        .await
+        .unwrap();
+    v.faults[1].set(Fault::RejectWrites);
+    write_seq(&v.fs, fh, 1 << 20, &newer[1 << 20..], 65536)
+        .await
+        .unwrap();
+    assert_eq!(v.fs.flush(fh).await, Err(Errno::EIO));
     let _ = v.fs.release(fh).await;
     v.faults[1].set(Fault::None);
     // The circuit breaker may have marked it down: the daemon's probe finds it back.
     v.fs.volume().probe_down_backends().await;
-    assert_eq!(read_all(&v.fs, ino).await, old);
-    assert_eq!(v.fs.getattr(ino).await.unwrap().size, old.len() as u64);
+    assert_eq!(read_all(&v.fs, ino).await, new);
+    assert_eq!(v.fs.getattr(ino).await.unwrap().size, new.len() as u64);
 
     // Once the backend is back, the same file is written normally.
     let fh =

@@ -92,11 +92,11 @@ pub(super) struct ChunkStore {
 impl ChunkStore {
     /// Stores one chunk (at `off` in its file) unless the volume has it already;
     /// a chunk of zeros is a hole, stored nowhere. The caller holds a seal slot.
-    pub(super) async fn store(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
+    pub(super) async fn store(&self, off: u64, data: Bytes, layout: Layout) -> FsResult<Sealed> {
         let len = data.len() as u32;
         let sealer = self.vol.sealer.clone();
         let (data, id) =
-            tokio::task::spawn_blocking(move || -> std::io::Result<(Vec<u8>, Option<ChunkId>)> {
+            tokio::task::spawn_blocking(move || -> std::io::Result<(Bytes, Option<ChunkId>)> {
                 let id = if is_zero(&data) {
                     None
                 } else {
@@ -118,8 +118,7 @@ impl ChunkStore {
             None => match self.guards.stored(&id) {
                 Some((rec, missing)) => (rec, missing, false),
                 None => {
-                    let (rec, missing) =
-                        self.vol.store_chunk(id, Bytes::from(data), layout).await?;
+                    let (rec, missing) = self.vol.store_chunk(id, data, layout).await?;
                     self.guards.remember(id, rec.clone(), missing.clone());
                     (rec, missing, true)
                 }
@@ -149,7 +148,9 @@ impl Fs {
             .acquire()
             .await
             .expect("seal semaphore is never closed");
-        self.chunk_store().store(off, data, layout).await
+        self.chunk_store()
+            .store(off, Bytes::from(data), layout)
+            .await
     }
 
     /// Bytes `[off, off + len)` of `src`.

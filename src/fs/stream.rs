@@ -27,13 +27,16 @@ use super::file::FileState;
 use super::{Errno, Fs, FsResult};
 use crate::data::chunker::Cutter;
 use crate::data::erasure::Layout;
+use bytes::Bytes;
 use std::collections::VecDeque;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
 /// A chunk being stored: whether its end is a content-defined cut (not the
-/// end of the data), and the task storing it.
-type InFlight = (bool, JoinHandle<FsResult<Sealed>>);
+/// end of the data), and the task storing it, which gives back the chunk's
+/// offset and bytes with the outcome (so a chunk that could not be stored is
+/// staged instead).
+type InFlight = (bool, JoinHandle<(u64, Bytes, FsResult<Sealed>)>);
 
 pub(super) struct Stream {
     cutter: Cutter,
@@ -110,8 +113,8 @@ impl Fs {
         while let Some((off, chunk)) = s.cutter.next_chunk(false) {
             self.send(s, off, chunk, layout, true).await;
         }
-        // Chunks stored meanwhile join the chunk list; a failed one fails the
-        // write (and the close after it).
+        // Chunks stored meanwhile join the chunk list; one that could not be
+        // stored is staged, and the commit tries it again.
         self.reap(st, false).await?;
         Ok(true)
     }
@@ -125,38 +128,52 @@ impl Fs {
             .await
             .expect("seal semaphore is never closed");
         let store = self.chunk_store();
+        let bytes = Bytes::from(chunk);
         s.inflight.push_back((
             natural,
             tokio::spawn(async move {
                 let _slot = slot;
-                store.store(off, chunk, layout).await
+                let r = store.store(off, bytes.clone(), layout).await;
+                (off, bytes, r)
             }),
         ));
     }
 
     /// Moves the stored chunks at the front of the stream into the chunk list;
     /// with `all`, waits for every chunk in flight. A chunk that could not be
-    /// stored ends the stream and leaves the file broken until its changes are
-    /// dropped (its bytes are nowhere else).
-    async fn reap(&self, st: &mut FileState, all: bool) -> FsResult<()> {
+    /// stored ends the stream: it, the chunks after it and the cutter's rest
+    /// are staged, so the next commit tries them again; the error is returned
+    /// as `Ok(Some(..))` for a commit to fail with.
+    async fn reap(&self, st: &mut FileState, all: bool) -> FsResult<Option<Errno>> {
         loop {
             let Some(s) = st.stream.as_mut() else {
-                return Ok(());
+                return Ok(None);
             };
             match s.inflight.front() {
                 Some((_, h)) if all || h.is_finished() => {}
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
             let (natural, h) = s.inflight.pop_front().expect("front present");
-            let sealed = match h.await {
-                Ok(Ok(sealed)) => sealed,
-                Ok(Err(e)) => return Err(self.break_stream(st, e)),
+            let (off, bytes, r) = match h.await {
+                Ok(done) => done,
                 Err(e) => {
-                    tracing::error!("inode chunk task failed: {e}");
-                    return Err(self.break_stream(st, Errno::EIO));
+                    tracing::error!("a chunk task of a streaming write failed: {e}");
+                    st.stream = None;
+                    st.broken = Some(Errno::EIO);
+                    return Err(Errno::EIO);
                 }
             };
-            let (off, r) = (sealed.0, sealed.1);
+            let sealed = match r {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::warn!(
+                        "a chunk written at offset {off} could not be stored yet ({e}); it is staged and stored again at close"
+                    );
+                    self.spill(st, off, bytes).await?;
+                    return Ok(Some(e));
+                }
+            };
+            let r = sealed.1;
             debug_assert_eq!(off, st.committed_end());
             st.content.chunks.push(r);
             st.starts.push(off);
@@ -165,10 +182,44 @@ impl Fs {
         }
     }
 
-    fn break_stream(&self, st: &mut FileState, e: Errno) -> Errno {
-        st.stream = None;
-        st.broken = Some(e);
-        e
+    /// Ends the stream after a chunk (at `off`) could not be stored: it, every
+    /// chunk after it and the cutter's rest are staged.
+    async fn spill(&self, st: &mut FileState, off: u64, bytes: Bytes) -> FsResult<()> {
+        let Some(mut s) = st.stream.take() else {
+            return Ok(());
+        };
+        self.stage(st, off, bytes).await?;
+        while let Some((_, h)) = s.inflight.pop_front() {
+            let Ok((off, bytes, _)) = h.await else {
+                st.broken = Some(Errno::EIO);
+                return Err(Errno::EIO);
+            };
+            self.stage(st, off, bytes).await?;
+        }
+        let (off, rest) = s.cutter.take_rest();
+        self.stage(st, off, Bytes::from(rest)).await
+    }
+
+    /// Writes bytes of the stream to staging, as changed bytes for the commit.
+    /// If that fails, the bytes are nowhere: the file's changes can only be dropped.
+    async fn stage(&self, st: &mut FileState, off: u64, bytes: Bytes) -> FsResult<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let end = off + bytes.len() as u64;
+        let staging = st.staging.clone();
+        let r = tokio::task::spawn_blocking(move || staging.write_all_at(&bytes, off))
+            .await
+            .expect("staging task panicked");
+        if let Err(e) = r {
+            let e: Errno = e.into();
+            st.stream = None;
+            st.broken = Some(e);
+            return Err(e);
+        }
+        st.present.insert(off..end);
+        st.dirty.insert(off..end);
+        Ok(())
     }
 
     /// Ends the stream before a commit: the rest is cut (its last chunk ends
@@ -182,7 +233,11 @@ impl Fs {
             let natural = s.cutter.pending() > 0;
             self.send(s, off, chunk, layout, natural).await;
         }
-        self.reap(st, true).await?;
+        // A chunk that could not be stored fails this commit (it is staged, for
+        // the next one), as a staged chunk's upload would.
+        if let Some(e) = self.reap(st, true).await? {
+            return Err(e);
+        }
         st.stream = None;
         Ok(())
     }
@@ -199,18 +254,6 @@ impl Fs {
             return Ok(());
         };
         let (off, rest) = s.cutter.take_rest();
-        if !rest.is_empty() {
-            let end = off + rest.len() as u64;
-            let staging = st.staging.clone();
-            if let Err(e) = tokio::task::spawn_blocking(move || staging.write_all_at(&rest, off))
-                .await
-                .expect("staging task panicked")
-            {
-                return Err(self.break_stream(st, e.into()));
-            }
-            st.present.insert(off..end);
-            st.dirty.insert(off..end);
-        }
-        Ok(())
+        self.stage(st, off, Bytes::from(rest)).await
     }
 }
