@@ -104,7 +104,14 @@ pub struct Volume {
     last_write_failure: Mutex<Option<WriteFailure>>,
     /// Per slot: shards stored by `store_chunk` and not yet flushed to disk.
     flushes: Vec<SlotFlush>,
+    /// Bytes of shards stored unflushed since the last background flush.
+    unflushed: std::sync::atomic::AtomicU64,
 }
+
+/// Shard bytes stored without a flush after which a flush starts in the
+/// background, so the disks write while a large file is still being written
+/// (instead of all of it at the commit).
+const FLUSH_EVERY: u64 = 128 << 20;
 
 /// Shards a slot has stored with `put_unsynced`, and how many of them a
 /// completed `sync` covers. Counts, so that a flush that started before a
@@ -145,6 +152,7 @@ impl Volume {
             inflight: Mutex::new(HashMap::new()),
             last_write_failure: Mutex::new(None),
             flushes: (0..n_slots).map(|_| SlotFlush::default()).collect(),
+            unflushed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -690,10 +698,13 @@ impl Volume {
                     if durable {
                         slot.backend.put(&key, obj).await
                     } else {
+                        let len = obj.len() as u64;
                         slot.backend.put_unsynced(&key, obj).await?;
                         flush
                             .stored
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        self.unflushed
+                            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                         Ok(())
                     }
                 })
@@ -753,6 +764,22 @@ impl Volume {
             }
             Err(VolumeError::FlushFailed { failures })
         }
+    }
+
+    /// Starts `flush_stored` in the background once `FLUSH_EVERY` bytes of
+    /// shards were stored since the last one started. A failure there is for
+    /// the commit's own flush to report.
+    pub fn flush_if_due(self: &Arc<Self>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.unflushed.load(Relaxed) < FLUSH_EVERY
+            || self.unflushed.swap(0, Relaxed) < FLUSH_EVERY
+        {
+            return;
+        }
+        let vol = self.clone();
+        tokio::spawn(async move {
+            let _ = vol.flush_stored().await;
+        });
     }
 
     /// Deletes every shard of a chunk. Missing shards are not an error.

@@ -119,6 +119,7 @@ impl ChunkStore {
                 Some((rec, missing)) => (rec, missing, false),
                 None => {
                     let (rec, missing) = self.vol.store_chunk(id, data, layout).await?;
+                    self.vol.flush_if_due();
                     self.guards.remember(id, rec.clone(), missing.clone());
                     (rec, missing, true)
                 }
