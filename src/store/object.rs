@@ -429,6 +429,19 @@ impl Backend for ObjectBackend {
     }
 }
 
+/// Flushes the filesystem holding `dir` (every file written there, and the
+/// folder entries naming them) to its disk: syncfs(2).
+fn syncfs(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(dir)?;
+    // SAFETY: a valid descriptor we own for the duration of the call.
+    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,18 +477,5 @@ mod tests {
         own.insert("access_key_id".into(), "from-config".into());
         let s3 = env_options("s3://bucket", &vars, &own);
         assert_eq!(s3.keys().collect::<Vec<_>>(), ["aws_region"]);
-    }
-}
-
-/// Flushes the filesystem holding `dir` (every file written there, and the
-/// folder entries naming them) to its disk: syncfs(2).
-fn syncfs(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(dir)?;
-    // SAFETY: a valid descriptor we own for the duration of the call.
-    if unsafe { libc::syncfs(f.as_raw_fd()) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
