@@ -1,6 +1,8 @@
-//! The FUSE adapter: the only module that knows fuser. Each kernel request is
-//! handed to a tokio task that runs the matching `Fs` operation and replies; the
-//! fuser thread itself never waits on a backend.
+//! The FUSE adapter: the only module that knows fuser. Requests the local index
+//! answers on its own (lookup, getattr, readlink, readdir, readdirplus, getxattr,
+//! listxattr) are answered on the session thread at once; every other request is
+//! handed to a tokio task that runs the matching `Fs` operation and replies. The
+//! session thread never waits on a backend or on the namespace lock.
 
 use crate::format::Kind;
 use crate::front::mountopts::MountOpts;
@@ -134,14 +136,11 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move {
-            // lookup_kernel counts the kernel's reference itself.
-            match fs.lookup_kernel(parent.0, &name).await {
-                Ok(a) => reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
+        // Answered here from the index; lookup_kernel counts the kernel's reference.
+        match self.fs.lookup_kernel(parent.0, name.as_bytes()) {
+            Ok(a) => reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -149,12 +148,10 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.run(move |fs| async move {
-            match fs.getattr(ino.0).await {
-                Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
+        match self.fs.getattr_now(ino.0) {
+            Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn setattr(
@@ -192,12 +189,10 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.run(move |fs| async move {
-            match fs.readlink(ino.0).await {
-                Ok(t) => reply.data(&t),
-                Err(e) => reply.error(errno(e)),
-            }
-        });
+        match self.fs.readlink_now(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn mknod(
@@ -438,24 +433,22 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.run(move |fs| async move {
-            match fs.readdir(ino.0, offset, 512).await {
-                Ok(entries) => {
-                    for e in entries {
-                        if reply.add(
-                            INodeNo(e.ino),
-                            e.offset,
-                            file_type(e.kind),
-                            OsStr::from_bytes(&e.name),
-                        ) {
-                            break;
-                        }
+        match self.fs.readdir_now(ino.0, offset, 512) {
+            Ok(entries) => {
+                for e in entries {
+                    if reply.add(
+                        INodeNo(e.ino),
+                        e.offset,
+                        file_type(e.kind),
+                        OsStr::from_bytes(&e.name),
+                    ) {
+                        break;
                     }
-                    reply.ok();
                 }
-                Err(e) => reply.error(errno(e)),
+                reply.ok();
             }
-        });
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn readdirplus(
@@ -466,33 +459,22 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.run(move |fs| async move {
-            match fs.readdir(ino.0, offset, 128).await {
-                Ok(entries) => {
-                    for e in entries {
-                        let Ok(a) = fs.getattr(e.ino).await else {
-                            continue;
-                        };
-                        if reply.add(
-                            INodeNo(e.ino),
-                            e.offset,
-                            OsStr::from_bytes(&e.name),
-                            &TTL,
-                            &fuse_attr(&a),
-                            Generation(0),
-                        ) {
-                            break;
-                        }
-                        // The kernel takes a reference on every entry but . and ..
-                        if e.name != b"." && e.name != b".." {
-                            fs.remember(e.ino);
-                        }
-                    }
-                    reply.ok();
-                }
-                Err(e) => reply.error(errno(e)),
-            }
+        // As many entries as the kernel's buffer takes; each one taken is counted
+        // as a kernel reference by readdir_plus.
+        let r = self.fs.readdir_plus(ino.0, offset, |e, a| {
+            reply.add(
+                INodeNo(e.ino),
+                e.offset,
+                OsStr::from_bytes(&e.name),
+                &TTL,
+                &fuse_attr(a),
+                Generation(0),
+            )
         });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn fsyncdir(
@@ -539,14 +521,11 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let name = name.as_bytes().to_vec();
-        self.run(
-            move |fs| async move { xattr_reply(reply, size, fs.getxattr(ino.0, &name).await) },
-        );
+        xattr_reply(reply, size, self.fs.getxattr_now(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.run(move |fs| async move { xattr_reply(reply, size, fs.listxattr(ino.0).await) });
+        xattr_reply(reply, size, self.fs.listxattr_now(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {

@@ -11,6 +11,23 @@ use crate::format::{keys, Kind};
 use crate::meta::index::BatchExt;
 use crate::meta::Batch;
 
+/// Extended attributes the volume does not keep, refused with `EOPNOTSUPP` as a
+/// filesystem without them answers:
+/// - POSIX ACLs (`system.posix_acl_access`, `system.posix_acl_default`): stored as
+///   plain attributes they would not be enforced, and `cp -a` (which sets the ACL
+///   instead of the mode when it can) would leave files with the wrong mode; refused,
+///   tools fall back to chmod.
+/// - The SELinux label (`security.selinux`): on a host running SELinux the kernel
+///   labels a FUSE mount itself and never asks the filesystem; elsewhere a label
+///   means nothing.
+///
+/// Answering "not supported" rather than "no such attribute" lets `ls -l` (which
+/// asks for both on every file) stop after the first file: two requests per listing
+/// instead of two per entry.
+pub(super) fn not_kept(name: &[u8]) -> bool {
+    name.starts_with(b"system.posix_acl_") || name == b"security.selinux"
+}
+
 impl Fs {
     pub async fn setattr(&self, ino: u64, set: SetAttr) -> FsResult<Attr> {
         let changes_meta = set.mode.is_some() || set.uid.is_some() || set.gid.is_some();
@@ -76,10 +93,7 @@ impl Fs {
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::E2BIG);
         }
-        // POSIX ACLs are not supported: storing them as plain attributes would let
-        // `cp -a` (which sets the ACL instead of the mode when it can) leave files
-        // with the wrong mode. Refused, tools fall back to chmod.
-        if name.starts_with(b"system.posix_acl_") {
+        if not_kept(name) {
             return Err(Errno::EOPNOTSUPP);
         }
         let _g = self.meta.lock().await;
@@ -100,20 +114,36 @@ impl Fs {
     }
 
     pub async fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        if is_view(ino) {
-            return self
-                .view_xattrs(ino)?
+        self.getxattr_now(ino, name)
+    }
+
+    /// `getxattr` from the index alone (it never waits), for callers that answer
+    /// at once. A name of a kind the volume does not keep is `EOPNOTSUPP` (unless
+    /// an earlier version stored one), so tools stop asking for it.
+    pub fn getxattr_now(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
+        let found = if is_view(ino) {
+            self.view_xattrs(ino)?
                 .into_iter()
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v)
-                .ok_or(Errno::ENODATA);
+        } else {
+            self.inode(ino)?;
+            self.idx.xattr(ino, name)?
+        };
+        match found {
+            Some(v) => Ok(v),
+            None if not_kept(name) => Err(Errno::EOPNOTSUPP),
+            None => Err(Errno::ENODATA),
         }
-        self.inode(ino)?;
-        self.idx.xattr(ino, name)?.ok_or(Errno::ENODATA)
     }
 
     /// Attribute names, each followed by a NUL byte, as listxattr(2) returns them.
     pub async fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.listxattr_now(ino)
+    }
+
+    /// `listxattr` from the index alone (it never waits).
+    pub fn listxattr_now(&self, ino: u64) -> FsResult<Vec<u8>> {
         let names = if is_view(ino) {
             self.view_xattrs(ino)?.into_iter().map(|(n, _)| n).collect()
         } else {
@@ -133,7 +163,11 @@ impl Fs {
         let _g = self.meta.lock().await;
         let mut r = self.inode(ino)?;
         if self.idx.xattr(ino, name)?.is_none() {
-            return Err(Errno::ENODATA);
+            return Err(if not_kept(name) {
+                Errno::EOPNOTSUPP
+            } else {
+                Errno::ENODATA
+            });
         }
         r.ctime = now_nanos();
         let mut b = Batch::default();

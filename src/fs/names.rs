@@ -31,7 +31,9 @@ impl Fs {
 
     /// `lookup` for the kernel: the entry is resolved and the kernel's reference
     /// on its inode counted in one step, so no unlink can purge the inode in between.
-    pub async fn lookup_kernel(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+    /// Reads the index only (never waits on a backend or on `meta`), so the FUSE
+    /// adapter answers it at once.
+    pub fn lookup_kernel(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
         if name.len() > NAME_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -106,6 +108,11 @@ impl Fs {
     }
 
     pub async fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        self.getattr_now(ino)
+    }
+
+    /// `getattr` from the index alone (it never waits).
+    pub fn getattr_now(&self, ino: u64) -> FsResult<Attr> {
         if is_view(ino) {
             return self.view_attr(ino);
         }
@@ -118,6 +125,11 @@ impl Fs {
     }
 
     pub async fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.readlink_now(ino)
+    }
+
+    /// `readlink` from the index alone (it never waits).
+    pub fn readlink_now(&self, ino: u64) -> FsResult<Vec<u8>> {
         let r = if is_view(ino) {
             self.view_inode(ino)?
         } else {
@@ -132,6 +144,11 @@ impl Fs {
     /// Entries after `offset` (0 to start), at most `limit` of them. Offsets are
     /// stable: entries added or removed meanwhile do not shift the others.
     pub async fn readdir(&self, ino: u64, offset: u64, limit: usize) -> FsResult<Vec<DirEntry>> {
+        self.readdir_now(ino, offset, limit)
+    }
+
+    /// `readdir` from the index alone (it never waits).
+    pub fn readdir_now(&self, ino: u64, offset: u64, limit: usize) -> FsResult<Vec<DirEntry>> {
         if is_view(ino) {
             return self.view_readdir(ino, offset, limit);
         }
@@ -171,6 +188,43 @@ impl Fs {
             }
         }
         Ok(out)
+    }
+
+    /// READDIRPLUS for the kernel: the entries after `offset` with their
+    /// attributes, handed to `add` one at a time until it returns true (the
+    /// kernel's buffer is full: that entry was not taken). Each entry taken but
+    /// `.` and `..` counts one kernel reference on its inode, counted as its
+    /// attributes are read, as `lookup_kernel` does. Entries removed meanwhile are
+    /// skipped. Reads the index only.
+    pub fn readdir_plus(
+        &self,
+        ino: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, &Attr) -> bool,
+    ) -> FsResult<()> {
+        const PAGE: usize = 128;
+        let mut offset = offset;
+        loop {
+            let page = self.readdir_now(ino, offset, PAGE)?;
+            let last = page.len() < PAGE;
+            for e in &page {
+                offset = e.offset;
+                let counted = !is_view(e.ino) && e.name != b"." && e.name != b"..";
+                let mut refs = self.kernel_refs.lock().unwrap();
+                let Ok(a) = self.getattr_now(e.ino) else {
+                    continue;
+                };
+                if add(e, &a) {
+                    return Ok(());
+                }
+                if counted {
+                    *refs.entry(e.ino).or_default() += 1;
+                }
+            }
+            if last {
+                return Ok(());
+            }
+        }
     }
 
     pub async fn statfs(&self) -> FsResult<StatFs> {

@@ -106,11 +106,29 @@ fn set_open_here(path: &Path, open: bool) {
     v.push((path.to_path_buf(), open));
 }
 
+/// sled's page cache: the index's memory, whatever its size.
+const CACHE_CAPACITY: u64 = 64 << 20;
+
+/// Asks the kernel to start reading the index's log file (up to what sled caches)
+/// into the page cache, without waiting for it. sled reads the pages of its tree
+/// one by one as they are first needed: right after a mount, with nothing cached,
+/// listing a directory of 5,000 files paid a random disk read per page (0.1 s);
+/// read ahead in the background at open, the whole file takes a sequential read.
+fn read_ahead(path: &Path) {
+    use std::os::fd::AsRawFd;
+    if let Ok(f) = std::fs::File::open(path.join("db")) {
+        let len = f.metadata().map_or(0, |m| m.len()).min(CACHE_CAPACITY);
+        // SAFETY: a valid descriptor; the range is only a hint.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, len as i64, libc::POSIX_FADV_WILLNEED) };
+    }
+}
+
 fn open_db_once(path: &Path) -> MetaResult<sled::Db> {
+    read_ahead(path);
     sled::Config::new()
         .path(path)
         .flush_every_ms(None)
-        .cache_capacity(64 << 20)
+        .cache_capacity(CACHE_CAPACITY)
         .open()
         .map_err(|e| match e {
             sled::Error::Io(ref io)
