@@ -322,7 +322,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyData,
     ) {
         self.run(move |fs| async move {
-            match fs.read(fh.0, offset, size).await {
+            match fs.read_shared(fh.0, offset, size).await {
                 Ok(d) => reply.data(&d),
                 Err(e) => reply.error(errno(e)),
             }
@@ -636,16 +636,60 @@ pub fn mount(
     let notifier = session.notifier();
     let inodes = session.notifier();
     fs.set_invalidator(std::sync::Arc::new(move |parent, name| {
-        // ENOENT only means the kernel had nothing cached for it.
+        // ENOENT only means the kernel had nothing cached for it. The parent's
+        // attributes (times, link count) go too: the kernel drops them with the
+        // name only when it had the name cached.
         let _ = notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name));
+        let _ = notifier.inval_inode(INodeNo(parent), -1, 0);
     }));
     fs.set_inode_invalidator(std::sync::Arc::new(move |ino| {
         let _ = inodes.inval_inode(INodeNo(ino), 0, 0);
     }));
-    Ok(Mounted {
+    let mounted = Mounted {
         session: Some(session.spawn()?),
         mountpoint: mountpoint.to_path_buf(),
-    })
+    };
+    let ahead = fs.read_ahead_bytes();
+    if ahead > 0 {
+        if let Err(e) = set_read_ahead(mountpoint, ahead) {
+            tracing::info!(
+                "kernel read-ahead of {} left at its default: {e}",
+                mountpoint.display()
+            );
+        }
+    }
+    Ok(mounted)
+}
+
+/// The kernel reads ahead of a sequential reader by the mount's read_ahead_kb,
+/// 128 KiB unless raised (FUSE itself can only lower it): raised to `bytes`, so
+/// that requests of up to 1 MiB keep the daemon busy with the next chunks while
+/// the reader copies the last ones. The setting lives in sysfs, under the mount's
+/// device number, and needs root (otherwise the default stays).
+pub fn set_read_ahead(mountpoint: &Path, bytes: u64) -> std::io::Result<()> {
+    std::fs::write(read_ahead_file(mountpoint)?, bytes.div_ceil(1024).to_string())
+}
+
+/// The kernel's read-ahead of the mount at `mountpoint`, in bytes.
+pub fn read_ahead(mountpoint: &Path) -> std::io::Result<u64> {
+    let path = read_ahead_file(mountpoint)?;
+    let kb: u64 = std::fs::read_to_string(&path)?
+        .trim()
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+    Ok(kb * 1024)
+}
+
+fn read_ahead_file(mountpoint: &Path) -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    // Never called from inside a request: the session thread answers this stat.
+    let dev = std::fs::metadata(mountpoint)?.dev();
+    Ok(format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    )
+    .into())
 }
 
 impl Mounted {

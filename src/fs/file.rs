@@ -138,6 +138,19 @@ pub(super) fn read_full_at(f: &std::fs::File, buf: &mut [u8], off: u64) -> std::
     Ok(())
 }
 
+/// The committed data chunk (id, offset) holding all of `[off, end)`, when no
+/// staged byte lies there.
+fn within_chunk(st: &FileState, off: u64, end: u64) -> Option<(ChunkId, u64)> {
+    if end > st.committed_end() || st.present.overlaps(&(off..end)) {
+        return None;
+    }
+    let i = st.chunk_at(off);
+    match st.content.chunks[i] {
+        ChunkRef::Data { id, .. } if end <= st.chunk_end(i) => Some((id, st.starts[i])),
+        _ => None,
+    }
+}
+
 fn starts_of(c: &ContentRecord) -> Vec<u64> {
     let mut off = 0;
     c.chunks
@@ -463,11 +476,18 @@ impl Fs {
     }
 
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        Ok(self.read_shared(fh, offset, size).await?.into())
+    }
+
+    /// `read`, for a caller that only borrows the bytes: a range inside one
+    /// committed chunk (with nothing staged over it) is a view of the cached
+    /// chunk, not a copy.
+    pub async fn read_shared(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let (h, of) = self.handle(fh)?;
         let mut st = of.state.read().await;
         let end = (offset + size as u64).min(st.size);
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         if st.stream.is_some() && end > st.committed_end() {
             drop(st);
@@ -478,7 +498,18 @@ impl Fs {
         if let Some(e) = st.broken {
             return Err(e);
         }
-        let out = self.read_view(&st, offset, end - offset).await?;
+        let whole = match within_chunk(&st, offset, end) {
+            Some((id, start)) => {
+                let data = self.committed_chunk(&id).await?;
+                let (a, b) = ((offset - start) as usize, (end - start) as usize);
+                (b <= data.len()).then(|| data.slice(a..b))
+            }
+            None => None,
+        };
+        let out = match whole {
+            Some(b) => b,
+            None => Bytes::from(self.read_view(&st, offset, end - offset).await?),
+        };
         // Sequential reader: fetch the next chunks in the background.
         let sequential = h.last_end.swap(end, Ordering::Relaxed) == offset || offset == 0;
         if sequential && self.opts.readahead_chunks > 0 && end < st.committed_end() {

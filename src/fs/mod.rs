@@ -502,6 +502,12 @@ impl Fs {
         }
     }
 
+    /// How far ahead of a sequential reader the kernel should read: as far as
+    /// `readahead_chunks` chunks of the average size reach (0: none asked for).
+    pub fn read_ahead_bytes(&self) -> u64 {
+        self.opts.readahead_chunks as u64 * self.opts.chunking.avg as u64
+    }
+
     /// The placement geometry files are written with.
     pub fn layout(&self) -> Layout {
         self.vol.layout
