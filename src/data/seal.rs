@@ -13,9 +13,9 @@
 use crate::data::keys::{Keys, Secret32};
 use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
 use aes_gcm::aead::rand_core::RngCore;
-use aes_gcm::aead::{AeadInPlace, KeyInit, OsRng};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use aes_gcm::aead::OsRng;
 use hmac::{Hmac, Mac};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::sync::Arc;
 
 /// Flag bits of a sealed blob's first byte.
@@ -255,17 +255,29 @@ fn compress(data: &[u8], level: Option<i32>) -> (u8, Vec<u8>) {
     }
 }
 
+/// The AES-256-GCM key. ring's implementation (AES-NI, carry-less multiply, and
+/// the vector forms of both where the CPU has them) runs at several GB/s per core,
+/// against about 1 GB/s for the aes-gcm crate here; the bytes are the same.
+fn cipher(key: &Secret32) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.bytes()).expect("a 32-byte key"))
+}
+
 /// nonce (fresh, random) ‖ AES-256-GCM of `body` under `key` ‖ tag, bound to `aad`.
-fn encrypt(key: &Secret32, aad: &[u8], mut body: Vec<u8>) -> Result<Vec<u8>, SealError> {
+fn encrypt(key: &Secret32, aad: &[u8], body: Vec<u8>) -> Result<Vec<u8>, SealError> {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
-    let tag = Aes256Gcm::new(key.bytes().into())
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut body)
-        .map_err(|_| SealError::Damaged("too large to encrypt".into()))?;
     let mut out = Vec::with_capacity(NONCE_LEN + body.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&body);
-    out.extend_from_slice(&tag);
+    drop(body);
+    let tag = cipher(key)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut out[NONCE_LEN..],
+        )
+        .map_err(|_| SealError::Damaged("too large to encrypt".into()))?;
+    out.extend_from_slice(tag.as_ref());
     Ok(out)
 }
 
@@ -274,17 +286,14 @@ fn decrypt(key: &Secret32, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealErr
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(SealError::Damaged("shorter than nonce and tag".into()));
     }
-    let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    let (ct, tag) = ct.split_at(ct.len() - TAG_LEN);
-    let mut body = ct.to_vec();
-    Aes256Gcm::new(key.bytes().into())
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            &mut body,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| SealError::Authentication)?;
+    let (nonce, ct_and_tag) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).expect("a 12-byte nonce");
+    let mut body = ct_and_tag.to_vec();
+    let len = cipher(key)
+        .open_in_place(nonce, Aad::from(aad), &mut body)
+        .map_err(|_| SealError::Authentication)?
+        .len();
+    body.truncate(len);
     Ok(body)
 }
 
@@ -309,6 +318,32 @@ mod tests {
         let vol = VolumeId::random();
         let c = level.map_or(Compression::None, Compression::Zstd);
         ChunkSealer::encrypted(vol, Some(Keys::derive(&Secret32::random(), vol)), c)
+    }
+
+    /// The test vector of the GCM specification (AES-256, zero key and nonce, one
+    /// block of zeros): sealed bytes are standard AES-256-GCM, so volumes sealed by
+    /// any implementation open with this one.
+    #[test]
+    fn aes_256_gcm_known_answer() {
+        let key = Secret32::from_bytes([0u8; 32]);
+        let mut sealed = vec![0u8; NONCE_LEN];
+        sealed.extend_from_slice(&hex("cea7403d4d606b6e074ec5d3baf39d18"));
+        sealed.extend_from_slice(&hex("d0d1c8a799996bf0265b98b5d48ab919"));
+        assert_eq!(decrypt(&key, b"", &sealed).unwrap(), [0u8; 16]);
+        sealed[NONCE_LEN] ^= 1;
+        assert_eq!(decrypt(&key, b"", &sealed), Err(SealError::Authentication));
+        // And what encrypt makes opens, bound to its associated data.
+        let s = encrypt(&key, b"aad", b"some bytes".to_vec()).unwrap();
+        assert_eq!(s.len(), NONCE_LEN + 10 + TAG_LEN);
+        assert_eq!(decrypt(&key, b"aad", &s).unwrap(), b"some bytes");
+        assert_eq!(decrypt(&key, b"other", &s), Err(SealError::Authentication));
+    }
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]

@@ -667,7 +667,10 @@ pub fn mount(
 /// the reader copies the last ones. The setting lives in sysfs, under the mount's
 /// device number, and needs root (otherwise the default stays).
 pub fn set_read_ahead(mountpoint: &Path, bytes: u64) -> std::io::Result<()> {
-    std::fs::write(read_ahead_file(mountpoint)?, bytes.div_ceil(1024).to_string())
+    std::fs::write(
+        read_ahead_file(mountpoint)?,
+        bytes.div_ceil(1024).to_string(),
+    )
 }
 
 /// The kernel's read-ahead of the mount at `mountpoint`, in bytes.
