@@ -113,25 +113,49 @@ fn xattrs_acls_and_labels_through_the_mount() {
     assert_eq!(list_xattrs(&f), ["user.origin"]);
     assert_eq!(get_xattr(&f, "user.second"), Err(libc::ENODATA));
     assert_eq!(remove_xattr(&f, "user.second"), Err(libc::ENODATA));
-    // Other security attributes are kept (file capabilities of a backed-up binary).
-    set_xattr(&f, "security.capability", b"caps").unwrap();
-    assert_eq!(get_xattr(&f, "security.capability").unwrap(), b"caps");
+    // Other security attributes are kept: file capabilities of a backed-up binary
+    // (cap_net_raw+ep, as setcap stores it: revision 2, effective, permitted bit 13).
+    let caps: Vec<u8> = [0x0200_0001u32, 1 << 13, 0, 0, 0]
+        .iter()
+        .flat_map(|w| w.to_le_bytes())
+        .collect();
+    set_xattr(&f, "security.capability", &caps).unwrap();
+    assert_eq!(get_xattr(&f, "security.capability").unwrap(), caps);
 
     // POSIX ACLs and SELinux labels are not kept: "not supported", as a filesystem
     // without them answers, for reading as for writing; the mode stays the rule.
-    for name in [
-        "system.posix_acl_access",
-        "system.posix_acl_default",
-        "security.selinux",
+    // A valid ACL (as setfacl writes it: version 2, then user::rw- group::r--
+    // other::r--), since the kernel checks its form first.
+    let acl: Vec<u8> = [2u32]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain(
+            [(0x01u16, 6u16), (0x04, 4), (0x20, 4)]
+                .iter()
+                .flat_map(|(tag, perm)| {
+                    [tag.to_le_bytes(), perm.to_le_bytes()]
+                        .concat()
+                        .into_iter()
+                        .chain(u32::MAX.to_le_bytes())
+                }),
+        )
+        .collect();
+    let dir = Path::new(&mp);
+    for (p, name, value) in [
+        (f.as_path(), "system.posix_acl_access", &acl[..]),
+        (dir, "system.posix_acl_access", &acl[..]),
+        (dir, "system.posix_acl_default", &acl[..]),
+        (
+            f.as_path(),
+            "security.selinux",
+            b"system_u:object_r:user_home_t:s0",
+        ),
     ] {
-        assert_eq!(get_xattr(&f, name), Err(libc::EOPNOTSUPP), "{name}");
-        assert_eq!(set_xattr(&f, name, b"x"), Err(libc::EOPNOTSUPP), "{name}");
-        assert_eq!(remove_xattr(&f, name), Err(libc::EOPNOTSUPP), "{name}");
+        assert_eq!(get_xattr(p, name), Err(libc::EOPNOTSUPP), "{name}");
+        assert_eq!(set_xattr(p, name, value), Err(libc::EOPNOTSUPP), "{name}");
+        assert_eq!(remove_xattr(p, name), Err(libc::EOPNOTSUPP), "{name}");
     }
-    assert_eq!(
-        get_xattr(Path::new(&mp), "system.posix_acl_default"),
-        Err(libc::EOPNOTSUPP)
-    );
+    assert_eq!(list_xattrs(&f), ["security.capability", "user.origin"]);
     // `ls -l` shows no ACL mark, and the user attribute is still there after it.
     let ls = std::process::Command::new("ls")
         .args(["-l", &mp])
@@ -145,7 +169,7 @@ fn xattrs_acls_and_labels_through_the_mount() {
     assert!(run(&["umount", &mp]).status.success());
     ok(&["mount", "--config", &cfg, &mp]);
     assert_eq!(get_xattr(&f, "user.origin").unwrap(), b"replaced");
-    assert_eq!(get_xattr(&f, "security.capability").unwrap(), b"caps");
+    assert_eq!(get_xattr(&f, "security.capability").unwrap(), caps);
     assert_eq!(list_xattrs(&f), ["security.capability", "user.origin"]);
     assert_eq!(get_xattr(&f, "security.selinux"), Err(libc::EOPNOTSUPP));
     assert!(run(&["umount", &mp]).status.success());
