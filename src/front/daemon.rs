@@ -233,12 +233,6 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     }
     config.validate()?;
     let source = absolute(&args.config_path)?.to_string_lossy().into_owned();
-    // glibc gives threads that allocate at once arenas of their own (up to 8 per
-    // core), and memory freed in one is not reused by the others: chunks decoded
-    // on the blocking pool's many threads left the daemon at twice the chunk
-    // cache after a 1 GiB read. Two arenas keep it near the cache's size.
-    // SAFETY: a plain setting, made before any other thread exists.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cloudraid")
