@@ -4,7 +4,9 @@
 # same on a plain folder of the same disk; then the cold read again with m=2 of the six
 # backend folders gone (degraded read). Prints MB/s (10^6 bytes/s), the ratios to the
 # plain folder and to the healthy read, and the mount daemon's peak RSS; and the CLI's
-# put and get of the same file without a mount. Needs root and /dev/fuse.
+# put and get of the same file without a mount; then `ls -l` of 5,000 files of 4 KiB
+# right after a mount, with cold caches (SMALL_FILES overrides the count). Needs root
+# and /dev/fuse.
 # Usage: scripts/bench.sh [SIZE_MIB] [RUNS]   (defaults: 1024, 3; medians are printed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +80,22 @@ for r in $(seq "$runs"); do
   echo "run $r: plain ${pw[-1]}/${pc[-1]}/${pwarm[-1]}  cloudraid ${cw[-1]}/${cc[-1]}/${cwarm[-1]} degraded ${cdeg[-1]} put/get ${cput[-1]}/${cget[-1]} MB/s  write peak RSS ${rss[-1]} MiB" >&2
 done
 
+# `ls -l` right after a mount: 5,000 files of 4 KiB put once, then per run the caches
+# dropped, a mount, the listing timed, an unmount.
+nsmall=${SMALL_FILES:-5000}
+mkdir -p "$work/small"
+for i in $(seq "$nsmall"); do head -c 4096 /dev/urandom > "$work/small/f$i"; done
+"$bin" put --config "$work/bench.toml" "$work/small" /small >/dev/null
+declare -a cls
+for r in $(seq "$runs"); do
+  drop
+  "$bin" mount --config "$work/bench.toml" "$work/mnt"
+  t0=$(now); ls -l "$work/mnt/small" > /dev/null; t1=$(now)
+  cls+=($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'))
+  "$bin" umount "$work/mnt" >/dev/null
+  echo "run $r: ls -l of $nsmall files after a mount ${cls[-1]} s" >&2
+done
+
 m() { printf '%s\n' "$@" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 W=$(m "${cw[@]}"); C=$(m "${cc[@]}"); H=$(m "${cwarm[@]}")
@@ -92,6 +110,8 @@ echo
 echo "degraded cold read, 2 of 6 backends gone: $D MB/s = $(ratio "$D" "$C") of the healthy cold read"
 echo
 echo "cloudraid put (unmounted): $(m "${cput[@]}") MB/s; cloudraid get, cold: $(m "${cget[@]}") MB/s"
+echo
+echo "ls -l of $nsmall files of 4 KiB right after a mount (cold caches): $(m "${cls[@]}") s"
 echo
 echo "peak RSS of the mount daemon during the write: $R MiB (limit: cache $cache_mib MiB + 128 MiB = $((cache_mib + 128)) MiB)"
 [ "$R" -lt $((cache_mib + 128)) ] || { echo "peak RSS above the limit" >&2; exit 1; }
