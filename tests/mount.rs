@@ -773,3 +773,61 @@ fn huge_sparse_files_cost_only_their_data() {
     b.read_exact_at(&mut head, (1 << 40) - 100_000).unwrap();
     assert!(head == common::bytes(4, 100_000));
 }
+
+/// Bytes in the state dir's staging folder now.
+fn staged(v: &Vol) -> u64 {
+    walk(&v.base.join("state/staging"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn sequential_writes_are_stored_while_written_and_many_writers_at_once_stay_correct() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !can_mount() {
+        return;
+    }
+    let mut v = Vol::new(2, 1, 3, 256 << 10);
+    // One sequential writer: its bytes never touch the staging folder, and its
+    // chunks are on the backends before it closes.
+    let data = common::bytes(40, 24 << 20);
+    let mut f = std::fs::File::create(v.p("seq.bin")).unwrap();
+    for piece in data.chunks(1 << 20) {
+        f.write_all(piece).unwrap();
+    }
+    assert_eq!(staged(&v), 0, "a sequential write was staged");
+    assert!(!walk(&v.base.join("b0/chunks")).is_empty());
+    // A rewritten header (as zip and some archivers do) after the stream.
+    f.seek(SeekFrom::Start(10)).unwrap();
+    f.write_all(b"HEADER").unwrap();
+    // From there on the file is staged: the rest of the stream and the header.
+    assert!(v.base.join("state/staging").is_dir());
+    assert!(staged(&v) > 0);
+    f.sync_all().unwrap();
+    drop(f);
+    let mut want = data.clone();
+    want[10..16].copy_from_slice(b"HEADER");
+
+    // 24 writers at once, more than stream at once: the rest are staged.
+    let files: Vec<(PathBuf, Vec<u8>)> = (0..24)
+        .map(|i| (v.p(&format!("w{i}.bin")), common::bytes(100 + i, 2 << 20)))
+        .collect();
+    std::thread::scope(|s| {
+        for (p, d) in &files {
+            s.spawn(move || {
+                let mut f = std::fs::File::create(p).unwrap();
+                for piece in d.chunks(128 << 10) {
+                    f.write_all(piece).unwrap();
+                }
+            });
+        }
+    });
+    v.remount(false);
+    drop_page_cache();
+    assert!(std::fs::read(v.p("seq.bin")).unwrap() == want);
+    for (p, d) in &files {
+        assert!(&std::fs::read(p).unwrap() == d, "{} differs", p.display());
+    }
+    assert_eq!(staged(&v), 0);
+}

@@ -82,8 +82,11 @@ impl Cutter {
         }
     }
 
+    /// Memory: the buffer is compacted before it would grow, so it holds about
+    /// one largest chunk plus one push.
     pub fn push(&mut self, data: &[u8]) {
-        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+        let full = self.buf.len() + data.len() > self.buf.capacity();
+        if self.pos > 0 && (self.pos >= self.buf.len() / 2 || full) {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }

@@ -26,7 +26,15 @@ const TTL: Duration = Duration::from_secs(1);
 pub struct FuseAdapter {
     fs: Arc<Fs>,
     rt: tokio::runtime::Handle,
+    /// KiB of write requests copied out of the kernel and not answered yet. The
+    /// session thread waits for room before it takes the next write, so memory
+    /// stays bounded however many processes write at once (the kernel holds
+    /// their requests meanwhile).
+    write_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Room for write requests in flight: 32 MiB (32 requests of the kernel's 1 MiB).
+const WRITE_BUDGET_KIB: u32 = 32 * 1024;
 
 fn errno(e: FsErrno) -> Errno {
     Errno::from_i32(e.0)
@@ -83,7 +91,11 @@ fn set_time(t: TimeOrNow) -> SetTime {
 
 impl FuseAdapter {
     pub fn new(fs: Arc<Fs>, rt: tokio::runtime::Handle) -> Self {
-        FuseAdapter { fs, rt }
+        FuseAdapter {
+            fs,
+            rt,
+            write_budget: Arc::new(tokio::sync::Semaphore::new(WRITE_BUDGET_KIB as usize)),
+        }
     }
 
     /// Runs `f` on the runtime; it owns its reply and answers when done.
@@ -341,8 +353,16 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let kib = (data.len() as u32)
+            .div_ceil(1024)
+            .clamp(1, WRITE_BUDGET_KIB);
+        let room = self
+            .rt
+            .block_on(self.write_budget.clone().acquire_many_owned(kib))
+            .expect("write budget is never closed");
         let data = data.to_vec();
         self.run(move |fs| async move {
+            let _room = room;
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(e)),

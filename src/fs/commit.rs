@@ -8,7 +8,7 @@
 
 use super::file::{is_zero, read_full_at, FileState, OpenFile};
 use super::{Errno, Fs, FsResult, RefDelta};
-use crate::data::chunker::{segments, Cutter, Segment};
+use crate::data::chunker::{segments, Chunking, Cutter, Segment};
 use crate::data::erasure::Layout;
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
 use crate::meta::index::BatchExt;
@@ -21,6 +21,18 @@ use std::sync::Arc;
 
 /// Bytes read at a time while cutting a region into chunks.
 const READ_STEP: u64 = 1 << 20;
+
+/// MiB of memory cutting `len` bytes holds at most: a read step and the
+/// cutter's buffer (a largest chunk and a read step, with room to grow).
+fn cut_units(chunking: &Chunking, len: u64) -> u32 {
+    let most = 2 * (READ_STEP + chunking.max as u64);
+    len.min(most).div_ceil(1 << 20).max(1) as u32
+}
+
+/// The cutting memory of all commits at once, in MiB: `slots` largest cuts.
+pub(super) fn cut_budget_mib(chunking: &Chunking, slots: usize) -> u32 {
+    cut_units(chunking, u64::MAX) * slots as u32
+}
 
 /// A sealed chunk: its offset in the file, its reference, and, for data, the
 /// chunk's record, shards that could not be stored, the guard that keeps it from
@@ -203,6 +215,12 @@ impl Fs {
         layout: Layout,
         progress: &(dyn Fn(u64, bool) + Sync),
     ) -> FsResult<Vec<Sealed>> {
+        // Many commits at once (many files closed together) take turns here.
+        let _cutting = self
+            .cut_budget
+            .acquire_many(cut_units(&self.opts.chunking, range.end - range.start))
+            .await
+            .expect("cut budget is never closed");
         let mut inflight = FuturesUnordered::new();
         let mut sealed = Vec::new();
         let done = |s: FsResult<Sealed>, sealed: &mut Vec<Sealed>| -> FsResult<()> {

@@ -162,6 +162,9 @@ pub struct Fs {
     /// Files whose sequential writes are cut and stored as they arrive (see
     /// `stream.rs`): each holds up to one largest chunk in memory.
     stream_slots: Arc<tokio::sync::Semaphore>,
+    /// MiB of cutting windows and read steps of commits (see `commit::cut_units`):
+    /// bounds the memory of commits however many files are closed at once.
+    cut_budget: tokio::sync::Semaphore,
     /// Set by the FUSE adapter: drops a name from the kernel's caches after a
     /// change made behind the kernel's back (a CLI put or rm while mounted).
     invalidator: std::sync::OnceLock<Invalidator>,
@@ -303,6 +306,7 @@ impl Fs {
             }
         }
         let seal_permits = opts.upload_concurrency.max(1);
+        let opts_chunking = opts.chunking;
         let metalog = idx.journal().map(|_| {
             Arc::new(crate::meta::metalog::MetaLog::new(
                 vol.clone(),
@@ -324,7 +328,11 @@ impl Fs {
             guards: Arc::new(ChunkGuards::default()),
             gc_wake: Arc::new(Notify::new()),
             seal_slots: Arc::new(tokio::sync::Semaphore::new(seal_permits)),
-            stream_slots: Arc::new(tokio::sync::Semaphore::new(seal_permits * 2)),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(seal_permits)),
+            cut_budget: tokio::sync::Semaphore::new(commit::cut_budget_mib(
+                &opts_chunking,
+                seal_permits,
+            ) as usize),
             invalidator: std::sync::OnceLock::new(),
             inode_invalidator: std::sync::OnceLock::new(),
             staging_full: Mutex::new(None),

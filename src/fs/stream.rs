@@ -14,7 +14,7 @@
 //! Memory: each streaming file holds at most one largest chunk plus one write
 //! in its cutter, and at most `upload_concurrency` chunks are being stored over
 //! the whole volume (a write waits for a seal slot before it hands a chunk on).
-//! At most twice `upload_concurrency` files stream at once; the writes of other
+//! At most `upload_concurrency` files stream at once; the writes of other
 //! files are staged on the local disk as before.
 //!
 //! Anything but the next sequential write (a write elsewhere, truncate, a read
