@@ -109,6 +109,11 @@ pub struct VolumeSection {
     /// Chunks read ahead of a sequential reader.
     #[serde(default = "default_readahead_chunks")]
     pub readahead_chunks: usize,
+    /// Chunks of at most this many plaintext bytes are kept sealed in the index
+    /// (and its metadata log) instead of as shards: small files cost no shard
+    /// objects. 0 turns that off; at most [`MAX_INLINE`].
+    #[serde(default = "default_inline_max")]
+    pub inline_max: Size,
     /// Shards that must be stored for a write to succeed, from data_shards to
     /// data_shards + parity_shards (default: every shard but one, at least
     /// data_shards; see [`default_write_quorum`]).
@@ -202,6 +207,15 @@ pub fn default_write_quorum(k: usize, m: usize) -> usize {
 fn default_upload_concurrency() -> usize {
     4
 }
+/// Chunks up to 8 KiB are kept in the index by default.
+pub fn default_inline_max() -> Size {
+    Size(8 << 10)
+}
+
+/// The largest `inline_max`: bigger chunks would swell the index and its
+/// metadata log, which every change rewrites to the backends.
+pub const MAX_INLINE: u64 = 64 << 10;
+
 fn default_readahead_chunks() -> usize {
     4
 }
@@ -529,6 +543,13 @@ impl Config {
                 return Err(format!("write_quorum {q} must be between data_shards ({k}) and data_shards + parity_shards ({total})"));
             }
         }
+        if v.inline_max.0 > MAX_INLINE {
+            return Err(format!(
+                "inline_max {} must be at most {} (chunks up to it are kept in the index; 0 turns that off)",
+                v.inline_max,
+                Size(MAX_INLINE)
+            ));
+        }
         if v.upload_concurrency == 0 {
             return Err("upload_concurrency must be at least 1".into());
         }
@@ -748,6 +769,35 @@ mod tests {
             assert!(e.contains(needle), "{extra:?}: {e}");
             assert!(!e.contains('\n'), "one line: {e}");
         }
+    }
+
+    #[test]
+    fn inline_max_defaults_to_8kib_and_is_bounded() {
+        assert_eq!(load_with("").unwrap().volume.inline_max, Size(8 << 10));
+        let with = |v: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("v.toml");
+            std::fs::write(
+                &path,
+                format!("[volume]\nname = \"v\"\nid = \"0d9c4cbe-5b8e-4f5e-9a63-8f6f5b3c2a10\"\ndata_shards = 2\nparity_shards = 1\nchunk_size = \"1MiB\"\ncache_size = \"256MiB\"\nstate_dir = \"/var/lib/v\"\ninline_max = {v}\n\n[[backend]]\nname = \"a\"\nurl = \"file:///a\"\n"),
+            )
+            .unwrap();
+            Config::load(&path).map_err(|e| e.replace(&path.display().to_string(), "FILE"))
+        };
+        assert_eq!(with("\"0\"").unwrap().volume.inline_max, Size(0));
+        assert_eq!(with("\"64KiB\"").unwrap().volume.inline_max, Size(64 << 10));
+        assert_eq!(with("4096").unwrap().volume.inline_max, Size(4096));
+        let e = with("\"1MiB\"").unwrap_err();
+        assert_eq!(
+            e,
+            "config FILE: inline_max 1MiB must be at most 64KiB (chunks up to it are kept in the index; 0 turns that off)"
+        );
+        let e = with("\"lots\"").unwrap_err();
+        assert!(
+            e.contains("line 9, column 14: invalid size \"lots\""),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

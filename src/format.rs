@@ -478,21 +478,161 @@ pub struct ContentRecord {
     pub chunks: Vec<ChunkRef>,
 }
 
-/// `C` + chunk id: a stored chunk.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+/// `C` + chunk id: a stored chunk, either erasure-coded into k+m shard objects on
+/// the backends, or (an inline chunk: a small one) kept sealed in this record.
+///
+/// Encoded as the fields in order; an inline chunk has `k` 0 (never a shard
+/// layout), no placement, and its sealed bytes follow as one more field. Records
+/// written before inline chunks existed end after `placement` and decode
+/// unchanged (FORMAT.md, "Index key space").
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChunkRecord {
     /// How many file-content references point at this chunk.
     pub refs: u64,
     /// Plaintext bytes.
     pub len: u32,
-    /// Bytes of the sealed chunk that is erasure-coded (compressed, encrypted).
+    /// Bytes of the sealed chunk (compressed, encrypted): erasure-coded, or inline.
     pub sealed_len: u32,
+    /// Shard layout; both 0 for an inline chunk.
     pub k: u8,
     pub m: u8,
-    /// Size of each shard object, header included.
+    /// Size of each shard object, header included (0 for an inline chunk).
     pub shard_size: u32,
-    /// Backend slot holding shard i.
+    /// Backend slot holding shard i (empty for an inline chunk).
     pub placement: Vec<u16>,
+    /// An inline chunk's sealed bytes (the same seal as a sharded chunk's, before
+    /// erasure coding): it has no shards anywhere.
+    pub inline: Option<Vec<u8>>,
+}
+
+impl ChunkRecord {
+    /// The record of an inline chunk of `len` plaintext bytes sealed as `sealed`
+    /// (no references yet).
+    pub fn inline(len: u32, sealed: Vec<u8>) -> Self {
+        ChunkRecord {
+            refs: 0,
+            len,
+            sealed_len: sealed.len() as u32,
+            k: 0,
+            m: 0,
+            shard_size: 0,
+            placement: Vec::new(),
+            inline: Some(sealed),
+        }
+    }
+
+    /// Kept in the index rather than in shards on the backends.
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
+    }
+}
+
+/// A byte string encoded as such (postcard: varint length, then the bytes).
+struct RawBytes<'a>(&'a [u8]);
+
+impl Serialize for RawBytes<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+struct ByteBuf(Vec<u8>);
+
+impl<'de> Deserialize<'de> for ByteBuf {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ByteBuf;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                Ok(ByteBuf(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ByteBuf, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(ByteBuf(out))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+impl Serialize for ChunkRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        if self.inline.is_some() != (self.k == 0) {
+            return Err(S::Error::custom(
+                "a chunk record has k 0 exactly when its chunk is inline",
+            ));
+        }
+        let mut t = s.serialize_tuple(if self.inline.is_some() { 8 } else { 7 })?;
+        t.serialize_element(&self.refs)?;
+        t.serialize_element(&self.len)?;
+        t.serialize_element(&self.sealed_len)?;
+        t.serialize_element(&self.k)?;
+        t.serialize_element(&self.m)?;
+        t.serialize_element(&self.shard_size)?;
+        t.serialize_element(&self.placement)?;
+        if let Some(b) = &self.inline {
+            t.serialize_element(&RawBytes(b))?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ChunkRecord;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a chunk record")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ChunkRecord, A::Error> {
+                use serde::de::Error;
+                let short = |n| A::Error::invalid_length(n, &"a chunk record");
+                let refs = a.next_element()?.ok_or_else(|| short(0))?;
+                let len = a.next_element()?.ok_or_else(|| short(1))?;
+                let sealed_len = a.next_element()?.ok_or_else(|| short(2))?;
+                let k: u8 = a.next_element()?.ok_or_else(|| short(3))?;
+                let m = a.next_element()?.ok_or_else(|| short(4))?;
+                let shard_size = a.next_element()?.ok_or_else(|| short(5))?;
+                let placement = a.next_element()?.ok_or_else(|| short(6))?;
+                // k 0: an inline chunk, whose sealed bytes follow. Sharded
+                // chunks (k ≥ 1) end here, as every record did before.
+                let inline = if k == 0 {
+                    let b: ByteBuf = a.next_element()?.ok_or_else(|| short(7))?;
+                    Some(b.0)
+                } else {
+                    None
+                };
+                Ok(ChunkRecord {
+                    refs,
+                    len,
+                    sealed_len,
+                    k,
+                    m,
+                    shard_size,
+                    placement,
+                    inline,
+                })
+            }
+        }
+        d.deserialize_tuple(8, V)
+    }
 }
 
 /// `L`: the metadata log's progress.
@@ -669,5 +809,77 @@ mod tests {
         assert_eq!((back.rdev(), back.kind), (dev, Kind::BlockDevice));
         r.kind = Kind::Fifo;
         assert_eq!(r.rdev(), 0, "only devices have a device number");
+    }
+
+    /// The chunk record as every build before inline chunks wrote it.
+    #[derive(Serialize)]
+    struct ChunkRecordBefore {
+        refs: u64,
+        len: u32,
+        sealed_len: u32,
+        k: u8,
+        m: u8,
+        shard_size: u32,
+        placement: Vec<u16>,
+    }
+
+    #[test]
+    fn chunk_records_of_earlier_builds_decode_and_sharded_ones_are_written_the_same() {
+        let before = ChunkRecordBefore {
+            refs: 3,
+            len: 1 << 20,
+            sealed_len: 1_048_620,
+            k: 4,
+            m: 2,
+            shard_size: 262_235,
+            placement: vec![5, 0, 1, 2, 3, 4],
+        };
+        let old_bytes = encode_record(&before);
+        // Written by hand from FORMAT.md: version 2, then the varints in order.
+        let mut by_hand = vec![2u8, 3, 0x80, 0x80, 0x40, 0xac, 0x80, 0x40, 4, 2];
+        by_hand.extend_from_slice(&[0xdb, 0x80, 0x10, 6, 5, 0, 1, 2, 3, 4]);
+        assert_eq!(old_bytes, by_hand);
+        let rec: ChunkRecord = decode_record(&old_bytes).unwrap();
+        assert_eq!(
+            rec,
+            ChunkRecord {
+                refs: 3,
+                len: 1 << 20,
+                sealed_len: 1_048_620,
+                k: 4,
+                m: 2,
+                shard_size: 262_235,
+                placement: vec![5, 0, 1, 2, 3, 4],
+                inline: None,
+            }
+        );
+        assert!(!rec.is_inline());
+        assert_eq!(encode_record(&rec), old_bytes, "sharded records unchanged");
+    }
+
+    #[test]
+    fn inline_chunk_records_carry_their_sealed_bytes() {
+        let sealed: Vec<u8> = (0..300u32).map(|i| (i * 7) as u8).collect();
+        let mut rec = ChunkRecord::inline(4096, sealed.clone());
+        rec.refs = 2;
+        let b = encode_record(&rec);
+        // version, refs 2, len 4096, sealed_len 300, k 0, m 0, shard_size 0,
+        // no placement, then the sealed bytes: length 300, the bytes.
+        let mut head = vec![2u8, 2, 0x80, 0x20, 0xac, 0x02, 0, 0, 0, 0, 0xac, 0x02];
+        head.extend_from_slice(&sealed);
+        assert_eq!(b, head);
+        let back: ChunkRecord = decode_record(&b).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.inline.as_deref(), Some(&sealed[..]));
+        // Cut short: an inline record without its bytes is damaged, not sharded.
+        assert!(decode_record::<ChunkRecord>(&b[..b.len() - 1]).is_err());
+        assert!(decode_record::<ChunkRecord>(&b[..10]).is_err());
+    }
+
+    #[test]
+    fn a_record_cannot_claim_shards_and_inline_bytes_at_once() {
+        let mut rec = ChunkRecord::inline(10, vec![1, 2, 3]);
+        rec.k = 4;
+        assert!(postcard::to_allocvec(&rec).is_err());
     }
 }

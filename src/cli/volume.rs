@@ -147,11 +147,7 @@ pub fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), Stri
     if report.clean() {
         Ok(())
     } else {
-        Err(format!(
-            "scrub found {} missing, damaged or unreachable shard(s); files stay readable while each chunk keeps {} good shards; `cloudraid repair` rebuilds them",
-            report.bad.len(),
-            config.volume.data_shards
-        ))
+        Err(report.error_line(config.volume.data_shards as usize))
     }
 }
 
@@ -172,9 +168,6 @@ pub fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
     if report.failed.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "{} chunk(s) or shard(s) could not be repaired (listed above); bring their backends back and run repair again",
-            report.failed.len()
-        ))
+        Err(report.error_line())
     }
 }

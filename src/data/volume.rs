@@ -6,6 +6,9 @@
 //!        verify each shard → decode → open (decrypt, decompress, check the id)
 //!        → cache. A sealed chunk that does not open (a shard altered with a
 //!        valid checksum) is rebuilt from other shards.
+//!
+//! Inline chunks (plaintext of at most `inline_max` bytes) skip the shards: the
+//! sealed chunk is kept in the chunk's record in the index, and read from it.
 
 use crate::data::cache::ChunkCache;
 use crate::data::erasure::{self, CodecError, Layout};
@@ -64,6 +67,8 @@ pub enum VolumeError {
     FlushFailed { failures: Vec<ShardFailure> },
     #[error("chunk {chunk}: {source}")]
     Codec { chunk: ChunkId, source: CodecError },
+    #[error("chunk {chunk}, kept in the index (an inline chunk): {source}; it has no shards to be rebuilt from: `cloudraid scrub` names the files holding it")]
+    InlineDamaged { chunk: ChunkId, source: SealError },
     #[error("chunk {chunk}: {source}{}", if .failures.is_empty() { String::new() } else { format!(" ({})", list_failures(.failures)) })]
     Sealed {
         chunk: ChunkId,
@@ -100,6 +105,9 @@ pub struct Volume {
     pub write_quorum: usize,
     /// Seals and opens chunks: compression, encryption, chunk ids.
     pub sealer: ChunkSealer,
+    /// Chunks of at most this many plaintext bytes are stored inline (sealed, in
+    /// their index record) rather than as shards; 0: never.
+    pub inline_max: usize,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
     last_write_failure: Mutex<Option<WriteFailure>>,
     /// Per slot: shards stored by `store_chunk` and not yet flushed to disk.
@@ -149,6 +157,7 @@ impl Volume {
             health: (0..n_slots).map(|_| Health::default()).collect(),
             write_quorum: crate::config::default_write_quorum(layout.k, layout.m),
             sealer,
+            inline_max: 0,
             inflight: Mutex::new(HashMap::new()),
             last_write_failure: Mutex::new(None),
             flushes: (0..n_slots).map(|_| SlotFlush::default()).collect(),
@@ -164,6 +173,12 @@ impl Volume {
     /// The last write that could not reach its quorum, unless one succeeded since.
     pub fn last_write_failure(&self) -> Option<WriteFailure> {
         self.last_write_failure.lock().unwrap().clone()
+    }
+
+    /// Keeps chunks of at most `bytes` plaintext bytes inline (0: none).
+    pub fn with_inline_max(mut self, bytes: usize) -> Self {
+        self.inline_max = bytes;
+        self
     }
 
     /// Sets the write quorum (clamped to k..=k+m when used).
@@ -275,13 +290,26 @@ impl Volume {
     /// Seals a chunk (plaintext `data`, id `id`), encodes it and uploads its k+m
     /// shards in parallel. Succeeds when at least the write quorum of shards is
     /// stored, and returns the record (with no references yet) and the shards
-    /// that could not be written.
+    /// that could not be written. A chunk of at most `inline_max` bytes is only
+    /// sealed: its record holds the sealed bytes, nothing is uploaded.
     pub async fn store_chunk(
         &self,
         id: ChunkId,
         data: Bytes,
         layout: Layout,
     ) -> Result<(ChunkRecord, Vec<usize>), VolumeError> {
+        if !data.is_empty() && data.len() <= self.inline_max {
+            let (sealer, plain_len) = (self.sealer.clone(), data.len() as u32);
+            let sealed = tokio::task::spawn_blocking(move || sealer.seal(&id, &data))
+                .await
+                .expect("sealing task panicked")
+                .map_err(|source| VolumeError::Sealed {
+                    chunk: id,
+                    source,
+                    failures: Vec::new(),
+                })?;
+            return Ok((ChunkRecord::inline(plain_len, sealed), Vec::new()));
+        }
         let placement = self.placement(&id, layout);
         let len = data.len();
         let (vol, sealer) = (self.id, self.sealer.clone());
@@ -347,17 +375,22 @@ impl Volume {
             m: layout.m as u8,
             shard_size: layout.shard_object_len(sealed_len) as u32,
             placement,
+            inline: None,
         };
         Ok((rec, missing))
     }
 
     /// The chunk's bytes, from the cache or rebuilt from any k shards. Concurrent
-    /// callers for the same chunk share one fetch.
+    /// callers for the same chunk share one fetch. An inline chunk is opened from
+    /// its record (no backend, no cache: opening a few KiB costs microseconds).
     pub async fn load_chunk(
         self: &Arc<Self>,
         id: ChunkId,
         rec: &ChunkRecord,
     ) -> Result<Bytes, VolumeError> {
+        if let Some(sealed) = &rec.inline {
+            return self.open_inline(id, sealed, rec.len).map(Bytes::from);
+        }
         if let Some(b) = self.cache.get(&id) {
             return Ok(b);
         }
@@ -386,9 +419,33 @@ impl Volume {
         fut.await
     }
 
-    /// Starts fetching a chunk into the cache without waiting for it.
+    /// Opens an inline chunk's sealed bytes: the AEAD tag (volume, chunk id and
+    /// format bound) and, once decompressed, its length (and, unencrypted, its id).
+    pub fn open_inline(
+        &self,
+        id: ChunkId,
+        sealed: &[u8],
+        len: u32,
+    ) -> Result<Vec<u8>, VolumeError> {
+        self.sealer
+            .open(&id, sealed, len as usize)
+            .map_err(|source| match source {
+                SealError::Locked => VolumeError::Sealed {
+                    chunk: id,
+                    source,
+                    failures: Vec::new(),
+                },
+                source => VolumeError::InlineDamaged { chunk: id, source },
+            })
+    }
+
+    /// Starts fetching a chunk into the cache without waiting for it (inline
+    /// chunks need no fetching).
     pub fn prefetch(self: &Arc<Self>, id: ChunkId, rec: ChunkRecord) {
-        if self.cache.contains(&id) || self.inflight.lock().unwrap().contains_key(&id) {
+        if rec.is_inline()
+            || self.cache.contains(&id)
+            || self.inflight.lock().unwrap().contains_key(&id)
+        {
             return;
         }
         let this = self.clone();
@@ -634,13 +691,17 @@ impl Volume {
 
     /// Writes shards `which` of a chunk again: the sealed chunk is rebuilt from
     /// the other shards and checked by opening it, and re-encoding it gives the
-    /// very same shard objects. Used by repair; needs the volume unlocked.
+    /// very same shard objects. Used by repair; needs the volume unlocked. An
+    /// inline chunk has no shards: nothing to write.
     pub async fn rewrite_shards(
         &self,
         id: ChunkId,
         rec: &ChunkRecord,
         which: &[usize],
     ) -> Result<(), VolumeError> {
+        if rec.is_inline() {
+            return Ok(());
+        }
         let layout = Layout {
             k: rec.k as usize,
             m: rec.m as usize,
@@ -782,7 +843,8 @@ impl Volume {
         });
     }
 
-    /// Deletes every shard of a chunk. Missing shards are not an error.
+    /// Deletes every shard of a chunk. Missing shards are not an error; an inline
+    /// chunk has none (its placement is empty).
     pub async fn delete_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<(), ShardFailure> {
         let dels = rec.placement.iter().enumerate().map(|(i, s)| {
             let slot = self.slot(*s).clone();

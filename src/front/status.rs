@@ -44,7 +44,15 @@ pub struct StatusReport {
     #[serde(default)]
     pub sealed_bytes: u64,
     /// Bytes of every shard on the backends (parity and headers included).
+    /// Inline chunks have no shards and are not in it: see `inline_bytes`.
     pub stored_bytes: u64,
+    /// Chunks kept in the index (at most `inline_max` bytes each; counted in
+    /// `chunks` too), and their sealed bytes there. On the backends those bytes
+    /// are in the metadata log (one copy per backend that answers), not in shards.
+    #[serde(default)]
+    pub inline_chunks: u64,
+    #[serde(default)]
+    pub inline_bytes: u64,
     pub cache: Option<CacheStats>,
     pub pending_files: usize,
     pub pending_bytes: u64,
@@ -103,10 +111,12 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
     let mut bytes = vec![0u64; n];
     let (mut chunks, mut unique, mut sealed, mut stored) = (0u64, 0u64, 0u64, 0u64);
     let (mut snap_chunks, mut snap_bytes, mut snap_stored) = (0u64, 0u64, 0u64);
-    for (_, c) in idx
-        .all::<ChunkRecord>(keys::CHUNK)
-        .map_err(|e| e.to_string())?
-    {
+    let (mut inline_chunks, mut inline_bytes) = (0u64, 0u64);
+    idx.each::<ChunkRecord>(keys::CHUNK, |_, c| {
+        if c.is_inline() {
+            inline_chunks += 1;
+            inline_bytes += c.sealed_len as u64;
+        }
         if c.refs == 0 {
             snap_chunks += 1;
             snap_bytes += c.len as u64;
@@ -121,7 +131,8 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
             bytes[s] += c.shard_size as u64;
             stored += c.shard_size as u64;
         }
-    }
+    })
+    .map_err(|e| e.to_string())?;
     let (mut files, mut dirs, mut logical) = (0u64, 0u64, 0u64);
     for (_, r) in idx
         .all::<InodeRecord>(keys::INODE)
@@ -190,6 +201,8 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         unique_bytes: unique,
         sealed_bytes: sealed,
         stored_bytes: stored,
+        inline_chunks,
+        inline_bytes,
         cache: None,
         pending_files: 0,
         pending_bytes: 0,
@@ -312,6 +325,13 @@ pub fn render(r: &StatusReport) -> String {
         human(r.stored_bytes),
         r.stored_bytes
     );
+    if r.inline_chunks > 0 {
+        out += &format!(
+            "inline chunks    {} ({} sealed, kept in the index and its metadata log, not in shards)\n",
+            r.inline_chunks,
+            human(r.inline_bytes)
+        );
+    }
     out += &format!("overhead ratio   {overhead:.2}x (stored / logical)\n");
     if r.snapshots > 0 || r.snapshot_only_chunks > 0 {
         out += &format!(

@@ -3,6 +3,8 @@
 //! no file uses them again and no commit is about to) and the repair of
 //! degraded chunks (shards that writes during an outage could not store are
 //! written once their backends answer again), with the tasks that run both.
+//! Inline chunks have no shards: one that loses its last reference goes with its
+//! record (`apply_refs`), and neither task has anything to do for one.
 
 use super::{Errno, Fs, FsResult};
 use crate::format::{decode_record, keys, ChunkId, ChunkRecord};
@@ -50,11 +52,24 @@ impl Fs {
             // Take the chunk off the queue, unless a file uses it again or a commit
             // is about to.
             let _g = self.meta.lock().await;
-            if self.idx.chunk(&id)?.is_some() {
+            // In use again: its shards are used again, unless it is inline now
+            // (stored anew while these shards waited): they go all the same.
+            if self
+                .idx
+                .chunk(&id)?
+                .is_some_and(|c| !c.is_inline() || rec.is_inline())
+            {
                 let mut b = Batch::default();
                 b.delete(key);
                 self.idx.apply(b)?;
                 return Ok(false);
+            }
+            if rec.is_inline() {
+                // Nothing on the backends: the queue entry was all that was left.
+                let mut b = Batch::default();
+                b.delete(key);
+                self.idx.apply(b)?;
+                return Ok(true);
             }
             if !self.guards.begin_delete(id) {
                 return Ok(false);
@@ -103,7 +118,8 @@ impl Fs {
             })?;
             // Keep the collector away while the chunk is being completed.
             let _hold = self.guards.reference(id).await;
-            let Some(rec) = self.idx.chunk(&id)? else {
+            // Gone, or inline (no shards to write): nothing to complete.
+            let Some(rec) = self.idx.chunk(&id)?.filter(|r| !r.is_inline()) else {
                 let _g = self.meta.lock().await;
                 let mut b = Batch::default();
                 b.delete(k);

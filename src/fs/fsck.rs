@@ -6,7 +6,8 @@
 //! count; every chunk a file uses has a record, and every record counts exactly
 //! the references the files hold. Against the backends (one listing each, no shard
 //! is read): every shard of every chunk is where its placement says, and nothing
-//! else is stored under `chunks/`.
+//! else is stored under `chunks/`. Inline chunks (kept sealed in their record)
+//! have no shards: none is expected, and one found under their id is an orphan.
 //!
 //! Repair rewrites what the index alone can fix (entries, cookies, link counts,
 //! reference counts; an unreachable inode is linked into `/lost+found`, never
@@ -111,7 +112,11 @@ struct IndexImage {
     dirents: Vec<(u64, Vec<u8>, DirentRecord)>,
     cookies: Vec<(u64, u64, Vec<u8>)>,
     contents: HashMap<u64, ContentRecord>,
+    /// Chunk records; an inline chunk's sealed bytes are not held here (`inline`
+    /// is `Some` and empty): a record written back is read again whole.
     chunks: HashMap<ChunkId, ChunkRecord>,
+    /// Inline chunk records whose sealed bytes are not as long as they say.
+    short_inline: Vec<(ChunkId, usize, u32)>,
     queued: HashSet<ChunkId>,
     orphans: HashSet<u64>,
     /// Snapshot trees: the ids stored, and those that do not decode.
@@ -163,6 +168,7 @@ impl Fs {
             cookies: Vec::new(),
             contents: HashMap::new(),
             chunks: HashMap::new(),
+            short_inline: Vec::new(),
             queued: HashSet::new(),
             orphans: HashSet::new(),
             trees: HashSet::new(),
@@ -238,10 +244,21 @@ impl Fs {
             s.contents
                 .insert(be(&k[1..]), decode_record(&v).map_err(damaged)?);
         }
-        for (k, v) in raw(keys::CHUNK)? {
-            let id = ChunkId(k[1..33].try_into().expect("32-byte chunk id"));
-            s.chunks.insert(id, decode_record(&v).map_err(damaged)?);
-        }
+        self.idx
+            .each::<ChunkRecord>(keys::CHUNK, |k, mut rec| {
+                let id = ChunkId(k[..32].try_into().expect("32-byte chunk id"));
+                if let Some(b) = rec.inline.take() {
+                    if b.len() != rec.sealed_len as usize {
+                        s.short_inline.push((id, b.len(), rec.sealed_len));
+                    }
+                    rec.inline = Some(Vec::new());
+                }
+                s.chunks.insert(id, rec);
+            })
+            .map_err(|e| {
+                tracing::error!("damaged index record: {e}");
+                Errno::EIO
+            })?;
         for (k, _) in raw(keys::GC)? {
             s.queued
                 .insert(ChunkId(k[1..33].try_into().expect("32-byte chunk id")));
@@ -276,22 +293,12 @@ impl Fs {
             }
             // What the backends are checked against: the records after any fix,
             // and the chunks queued for collection (their shards are not orphans).
-            let mut known = self.image()?.chunks;
-            for id in &snap.queued {
-                known.entry(*id).or_insert_with(|| ChunkRecord {
-                    refs: 0,
-                    len: 0,
-                    sealed_len: 0,
-                    k: 0,
-                    m: 0,
-                    shard_size: 0,
-                    placement: Vec::new(),
-                });
-            }
-            known
+            let after = self.image()?;
+            (after.chunks, after.queued)
         };
-        report.chunks = chunks.values().filter(|r| r.k > 0).count() as u64;
-        self.check_shards(&chunks, repair, grace, &mut report).await;
+        report.chunks = chunks.0.len() as u64;
+        self.check_shards(&chunks.0, &chunks.1, repair, grace, &mut report)
+            .await;
         Ok(report)
     }
 
@@ -522,13 +529,8 @@ impl Fs {
                         format!("chunk {id} counts {} references, files hold {n}", rec.refs),
                         "corrected",
                     );
-                    b.put_chunk(
-                        id,
-                        &ChunkRecord {
-                            refs: *n,
-                            ..rec.clone()
-                        },
-                    );
+                    let whole = self.idx.chunk(id)?.ok_or(Errno::EIO)?;
+                    b.put_chunk(id, &ChunkRecord { refs: *n, ..whole });
                 }
                 None => {
                     let holders: Vec<String> = s
@@ -558,13 +560,8 @@ impl Fs {
                         ),
                         "corrected",
                     );
-                    b.put_chunk(
-                        id,
-                        &ChunkRecord {
-                            refs: 0,
-                            ..rec.clone()
-                        },
-                    );
+                    let whole = self.idx.chunk(id)?.ok_or(Errno::EIO)?;
+                    b.put_chunk(id, &ChunkRecord { refs: 0, ..whole });
                 }
                 continue;
             }
@@ -580,16 +577,24 @@ impl Fs {
             }
         }
         {
-            // Chunks with no reference at all: queued for collection like any other.
+            // Chunks with no reference at all: queued for collection like any
+            // other; an inline one has nothing to collect and just goes.
             for id in unreferenced {
                 let rec = s.chunks[&id].clone();
                 b.delete(keys::chunk(keys::CHUNK, &id));
                 b.delete(keys::chunk(keys::DEGRADED, &id));
-                b.put(
-                    keys::chunk(keys::GC, &id),
-                    encode_record(&ChunkRecord { refs: 0, ..rec }),
-                );
+                if !rec.is_inline() {
+                    b.put(
+                        keys::chunk(keys::GC, &id),
+                        encode_record(&ChunkRecord { refs: 0, ..rec }),
+                    );
+                }
             }
+        }
+        for (id, have, says) in &s.short_inline {
+            r.found(format!(
+                "inline chunk {id} holds {have} sealed bytes, its record says {says}: reading it fails (`cloudraid scrub` names the files holding it)"
+            ));
         }
         Ok(())
     }
@@ -682,6 +687,7 @@ impl Fs {
     async fn check_shards(
         &self,
         chunks: &HashMap<ChunkId, ChunkRecord>,
+        queued: &HashSet<ChunkId>,
         repair: bool,
         grace: Duration,
         r: &mut FsckReport,
@@ -712,10 +718,13 @@ impl Fs {
                     ));
                     continue;
                 };
-                let placed = chunks
-                    .get(&id)
-                    .map(|c| c.k == 0 || c.placement.get(index) == Some(&(slot as u16)))
-                    .unwrap_or(false);
+                // A chunk queued for collection may have shards anywhere (they
+                // are being deleted); an inline chunk has none (one found is left
+                // from a cut-short upload of the same content).
+                let placed = queued.contains(&id)
+                    || chunks.get(&id).is_some_and(|c| {
+                        !c.is_inline() && c.placement.get(index) == Some(&(slot as u16))
+                    });
                 if placed {
                     present.entry((id, index)).or_default().insert(slot as u16);
                     continue;
@@ -728,12 +737,20 @@ impl Fs {
                     r.recent_orphans += 1;
                     continue;
                 }
-                let what = format!(
-                    "backend {name} holds shard {} of chunk {id}, which the index does not place there ({} bytes, {}s old)",
-                    index,
-                    o.size,
-                    age.as_secs()
-                );
+                let what = if chunks.get(&id).is_some_and(|c| c.is_inline()) {
+                    format!(
+                        "backend {name} holds shard {index} of chunk {id}, which is kept inline in the index and has no shards ({} bytes, {}s old)",
+                        o.size,
+                        age.as_secs()
+                    )
+                } else {
+                    format!(
+                        "backend {name} holds shard {} of chunk {id}, which the index does not place there ({} bytes, {}s old)",
+                        index,
+                        o.size,
+                        age.as_secs()
+                    )
+                };
                 if repair {
                     match vol.slots[slot].backend.delete(&o.key).await {
                         Ok(()) => r.problems.push(Problem {
@@ -748,7 +765,7 @@ impl Fs {
                 }
             }
         }
-        for (id, rec) in chunks.iter().filter(|(_, c)| c.k > 0) {
+        for (id, rec) in chunks.iter().filter(|(_, c)| !c.is_inline()) {
             let mut missing = Vec::new();
             let mut unknown = 0;
             for (i, slot) in rec.placement.iter().enumerate() {

@@ -306,9 +306,12 @@ impl Fs {
             } else if refs_now <= 0 {
                 b.delete(keys::chunk(keys::CHUNK, &id));
                 b.delete(keys::chunk(keys::DEGRADED, &id));
-                rec.refs = 0;
-                b.put(keys::chunk(keys::GC, &id), encode_record(&rec));
-                queued = true;
+                // An inline chunk was all in its record: nothing left to collect.
+                if !rec.is_inline() {
+                    rec.refs = 0;
+                    b.put(keys::chunk(keys::GC, &id), encode_record(&rec));
+                    queued = true;
+                }
             } else {
                 rec.refs = refs_now as u64;
                 b.put_chunk(&id, &rec);

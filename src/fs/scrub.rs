@@ -1,12 +1,16 @@
 //! Scrub: read back every shard of every chunk (or a sample) and check it on its
 //! own — header, volume, chunk id, index, geometry and payload checksum — so rot,
 //! tampering and lost objects are found before they are needed. Needs no key and
-//! no other shard.
+//! no other shard. Inline chunks (kept sealed in the index, no shards) are
+//! checked by opening them, which needs the key.
 
 use crate::config::human;
 use crate::data::erasure::{verify_shard, Layout};
 use crate::data::volume::{Volume, VolumeError};
-use crate::format::{keys, shard_key, ChunkId, ChunkRecord, VolumeMarker, MARKER_KEY};
+use crate::format::{
+    keys, shard_key, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, Kind,
+    VolumeMarker, MARKER_KEY,
+};
 use crate::meta::index::Index;
 use crate::store::StoreError;
 use futures::StreamExt;
@@ -43,11 +47,55 @@ pub struct ScrubReport {
     /// (one parity shard, and no key: `cloudraid repair` names and rewrites it).
     #[serde(default)]
     pub inconsistent: Vec<String>,
+    /// Inline chunks (kept in the index) among those checked, opened and found good.
+    #[serde(default)]
+    pub inline_ok: u64,
+    /// Inline chunks not opened for want of the volume's key.
+    #[serde(default)]
+    pub inline_unchecked: u64,
+    /// Inline chunks that do not open: damaged in the index.
+    #[serde(default)]
+    pub damaged_inline: Vec<DamagedInline>,
 }
+
+/// An inline chunk whose sealed bytes in the index do not open.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DamagedInline {
+    pub chunk: String,
+    pub problem: String,
+    /// Paths of the live files that hold it (each name of a hard-linked file;
+    /// `#INO` for a file unlinked while open).
+    pub files: Vec<String>,
+    /// File-content positions of snapshots that hold it (their copies are the
+    /// same chunk: damaged too).
+    pub snapshot_refs: u64,
+}
+
+/// What to do about a damaged inline chunk (said once per report).
+pub const INLINE_DAMAGE_HELP: &str = "an inline chunk exists only in the index and its metadata log, so `cloudraid repair` cannot rebuild it; if only this machine's index is damaged, `cloudraid recover` into a new state dir brings back the copy on the backends (scrub there to check); otherwise write those files again from another copy";
 
 impl ScrubReport {
     pub fn clean(&self) -> bool {
-        self.bad.is_empty() && self.inconsistent.is_empty()
+        self.bad.is_empty() && self.inconsistent.is_empty() && self.damaged_inline.is_empty()
+    }
+
+    /// The one-line error of a scrub that is not clean.
+    pub fn error_line(&self, k: usize) -> String {
+        let mut parts = Vec::new();
+        if !self.bad.is_empty() || !self.inconsistent.is_empty() {
+            parts.push(format!(
+                "scrub found {} missing, damaged or unreachable shard(s); files stay readable while each chunk keeps {k} good shards; `cloudraid repair` rebuilds them",
+                self.bad.len()
+            ));
+        }
+        if !self.damaged_inline.is_empty() {
+            let files: usize = self.damaged_inline.iter().map(|d| d.files.len()).sum();
+            parts.push(format!(
+                "scrub found {} damaged inline chunk(s), held by {files} file(s) listed above: reading them fails; {INLINE_DAMAGE_HELP}",
+                self.damaged_inline.len()
+            ));
+        }
+        parts.join("; ")
     }
 }
 
@@ -92,18 +140,37 @@ pub async fn scrub(
 ) -> Result<ScrubReport, String> {
     // A backend marked down that answers again is checked like the others.
     vol.probe_down_backends().await;
-    let all = idx
-        .all::<ChunkRecord>(keys::CHUNK)
-        .map_err(|e| e.to_string())?;
-    let total = all.len() as u64;
-    let chosen: Vec<(ChunkId, ChunkRecord)> = all
-        .into_iter()
-        .map(|(k, r)| (ChunkId(k[..32].try_into().unwrap()), r))
-        .filter(|(id, _)| sampled(id, percent))
-        .collect();
+    // Sharded chunks to read back; inline ones are opened as the index is read
+    // (a page at a time: their bytes are not all held at once).
+    let mut total = 0u64;
+    let mut chosen: Vec<(ChunkId, ChunkRecord)> = Vec::new();
+    let (mut inline_ok, mut inline_unchecked) = (0u64, 0u64);
+    let mut damaged: Vec<(ChunkId, String)> = Vec::new();
+    let unlocked = vol.sealer.is_unlocked();
+    idx.each::<ChunkRecord>(keys::CHUNK, |k, rec| {
+        total += 1;
+        let id = ChunkId(k[..32].try_into().expect("32-byte chunk id"));
+        if !sampled(&id, percent) {
+            return;
+        }
+        match &rec.inline {
+            None => chosen.push((id, rec)),
+            Some(_) if !unlocked => inline_unchecked += 1,
+            Some(sealed) => match vol.sealer.open(&id, sealed, rec.len as usize) {
+                Ok(_) => inline_ok += 1,
+                Err(e) => damaged.push((id, e.to_string())),
+            },
+        }
+    })
+    .map_err(|e| e.to_string())?;
     let n = chosen.len() as u64;
+    let damaged_inline = if damaged.is_empty() {
+        Vec::new()
+    } else {
+        holders(idx, damaged).map_err(|e| e.to_string())?
+    };
     let mut report = ScrubReport {
-        chunks_checked: n,
+        chunks_checked: n + inline_ok + inline_unchecked + damaged_inline.len() as u64,
         chunks_total: total,
         backends: vol
             .slots
@@ -115,6 +182,9 @@ pub async fn scrub(
             .collect(),
         bad: Vec::new(),
         inconsistent: Vec::new(),
+        inline_ok,
+        inline_unchecked,
+        damaged_inline,
     };
     let mut results = futures::stream::iter(chosen)
         .map(|(id, rec)| async move {
@@ -200,6 +270,76 @@ pub async fn scrub(
     Ok(report)
 }
 
+/// The damaged inline chunks with the files and snapshots that hold them: the
+/// file contents are searched for them, and each file named by its paths (one
+/// pass over the directory entries; only when something is damaged).
+fn holders(
+    idx: &Index,
+    damaged: Vec<(ChunkId, String)>,
+) -> Result<Vec<DamagedInline>, crate::meta::index::IndexError> {
+    use std::collections::{HashMap, HashSet};
+    let wanted: HashSet<ChunkId> = damaged.iter().map(|(id, _)| *id).collect();
+    let be = |k: &[u8]| u64::from_be_bytes(k[..8].try_into().expect("8-byte inode number"));
+    // Files holding a damaged chunk, per chunk.
+    let mut files_of: HashMap<ChunkId, Vec<u64>> = HashMap::new();
+    let mut held: HashSet<u64> = HashSet::new();
+    idx.each::<ContentRecord>(keys::CONTENT, |k, c| {
+        let ino = be(k);
+        let mut seen = HashSet::new();
+        for r in &c.chunks {
+            if let ChunkRef::Data { id, .. } = r {
+                if wanted.contains(id) && seen.insert(*id) {
+                    files_of.entry(*id).or_default().push(ino);
+                    held.insert(ino);
+                }
+            }
+        }
+    })?;
+    // Names: each entry naming a held file, and every directory's (to build paths).
+    let mut names: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
+    let mut dirs: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
+    idx.each::<DirentRecord>(keys::DIRENT, |k, e| {
+        let (parent, name) = (be(k), k[8..].to_vec());
+        if e.kind == Kind::Dir {
+            dirs.insert(e.ino, (parent, name));
+        } else if held.contains(&e.ino) {
+            names.entry(e.ino).or_default().push((parent, name));
+        }
+    })?;
+    let path = |mut dir: u64, name: &[u8]| {
+        let mut parts = vec![String::from_utf8_lossy(name).into_owned()];
+        // Bounded by the directories' number, in case of a loop in a damaged index.
+        for _ in 0..=dirs.len() {
+            let Some((parent, n)) = dirs.get(&dir) else {
+                break;
+            };
+            parts.push(String::from_utf8_lossy(n).into_owned());
+            dir = *parent;
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    };
+    let mut out = Vec::new();
+    for (id, problem) in damaged {
+        let mut files = Vec::new();
+        for ino in files_of.get(&id).into_iter().flatten() {
+            match names.get(ino) {
+                Some(ns) => files.extend(ns.iter().map(|(p, n)| path(*p, n))),
+                None => files.push(format!("#{ino}")),
+            }
+        }
+        files.sort();
+        let snapshot_refs = idx.chunk_tree_refs(&id)?;
+        out.push(DamagedInline {
+            chunk: id.hex(),
+            problem,
+            files,
+            snapshot_refs,
+        });
+    }
+    Ok(out)
+}
+
 pub fn render(r: &ScrubReport) -> String {
     let mut out = format!(
         "checked {} of {} chunks\n\n",
@@ -227,8 +367,43 @@ pub fn render(r: &ScrubReport) -> String {
             human(b.bytes)
         );
     }
+    if r.inline_ok + r.inline_unchecked > 0 || !r.damaged_inline.is_empty() {
+        out += &format!(
+            "\ninline chunks (kept in the index): {} intact, {} damaged",
+            r.inline_ok,
+            r.damaged_inline.len()
+        );
+        if r.inline_unchecked > 0 {
+            out += &format!(
+                ", {} not opened (opening them needs the volume's key)",
+                r.inline_unchecked
+            );
+        }
+        out += "\n";
+    }
+    for d in &r.damaged_inline {
+        out += &format!(
+            "  inline chunk {}: does not open ({}); held by {}{}\n",
+            &d.chunk[..16],
+            d.problem,
+            if d.files.is_empty() {
+                "no live file".to_string()
+            } else {
+                d.files.join(", ")
+            },
+            match d.snapshot_refs {
+                0 => String::new(),
+                n => format!(" and {n} snapshot file position(s)"),
+            }
+        );
+    }
+    if !r.damaged_inline.is_empty() {
+        out += &format!("  ({INLINE_DAMAGE_HELP})\n");
+    }
     if r.clean() {
         out += "\nall shards are present and intact\n";
+    } else if r.bad.is_empty() && r.inconsistent.is_empty() {
+        out += "\nall shards are present and intact; damaged inline chunks are listed above\n";
     } else {
         out += &format!("\n{} shard(s) need attention:\n", r.bad.len());
         for s in r.bad.iter().take(50) {
@@ -280,12 +455,11 @@ pub async fn repair(
     idx: &Index,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<RepairReport, String> {
-    let listed: std::collections::HashSet<Vec<u8>> = idx
-        .all::<ChunkRecord>(keys::CHUNK)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let mut listed: std::collections::HashSet<Vec<u8>> = Default::default();
+    idx.each::<ChunkRecord>(keys::CHUNK, |k, _| {
+        listed.insert(k.to_vec());
+    })
+    .map_err(|e| e.to_string())?;
     let mut markers_restored = Vec::new();
     // A restored marker is a surviving one's copy (same key material), naming
     // its own backend.
@@ -339,6 +513,18 @@ pub async fn repair(
             &c[..16]
         ));
     }
+    for d in &found.damaged_inline {
+        report.failed.push(format!(
+            "inline chunk {} (held by {}): it does not open ({}) and has no shards to rebuild it from",
+            &d.chunk[..16],
+            if d.files.is_empty() {
+                "no live file".to_string()
+            } else {
+                d.files.join(", ")
+            },
+            d.problem
+        ));
+    }
     let n = todo.len() as u64;
     for (done, (hex, which)) in todo.into_iter().enumerate() {
         progress(done as u64, n);
@@ -389,6 +575,24 @@ pub async fn repair(
     idx.apply(b).map_err(|e| e.to_string())?;
     report.scrub = found;
     Ok(report)
+}
+
+impl RepairReport {
+    /// The one-line error of a repair that left something unrepaired.
+    pub fn error_line(&self) -> String {
+        let inline = self.scrub.damaged_inline.len();
+        let shards = self.failed.len() - inline;
+        let mut parts = Vec::new();
+        if shards > 0 {
+            parts.push(format!("{shards} chunk(s) or shard(s) could not be repaired (listed above); bring their backends back and run repair again"));
+        }
+        if inline > 0 {
+            parts.push(format!(
+                "{inline} damaged inline chunk(s) (listed above): {INLINE_DAMAGE_HELP}"
+            ));
+        }
+        parts.join("; ")
+    }
 }
 
 pub fn render_repair(r: &RepairReport) -> String {

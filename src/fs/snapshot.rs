@@ -522,8 +522,11 @@ impl Fs {
                 if let Some(rec) = self.idx.chunk(&id)?.filter(|r| r.refs == 0) {
                     batch.delete(keys::chunk(keys::CHUNK, &id));
                     batch.delete(keys::chunk(keys::DEGRADED, &id));
-                    batch.put(keys::chunk(keys::GC, &id), encode_record(&rec));
-                    queued = true;
+                    // An inline chunk was all in its record: nothing to collect.
+                    if !rec.is_inline() {
+                        batch.put(keys::chunk(keys::GC, &id), encode_record(&rec));
+                        queued = true;
+                    }
                 }
             } else {
                 // Taken from the file entry: a chunk record is not read per chunk

@@ -215,6 +215,27 @@ impl Index {
         }
     }
 
+    /// Calls `f` with each record under a one-byte prefix, decoded, with the key's
+    /// remainder, reading 256 records at a time: memory stays bounded however
+    /// many there are (inline chunk records carry up to `inline_max` bytes each).
+    pub fn each<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: u8,
+        mut f: impl FnMut(&[u8], T),
+    ) -> IndexResult<()> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let rows = self.store.scan(&[prefix], after.as_deref(), 256)?;
+            let Some((last, _)) = rows.last() else {
+                return Ok(());
+            };
+            after = Some(last.clone());
+            for (k, v) in rows {
+                f(&k[1..], decode_record(&v).map_err(IndexError::Damaged)?);
+            }
+        }
+    }
+
     /// Applies a batch atomically; in a journalled index, with its journal entry.
     pub fn apply(&self, mut batch: Batch) -> IndexResult<()> {
         let Some(j) = &self.journal else {

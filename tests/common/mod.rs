@@ -19,9 +19,22 @@ pub struct TestVolume {
     pub layout: Layout,
     pub chunk_size: u32,
     pub staging: tempfile::TempDir,
+    /// Chunks up to this many bytes are kept inline in the index (0: none).
+    pub inline_max: usize,
 }
 
 pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
+    volume_inline(k, m, n, chunk_size, 0)
+}
+
+/// As [`volume`], with chunks of at most `inline_max` bytes kept in the index.
+pub fn volume_inline(
+    k: usize,
+    m: usize,
+    n: usize,
+    chunk_size: u32,
+    inline_max: usize,
+) -> TestVolume {
     let faults: Vec<Arc<FaultyBackend>> = (0..n)
         .map(|_| {
             let inner: Arc<dyn Backend> = Arc::new(
@@ -45,6 +58,7 @@ pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
         staging.path(),
         false,
         layout.total(),
+        inline_max,
     );
     TestVolume {
         fs,
@@ -54,6 +68,7 @@ pub fn volume(k: usize, m: usize, n: usize, chunk_size: u32) -> TestVolume {
         layout,
         chunk_size,
         staging,
+        inline_max,
     }
 }
 
@@ -67,6 +82,7 @@ fn build(
     staging: &std::path::Path,
     read_only: bool,
     quorum: usize,
+    inline_max: usize,
 ) -> Arc<Fs> {
     build_with(
         faults,
@@ -77,6 +93,7 @@ fn build(
         staging,
         read_only,
         quorum,
+        inline_max,
     )
 }
 
@@ -90,6 +107,7 @@ fn build_with(
     staging: &std::path::Path,
     read_only: bool,
     quorum: usize,
+    inline_max: usize,
 ) -> Arc<Fs> {
     let slots = faults
         .iter()
@@ -109,8 +127,9 @@ fn build_with(
         Some(cloudraid::data::keys::Keys::derive(&master, id)),
         cloudraid::data::seal::Compression::Zstd(3),
     );
-    let vol =
-        Volume::new(id, "test".into(), slots, layout, 64 << 20, sealer).with_write_quorum(quorum);
+    let vol = Volume::new(id, "test".into(), slots, layout, 64 << 20, sealer)
+        .with_write_quorum(quorum)
+        .with_inline_max(inline_max);
     let opts = FsOptions {
         read_only,
         staging_dir: staging.to_path_buf(),
@@ -136,6 +155,7 @@ impl TestVolume {
             self.staging.path(),
             false,
             quorum,
+            self.inline_max,
         )
     }
 
@@ -151,6 +171,7 @@ impl TestVolume {
             self.staging.path(),
             false,
             self.layout.total(),
+            self.inline_max,
         )
     }
 
@@ -167,6 +188,7 @@ impl TestVolume {
             self.staging.path(),
             false,
             self.layout.total(),
+            self.inline_max,
         )
     }
 
@@ -180,6 +202,7 @@ impl TestVolume {
             self.staging.path(),
             read_only,
             self.layout.total(),
+            self.inline_max,
         )
     }
 

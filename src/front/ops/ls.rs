@@ -9,7 +9,8 @@ use crate::fs::{Attr, Errno, Fs};
 use std::collections::HashSet;
 use std::time::UNIX_EPOCH;
 
-/// How many shards of the worst chunk of `ino` are missing or on backends down now.
+/// How many shards of the worst chunk of `ino` are missing or on backends down now
+/// (inline chunks have none to miss; a file of only inline chunks says so).
 fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
     let vol = fs.volume();
     let down: HashSet<u16> = vol.down_slots().into_iter().map(|i| i as u16).collect();
@@ -17,6 +18,7 @@ fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
     let mut worst = 0;
     let mut m = vol.layout.m;
     let mut seen = HashSet::new();
+    let (mut inline, mut sharded) = (0, 0);
     for c in &chunks {
         let ChunkRef::Data { id, .. } = c else {
             continue;
@@ -27,6 +29,11 @@ fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
         let Some(rec) = fs.index().chunk(id)? else {
             continue;
         };
+        if rec.is_inline() {
+            inline += 1;
+            continue;
+        }
+        sharded += 1;
         m = rec.m as usize;
         let recorded: HashSet<u8> = fs
             .index()
@@ -42,6 +49,7 @@ fn redundancy(fs: &Fs, ino: u64) -> Result<(usize, Redundancy), Errno> {
         worst = worst.max(missing);
     }
     let r = match worst {
+        0 if inline > 0 && sharded == 0 => Redundancy::Inline,
         0 => Redundancy::Full,
         n if n <= m => Redundancy::Degraded { missing: n },
         n => Redundancy::Unreadable { missing: n },
@@ -132,6 +140,7 @@ pub fn render_list(entries: &[ListEntry]) -> String {
         }
         let redundancy = match (&e.kind, &e.redundancy) {
             (Kind::File, Redundancy::Full) => "full".to_string(),
+            (Kind::File, Redundancy::Inline) => "inline (in the index)".to_string(),
             (Kind::File, Redundancy::Degraded { missing }) => {
                 format!("degraded ({missing} shard{} missing)", plural(*missing))
             }

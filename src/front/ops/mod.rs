@@ -41,6 +41,9 @@ pub enum Redundancy {
     Degraded { missing: usize },
     /// Some chunk has fewer than k shards reachable: unreadable until backends return.
     Unreadable { missing: usize },
+    /// Every chunk is inline (kept in the index, no shards): readable with every
+    /// backend down; on the backends as part of the metadata log (m+1 copies or more).
+    Inline,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -149,6 +149,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             state_dir: state_dir.clone(),
             upload_concurrency: 4,
             readahead_chunks: 4,
+            inline_max: crate::config::default_inline_max(),
             write_quorum: req.write_quorum,
             env_file: req.env_file.clone(),
             encryption: if matches!(req.new_key, NewKey::None) {

@@ -281,7 +281,8 @@ fn build(
         v.cache_size.0,
         sealer,
     )
-    .with_write_quorum(v.write_quorum());
+    .with_write_quorum(v.write_quorum())
+    .with_inline_max(v.inline_max.0 as usize);
     // Unreachable backends start down: reads and writes skip them at once, and
     // the mount's prober brings them back when they answer.
     for (i, e) in probe.unreachable {
