@@ -88,25 +88,13 @@ impl Fs {
     /// Bytes held only by snapshots: chunks no live file uses.
     pub fn snapshot_only_usage(&self) -> SnapResult<Freed> {
         let mut u = Freed::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let rows = self
-                .idx
-                .store()
-                .scan(&[keys::CHUNK], after.as_deref(), 4096)
-                .map_err(IndexError::from)?;
-            let Some((last, _)) = rows.last() else {
-                return Ok(u);
-            };
-            after = Some(last.clone());
-            for (_, v) in rows {
-                let rec: crate::format::ChunkRecord =
-                    crate::format::decode_record(&v).map_err(IndexError::Damaged)?;
+        self.idx
+            .each::<crate::format::ChunkRecord>(keys::CHUNK, |_, rec| {
                 if rec.refs == 0 {
                     u.add(&rec);
                 }
-            }
-        }
+            })?;
+        Ok(u)
     }
 
     /// What deleting `snaps` would free: the chunks that only they hold (found
