@@ -194,8 +194,10 @@ impl MetaLog {
         }
     }
 
-    /// Uploads every journal entry, in order, as log objects; returns the sequence
-    /// number the backends hold the log up to.
+    /// Uploads every journal entry made before the call, in order, as log objects;
+    /// returns the sequence number the backends hold the log up to. Entries made
+    /// while it runs wait for the next push: under a steady stream of changes the
+    /// pusher sends one object per wake-up rather than one per change.
     pub async fn push(&self) -> Result<u64, String> {
         let _busy = self.busy.lock().await;
         self.push_locked().await
@@ -212,6 +214,7 @@ impl MetaLog {
                 return Ok(state.pushed);
             };
             let (first, last) = (first.0, last.0);
+            let all_pending = entries.len() < LOG_BATCH;
             let object = frame(
                 KIND_LOG,
                 &log_key(first, last),
@@ -236,6 +239,9 @@ impl MetaLog {
                 crate::format::encode_record(&state),
             );
             self.idx.apply_unjournaled(b).map_err(|e| e.to_string())?;
+            if all_pending {
+                return Ok(last);
+            }
         }
     }
 
