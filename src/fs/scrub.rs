@@ -141,33 +141,51 @@ pub async fn scrub(
     // A backend marked down that answers again is checked like the others.
     vol.probe_down_backends().await;
     // Sharded chunks to read back; inline ones are opened as the index is read
-    // (a page at a time: their bytes are not all held at once).
-    let mut total = 0u64;
-    let mut chosen: Vec<(ChunkId, ChunkRecord)> = Vec::new();
-    let (mut inline_ok, mut inline_unchecked) = (0u64, 0u64);
-    let mut damaged: Vec<(ChunkId, String)> = Vec::new();
-    let unlocked = vol.sealer.is_unlocked();
-    idx.each::<ChunkRecord>(keys::CHUNK, |k, rec| {
-        total += 1;
-        let id = ChunkId(k[..32].try_into().expect("32-byte chunk id"));
-        if !sampled(&id, percent) {
-            return;
-        }
-        match &rec.inline {
-            None => chosen.push((id, rec)),
-            Some(_) if !unlocked => inline_unchecked += 1,
-            Some(sealed) => match vol.sealer.open(&id, sealed, rec.len as usize) {
-                Ok(_) => inline_ok += 1,
-                Err(e) => damaged.push((id, e.to_string())),
-            },
-        }
-    })
-    .map_err(|e| e.to_string())?;
+    // (a page at a time: their bytes are not all held at once), off the async
+    // workers.
+    let (sealer, index) = (vol.sealer.clone(), idx.clone());
+    let (total, chosen, inline_ok, inline_unchecked, damaged) =
+        tokio::task::spawn_blocking(move || {
+            let mut total = 0u64;
+            let mut chosen: Vec<(ChunkId, ChunkRecord)> = Vec::new();
+            let (mut inline_ok, mut inline_unchecked) = (0u64, 0u64);
+            let mut damaged: Vec<(ChunkId, String)> = Vec::new();
+            let unlocked = sealer.is_unlocked();
+            index.each::<ChunkRecord>(keys::CHUNK, |k, rec| {
+                total += 1;
+                let id = ChunkId(k[..32].try_into().expect("32-byte chunk id"));
+                if !sampled(&id, percent) {
+                    return;
+                }
+                match &rec.inline {
+                    None => chosen.push((id, rec)),
+                    Some(_) if !unlocked => inline_unchecked += 1,
+                    Some(sealed) => match sealer.open(&id, sealed, rec.len as usize) {
+                        Ok(_) => inline_ok += 1,
+                        Err(e) => damaged.push((id, e.to_string())),
+                    },
+                }
+            })?;
+            Ok::<_, crate::meta::index::IndexError>((
+                total,
+                chosen,
+                inline_ok,
+                inline_unchecked,
+                damaged,
+            ))
+        })
+        .await
+        .expect("scrub task panicked")
+        .map_err(|e| e.to_string())?;
     let n = chosen.len() as u64;
     let damaged_inline = if damaged.is_empty() {
         Vec::new()
     } else {
-        holders(idx, damaged).map_err(|e| e.to_string())?
+        let index = idx.clone();
+        tokio::task::spawn_blocking(move || holders(&index, damaged))
+            .await
+            .expect("scrub task panicked")
+            .map_err(|e| e.to_string())?
     };
     let mut report = ScrubReport {
         chunks_checked: n + inline_ok + inline_unchecked + damaged_inline.len() as u64,
