@@ -70,12 +70,22 @@ pub fn encode(
 ) -> Result<Vec<Bytes>, CodecError> {
     let len = u32::try_from(data.len()).map_err(|_| CodecError::TooLarge(data.len()))?;
     let plen = layout.payload_len(data.len());
+    // Data shards get their piece copied in (zero-padded at the end); parity
+    // shards start as zeros.
+    let mut pieces = data.chunks(plen.max(1));
     let mut shards: Vec<Payload> = (0..layout.total())
-        .map(|_| Payload(vec![0u8; SHARD_HEADER_LEN + plen]))
+        .map(|i| {
+            let mut v = Vec::with_capacity(SHARD_HEADER_LEN + plen);
+            v.resize(SHARD_HEADER_LEN, 0);
+            if i < layout.k {
+                if let Some(piece) = pieces.next() {
+                    v.extend_from_slice(piece);
+                }
+            }
+            v.resize(SHARD_HEADER_LEN + plen, 0);
+            Payload(v)
+        })
         .collect();
-    for (i, piece) in data.chunks(plen).enumerate() {
-        shards[i].as_mut()[..piece.len()].copy_from_slice(piece);
-    }
     if layout.m > 0 {
         let rs = ReedSolomon::new(layout.k, layout.m).map_err(|_| CodecError::BadParameters {
             k: layout.k,

@@ -137,21 +137,41 @@ impl ChunkSealer {
     /// Seals plaintext `data` whose id is `id`.
     pub fn seal(&self, id: &ChunkId, data: &[u8]) -> Result<Vec<u8>, SealError> {
         let keys = self.unlocked()?;
-        let level = match self.compression {
-            Compression::Zstd(level) => Some(level),
+        let compressed = match self.compression {
+            Compression::Zstd(level) => zstd::bulk::compress(data, level)
+                .ok()
+                .filter(|c| c.len() < data.len()),
             Compression::None => None,
         };
-        let (mut flags, body) = compress(data, level);
-        let sealed = match keys {
-            None => body,
-            Some(k) => {
-                flags |= FLAG_ENCRYPTED;
-                encrypt(&k.chunk, &aad(self.volume, id, flags), body)?
-            }
+        let mut flags = if compressed.is_some() {
+            FLAG_COMPRESSED
+        } else {
+            0
         };
-        let mut out = Vec::with_capacity(1 + sealed.len());
+        let body = compressed.as_deref().unwrap_or(data);
+        // flags ‖ body, or flags ‖ nonce ‖ body encrypted in place ‖ tag: the
+        // body is copied once, into the blob.
+        let Some(k) = keys else {
+            let mut out = Vec::with_capacity(1 + body.len());
+            out.push(flags);
+            out.extend_from_slice(body);
+            return Ok(out);
+        };
+        flags |= FLAG_ENCRYPTED;
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len() + TAG_LEN);
         out.push(flags);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(body);
+        let tag = cipher(&k.chunk)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad(self.volume, id, flags)[..]),
+                &mut out[1 + NONCE_LEN..],
+            )
+            .map_err(|_| SealError::Damaged("too large to encrypt".into()))?;
+        out.extend_from_slice(tag.as_ref());
         Ok(out)
     }
 
