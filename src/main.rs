@@ -322,16 +322,17 @@ fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Two malloc arenas for the whole process. glibc otherwise gives each of the
+/// One malloc arena for the whole process. glibc otherwise gives each of the
 /// many runtime and blocking-pool threads an arena of its own (up to eight per
 /// core), and chunk-sized buffers freed on one thread after being made on
 /// another stay resident in all of them: a cold read of a large file then
-/// held the cache plus some 280 MiB more. Measured in docs/BENCHMARKS.md.
+/// held the cache plus some 280 MiB more (two arenas: ~110 MiB more, one:
+/// ~70 MiB, at the same speed). Measured in docs/BENCHMARKS.md.
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: called first thing in main, before any other thread exists.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }
