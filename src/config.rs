@@ -220,6 +220,14 @@ fn default_readahead_chunks() -> usize {
     4
 }
 
+/// The read-ahead `init` writes: 16 MiB of average chunks, 4 to 16 chunks. A
+/// cold sequential read of a local disk reached its speed with 16 one-MiB
+/// chunks ahead, and stayed 10 % short with 4 (docs/BENCHMARKS.md); more
+/// chunks of a larger size would only hold more memory in flight.
+pub fn readahead_for(chunk_size: u64) -> usize {
+    ((16u64 << 20) / chunk_size.max(1)).clamp(4, 16) as usize
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSection {
@@ -643,6 +651,15 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readahead_written_by_init_is_16_mib_of_chunks_within_4_to_16() {
+        assert_eq!(readahead_for(1 << 20), 16);
+        assert_eq!(readahead_for(64 << 10), 16);
+        assert_eq!(readahead_for(2 << 20), 8);
+        assert_eq!(readahead_for(4 << 20), 4);
+        assert_eq!(readahead_for(16 << 20), 4);
+    }
 
     #[test]
     fn sizes() {

@@ -328,9 +328,13 @@ fn kernel_read_ahead_follows_readahead_chunks() {
         return;
     }
     let e = Env::new();
-    // Chunks of 256 KiB on average; readahead_chunks is 4 by default.
+    // Chunks of 256 KiB on average; init writes readahead_chunks = 16 (16 MiB
+    // worth, at most 16 chunks).
     let (cfg, mp) = mounted_volume(&e, &["--chunk-size", "256KiB"]);
-    assert_eq!(read_ahead_kb(&mp), 4 * 256);
+    assert!(std::fs::read_to_string(&cfg)
+        .unwrap()
+        .contains("readahead_chunks = 16"));
+    assert_eq!(read_ahead_kb(&mp), 16 * 256);
     // A file of many chunks reads back whole, sequentially and from the middle.
     let data = common::bytes(5, 6 << 20);
     let f = Path::new(&mp).join("big");

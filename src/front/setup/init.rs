@@ -148,7 +148,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             cache_size: req.cache_size,
             state_dir: state_dir.clone(),
             upload_concurrency: 4,
-            readahead_chunks: 4,
+            readahead_chunks: crate::config::readahead_for(req.chunk_size.0),
             inline_max: crate::config::default_inline_max(),
             write_quorum: req.write_quorum,
             env_file: req.env_file.clone(),
