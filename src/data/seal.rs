@@ -14,6 +14,7 @@ use crate::data::keys::{Keys, Secret32};
 use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::OsRng;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::sync::Arc;
@@ -219,6 +220,49 @@ impl ChunkSealer {
         Ok(data)
     }
 
+    /// As [`open`](Self::open), taking the sealed blob: an encrypted chunk is
+    /// decrypted in place and returned as a view of the blob (no copy).
+    pub fn open_owned(
+        &self,
+        id: &ChunkId,
+        mut blob: Vec<u8>,
+        len: usize,
+    ) -> Result<Bytes, SealError> {
+        let flags = *blob
+            .first()
+            .ok_or_else(|| SealError::Damaged("empty".into()))?;
+        if flags & FLAG_ENCRYPTED == 0 || flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 {
+            return self.open(id, &blob, len).map(Bytes::from);
+        }
+        let keys = self.keys.as_deref().ok_or(SealError::Locked)?;
+        if blob.len() < 1 + NONCE_LEN + TAG_LEN {
+            return Err(SealError::Damaged("shorter than nonce and tag".into()));
+        }
+        let nonce: [u8; NONCE_LEN] = blob[1..1 + NONCE_LEN].try_into().expect("12 bytes");
+        let n = cipher(&keys.chunk)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad(self.volume, id, flags)[..]),
+                &mut blob[1 + NONCE_LEN..],
+            )
+            .map_err(|_| SealError::Authentication)?
+            .len();
+        let body = Bytes::from(blob).slice(1 + NONCE_LEN..1 + NONCE_LEN + n);
+        let data = if flags & FLAG_COMPRESSED != 0 {
+            Bytes::from(
+                zstd::bulk::decompress(&body, len)
+                    .map_err(|e| SealError::Damaged(format!("does not decompress: {e}")))?,
+            )
+        } else {
+            body
+        };
+        // The tag proved these bytes were sealed for this id (see `open`).
+        if data.len() != len {
+            return Err(SealError::Mismatch);
+        }
+        Ok(data)
+    }
+
     /// Seals a metadata object's payload (log entries, snapshot parts): zstd
     /// when smaller, then AES-256-GCM under the metadata key when the volume is
     /// encrypted, bound to the object's kind and volume. Returns the flags and
@@ -364,6 +408,26 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn opening_in_place_gives_what_open_gives_and_refuses_what_it_refuses() {
+        for level in [Some(3), None] {
+            let s = sealer(level);
+            let text = b"the same words again and again ".repeat(1000);
+            let id = s.id_of(&text).unwrap();
+            let blob = s.seal(&id, &text).unwrap();
+            assert_eq!(s.open_owned(&id, blob.clone(), text.len()).unwrap(), text);
+            let mut bad = blob.clone();
+            let last = bad.len() - 1;
+            bad[last] ^= 1;
+            assert_eq!(
+                s.open_owned(&id, bad, text.len()),
+                Err(SealError::Authentication)
+            );
+            let other = s.id_of(b"other").unwrap();
+            assert!(s.open_owned(&other, blob, text.len()).is_err());
+        }
     }
 
     #[test]

@@ -492,16 +492,18 @@ impl Volume {
     }
 
     async fn fetch_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
-        let (_, plain) = self.fetch_sealed(id, rec).await?;
-        Ok(Bytes::from(plain))
+        let (_, plain) = self.fetch_sealed(id, rec, false).await?;
+        Ok(plain)
     }
 
-    /// The sealed chunk rebuilt from any k of its shards, and its plaintext.
+    /// The sealed chunk rebuilt from any k of its shards (with `keep_blob`;
+    /// otherwise it is opened in place and not returned), and its plaintext.
     async fn fetch_sealed(
         &self,
         id: ChunkId,
         rec: &ChunkRecord,
-    ) -> Result<(Vec<u8>, Vec<u8>), VolumeError> {
+        keep_blob: bool,
+    ) -> Result<(Vec<u8>, Bytes), VolumeError> {
         let layout = Layout::new(rec.k as usize, rec.m as usize)
             .map_err(|source| VolumeError::Codec { chunk: id, source })?;
         let total = layout.total();
@@ -601,7 +603,11 @@ impl Volume {
         let first = payloads.clone();
         let opened = tokio::task::spawn_blocking(move || {
             let blob = erasure::decode(first, layout, sealed_len)?;
-            Ok::<_, CodecError>(sealer.open(&id, &blob, len).map(|p| (blob, p)))
+            Ok::<_, CodecError>(if keep_blob {
+                sealer.open(&id, &blob, len).map(|p| (blob, Bytes::from(p)))
+            } else {
+                sealer.open_owned(&id, blob, len).map(|p| (Vec::new(), p))
+            })
         })
         .await
         .expect("decoder task panicked")
@@ -633,7 +639,7 @@ impl Volume {
         mut payloads: Vec<Option<Bytes>>,
         mut failures: Vec<ShardFailure>,
         first_error: SealError,
-    ) -> Result<(Vec<u8>, Vec<u8>), VolumeError> {
+    ) -> Result<(Vec<u8>, Bytes), VolumeError> {
         let rest: Vec<usize> = (0..layout.total())
             .filter(|i| payloads[*i].is_none() && !failures.iter().any(|f| f.index == *i))
             .collect();
@@ -685,7 +691,7 @@ impl Volume {
                     let slot = self.slot(rec.placement[i]);
                     tracing::warn!(chunk = %id, backend = %slot.name, "shard {i} is altered (its checksum matches other bytes); read from the other shards; `cloudraid repair` rewrites it");
                 }
-                Ok((blob, plain))
+                Ok((blob, Bytes::from(plain)))
             }
             None => {
                 let e = VolumeError::Sealed {
@@ -716,7 +722,7 @@ impl Volume {
             k: rec.k as usize,
             m: rec.m as usize,
         };
-        let (blob, _) = self.fetch_sealed(id, rec).await?;
+        let (blob, _) = self.fetch_sealed(id, rec, true).await?;
         let objects = self.encode(id, Bytes::from(blob), layout).await?;
         let failures = self
             .put_shards(id, &rec.placement, &objects, which.iter().copied(), true)
