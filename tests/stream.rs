@@ -157,7 +157,7 @@ async fn reads_writes_elsewhere_fsync_and_truncate_during_a_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_files_than_stream_slots_at_once() {
     let v = volume(2, 1, 3, CHUNK);
-    // upload_concurrency is 3 in the tests: six files stream, the rest stage.
+    // upload_concurrency is 3 in the tests: three files stream, the rest stage.
     let files: Vec<(u64, u64, Vec<u8>)> = {
         let mut out = Vec::new();
         for i in 0..10u64 {
