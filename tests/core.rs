@@ -8,7 +8,7 @@ use cloudraid::fs::{
     XATTR_REPLACE,
 };
 use cloudraid::store::{Backend, Fault};
-use common::{bytes, volume, ROOT};
+use common::{bytes, read_all, volume, write_file, ROOT};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 
@@ -16,40 +16,6 @@ const C: Caller = Caller {
     uid: 1000,
     gid: 1000,
 };
-
-async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
-    let (a, fh) = fs
-        .create(parent, name.as_bytes(), 0o644, libc::O_RDWR, C)
-        .await
-        .unwrap();
-    let mut off = 0;
-    for piece in data.chunks(100_000) {
-        fs.write(fh, off, piece).await.unwrap();
-        off += piece.len() as u64;
-    }
-    fs.release(fh).await.unwrap();
-    a.ino
-}
-
-async fn read_all(fs: &Fs, ino: u64) -> Result<Vec<u8>, Errno> {
-    let fh = fs.open(ino, libc::O_RDONLY).await?;
-    let mut out = Vec::new();
-    loop {
-        let d = match fs.read(fh, out.len() as u64, 131072).await {
-            Ok(d) => d,
-            Err(e) => {
-                fs.release(fh).await.unwrap();
-                return Err(e);
-            }
-        };
-        if d.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&d);
-    }
-    fs.release(fh).await.unwrap();
-    Ok(out)
-}
 
 async fn names(fs: &Fs, dir: u64) -> Vec<String> {
     let mut v: Vec<String> = fs

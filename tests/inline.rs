@@ -9,7 +9,7 @@ use cloudraid::fs::snapshot::NewSnapshot;
 use cloudraid::fs::{Caller, Errno, Fs};
 use cloudraid::meta::{Batch, MemMeta, MetaStore};
 use cloudraid::store::{Backend, Fault};
-use common::{bytes, volume_inline, TestVolume, ROOT};
+use common::{bytes, read_all, volume_inline, write_file, TestVolume, ROOT};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,40 +21,6 @@ const C: Caller = Caller {
 /// 4+2 over six backends, chunks around 64 KiB, chunks up to 8 KiB inline.
 fn vol() -> TestVolume {
     volume_inline(4, 2, 6, 64 << 10, 8 << 10)
-}
-
-async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
-    let (a, fh) = fs
-        .create(parent, name.as_bytes(), 0o644, libc::O_RDWR, C)
-        .await
-        .unwrap();
-    let mut off = 0;
-    for piece in data.chunks(100_000) {
-        fs.write(fh, off, piece).await.unwrap();
-        off += piece.len() as u64;
-    }
-    fs.release(fh).await.unwrap();
-    a.ino
-}
-
-async fn read_all(fs: &Fs, ino: u64) -> Result<Vec<u8>, Errno> {
-    let fh = fs.open(ino, libc::O_RDONLY).await?;
-    let mut out = Vec::new();
-    loop {
-        let d = match fs.read(fh, out.len() as u64, 131072).await {
-            Ok(d) => d,
-            Err(e) => {
-                fs.release(fh).await.unwrap();
-                return Err(e);
-            }
-        };
-        if d.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&d);
-    }
-    fs.release(fh).await.unwrap();
-    Ok(out)
 }
 
 /// The data chunks of a file, in order.

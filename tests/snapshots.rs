@@ -6,7 +6,7 @@ mod common;
 use cloudraid::format::Kind;
 use cloudraid::fs::snapshot::NewSnapshot;
 use cloudraid::fs::{Caller, Errno, Fs};
-use common::{bytes, volume, ROOT};
+use common::{bytes, read_all, volume, ROOT};
 use std::time::Duration;
 
 const C: Caller = Caller {
@@ -34,20 +34,6 @@ async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
     }
     fs.release(fh).await.unwrap();
     ino
-}
-
-async fn read_all(fs: &Fs, ino: u64) -> Result<Vec<u8>, Errno> {
-    let fh = fs.open(ino, libc::O_RDONLY).await?;
-    let mut out = Vec::new();
-    loop {
-        let d = fs.read(fh, out.len() as u64, 131072).await?;
-        if d.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&d);
-    }
-    fs.release(fh).await.unwrap();
-    Ok(out)
 }
 
 /// The inode at `path` (from the root), through lookups as the kernel does.

@@ -6,7 +6,7 @@ mod common;
 
 use cloudraid::fs::{Caller, Errno, Fs, SetAttr};
 use cloudraid::store::Fault;
-use common::{bytes, volume, ROOT};
+use common::{bytes, read_all, volume, ROOT};
 use std::sync::Arc;
 
 const C: Caller = Caller {
@@ -16,20 +16,6 @@ const C: Caller = Caller {
 
 /// Chunks around 64 KiB (at most 256 KiB).
 const CHUNK: u32 = 64 * 1024;
-
-async fn read_all(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.open(ino, libc::O_RDONLY).await.unwrap();
-    let mut out = Vec::new();
-    loop {
-        let d = fs.read(fh, out.len() as u64, 131072).await.unwrap();
-        if d.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&d);
-    }
-    fs.release(fh).await.unwrap();
-    out
-}
 
 async fn write_seq(fs: &Fs, fh: u64, from: u64, data: &[u8], step: usize) -> Result<(), Errno> {
     let mut off = from;
@@ -68,7 +54,7 @@ async fn sequential_write_is_stored_while_written_and_cut_like_a_staged_one() {
     assert_eq!(staged_bytes(v.staging.path()), 0);
     assert!(v.shard_objects().await > 0, "no chunk stored while writing");
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino).await, data);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), data);
 
     // The same bytes written out of order are staged and cut at close: the
     // same chunks, so the second file stores nothing new.
@@ -79,14 +65,14 @@ async fn sequential_write_is_stored_while_written_and_cut_like_a_staged_one() {
     v.fs.write(fh, 0, &data[..half]).await.unwrap();
     assert!(staged_bytes(v.staging.path()) >= data.len() as u64);
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino2).await, data);
+    assert_eq!(read_all(&v.fs, ino2).await.unwrap(), data);
     assert_eq!(v.fs.file_chunks(ino), v.fs.file_chunks(ino2));
     assert_eq!(v.shard_objects().await, shards);
     assert!(v.fs.file_chunks(ino).unwrap().len() > 8);
 
     // What a remount sees.
     let fs = v.reopen(false);
-    assert_eq!(read_all(&fs, ino).await, data);
+    assert_eq!(read_all(&fs, ino).await.unwrap(), data);
     assert_eq!(staged_bytes(v.staging.path()), 0);
 }
 
@@ -115,14 +101,14 @@ async fn reads_writes_elsewhere_fsync_and_truncate_during_a_stream() {
 
     // fsync in the middle, then appending goes on.
     v.fs.fsync(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino).await, model);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), model);
     let tail = bytes(4, 700_000);
     write_seq(&v.fs, fh, model.len() as u64, &tail, 131072)
         .await
         .unwrap();
     model.extend_from_slice(&tail);
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino).await, model);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), model);
 
     // Truncated while streaming, then written on from the new end.
     let fh = v.fs.open(ino, libc::O_RDWR | libc::O_TRUNC).await.unwrap();
@@ -142,11 +128,11 @@ async fn reads_writes_elsewhere_fsync_and_truncate_during_a_stream() {
     v.fs.release(fh).await.unwrap();
     let mut want = first[..300_000].to_vec();
     want.extend_from_slice(&rest);
-    assert_eq!(read_all(&v.fs, ino).await, want);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), want);
     assert_eq!(v.fs.getattr(ino).await.unwrap().size, want.len() as u64);
 
     let fs = v.reopen(false);
-    assert_eq!(read_all(&fs, ino).await, want);
+    assert_eq!(read_all(&fs, ino).await.unwrap(), want);
     let r = fs
         .fsck(false, std::time::Duration::from_secs(3600))
         .await
@@ -181,7 +167,7 @@ async fn more_files_than_stream_slots_at_once() {
         fs.release(*fh).await.unwrap();
     }
     for (ino, _, d) in &files {
-        assert_eq!(&read_all(&fs, *ino).await, d);
+        assert_eq!(&read_all(&fs, *ino).await.unwrap(), d);
     }
 }
 
@@ -210,13 +196,13 @@ async fn a_chunk_that_cannot_be_stored_keeps_the_previous_version() {
         .unwrap();
     // ...the commit cannot store them: fsync fails and the index keeps the old version...
     assert_eq!(v.fs.fsync(fh).await, Err(Errno::EIO));
-    assert_eq!(read_all(&v.reopen(true), ino).await, old);
+    assert_eq!(read_all(&v.reopen(true), ino).await.unwrap(), old);
     // ...and once the backend is back, the next flush stores every byte.
     v.faults[1].set(Fault::None);
     v.fs.volume().probe_down_backends().await;
     v.fs.flush(fh).await.unwrap();
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.reopen(true), ino).await, new);
+    assert_eq!(read_all(&v.reopen(true), ino).await.unwrap(), new);
 
     // With no other open of the file, a failed close drops the new version at once.
     let fh =
@@ -236,7 +222,7 @@ async fn a_chunk_that_cannot_be_stored_keeps_the_previous_version() {
     v.faults[1].set(Fault::None);
     // The circuit breaker may have marked it down: the daemon's probe finds it back.
     v.fs.volume().probe_down_backends().await;
-    assert_eq!(read_all(&v.fs, ino).await, new);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), new);
     assert_eq!(v.fs.getattr(ino).await.unwrap().size, new.len() as u64);
 
     // Once the backend is back, the same file is written normally.
@@ -246,7 +232,7 @@ async fn a_chunk_that_cannot_be_stored_keeps_the_previous_version() {
             .unwrap();
     write_seq(&v.fs, fh, 0, &new, 65536).await.unwrap();
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino).await, new);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), new);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +252,7 @@ async fn close_fails_when_stored_shards_cannot_be_made_durable() {
     write_seq(&v.fs, fh, 0, &new, 65536).await.unwrap();
     assert_eq!(v.fs.flush(fh).await, Err(Errno::EIO));
     let _ = v.fs.release(fh).await;
-    assert_eq!(read_all(&v.fs, ino).await, old);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), old);
 
     v.faults[2].set(Fault::None);
     let fh =
@@ -275,5 +261,5 @@ async fn close_fails_when_stored_shards_cannot_be_made_durable() {
             .unwrap();
     write_seq(&v.fs, fh, 0, &new, 65536).await.unwrap();
     v.fs.release(fh).await.unwrap();
-    assert_eq!(read_all(&v.fs, ino).await, new);
+    assert_eq!(read_all(&v.fs, ino).await.unwrap(), new);
 }

@@ -458,3 +458,46 @@ pub fn assert_same_tree(a: &std::path::Path, b: &std::path::Path) {
         }
     }
 }
+
+/// The caller tests create files as.
+pub const USER: cloudraid::fs::Caller = cloudraid::fs::Caller {
+    uid: 1000,
+    gid: 1000,
+};
+
+/// Creates `name` in `parent` holding `data` (written 100,000 bytes at a time)
+/// and closes it.
+pub async fn write_file(fs: &Fs, parent: u64, name: &str, data: &[u8]) -> u64 {
+    let (a, fh) = fs
+        .create(parent, name.as_bytes(), 0o644, libc::O_RDWR, USER)
+        .await
+        .unwrap();
+    let mut off = 0;
+    for piece in data.chunks(100_000) {
+        fs.write(fh, off, piece).await.unwrap();
+        off += piece.len() as u64;
+    }
+    fs.release(fh).await.unwrap();
+    a.ino
+}
+
+/// The whole content of `ino`, read through an open handle as a reader would.
+pub async fn read_all(fs: &Fs, ino: u64) -> Result<Vec<u8>, cloudraid::fs::Errno> {
+    let fh = fs.open(ino, libc::O_RDONLY).await?;
+    let mut out = Vec::new();
+    loop {
+        let d = match fs.read(fh, out.len() as u64, 131072).await {
+            Ok(d) => d,
+            Err(e) => {
+                fs.release(fh).await.unwrap();
+                return Err(e);
+            }
+        };
+        if d.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&d);
+    }
+    fs.release(fh).await.unwrap();
+    Ok(out)
+}
