@@ -378,13 +378,7 @@ fn tiny_files_through_a_mount_survive_a_remount_without_shards() {
     use cloudraid::front::fuse;
     use cloudraid::front::mountopts::MountOpts;
     use cloudraid::front::setup;
-    let root = unsafe { libc::geteuid() } == 0;
-    if !(root && std::path::Path::new("/dev/fuse").exists()) {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "real-mount tests need root and /dev/fuse, and CI must provide both"
-        );
-        eprintln!("skipping: real-mount tests need root and /dev/fuse");
+    if !common::can_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -52,8 +52,10 @@ pub fn open_backend(
                     .filter(|p| p.is_absolute() && p.parent().is_some())
                     .ok_or_else(|| bad("a file:// backend needs an absolute folder, e.g. file:///mnt/disk1/cloudraid"))?;
                 let fsync = local_fsync_option(url, options)?;
-                // Shards are fsynced (file and folder) before a put returns, so a
-                // stored shard survives a power cut like an object acknowledged by a cloud.
+                // `put` fsyncs the object and its folder before it returns, so what it
+                // stored survives a power cut like an object acknowledged by a cloud.
+                // Shards go through `put_unsynced` (no flush each) and are made
+                // durable together by `sync` (syncfs) before a commit names them.
                 let store =
                     object_store::local::LocalFileSystem::new().with_automatic_cleanup(true).with_fsync(fsync);
                 if fsync {
