@@ -164,6 +164,16 @@ impl VolumeSection {
         }
     }
 
+    /// The read-ahead a mount uses: `readahead_chunks`, but never more average
+    /// chunks than half the chunk cache holds. Chunks fetched ahead into a
+    /// cache too small for them are evicted before the reader gets there and
+    /// fetched again.
+    pub fn effective_readahead(&self) -> usize {
+        let avg = self.chunking().avg.max(1) as u64;
+        let room = (self.cache_size.0 / 2 / avg) as usize;
+        self.readahead_chunks.min(room)
+    }
+
     pub fn encrypted(&self) -> bool {
         self.encryption != "none"
     }
@@ -651,6 +661,23 @@ pub fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readahead_never_outruns_half_the_cache() {
+        let mut v: VolumeSection = toml::from_str(
+            "name = \"v\"\nid = \"x\"\ndata_shards = 4\nparity_shards = 2\n\
+             chunk_size = \"1MiB\"\ncache_size = \"1GiB\"\nstate_dir = \"/s\"\n\
+             readahead_chunks = 16",
+        )
+        .unwrap();
+        v.chunk_size = Size(256 << 10);
+        v.cache_size = Size(1 << 20);
+        assert_eq!(v.effective_readahead(), 2);
+        v.cache_size = Size(256 << 20);
+        assert_eq!(v.effective_readahead(), 16);
+        v.cache_size = Size(256 << 10);
+        assert_eq!(v.effective_readahead(), 0);
+    }
 
     #[test]
     fn readahead_written_by_init_is_16_mib_of_chunks_within_4_to_16() {

@@ -797,6 +797,32 @@ async fn a_hung_backend_is_hedged_around_and_marked_down() {
     );
 }
 
+/// A backend that freezes before the mount has learnt its latency: reads wait
+/// the default hedge delay for it (an overtaken request of a cold connection is
+/// no proof), and the periodic check marks it down when it does not answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_frozen_before_its_latency_is_known_is_checked_and_marked_down() {
+    let tv = volume(2, 1, 3, 64 << 10);
+    let a = write_file(&tv.fs, ROOT, "a", &bytes(1, 1 << 20)).await;
+    let fs = tv.reopen(true);
+    tv.faults[0].set(Fault::Hang);
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), read_all(&fs, a));
+    assert_eq!(read.await.expect("hedged").unwrap(), bytes(1, 1 << 20));
+    let h = &fs.volume().health[0];
+    assert!(!h.is_down() && h.is_suspect(), "overtaken, not yet down");
+    assert!(fs.volume().probe_backends().await.is_empty());
+    assert!(h.is_down(), "no answer to the check: marked down");
+    assert!(h
+        .snapshot()
+        .last_error
+        .unwrap()
+        .contains("no answer to a check"));
+    // The check finds a healthy backend's answer and clears it.
+    tv.faults[0].set(Fault::None);
+    assert_eq!(fs.volume().probe_backends().await.len(), 1);
+    assert!(!h.is_down() && !h.is_suspect());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn scrub_finds_missing_and_corrupt_shards() {
     use cloudraid::format::shard_key;

@@ -262,18 +262,48 @@ impl Volume {
             if !self.health[i].is_down() {
                 continue;
             }
-            let probe = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                slot.backend.head(MARKER_KEY),
-            )
-            .await;
-            if let Ok(Ok(_)) = probe {
+            if self.probe(i).await.is_ok() {
                 self.health[i].mark_up();
                 tracing::info!("backend {} answers again and is marked up", slot.name);
                 back.push(slot.name.clone());
             }
         }
         back
+    }
+
+    /// What the periodic check does: backends marked down are asked whether
+    /// they answer again (see [`Self::probe_down_backends`]), and suspect ones
+    /// (a read overtook one of their requests before their latency was known)
+    /// are marked down if they do not answer in time. Returns the backends
+    /// marked up.
+    pub async fn probe_backends(&self) -> Vec<String> {
+        let back = self.probe_down_backends().await;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if !self.health[i].is_suspect() {
+                continue;
+            }
+            match self.probe(i).await {
+                Ok(()) => self.health[i].mark_up(),
+                Err(why) => {
+                    self.health[i].mark_down(&why);
+                    tracing::warn!(
+                        "backend {} marked down: {why}; reads use parity shards until it answers again",
+                        slot.name
+                    );
+                }
+            }
+        }
+        back
+    }
+
+    /// Asks backend `i` for the volume marker, for at most 5 s.
+    async fn probe(&self, i: usize) -> Result<(), String> {
+        let wait = std::time::Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.slots[i].backend.head(MARKER_KEY)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("its check failed: {e}")),
+            Err(_) => Err(format!("no answer to a check in {} s", wait.as_secs())),
+        }
     }
 
     /// Probes backends marked down every `every`, for as long as the volume lives.
@@ -286,7 +316,7 @@ impl Volume {
             loop {
                 tokio::time::sleep(every).await;
                 let Some(vol) = weak.upgrade() else { return };
-                vol.probe_down_backends().await;
+                vol.probe_backends().await;
             }
         })
     }
@@ -522,7 +552,11 @@ impl Volume {
             inflight.insert(i, tokio::time::Instant::now() + after);
             pending.push(fetch(i));
         };
-        for i in 0..layout.k {
+        // Shards on backends marked down are asked last: they would fail at
+        // once, each with a warning, before a parity shard is asked instead.
+        let mut order: Vec<usize> = (0..total).collect();
+        order.sort_by_key(|&i| self.health[slot_of(i)].is_down());
+        for &i in &order[..layout.k] {
             launch(i, &mut pending, &mut inflight);
         }
         let mut next = layout.k;
@@ -552,7 +586,7 @@ impl Volume {
                             tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
                             failures.push(f);
                             if next < total {
-                                launch(next, &mut pending, &mut inflight);
+                                launch(order[next], &mut pending, &mut inflight);
                                 next += 1;
                             }
                         }
@@ -567,7 +601,7 @@ impl Volume {
                     {
                         hedged.push(late);
                         if next < total {
-                            launch(next, &mut pending, &mut inflight);
+                            launch(order[next], &mut pending, &mut inflight);
                             next += 1;
                         }
                     }
@@ -577,10 +611,13 @@ impl Volume {
         // Requests still running were overtaken after they were late: they count
         // as slow answers of their backend (not errors), and enough of them in a
         // row mark a frozen backend down. While a backend's normal latency is
-        // unknown (a cold connection), being overtaken does not count.
+        // unknown (a cold connection is slow too), being overtaken only makes it
+        // suspect, and the periodic check asks it directly.
         for i in inflight.keys().filter(|i| hedged.contains(i)) {
             let h = &self.health[slot_of(*i)];
-            if h.knows_latency() && h.record_slow() {
+            if !h.knows_latency() {
+                h.record_overtaken_unknown();
+            } else if h.record_slow() {
                 tracing::warn!(
                     "backend {} marked down: its requests keep running late",
                     self.slots[slot_of(*i)].name

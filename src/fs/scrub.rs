@@ -139,7 +139,7 @@ pub async fn scrub(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<ScrubReport, String> {
     // A backend marked down that answers again is checked like the others.
-    vol.probe_down_backends().await;
+    vol.probe_backends().await;
     // Sharded chunks to read back; inline ones are opened as the index is read
     // (a page at a time: their bytes are not all held at once), off the async
     // workers.

@@ -2,12 +2,14 @@
 //!
 //! After `TRIP_AFTER` consecutive failures a backend is marked down: reads go
 //! straight to parity shards and writes fail at once instead of waiting on it. A
-//! probe (see `Volume::probe_down_backends`) marks it up again when it answers.
+//! probe (see `Volume::probe_backends`) marks it up again when it answers.
 //! Only failures of the backend itself count (unreachable, timeouts, server
 //! errors); a missing object or a shard that fails its checksum does not.
 //! A request overtaken by a hedged one (it ran past the backend's p95 latency)
 //! is counted as slow, apart from errors; slow answers in a row still trip the
-//! breaker, so a frozen backend is marked down.
+//! breaker, so a frozen backend is marked down. While its latency is unknown
+//! (too few answers yet) an overtaken request only makes it suspect, and the
+//! periodic check decides (see `Volume::probe_backends`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -30,6 +32,9 @@ struct State {
     errors: u64,
     last_error: Option<String>,
     slow: u64,
+    /// A request was overtaken while the backend's latency was still unknown,
+    /// and nothing has answered since: the periodic check asks it directly.
+    suspect: bool,
 }
 
 /// What `cloudraid status` shows of a backend's health.
@@ -65,6 +70,7 @@ impl Health {
     pub fn record_ok(&self, latency: Duration) {
         let mut s = self.state.lock().unwrap();
         s.failures_in_row = 0;
+        s.suspect = false;
         if s.latencies.len() == LATENCY_WINDOW {
             s.latencies.pop_front();
         }
@@ -116,6 +122,22 @@ impl Health {
         let mut s = self.state.lock().unwrap();
         s.down_since = None;
         s.failures_in_row = 0;
+        s.suspect = false;
+    }
+
+    /// Records a request overtaken while the backend's normal latency is still
+    /// unknown. That is no evidence by itself (a cold connection is slow too),
+    /// so it only makes the backend suspect: the periodic check asks it for its
+    /// marker, and marks it down if no answer comes in time.
+    pub fn record_overtaken_unknown(&self) {
+        self.state.lock().unwrap().suspect = true;
+    }
+
+    /// Is the backend up, but with a request overtaken and no answer since
+    /// while its latency was unknown?
+    pub fn is_suspect(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.suspect && s.down_since.is_none()
     }
 
     /// Has this backend answered often enough for its latency to be known?

@@ -348,7 +348,7 @@ pub fn fs_options(config: &Config, read_only: bool) -> FsOptions {
         staging_dir: config.volume.state_dir.join("staging"),
         chunking: config.volume.chunking(),
         upload_concurrency: config.volume.upload_concurrency,
-        readahead_chunks: config.volume.readahead_chunks,
+        readahead_chunks: config.volume.effective_readahead(),
         show_uid: None,
         show_gid: None,
         writer: crate::meta::lease::Holder::of_state_dir(&config.volume.state_dir)
