@@ -5,6 +5,8 @@
 //! The folders follow the data, bottom up:
 //! - `store/`: the [`store::Backend`] trait over object_store (file, memory, S3, GCS,
 //!   Azure), fault injection, and each backend's health;
+//! - `policy/`: placement policies: storage classes, failure domains, where each
+//!   chunk's shards go;
 //! - `data/`: the path of one chunk: chunker → keys/seal → erasure → cache → volume
 //!   (encode → upload; cache → fetch any k → decode → verify);
 //! - `meta/`: the index and what keeps it: the [`meta::MetaStore`] trait (sled, memory),
@@ -22,4 +24,5 @@ pub mod format;
 pub mod front;
 pub mod fs;
 pub mod meta;
+pub mod policy;
 pub mod store;
