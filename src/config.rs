@@ -2,6 +2,7 @@
 
 use crate::store::{BackendOptions, ClientSettings};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -267,6 +268,14 @@ pub struct BackendSection {
         skip_serializing_if = "Option::is_none"
     )]
     pub retry_timeout: Option<std::time::Duration>,
+    /// Failure domain (a provider, a region, a building); without one the
+    /// backend is a domain of its own. No chunk puts more than m shards in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The storage class of every shard stored here, unless a policy rule says
+    /// otherwise (default: the provider's standard class).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
     #[serde(default, skip_serializing_if = "BackendOptions::is_empty")]
     pub options: BackendOptions,
 }
@@ -280,6 +289,8 @@ impl BackendSection {
             request_timeout: None,
             retries: None,
             retry_timeout: None,
+            domain: None,
+            storage_class: None,
             options: Default::default(),
         }
     }
@@ -305,6 +316,61 @@ pub struct Config {
     /// Scheduled snapshots (`[snapshots]`); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshots: Option<SnapshotsSection>,
+    /// Placement rules (`[[policy]]`), matched in order, the last one (without
+    /// `match`) the default; none: every file as `[volume]` says.
+    #[serde(default, rename = "policy", skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicySection>,
+}
+
+/// `[[policy]]`: a placement rule (see `policy::rules`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub name: String,
+    /// What the rule applies to; absent: everything (the default rule, last).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<MatchSection>,
+    /// `ec:K+M` or `replicate:N`; absent: `[volume]`'s data_shards + parity_shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// The backends allowed, in order of preference (reads try them in this
+    /// order); absent: all of them, load spread by chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<String>>,
+    /// Storage class per backend name, for this rule's shards.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_class: BTreeMap<String, String>,
+    /// Accept chunks with fewer than k shards readable at once (archive
+    /// classes): reads then wait for a thaw.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_archive_only: bool,
+}
+
+/// `match = { ... }` of a `[[policy]]`: every key given must hold.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSection {
+    /// File name extensions, without the dot, any case (`["jpg", "tar.gz"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    /// Paths in the volume, gitignore-style globs (`docs/**`, `*.iso`, `/top/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<Size>,
+    /// A user name or a numeric uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// A file owner, by name or uid.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Owner {
+    Uid(u32),
+    Name(String),
 }
 
 /// `[snapshots]`: the snapshots the mount daemon takes on a schedule, and the
@@ -590,6 +656,7 @@ impl Config {
         if let Some(s) = &self.snapshots {
             s.validate()?;
         }
+        crate::policy::rules::PolicySet::compile(self)?;
         Ok(())
     }
 }

@@ -1,6 +1,10 @@
 //! Placement policies: which backends, in which storage classes and with which
 //! redundancy each file's chunks are stored, within failure domains.
 //!
-//! - `class`: providers and their storage classes (recorded per shard).
+//! - `class`: providers and their storage classes (recorded per shard);
+//! - `place`: where the shards of one chunk go, within failure domains;
+//! - `rules`: the `[[policy]]` rules, compiled, checked and matched to files.
 
 pub mod class;
+pub mod place;
+pub mod rules;

@@ -170,6 +170,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .map(|(n, u)| BackendSection::new(n, u))
             .collect(),
         snapshots: None,
+        policies: Vec::new(),
     };
     config.validate()?;
     check_distinct_places(&config)?;
