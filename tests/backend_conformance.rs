@@ -2,7 +2,8 @@
 //! (Cloud protocol servers join this suite with the emulator harness.)
 
 use bytes::Bytes;
-use cloudraid::store::{open_backend, Backend, StoreError};
+use cloudraid::policy::class::{Provider, StorageClass};
+use cloudraid::store::{open_backend, Backend, StoreError, ThawState, ThawTier};
 
 /// `honours_create`: whether the server enforces conditional creates (moto behind
 /// object_store's GCS client does not; real GCS does).
@@ -67,6 +68,58 @@ async fn suite(b: &dyn Backend, honours_create: bool) {
     b.delete("x/a").await.unwrap();
     b.delete("x/a").await.unwrap();
     assert_eq!(b.head("x/a").await.unwrap(), None);
+    classes(b).await;
+}
+
+/// Uploads in each of the provider's instantly readable classes read back and
+/// need no thaw; a class of another provider is refused by a cloud and
+/// ignored by a single-class provider (a local folder, memory).
+async fn classes(b: &dyn Backend) {
+    let provider = Provider::of_url(&b.describe()).expect("a known scheme");
+    for (i, class) in provider
+        .classes()
+        .iter()
+        .filter(|c| c.instant())
+        .enumerate()
+    {
+        let key = format!("w/class{i}");
+        b.put_unsynced_in(&key, Bytes::from(format!("in {class:?}")), *class)
+            .await
+            .unwrap_or_else(|e| panic!("{class:?}: {e}"));
+        b.sync().await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), format!("in {class:?}"));
+        assert_eq!(b.thaw_state(&key).await.unwrap(), ThawState::NotArchived);
+        assert_eq!(
+            b.restore(&key, 1, ThawTier::Standard).await.unwrap(),
+            ThawState::NotArchived,
+            "restoring an object that is not archived asks for nothing"
+        );
+        b.delete(&key).await.unwrap();
+    }
+    let foreign = match provider {
+        Provider::Aws => StorageClass::GcsNearline,
+        _ => StorageClass::S3Glacier,
+    };
+    let r = b
+        .put_unsynced_in("w/foreign", Bytes::from_static(b"f"), foreign)
+        .await;
+    if provider.classes().len() == 1 {
+        r.unwrap();
+        assert_eq!(&b.get("w/foreign").await.unwrap()[..], b"f");
+        b.delete("w/foreign").await.unwrap();
+    } else {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("is not one of"), "{e}");
+        assert_eq!(b.head("w/foreign").await.unwrap(), None);
+    }
+    assert!(matches!(
+        b.thaw_state("w/missing").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        b.restore("w/missing", 1, ThawTier::Bulk).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[tokio::test]

@@ -1,9 +1,11 @@
 //! A wrapping backend that injects failures, so tests can make a provider go down,
 //! hang, slow down, lie or break with one line of setup.
 
-use super::{Backend, ObjectInfo, StoreError, StoreResult};
+use super::{Backend, ObjectInfo, StoreError, StoreResult, ThawState, ThawTier};
+use crate::policy::class::StorageClass;
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,12 @@ pub enum Fault {
     RejectSync,
     /// The next `n` operations work, then every one fails as unreachable.
     FailAfter(u64),
+    /// Every shard object (`chunks/...`) is in an archive class: reading one
+    /// fails with [`StoreError::Archived`] until a thaw of it is requested
+    /// ([`Backend::restore`]); from then on it reads (a thaw that completes at
+    /// once). Other objects, and writes, work. Setting this fault again
+    /// archives every shard again.
+    Archived,
 }
 
 #[derive(Debug)]
@@ -37,6 +45,8 @@ pub struct FaultyBackend {
     inner: Arc<dyn Backend>,
     fault: Mutex<Fault>,
     ops: AtomicU64,
+    /// Under `Fault::Archived`: the shards whose thaw was requested.
+    thawed: Mutex<HashSet<String>>,
 }
 
 impl FaultyBackend {
@@ -45,11 +55,33 @@ impl FaultyBackend {
             inner,
             fault: Mutex::new(Fault::None),
             ops: AtomicU64::new(0),
+            thawed: Mutex::new(HashSet::new()),
         }
     }
 
     pub fn set(&self, fault: Fault) {
+        if fault == Fault::Archived {
+            self.thawed.lock().unwrap().clear();
+        }
         *self.fault.lock().unwrap() = fault;
+    }
+
+    /// Under `Fault::Archived`, whether `key` is an archived shard not thawed.
+    fn frozen(&self, key: &str) -> bool {
+        self.fault() == Fault::Archived
+            && crate::format::parse_shard_key(key).is_some()
+            && !self.thawed.lock().unwrap().contains(key)
+    }
+
+    /// Fails a read of a frozen shard as the provider would.
+    fn check_thawed(&self, key: &str) -> StoreResult<()> {
+        if self.frozen(key) {
+            return Err(StoreError::Archived(format!(
+                "{} {key} (injected)",
+                self.inner.describe()
+            )));
+        }
+        Ok(())
     }
 
     /// Operations asked of this backend so far (whatever their outcome).
@@ -127,17 +159,55 @@ impl Backend for FaultyBackend {
         }
         self.inner.sync().await
     }
+    async fn put_unsynced_in(
+        &self,
+        key: &str,
+        data: Bytes,
+        class: StorageClass,
+    ) -> StoreResult<()> {
+        self.before(true).await?;
+        self.inner.put_unsynced_in(key, data, class).await
+    }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
         self.before(true).await?;
         self.inner.put_if_absent(key, data).await
     }
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         self.before(false).await?;
-        Ok(self.mangle(self.inner.get(key).await?))
+        let data = self.inner.get(key).await?;
+        self.check_thawed(key)?;
+        Ok(self.mangle(data))
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         self.before(false).await?;
-        Ok(self.mangle(self.inner.get_range(key, range).await?))
+        let data = self.inner.get_range(key, range).await?;
+        self.check_thawed(key)?;
+        Ok(self.mangle(data))
+    }
+    async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
+        self.before(false).await?;
+        let state = self.inner.restore(key, days, tier).await?;
+        if self.frozen(key) {
+            self.thawed.lock().unwrap().insert(key.to_string());
+            return Ok(ThawState::InProgress {
+                class: StorageClass::S3DeepArchive,
+                tier: Some(tier),
+            });
+        }
+        Ok(state)
+    }
+    async fn thaw_state(&self, key: &str) -> StoreResult<ThawState> {
+        self.before(false).await?;
+        let state = self.inner.thaw_state(key).await?;
+        if self.fault() == Fault::Archived && crate::format::parse_shard_key(key).is_some() {
+            let class = StorageClass::S3DeepArchive;
+            return Ok(if self.frozen(key) {
+                ThawState::Archived { class }
+            } else {
+                ThawState::Ready { class, until: None }
+            });
+        }
+        Ok(state)
     }
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
         self.before(false).await?;
@@ -153,5 +223,75 @@ impl Backend for FaultyBackend {
     }
     fn capacity(&self) -> Option<(u64, u64)> {
         self.inner.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{shard_key, ChunkId};
+
+    fn memory() -> Arc<dyn Backend> {
+        Arc::new(
+            crate::store::open_backend("memory://", &Default::default(), &Default::default())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn archived_shards_read_only_after_a_thaw_request() {
+        let b = FaultyBackend::new(memory());
+        let s0 = shard_key(&ChunkId::of(b"chunk"), 0);
+        let s1 = shard_key(&ChunkId::of(b"chunk"), 1);
+        for k in [&s0, &s1, &"meta/superblock".to_string()] {
+            b.put_unsynced_in(k, Bytes::from_static(b"data"), StorageClass::S3DeepArchive)
+                .await
+                .unwrap();
+        }
+        b.set(Fault::Archived);
+        // Shards are archived; metadata objects are not.
+        let e = b.get(&s0).await.unwrap_err();
+        assert!(matches!(e, StoreError::Archived(_)), "{e}");
+        assert!(e.to_string().contains("thawed"), "{e}");
+        assert!(matches!(
+            b.get_range(&s1, 0..2).await,
+            Err(StoreError::Archived(_))
+        ));
+        assert_eq!(&b.get("meta/superblock").await.unwrap()[..], b"data");
+        assert_eq!(
+            b.thaw_state(&s0).await.unwrap(),
+            ThawState::Archived {
+                class: StorageClass::S3DeepArchive
+            }
+        );
+        // A missing shard is missing, not archived.
+        let missing = shard_key(&ChunkId::of(b"other"), 0);
+        assert!(matches!(
+            b.get(&missing).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            b.restore(&missing, 1, ThawTier::Standard).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // A thaw request thaws that shard only.
+        let st = b.restore(&s0, 1, ThawTier::Bulk).await.unwrap();
+        assert_eq!(
+            st,
+            ThawState::InProgress {
+                class: StorageClass::S3DeepArchive,
+                tier: Some(ThawTier::Bulk)
+            }
+        );
+        assert_eq!(&b.get(&s0).await.unwrap()[..], b"data");
+        assert!(b.thaw_state(&s0).await.unwrap().readable());
+        assert!(matches!(b.get(&s1).await, Err(StoreError::Archived(_))));
+        // Setting the fault again archives everything again; clearing it
+        // leaves plain reads.
+        b.set(Fault::Archived);
+        assert!(matches!(b.get(&s0).await, Err(StoreError::Archived(_))));
+        b.set(Fault::None);
+        assert_eq!(&b.get(&s1).await.unwrap()[..], b"data");
+        assert_eq!(b.thaw_state(&s1).await.unwrap(), ThawState::NotArchived);
     }
 }

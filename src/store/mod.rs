@@ -2,15 +2,19 @@
 //!
 //! `object_store` is used in this module tree only (`object.rs`). Everything above
 //! speaks `Backend`: put/get whole objects, ranged gets, head, list, delete, and a
-//! conditional create where the provider supports one.
+//! conditional create where the provider supports one; uploads in a storage
+//! class, and thaws of objects in an archive class (`archive.rs`).
 
+pub mod archive;
 mod faulty;
 pub mod health;
 mod object;
 
+pub use archive::{expected_wait, ThawState, ThawTier, ThawWait};
 pub use faulty::{Fault, FaultyBackend};
 pub use object::{env_options, open_backend, ObjectBackend};
 
+use crate::policy::class::StorageClass;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -26,6 +30,11 @@ pub enum StoreError {
     /// The backend cannot be reached at all (folder missing, connection refused...).
     #[error("unreachable: {0}")]
     Unavailable(String),
+    /// The object is in an archive class (S3 GLACIER or DEEP_ARCHIVE, Azure
+    /// Archive) and cannot be read until it is thawed ([`Backend::restore`]).
+    /// The backend answered: this is not a failure of the backend.
+    #[error("{0} is in an archive storage class and cannot be read until it is thawed: request a thaw (restore) and read it again once the thaw has completed")]
+    Archived(String),
     #[error("{0}")]
     Other(String),
     #[error("invalid backend URL {url:?}: {reason}")]
@@ -55,6 +64,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.put(key, data).await
     }
+    /// Stores `key` like `put_unsynced`, in storage class `class` of the
+    /// backend's provider (made durable by the same later `sync`). A cloud
+    /// refuses a class that is not one of its provider's
+    /// ([`Provider::classes`](crate::policy::class::Provider::classes)); a
+    /// provider with a single class (local folders, memory) stores the object
+    /// as `put_unsynced` does, whatever the class: that is what this default
+    /// does, so a cloud implementation must override it.
+    async fn put_unsynced_in(
+        &self,
+        key: &str,
+        data: Bytes,
+        class: StorageClass,
+    ) -> StoreResult<()> {
+        let _ = class;
+        self.put_unsynced(key, data).await
+    }
     /// Makes every object stored by `put_unsynced` before this call durable.
     async fn sync(&self) -> StoreResult<()> {
         Ok(())
@@ -69,6 +94,26 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Deletes `key`; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> StoreResult<()>;
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>>;
+    /// Asks the provider to thaw `key` if it is in an archive class, for `days`
+    /// days (how long S3 keeps the thawed copy readable; Azure moves the blob
+    /// to the Hot tier for good and ignores it) at speed `tier`. Returns where
+    /// the thaw stands after the request: `NotArchived` (nothing to thaw),
+    /// `InProgress` (asked now or before), or `Ready` (already thawed: nothing
+    /// is asked again). Fails with `NotFound` for a missing key. The default,
+    /// for providers without archive classes, only checks that the key exists.
+    async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
+        let _ = (days, tier);
+        self.thaw_state(key).await
+    }
+    /// Where a thaw of `key` stands, without asking for one (`Archived` when
+    /// none was asked). Fails with `NotFound` for a missing key. The default,
+    /// for providers without archive classes: `NotArchived` if the key exists.
+    async fn thaw_state(&self, key: &str) -> StoreResult<ThawState> {
+        match self.head(key).await? {
+            Some(_) => Ok(ThawState::NotArchived),
+            None => Err(StoreError::NotFound(key.to_string())),
+        }
+    }
     /// Total and available bytes, where the provider can tell (local folders).
     fn capacity(&self) -> Option<(u64, u64)> {
         None

@@ -1,14 +1,21 @@
 //! [`Backend`] over `object_store`: local folders, memory, S3, GCS and Azure Blob.
 
+use super::archive::{parse_s3_restore, ThawState, ThawTier};
 use super::{Backend, BackendOptions, ClientSettings, ObjectInfo, StoreError, StoreResult};
+use crate::policy::class::{Provider, StorageClass};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
+use object_store::client::{HttpClient, HttpConnector, ReqwestConnector};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::signer::{HeaderMap, Method, SignedUrlOptions, Signer};
+use object_store::{
+    Attribute, AttributeValue, Attributes, ClientOptions, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload,
+};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -23,6 +30,44 @@ pub struct ObjectBackend {
     /// For local folders that fsync: the same folder without a flush per object,
     /// for `put_unsynced`; `sync` then flushes the folder's filesystem at once.
     unsynced: Option<Arc<dyn ObjectStore>>,
+    provider: Provider,
+    /// For S3 and Azure: what object_store has no call for (restores, tier
+    /// changes, archive headers) goes through here (see [`Direct`]).
+    direct: Option<Direct>,
+}
+
+/// Requests object_store makes no call for, sent with the store's own
+/// credentials and HTTP client: the request is presigned by the store's
+/// [`Signer`] (S3 SigV4 query signing, Azure service SAS) and sent through the
+/// very HTTP client the store uses (same TLS, proxy and timeouts).
+#[derive(Clone)]
+struct Direct {
+    signer: Arc<dyn Signer>,
+    http: HttpClient,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Direct")
+    }
+}
+
+/// How long a presigned request stays valid: it is sent at once.
+const PRESIGN_FOR: Duration = Duration::from_secs(300);
+
+/// An [`HttpConnector`] that keeps the last client it made. A builder
+/// connects its credential providers' clients first and the store's own
+/// client last (object_store 0.14 `build()`), so the client kept is the one
+/// the store sends its requests with.
+#[derive(Clone, Debug, Default)]
+struct KeepClient(Arc<Mutex<Option<HttpClient>>>);
+
+impl HttpConnector for KeepClient {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let client = ReqwestConnector::default().connect(options)?;
+        *self.0.lock().unwrap() = Some(client.clone());
+        Ok(client)
+    }
 }
 
 /// Opens the backend named by `url`. Credentials and endpoints come from the
@@ -40,6 +85,7 @@ pub fn open_backend(
     let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
     let path_prefix = parsed.path().trim_matches('/').to_string();
     let mut unsynced: Option<Arc<dyn ObjectStore>> = None;
+    let mut direct = None;
     let (store, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
         match parsed.scheme() {
             "file" => {
@@ -75,7 +121,9 @@ pub fn open_backend(
                     return Err(bad("the URL names no bucket or container"));
                 }
                 let root_url = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap());
-                (cloud_store(parsed.scheme(), &root_url, options, client).map_err(|e| bad(&e))?, path_prefix, None)
+                let (store, d) = cloud_store(parsed.scheme(), &root_url, options, client).map_err(|e| bad(&e))?;
+                direct = d;
+                (store, path_prefix, None)
             }
             other => {
                 return Err(bad(&format!(
@@ -83,12 +131,15 @@ pub fn open_backend(
                 )))
             }
         };
+    let provider = Provider::of_url(url).ok_or_else(|| bad("unknown provider"))?;
     Ok(ObjectBackend {
         url: url.to_string(),
         store,
         prefix,
         local_root,
         unsynced,
+        provider,
+        direct,
     })
 }
 
@@ -163,27 +214,44 @@ macro_rules! configure {
                 .map_err(|_| format!("unknown option {k:?} for this provider"))?;
             b = b.with_config(key, v.clone());
         }
-        b.with_url($url)
+        let keep = KeepClient::default();
+        let store = b
+            .with_url($url)
             .with_retry(retry($client))
+            .with_http_connector(keep.clone())
             .build()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let http = keep.0.lock().unwrap().take();
+        (store, http)
     }};
 }
 
+/// The store for a cloud URL, and for S3 and Azure the [`Direct`] requests'
+/// signer and client.
 fn cloud_store(
     scheme: &str,
     url: &str,
     options: &BackendOptions,
     client: &ClientSettings,
-) -> Result<Arc<dyn ObjectStore>, String> {
+) -> Result<(Arc<dyn ObjectStore>, Option<Direct>), String> {
     // TLS for the cloud clients: rustls on ring (see Cargo.toml), installed as
     // the process's provider once; reqwest has no built-in one.
     static TLS: std::sync::Once = std::sync::Once::new();
     TLS.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+    fn with_direct<S: ObjectStore + Signer>(
+        (store, http): (S, Option<HttpClient>),
+    ) -> (Arc<dyn ObjectStore>, Option<Direct>) {
+        let store = Arc::new(store);
+        let direct = http.map(|http| Direct {
+            signer: store.clone() as Arc<dyn Signer>,
+            http,
+        });
+        (store, direct)
+    }
     Ok(match scheme {
-        "s3" => Arc::new(configure!(
+        "s3" => with_direct(configure!(
             object_store::aws::AmazonS3Builder::new(),
             object_store::aws::AmazonS3ConfigKey,
             "AWS_",
@@ -191,15 +259,19 @@ fn cloud_store(
             options,
             client
         )),
-        "gs" => Arc::new(configure!(
-            object_store::gcp::GoogleCloudStorageBuilder::new(),
-            object_store::gcp::GoogleConfigKey,
-            "GOOGLE_",
-            url,
-            options,
-            client
-        )),
-        _ => Arc::new(configure!(
+        "gs" => {
+            // GCS has no class that needs a thaw: no direct requests.
+            let (store, _) = configure!(
+                object_store::gcp::GoogleCloudStorageBuilder::new(),
+                object_store::gcp::GoogleConfigKey,
+                "GOOGLE_",
+                url,
+                options,
+                client
+            );
+            (Arc::new(store), None)
+        }
+        _ => with_direct(configure!(
             object_store::azure::MicrosoftAzureBuilder::new(),
             object_store::azure::AzureConfigKey,
             "AZURE_",
@@ -244,7 +316,36 @@ pub fn env_options(
         .collect()
 }
 
+/// The error codes a provider answers a read of a not yet thawed archived
+/// object with: S3 403 `InvalidObjectState`, Azure 409 `BlobArchived`.
+const ARCHIVED_CODES: [&str; 2] = ["InvalidObjectState", "BlobArchived"];
+
+/// Whether a failed read was refused because the object is archived: the
+/// provider's error code is in the response body, somewhere in the chain.
+fn is_archived(e: &object_store::Error) -> bool {
+    if !matches!(
+        e,
+        object_store::Error::PermissionDenied { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Generic { .. }
+    ) {
+        return false;
+    }
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if ARCHIVED_CODES.iter().any(|c| text.contains(c)) {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn map_err(key: &str, e: object_store::Error) -> StoreError {
+    if is_archived(&e) {
+        return StoreError::Archived(key.to_string());
+    }
     match e {
         object_store::Error::NotFound { .. } => StoreError::NotFound(key.to_string()),
         object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
@@ -269,6 +370,175 @@ impl ObjectBackend {
             ObjPath::from(key)
         } else {
             ObjPath::from(format!("{}/{}", self.prefix, key))
+        }
+    }
+
+    /// Sends one presigned request of [`Direct`]; returns the status, the
+    /// headers and the body (for error messages).
+    async fn direct_send(
+        &self,
+        key: &str,
+        method: Method,
+        sign_as: Method,
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+        body: Bytes,
+    ) -> StoreResult<(u16, HeaderMap, String)> {
+        let fail = |what: String| StoreError::Other(format!("{key}: {what}"));
+        let direct = self
+            .direct
+            .as_ref()
+            .ok_or_else(|| fail(format!("{} takes no such request", self.url)))?;
+        let path = self.path(key);
+        let mut url = match self.provider {
+            // SigV4 signs the query: the operation's parameters go into the signature.
+            Provider::Aws => {
+                let opts = SignedUrlOptions::default().with_query(query.iter().copied());
+                direct
+                    .signer
+                    .signed_url_opts(sign_as, &path, PRESIGN_FOR, &opts)
+                    .await
+            }
+            // A SAS authorises by permission and resource; the operation's
+            // parameters are appended unsigned.
+            _ => direct.signer.signed_url(sign_as, &path, PRESIGN_FOR).await,
+        }
+        .map_err(|e| map_err(key, e))?;
+        if self.provider != Provider::Aws {
+            url.query_pairs_mut().extend_pairs(query.iter().copied());
+        }
+        let mut req = object_store::client::HttpRequest::new(body.into());
+        *req.method_mut() = method;
+        *req.uri_mut() = url
+            .as_str()
+            .parse()
+            .map_err(|e| fail(format!("bad request URL: {e}")))?;
+        for (name, value) in headers {
+            let value = value
+                .parse()
+                .map_err(|e| fail(format!("bad header {name}: {e}")))?;
+            req.headers_mut().insert(*name, value);
+        }
+        let resp = direct.http.execute(req).await.map_err(|e| {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                msg = s.to_string();
+                src = s.source();
+            }
+            fail(msg)
+        })?;
+        let (parts, body) = resp.into_parts();
+        let body = body.bytes().await.unwrap_or_default();
+        Ok((
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8_lossy(&body).into_owned(),
+        ))
+    }
+
+    /// The headers of `key` (S3 HeadObject, Azure Get Blob Properties),
+    /// which object_store does not pass on.
+    async fn direct_head(&self, key: &str) -> StoreResult<HeaderMap> {
+        let (status, headers, _) = self
+            .direct_send(
+                key,
+                Method::HEAD,
+                // An Azure SAS for GET grants read, which covers properties.
+                if self.provider == Provider::Aws {
+                    Method::HEAD
+                } else {
+                    Method::GET
+                },
+                &[],
+                &[],
+                Bytes::new(),
+            )
+            .await?;
+        match status {
+            200..=299 => Ok(headers),
+            404 => Err(StoreError::NotFound(key.to_string())),
+            s => Err(StoreError::Other(format!(
+                "{key}: reading its properties failed with HTTP status {s}"
+            ))),
+        }
+    }
+
+    /// S3 RestoreObject: POST ?restore with the days and the retrieval tier.
+    async fn s3_restore(
+        &self,
+        key: &str,
+        class: StorageClass,
+        days: u32,
+        tier: ThawTier,
+    ) -> StoreResult<ThawState> {
+        let tier = tier.for_s3(class);
+        let body = format!(
+            "<RestoreRequest xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Days>{}</Days><GlacierJobParameters><Tier>{}</Tier></GlacierJobParameters></RestoreRequest>",
+            days.max(1),
+            tier.s3_value()
+        );
+        let (status, _, text) = self
+            .direct_send(
+                key,
+                Method::POST,
+                Method::POST,
+                &[("restore", "")],
+                &[("content-type", "application/xml")],
+                Bytes::from(body),
+            )
+            .await?;
+        match status {
+            // Accepted: the thaw starts now.
+            202 => Ok(ThawState::InProgress {
+                class,
+                tier: Some(tier),
+            }),
+            // Already thawed (the copy's expiry is now extended).
+            200 => self.thaw_state(key).await,
+            409 if text.contains("RestoreAlreadyInProgress") => {
+                Ok(ThawState::InProgress { class, tier: None })
+            }
+            404 => Err(StoreError::NotFound(key.to_string())),
+            s => Err(StoreError::Other(format!(
+                "{key}: the S3 restore request failed with HTTP status {s}: {}",
+                s3_error_message(&text)
+            ))),
+        }
+    }
+
+    /// Azure Set Blob Tier: PUT ?comp=tier to Hot, with the rehydrate priority.
+    async fn azure_rehydrate(&self, key: &str, tier: ThawTier) -> StoreResult<ThawState> {
+        let (status, _, text) = self
+            .direct_send(
+                key,
+                Method::PUT,
+                Method::PUT,
+                &[("comp", "tier")],
+                &[
+                    ("x-ms-access-tier", "Hot"),
+                    ("x-ms-rehydrate-priority", tier.azure_priority()),
+                    ("x-ms-version", "2023-11-03"),
+                ],
+                Bytes::new(),
+            )
+            .await?;
+        match status {
+            // Accepted: the rehydration runs (Azurite completes it at once:
+            // the state then reads NotArchived).
+            202 => match self.thaw_state(key).await? {
+                ThawState::Archived { class } => Ok(ThawState::InProgress {
+                    class,
+                    tier: Some(tier),
+                }),
+                other => Ok(other),
+            },
+            200 => self.thaw_state(key).await,
+            404 => Err(StoreError::NotFound(key.to_string())),
+            s => Err(StoreError::Other(format!(
+                "{key}: the Azure Set Blob Tier request failed with HTTP status {s}: {}",
+                s3_error_message(&text)
+            ))),
         }
     }
 
@@ -337,6 +607,104 @@ impl Backend for ObjectBackend {
             .map_err(|e| {
                 StoreError::Other(format!("flushing {} to disk failed: {e}", root.display()))
             })
+    }
+
+    async fn put_unsynced_in(
+        &self,
+        key: &str,
+        data: Bytes,
+        class: StorageClass,
+    ) -> StoreResult<()> {
+        if matches!(self.provider, Provider::Local | Provider::Memory) {
+            return self.put_unsynced(key, data).await;
+        }
+        if !self.provider.classes().contains(&class) {
+            return Err(StoreError::Other(format!(
+                "{key}: storage class {} is not one of {}'s ({}); fix the class named for backend {}",
+                class.name(self.provider),
+                self.provider,
+                self.provider
+                    .classes()
+                    .iter()
+                    .map(|c| c.name(self.provider))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.url
+            )));
+        }
+        let Some(value) = class.upload_value(self.provider) else {
+            return self.put_unsynced(key, data).await;
+        };
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::StorageClass, AttributeValue::from(value));
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.path(key), PutPayload::from_bytes(data), opts)
+            .await
+            .map_err(|e| map_err(key, e))?;
+        Ok(())
+    }
+
+    async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
+        if self.direct.is_none() {
+            return self.thaw_state(key).await;
+        }
+        let class = match self.thaw_state(key).await? {
+            ThawState::Archived { class } => class,
+            other => return Ok(other),
+        };
+        match self.provider {
+            Provider::Aws => self.s3_restore(key, class, days, tier).await,
+            _ => self.azure_rehydrate(key, tier).await,
+        }
+    }
+
+    async fn thaw_state(&self, key: &str) -> StoreResult<ThawState> {
+        if self.direct.is_none() {
+            return match self.head(key).await? {
+                Some(_) => Ok(ThawState::NotArchived),
+                None => Err(StoreError::NotFound(key.to_string())),
+            };
+        }
+        let headers = self.direct_head(key).await?;
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        Ok(match self.provider {
+            Provider::Aws => {
+                // x-amz-storage-class is absent for STANDARD.
+                let class = header("x-amz-storage-class")
+                    .and_then(|c| Provider::Aws.class(c).ok())
+                    .unwrap_or_default();
+                if class.instant() {
+                    ThawState::NotArchived
+                } else {
+                    header("x-amz-restore")
+                        .and_then(|r| parse_s3_restore(r, class))
+                        .unwrap_or(ThawState::Archived { class })
+                }
+            }
+            _ => {
+                let class = header("x-ms-access-tier")
+                    .and_then(|c| Provider::Azure.class(c).ok())
+                    .unwrap_or_default();
+                if class.instant() {
+                    ThawState::NotArchived
+                } else if header("x-ms-archive-status")
+                    .is_some_and(|s| s.starts_with("rehydrate-pending"))
+                {
+                    let tier = match header("x-ms-rehydrate-priority") {
+                        Some(p) if p.eq_ignore_ascii_case("High") => Some(ThawTier::Expedited),
+                        Some(_) => Some(ThawTier::Standard),
+                        None => None,
+                    };
+                    ThawState::InProgress { class, tier }
+                } else {
+                    ThawState::Archived { class }
+                }
+            }
+        })
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
@@ -428,6 +796,21 @@ impl Backend for ObjectBackend {
         }
         let f = st.f_frsize as u64;
         Some((st.f_blocks as u64 * f, st.f_bavail as u64 * f))
+    }
+}
+
+/// The `<Code>` and `<Message>` of an S3 or Azure XML error body, or its
+/// start.
+fn s3_error_message(body: &str) -> String {
+    let tag = |t: &str| {
+        let start = body.find(&format!("<{t}>"))? + t.len() + 2;
+        let len = body[start..].find('<')?;
+        Some(body[start..start + len].to_string())
+    };
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        _ => body.chars().take(200).collect(),
     }
 }
 
