@@ -223,11 +223,9 @@ impl Volume {
         let t = std::time::Instant::now();
         let r = op.await;
         match &r {
-            // An archived object is an answer of a healthy backend, not a failure.
-            Ok(_)
-            | Err(StoreError::NotFound(_))
-            | Err(StoreError::AlreadyExists(_))
-            | Err(StoreError::Archived(_)) => h.record_ok(t.elapsed()),
+            Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::AlreadyExists(_)) => {
+                h.record_ok(t.elapsed())
+            }
             Err(e) => {
                 if h.record_failure(&e.to_string()) {
                     tracing::warn!(
