@@ -77,14 +77,34 @@ pub fn shard_key(chunk: &ChunkId, index: usize) -> String {
     format!("chunks/{}/{}.{}", &h[..2], h, index)
 }
 
-/// The chunk and shard index named by a shard's object key, if it is one.
-pub fn parse_shard_key(key: &str) -> Option<(ChunkId, usize)> {
+/// What a shard's object key names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardName {
+    pub id: ChunkId,
+    /// The layout in the key of a chunk placed by a rule (`ChunkRecord::shard_key`).
+    pub layout: Option<(u8, u8)>,
+    pub index: usize,
+}
+
+/// The chunk, layout and shard index named by a shard's object key, if it is one.
+pub fn parse_shard_key(key: &str) -> Option<ShardName> {
     let rest = key.strip_prefix("chunks/")?;
     let (fan, name) = rest.split_once('/')?;
-    let (hex_id, index) = name.split_once('.')?;
+    let (hex_id, rest) = name.split_once('.')?;
     let id = ChunkId(hex::decode(hex_id).ok()?.try_into().ok()?);
     (fan.len() == 2 && hex_id.starts_with(fan)).then_some(())?;
-    Some((id, index.parse().ok()?))
+    let (layout, index) = match rest.split_once('.') {
+        None => (None, rest),
+        Some((layout, index)) => {
+            let (k, m) = layout.split_once('-')?;
+            (Some((k.parse().ok()?, m.parse().ok()?)), index)
+        }
+    };
+    Some(ShardName {
+        id,
+        layout,
+        index: index.parse().ok()?,
+    })
 }
 
 /// The self-describing header at the start of every shard object.
@@ -468,14 +488,79 @@ impl ChunkRef {
     }
 }
 
-/// `F` + ino: a regular file's content: fixed-size chunks in order. The per-file
-/// redundancy (`k`, `m`) lets later placement policies vary it per file.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// Bit 7 of a record's `k`: the record carries the placement extension (a
+/// content record its rule's name; a chunk record its shards' storage classes,
+/// and its shards' keys name its layout). Layouts have k ≤ 127.
+pub const PLACEMENT_EXT: u8 = 0x80;
+
+/// `F` + ino: a regular file's content: content-defined chunks in order, the
+/// redundancy (`k`, `m`) of its chunks and the placement rule that chose it
+/// (`None`: a volume without rules, or written before rules existed).
+///
+/// Encoded as the fields in order; with a rule, `k` has [`PLACEMENT_EXT`] set
+/// and the rule's name follows `chunks` (FORMAT.md, "Index key space").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ContentRecord {
     pub chunk_size: u32,
     pub k: u8,
     pub m: u8,
     pub chunks: Vec<ChunkRef>,
+    pub rule: Option<String>,
+}
+
+impl Serialize for ContentRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        if self.k & PLACEMENT_EXT != 0 {
+            return Err(S::Error::custom("a layout has k at most 127"));
+        }
+        let ext = self.rule.is_some();
+        let mut t = s.serialize_tuple(if ext { 5 } else { 4 })?;
+        t.serialize_element(&self.chunk_size)?;
+        t.serialize_element(&(self.k | if ext { PLACEMENT_EXT } else { 0 }))?;
+        t.serialize_element(&self.m)?;
+        t.serialize_element(&self.chunks)?;
+        if let Some(r) = &self.rule {
+            t.serialize_element(r)?;
+        }
+        t.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ContentRecord;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a content record")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<ContentRecord, A::Error> {
+                use serde::de::Error;
+                let short = |n| A::Error::invalid_length(n, &"a content record");
+                let chunk_size = a.next_element()?.ok_or_else(|| short(0))?;
+                let k: u8 = a.next_element()?.ok_or_else(|| short(1))?;
+                let m = a.next_element()?.ok_or_else(|| short(2))?;
+                let chunks = a.next_element()?.ok_or_else(|| short(3))?;
+                let rule = if k & PLACEMENT_EXT != 0 {
+                    Some(a.next_element::<String>()?.ok_or_else(|| short(4))?)
+                } else {
+                    None
+                };
+                Ok(ContentRecord {
+                    chunk_size,
+                    k: k & !PLACEMENT_EXT,
+                    m,
+                    chunks,
+                    rule,
+                })
+            }
+        }
+        d.deserialize_tuple(5, V)
+    }
 }
 
 /// `C` + chunk id: a stored chunk, either erasure-coded into k+m shard objects on
@@ -503,6 +588,11 @@ pub struct ChunkRecord {
     /// An inline chunk's sealed bytes (the same seal as a sharded chunk's, before
     /// erasure coding): it has no shards anywhere.
     pub inline: Option<Vec<u8>>,
+    /// The storage class code of each shard (`policy::class::StorageClass`),
+    /// for a chunk placed by a rule; empty: every shard in the provider's
+    /// standard class, under the keys chunks had before rules
+    /// ([`ChunkRecord::shard_key`]).
+    pub classes: Vec<u8>,
 }
 
 impl ChunkRecord {
@@ -518,7 +608,26 @@ impl ChunkRecord {
             shard_size: 0,
             placement: Vec::new(),
             inline: Some(sealed),
+            classes: Vec::new(),
         }
+    }
+
+    /// Object key of shard `index` of this chunk (`id`): a chunk placed by a
+    /// rule (with classes) names its layout in its keys, so that shards of
+    /// one chunk in two layouts (while it is re-placed) never share a key.
+    pub fn shard_key(&self, id: &ChunkId, index: usize) -> String {
+        match self.key_layout() {
+            None => shard_key(id, index),
+            Some((k, m)) => {
+                let h = id.hex();
+                format!("chunks/{}/{}.{}-{}.{}", &h[..2], h, k, m, index)
+            }
+        }
+    }
+
+    /// The layout its shard keys name (see [`ChunkRecord::shard_key`]).
+    pub fn key_layout(&self) -> Option<(u8, u8)> {
+        (!self.classes.is_empty()).then_some((self.k, self.m))
     }
 
     /// Kept in the index rather than in shards on the backends.
@@ -575,16 +684,28 @@ impl Serialize for ChunkRecord {
                 "a chunk record has k 0 exactly when its chunk is inline",
             ));
         }
-        let mut t = s.serialize_tuple(if self.inline.is_some() { 8 } else { 7 })?;
+        let ext = !self.classes.is_empty();
+        if ext && (self.inline.is_some() || self.classes.len() != self.placement.len()) {
+            return Err(S::Error::custom(
+                "a chunk record's classes are one per shard of a sharded chunk",
+            ));
+        }
+        if self.k & PLACEMENT_EXT != 0 {
+            return Err(S::Error::custom("a layout has k at most 127"));
+        }
+        let mut t = s.serialize_tuple(if self.inline.is_some() || ext { 8 } else { 7 })?;
         t.serialize_element(&self.refs)?;
         t.serialize_element(&self.len)?;
         t.serialize_element(&self.sealed_len)?;
-        t.serialize_element(&self.k)?;
+        t.serialize_element(&(self.k | if ext { PLACEMENT_EXT } else { 0 }))?;
         t.serialize_element(&self.m)?;
         t.serialize_element(&self.shard_size)?;
         t.serialize_element(&self.placement)?;
         if let Some(b) = &self.inline {
             t.serialize_element(&RawBytes(b))?;
+        }
+        if ext {
+            t.serialize_element(&RawBytes(&self.classes))?;
         }
         t.end()
     }
@@ -619,15 +740,23 @@ impl<'de> Deserialize<'de> for ChunkRecord {
                 } else {
                     None
                 };
+                // Placed by a rule: the shards' classes follow.
+                let classes = if k & PLACEMENT_EXT != 0 {
+                    let b: ByteBuf = a.next_element()?.ok_or_else(|| short(7))?;
+                    b.0
+                } else {
+                    Vec::new()
+                };
                 Ok(ChunkRecord {
                     refs,
                     len,
                     sealed_len,
-                    k,
+                    k: k & !PLACEMENT_EXT,
                     m,
                     shard_size,
                     placement,
                     inline,
+                    classes,
                 })
             }
         }
@@ -851,10 +980,80 @@ mod tests {
                 shard_size: 262_235,
                 placement: vec![5, 0, 1, 2, 3, 4],
                 inline: None,
+                classes: Vec::new(),
             }
         );
         assert!(!rec.is_inline());
         assert_eq!(encode_record(&rec), old_bytes, "sharded records unchanged");
+        assert_eq!(
+            rec.shard_key(&ChunkId([0xab; 32]), 3),
+            shard_key(&ChunkId([0xab; 32]), 3)
+        );
+    }
+
+    #[test]
+    fn records_placed_by_a_rule_carry_classes_and_name_their_layout_in_keys() {
+        let rec = ChunkRecord {
+            refs: 1,
+            len: 100,
+            sealed_len: 120,
+            k: 1,
+            m: 1,
+            shard_size: 200,
+            placement: vec![2, 0],
+            inline: None,
+            classes: vec![0, 5],
+        };
+        let b = encode_record(&rec);
+        // version, refs 1, len 100, sealed_len 120, k 1 | 0x80, m 1, shard_size
+        // 200, placement [2, 0], then the classes as bytes: [0, 5].
+        assert_eq!(
+            b,
+            vec![2u8, 1, 100, 120, 0x81, 1, 0xc8, 0x01, 2, 2, 0, 2, 0, 5]
+        );
+        assert_eq!(decode_record::<ChunkRecord>(&b).unwrap(), rec);
+        let id = ChunkId([0xab; 32]);
+        let key = rec.shard_key(&id, 1);
+        assert_eq!(key, format!("chunks/ab/{}.1-1.1", id.hex()));
+        assert_eq!(
+            parse_shard_key(&key),
+            Some(ShardName {
+                id,
+                layout: Some((1, 1)),
+                index: 1
+            })
+        );
+        // One class per shard, or none.
+        let bad = ChunkRecord {
+            classes: vec![0],
+            ..rec
+        };
+        assert!(postcard::to_allocvec(&bad).is_err());
+    }
+
+    #[test]
+    fn content_records_name_their_rule_and_decode_as_before_without() {
+        let plain = ContentRecord {
+            chunk_size: 1 << 20,
+            k: 4,
+            m: 2,
+            chunks: vec![ChunkRef::Hole { len: 5 }],
+            rule: None,
+        };
+        let b = encode_record(&plain);
+        // version, chunk_size, k 4, m 2, one chunk: Hole (0) of 5.
+        assert_eq!(b, vec![2u8, 0x80, 0x80, 0x40, 4, 2, 1, 0, 5]);
+        assert_eq!(decode_record::<ContentRecord>(&b).unwrap(), plain);
+        let ruled = ContentRecord {
+            k: 1,
+            m: 2,
+            rule: Some("videos".into()),
+            ..plain
+        };
+        let b = encode_record(&ruled);
+        assert_eq!(b[4], 0x81, "k with the extension bit");
+        assert!(b.ends_with(b"\x06videos"));
+        assert_eq!(decode_record::<ContentRecord>(&b).unwrap(), ruled);
     }
 
     #[test]

@@ -13,7 +13,9 @@
 use crate::data::cache::ChunkCache;
 use crate::data::erasure::{self, CodecError, Layout};
 use crate::data::seal::{ChunkSealer, SealError};
-use crate::format::{shard_key, ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
+use crate::format::{ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
+use crate::policy::class::StorageClass;
+use crate::policy::rules::{PolicySet, Rule};
 use crate::store::health::Health;
 use crate::store::{DynBackend, StoreError, StoreResult};
 use bytes::Bytes;
@@ -100,8 +102,11 @@ pub struct Volume {
     pub id: VolumeId,
     pub name: String,
     pub slots: Vec<Slot>,
-    /// Redundancy of new chunks.
+    /// The redundancy `[volume]` gives (that of the default rule of a volume
+    /// without rules).
     pub layout: Layout,
+    /// Where each file's chunks go (`[[policy]]`).
+    pub policies: Arc<PolicySet>,
     pub cache: ChunkCache,
     /// Circuit breaker and latencies, one per slot.
     pub health: Vec<Health>,
@@ -155,6 +160,7 @@ impl Volume {
         Volume {
             id,
             name,
+            policies: Arc::new(PolicySet::uniform(layout, slots.len())),
             slots,
             layout,
             cache: ChunkCache::new(cache_bytes),
@@ -185,21 +191,17 @@ impl Volume {
         self
     }
 
+    /// Places chunks by these rules (compiled from the config) instead of
+    /// `layout` over every backend.
+    pub fn with_policies(mut self, policies: PolicySet) -> Self {
+        self.policies = Arc::new(policies);
+        self
+    }
+
     /// Sets the write quorum (clamped to k..=k+m when used).
     pub fn with_write_quorum(mut self, quorum: usize) -> Self {
         self.write_quorum = quorum;
         self
-    }
-
-    /// Backend slot for each shard of a chunk: consecutive backends starting at one
-    /// derived from the chunk id, so load spreads evenly and the same chunk always
-    /// lands in the same places.
-    pub fn placement(&self, id: &ChunkId, layout: Layout) -> Vec<u16> {
-        let n = self.slots.len();
-        let start = u16::from_be_bytes([id.0[0], id.0[1]]) as usize % n;
-        (0..layout.total())
-            .map(|i| ((start + i) % n) as u16)
-            .collect()
     }
 
     fn slot(&self, s: u16) -> &Slot {
@@ -223,9 +225,12 @@ impl Volume {
         let t = std::time::Instant::now();
         let r = op.await;
         match &r {
-            Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::AlreadyExists(_)) => {
-                h.record_ok(t.elapsed())
-            }
+            // An archived object (a class that needs a thaw) is an answer of
+            // a healthy backend, not a failure.
+            Ok(_)
+            | Err(StoreError::NotFound(_))
+            | Err(StoreError::AlreadyExists(_))
+            | Err(StoreError::Archived(_)) => h.record_ok(t.elapsed()),
             Err(e) => {
                 if h.record_failure(&e.to_string()) {
                     tracing::warn!(
@@ -330,8 +335,9 @@ impl Volume {
         &self,
         id: ChunkId,
         data: Bytes,
-        layout: Layout,
+        rule: &Rule,
     ) -> Result<(ChunkRecord, Vec<usize>), VolumeError> {
+        let layout = rule.layout;
         if !data.is_empty() && data.len() <= self.inline_max {
             let (sealer, plain_len) = (self.sealer.clone(), data.len() as u32);
             // Up to 16 KiB seals in tens of microseconds: less than handing it to
@@ -350,7 +356,7 @@ impl Volume {
             })?;
             return Ok((ChunkRecord::inline(plain_len, sealed), Vec::new()));
         }
-        let placement = self.placement(&id, layout);
+        let placed = rule.place(&id);
         let len = data.len();
         let (vol, sealer) = (self.id, self.sealer.clone());
         let (sealed_len, objects) = tokio::task::spawn_blocking(move || {
@@ -367,8 +373,25 @@ impl Volume {
         })
         .await
         .expect("sealing task panicked")?;
+        let rec = ChunkRecord {
+            refs: 0,
+            len: len as u32,
+            sealed_len: sealed_len as u32,
+            k: layout.k as u8,
+            m: layout.m as u8,
+            shard_size: layout.shard_object_len(sealed_len) as u32,
+            placement: placed.slots,
+            inline: None,
+            // The rule of a volume without rules keeps the records and keys
+            // chunks always had (every shard in the standard class).
+            classes: if rule.legacy {
+                Vec::new()
+            } else {
+                placed.classes.iter().map(|c| c.code()).collect()
+            },
+        };
         let failures = self
-            .put_shards(id, &placement, &objects, 0..objects.len(), false)
+            .put_shards(id, &rec, &objects, 0..objects.len(), false)
             .await;
         for f in &failures {
             tracing::warn!(chunk = %id, backend = %f.backend, "shard upload failed: {}", f.reason);
@@ -407,16 +430,6 @@ impl Volume {
         }
         *self.last_write_failure.lock().unwrap() = None;
         let missing = failures.iter().map(|f| f.index).collect();
-        let rec = ChunkRecord {
-            refs: 0,
-            len: len as u32,
-            sealed_len: sealed_len as u32,
-            k: layout.k as u8,
-            m: layout.m as u8,
-            shard_size: layout.shard_object_len(sealed_len) as u32,
-            placement,
-            inline: None,
-        };
         Ok((rec, missing))
     }
 
@@ -508,7 +521,7 @@ impl Volume {
             backend: slot.name.clone(),
             reason,
         };
-        let key = shard_key(&id, i);
+        let key = rec.shard_key(&id, i);
         let obj = self
             .guarded(rec.placement[i], slot.backend.get(&key))
             .await
@@ -762,7 +775,7 @@ impl Volume {
         let (blob, _) = self.fetch_sealed(id, rec, true).await?;
         let objects = self.encode(id, Bytes::from(blob), layout).await?;
         let failures = self
-            .put_shards(id, &rec.placement, &objects, which.iter().copied(), true)
+            .put_shards(id, rec, &objects, which.iter().copied(), true)
             .await;
         if failures.is_empty() {
             Ok(())
@@ -796,24 +809,32 @@ impl Volume {
     async fn put_shards(
         &self,
         id: ChunkId,
-        placement: &[u16],
+        rec: &ChunkRecord,
         objects: &[Bytes],
         which: impl Iterator<Item = usize>,
         durable: bool,
     ) -> Vec<ShardFailure> {
         let puts = which.map(|i| {
-            let s = placement[i];
+            let s = rec.placement[i];
             let slot = self.slot(s).clone();
             let obj = objects[i].clone();
+            let key = rec.shard_key(&id, i);
+            let class = rec
+                .classes
+                .get(i)
+                .and_then(|c| StorageClass::from_code(*c))
+                .unwrap_or_default();
             async move {
-                let key = shard_key(&id, i);
                 let flush = &self.flushes[s as usize % self.flushes.len()];
                 self.guarded(s, async {
-                    if durable {
+                    if durable && class == StorageClass::Standard {
                         slot.backend.put(&key, obj).await
+                    } else if durable {
+                        slot.backend.put_unsynced_in(&key, obj, class).await?;
+                        slot.backend.sync().await
                     } else {
                         let len = obj.len() as u64;
-                        slot.backend.put_unsynced(&key, obj).await?;
+                        slot.backend.put_unsynced_in(&key, obj, class).await?;
                         flush
                             .stored
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -902,8 +923,8 @@ impl Volume {
         let dels = rec.placement.iter().enumerate().map(|(i, s)| {
             let slot = self.slot(*s).clone();
             let s = *s;
+            let key = rec.shard_key(&id, i);
             async move {
-                let key = shard_key(&id, i);
                 self.guarded(s, slot.backend.delete(&key))
                     .await
                     .map_err(|e| ShardFailure {

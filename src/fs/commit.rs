@@ -9,10 +9,10 @@
 use super::file::{is_zero, read_full_at, FileState, OpenFile};
 use super::{Errno, Fs, FsResult, RefDelta};
 use crate::data::chunker::{segments, Chunking, Cutter, Segment};
-use crate::data::erasure::Layout;
 use crate::format::{ChunkId, ChunkRecord, ChunkRef, ContentRecord, Kind, Nanos};
 use crate::meta::index::BatchExt;
 use crate::meta::Batch;
+use crate::policy::rules::{FileFacts, Rule};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rangemap::RangeSet;
@@ -104,7 +104,7 @@ pub(super) struct ChunkStore {
 impl ChunkStore {
     /// Stores one chunk (at `off` in its file) unless the volume has it already;
     /// a chunk of zeros is a hole, stored nowhere. The caller holds a seal slot.
-    pub(super) async fn store(&self, off: u64, data: Bytes, layout: Layout) -> FsResult<Sealed> {
+    pub(super) async fn store(&self, off: u64, data: Bytes, rule: &Rule) -> FsResult<Sealed> {
         let len = data.len() as u32;
         let sealer = self.vol.sealer.clone();
         let (data, id) =
@@ -130,7 +130,7 @@ impl ChunkStore {
             None => match self.guards.stored(&id) {
                 Some((rec, missing)) => (rec, missing, false),
                 None => {
-                    let (rec, missing) = self.vol.store_chunk(id, data, layout).await?;
+                    let (rec, missing) = self.vol.store_chunk(id, data, rule).await?;
                     self.vol.flush_if_due();
                     self.guards.remember(id, rec.clone(), missing.clone());
                     (rec, missing, true)
@@ -146,6 +146,48 @@ impl ChunkStore {
 }
 
 impl Fs {
+    /// The placement rule that takes file `ino` with `size` bytes now.
+    pub(super) fn rule_for(&self, ino: u64, size: u64) -> FsResult<Arc<Rule>> {
+        let set = &self.vol.policies;
+        if set.rules.len() == 1 {
+            return Ok(set.default_rule().clone());
+        }
+        let path = self.path_of(ino)?.unwrap_or_default();
+        let uid = self.inode(ino)?.uid;
+        Ok(set
+            .choose(&FileFacts {
+                path: &path,
+                size,
+                uid,
+            })
+            .clone())
+    }
+
+    /// The rule that takes file `ino` whatever size it grows to from `size`
+    /// (a file written from its start); `None` while a size bound could still
+    /// change it.
+    pub(super) fn settled_rule(&self, ino: u64, size: u64) -> FsResult<Option<Arc<Rule>>> {
+        let set = &self.vol.policies;
+        if set.rules.len() == 1 {
+            return Ok(Some(set.default_rule().clone()));
+        }
+        let path = self.path_of(ino)?.unwrap_or_default();
+        let uid = self.inode(ino)?.uid;
+        Ok(set
+            .settled(&FileFacts {
+                path: &path,
+                size,
+                uid,
+            })
+            .cloned())
+    }
+
+    /// The rule name a content record keeps (none for the rule of a volume
+    /// without rules: its records stay as they were).
+    fn recorded_rule(rule: &Rule) -> Option<String> {
+        (!rule.legacy).then(|| rule.name.clone())
+    }
+
     pub(super) fn chunk_store(&self) -> ChunkStore {
         ChunkStore {
             vol: self.vol.clone(),
@@ -155,15 +197,13 @@ impl Fs {
     }
 
     /// Stores one chunk once a seal slot is free (see `ChunkStore::store`).
-    async fn seal_data(&self, off: u64, data: Vec<u8>, layout: Layout) -> FsResult<Sealed> {
+    async fn seal_data(&self, off: u64, data: Vec<u8>, rule: &Rule) -> FsResult<Sealed> {
         let _slot = self
             .seal_slots
             .acquire()
             .await
             .expect("seal semaphore is never closed");
-        self.chunk_store()
-            .store(off, Bytes::from(data), layout)
-            .await
+        self.chunk_store().store(off, Bytes::from(data), rule).await
     }
 
     /// Bytes `[off, off + len)` of `src`.
@@ -212,7 +252,7 @@ impl Fs {
         &self,
         src: &Source<'_>,
         range: Range<u64>,
-        layout: Layout,
+        rule: &Rule,
         progress: &(dyn Fn(u64, bool) + Sync),
     ) -> FsResult<Vec<Sealed>> {
         // Many commits at once (many files closed together) take turns here.
@@ -254,7 +294,7 @@ impl Fs {
                 cutter.push(&bytes);
                 pos += n;
                 while let Some((off, chunk)) = cutter.next_chunk(pos == data.end) {
-                    inflight.push(self.seal_data(off, chunk, layout));
+                    inflight.push(self.seal_data(off, chunk, rule));
                     while inflight.len() >= self.opts.upload_concurrency {
                         let s = inflight.next().await.expect("not empty");
                         done(s, &mut sealed)?;
@@ -317,6 +357,7 @@ impl Fs {
             k: template.k,
             m: template.m,
             chunks,
+            rule: template.rule.clone(),
         };
         {
             let _g = self.meta.lock().await;
@@ -402,15 +443,14 @@ impl Fs {
         if st.dirty.is_empty() && !st.meta_dirty {
             return Ok(());
         }
-        let layout = Layout {
-            k: st.content.k as usize,
-            m: st.content.m as usize,
-        };
+        // The rule that takes the file as it is now (path, size, owner) places
+        // its new chunks; those it keeps stay where they are.
+        let rule = self.rule_for(of.ino, st.size)?;
         let regions = Self::regions(st);
         let mut sealed = Vec::new();
         for r in &regions {
             sealed.extend(
-                self.cut_region(&Source::Open(st), r.clone(), layout, &|_, _| {})
+                self.cut_region(&Source::Open(st), r.clone(), &rule, &|_, _| {})
                     .await?,
             );
         }
@@ -438,8 +478,14 @@ impl Fs {
         let n_streamed = streamed.len();
         let mut all = streamed;
         all.extend(sealed);
+        let template = ContentRecord {
+            k: rule.layout.k as u8,
+            m: rule.layout.m as u8,
+            rule: Self::recorded_rule(&rule),
+            ..st.content.clone()
+        };
         let stored = self
-            .store_content(of.ino, chunks, &all, &st.content, st.size, st.mtime)
+            .store_content(of.ino, chunks, &all, &template, st.size, st.mtime)
             .await;
         let content = match stored {
             Ok(c) => c,
@@ -481,15 +527,17 @@ impl Fs {
         if self.files.lock().unwrap().contains_key(&ino) {
             return Err(Errno::EBUSY);
         }
+        let rule = self.rule_for(ino, size)?;
         let template = ContentRecord {
             chunk_size: self.opts.chunking.avg,
-            k: self.vol.layout.k as u8,
-            m: self.vol.layout.m as u8,
+            k: rule.layout.k as u8,
+            m: rule.layout.m as u8,
             chunks: Vec::new(),
+            rule: Self::recorded_rule(&rule),
         };
         let src = Arc::new(src);
         let sealed = self
-            .cut_region(&Source::Local(&src), 0..size, self.vol.layout, progress)
+            .cut_region(&Source::Local(&src), 0..size, &rule, progress)
             .await?;
         // Opened through the mount meanwhile: that writer's content would meet
         // this one; the import gives way (shards it uploaded for no other file

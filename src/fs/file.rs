@@ -275,6 +275,7 @@ impl Fs {
             k: self.vol.layout.k as u8,
             m: self.vol.layout.m as u8,
             chunks: Vec::new(),
+            rule: None,
         });
         let starts = starts_of(&content);
         let of = Arc::new(OpenFile {
@@ -575,7 +576,7 @@ impl Fs {
             .accepts_changes()
             .map_err(crate::meta::index::IndexError::from)?;
         // A sequential write is cut and stored as it arrives (see `stream`).
-        if self.stream_write(&mut st, offset, data).await? {
+        if self.stream_write(of.ino, &mut st, offset, data).await? {
             st.size = st.size.max(end);
             self.touch(&of, &mut st);
             return Ok(data.len() as u32);

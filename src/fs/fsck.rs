@@ -17,7 +17,7 @@
 use super::{Errno, Fs, FsResult};
 use crate::format::{
     decode_record, encode_record, keys, parse_shard_key, ChunkId, ChunkRecord, ChunkRef,
-    ContentRecord, DirentRecord, InodeRecord, Kind, TreeId, TreeRecord, TreeRefs,
+    ContentRecord, DirentRecord, InodeRecord, Kind, ShardName, TreeId, TreeRecord, TreeRefs,
 };
 use crate::meta::index::{BatchExt, ROOT_INO};
 use crate::meta::Batch;
@@ -711,7 +711,7 @@ impl Fs {
             listed.insert(slot as u16);
             for o in objects {
                 r.shards += 1;
-                let Some((id, index)) = parse_shard_key(&o.key) else {
+                let Some(ShardName { id, layout, index }) = parse_shard_key(&o.key) else {
                     r.found(format!(
                         "backend {name} holds {:?}, which is not a shard: left alone",
                         o.key
@@ -723,7 +723,9 @@ impl Fs {
                 // from a cut-short upload of the same content).
                 let placed = queued.contains(&id)
                     || chunks.get(&id).is_some_and(|c| {
-                        !c.is_inline() && c.placement.get(index) == Some(&(slot as u16))
+                        !c.is_inline()
+                            && c.key_layout() == layout
+                            && c.placement.get(index) == Some(&(slot as u16))
                     });
                 if placed {
                     present.entry((id, index)).or_default().insert(slot as u16);
@@ -803,7 +805,14 @@ mod tests {
     fn shard_keys_parse_back() {
         let id = crate::format::ChunkId::of(b"x");
         let k = crate::format::shard_key(&id, 5);
-        assert_eq!(crate::format::parse_shard_key(&k), Some((id, 5)));
+        assert_eq!(
+            crate::format::parse_shard_key(&k),
+            Some(crate::format::ShardName {
+                id,
+                layout: None,
+                index: 5
+            })
+        );
         assert_eq!(crate::format::parse_shard_key("chunks/zz/nothing"), None);
         assert_eq!(crate::format::parse_shard_key("cloudraid.volume"), None);
     }

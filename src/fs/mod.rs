@@ -16,6 +16,7 @@ pub mod fsck;
 mod guards;
 mod names;
 mod namespace;
+mod paths;
 mod release;
 pub mod restore;
 pub mod scrub;
@@ -187,6 +188,8 @@ pub struct Fs {
     snap_lock: tokio::sync::Mutex<()>,
     /// The read-only view of the snapshots under `/.snapshots`.
     view: snapview::SnapView,
+    /// The last name each inode was reached by (see `paths`).
+    names: paths::Names,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -337,6 +340,7 @@ impl Fs {
             inode_invalidator: std::sync::OnceLock::new(),
             staging_full: Mutex::new(None),
             kernel_refs: Mutex::new(HashMap::new()),
+            names: Default::default(),
             snap_lock: tokio::sync::Mutex::new(()),
             view: snapview::SnapView::default(),
         });

@@ -26,6 +26,7 @@ impl Fs {
             b".." => p.parent,
             _ => self.idx.dirent(parent, name)?.ok_or(Errno::ENOENT)?.ino,
         };
+        self.names.learn(parent, name, ino);
         self.getattr(ino).await
     }
 
@@ -50,6 +51,7 @@ impl Fs {
         };
         let attr = self.attr_of(ino, &self.inode(ino)?);
         *refs.entry(ino).or_default() += 1;
+        self.names.learn(parent, name, ino);
         Ok(attr)
     }
 
@@ -76,6 +78,7 @@ impl Fs {
                 }
                 Some(_) => {
                     refs.remove(&ino);
+                    self.names.forget(ino);
                     true
                 }
                 None => false,

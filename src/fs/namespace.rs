@@ -76,6 +76,7 @@ impl Fs {
             p.nlink += 1;
         }
         b.put_dirent(parent, name, &DirentRecord { ino, kind, cookie });
+        self.names.learn(parent, name, ino);
     }
 
     async fn create_node(
@@ -110,6 +111,7 @@ impl Fs {
                     k: self.vol.layout.k as u8,
                     m: self.vol.layout.m as u8,
                     chunks: Vec::new(),
+                    rule: None,
                 },
             );
         }
@@ -583,6 +585,7 @@ impl Fs {
                 },
             );
             b.put_inode(src.ino, &r);
+            self.names.learn(newparent, newname, src.ino);
         }
         for (ino, mut p) in parents {
             p.mtime = now;

@@ -8,8 +8,8 @@ use crate::config::human;
 use crate::data::erasure::{verify_shard, Layout};
 use crate::data::volume::{Volume, VolumeError};
 use crate::format::{
-    keys, shard_key, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, Kind,
-    VolumeMarker, MARKER_KEY,
+    keys, ChunkId, ChunkRecord, ChunkRef, ContentRecord, DirentRecord, Kind, VolumeMarker,
+    MARKER_KEY,
 };
 use crate::meta::index::Index;
 use crate::store::StoreError;
@@ -120,7 +120,7 @@ async fn check(vol: &Volume, id: ChunkId, rec: &ChunkRecord, i: usize) -> Verdic
         k: rec.k as usize,
         m: rec.m as usize,
     };
-    match slot.backend.get(&shard_key(&id, i)).await {
+    match slot.backend.get(&rec.shard_key(&id, i)).await {
         Err(StoreError::NotFound(_)) => Verdict::Missing,
         Err(e) => Verdict::Unreachable(e.to_string()),
         Ok(obj) => match verify_shard(&obj, vol.id, &id, i, layout, rec.sealed_len as usize) {

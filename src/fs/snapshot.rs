@@ -459,6 +459,7 @@ impl Fs {
                             k: self.vol.layout.k as u8,
                             m: self.vol.layout.m as u8,
                             chunks: Vec::new(),
+                            rule: None,
                         }));
                     }
                     Kind::Dir => {

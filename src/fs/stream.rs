@@ -26,9 +26,10 @@ use super::commit::Sealed;
 use super::file::FileState;
 use super::{Errno, Fs, FsResult};
 use crate::data::chunker::Cutter;
-use crate::data::erasure::Layout;
+use crate::policy::rules::Rule;
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinHandle;
 
@@ -43,6 +44,8 @@ pub(super) struct Stream {
     /// Where the next sequential write continues.
     pos: u64,
     inflight: VecDeque<InFlight>,
+    /// The placement rule its chunks are stored under (settled when it began).
+    rule: Arc<Rule>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -56,13 +59,6 @@ impl Drop for Stream {
 }
 
 impl FileState {
-    fn layout(&self) -> Layout {
-        Layout {
-            k: self.content.k as usize,
-            m: self.content.m as usize,
-        }
-    }
-
     /// Whether a write at `offset` may start a stream: it continues the file at
     /// its end, everything before is in the chunk list, and the list ends at
     /// the start of the file or at a content-defined cut.
@@ -81,6 +77,7 @@ impl Fs {
     /// is settled first).
     pub(super) async fn stream_write(
         &self,
+        ino: u64,
         st: &mut FileState,
         offset: u64,
         data: &[u8],
@@ -95,6 +92,11 @@ impl Fs {
                 if !st.may_stream(offset) {
                     return Ok(false);
                 }
+                // A rule with a size bound the file may still cross decides
+                // at the commit: until then the file is staged.
+                let Some(rule) = self.settled_rule(ino, offset)? else {
+                    return Ok(false);
+                };
                 let Ok(slot) = self.stream_slots.clone().try_acquire_owned() else {
                     return Ok(false);
                 };
@@ -102,16 +104,16 @@ impl Fs {
                     cutter: Cutter::new(self.opts.chunking, offset),
                     pos: offset,
                     inflight: VecDeque::new(),
+                    rule,
                     _slot: slot,
                 });
             }
         }
-        let layout = st.layout();
         let s = st.stream.as_mut().expect("stream present");
         s.cutter.push(data);
         s.pos = offset + data.len() as u64;
         while let Some((off, chunk)) = s.cutter.next_chunk(false) {
-            self.send(s, off, chunk, layout, true).await;
+            self.send(s, off, chunk, true).await;
         }
         // Chunks stored meanwhile join the chunk list; one that could not be
         // stored is staged, and the commit tries it again.
@@ -120,7 +122,7 @@ impl Fs {
     }
 
     /// Hands one chunk to a task of its own once a seal slot is free.
-    async fn send(&self, s: &mut Stream, off: u64, chunk: Vec<u8>, layout: Layout, natural: bool) {
+    async fn send(&self, s: &mut Stream, off: u64, chunk: Vec<u8>, natural: bool) {
         let slot = self
             .seal_slots
             .clone()
@@ -128,12 +130,13 @@ impl Fs {
             .await
             .expect("seal semaphore is never closed");
         let store = self.chunk_store();
+        let rule = s.rule.clone();
         let bytes = Bytes::from(chunk);
         s.inflight.push_back((
             natural,
             tokio::spawn(async move {
                 let _slot = slot;
-                let r = store.store(off, bytes.clone(), layout).await;
+                let r = store.store(off, bytes.clone(), &rule).await;
                 (off, bytes, r)
             }),
         ));
@@ -225,13 +228,12 @@ impl Fs {
     /// Ends the stream before a commit: the rest is cut (its last chunk ends
     /// at the end of the data) and every chunk stored.
     pub(super) async fn finish_stream(&self, st: &mut FileState) -> FsResult<()> {
-        let layout = st.layout();
         let Some(s) = st.stream.as_mut() else {
             return Ok(());
         };
         while let Some((off, chunk)) = s.cutter.next_chunk(true) {
             let natural = s.cutter.pending() > 0;
-            self.send(s, off, chunk, layout, natural).await;
+            self.send(s, off, chunk, natural).await;
         }
         // A chunk that could not be stored fails this commit (it is staged, for
         // the next one), as a staged chunk's upload would.

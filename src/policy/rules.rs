@@ -34,6 +34,9 @@ pub struct Rule {
     /// shards are dealt round the backends as they always were, and
     /// [`PolicySet::warnings`] says what that risks).
     pub bounded: bool,
+    /// The implicit rule of a volume without `[[policy]]`: its chunks keep the
+    /// records and shard keys chunks had before rules (no classes).
+    pub legacy: bool,
     matcher: Option<Matcher>,
 }
 
@@ -269,6 +272,8 @@ impl PolicySet {
                 .as_ref()
                 .map(|m| compile_match(m).map_err(|e| format!("{at}: {e}")))
                 .transpose()?;
+            let legacy = cfg.policies.is_empty()
+                && candidates.iter().all(|c| c.class == StorageClass::Standard);
             rules.push(Arc::new(Rule {
                 name: p.name.clone(),
                 index,
@@ -277,6 +282,7 @@ impl PolicySet {
                 rotate,
                 allow_archive_only: p.allow_archive_only,
                 bounded,
+                legacy,
                 matcher,
             }));
         }
@@ -285,6 +291,33 @@ impl PolicySet {
             domains,
             warnings,
         })
+    }
+
+    /// The rules of a volume without `[[policy]]` over `slots` backends, each
+    /// a domain of its own, all in their standard class.
+    pub fn uniform(layout: Layout, slots: usize) -> PolicySet {
+        let candidates: Vec<Candidate> = (0..slots)
+            .map(|i| Candidate {
+                slot: i as u16,
+                domain: i as u16,
+                class: StorageClass::Standard,
+            })
+            .collect();
+        PolicySet {
+            rules: vec![Arc::new(Rule {
+                name: DEFAULT_RULE.into(),
+                index: 0,
+                layout,
+                bounded: place::fits(layout, &candidates),
+                candidates,
+                rotate: true,
+                allow_archive_only: false,
+                legacy: true,
+                matcher: None,
+            })],
+            domains: (0..slots).map(|i| format!("backend:{i}")).collect(),
+            warnings: Vec::new(),
+        }
     }
 
     /// The rule that takes `f`: the first that matches.

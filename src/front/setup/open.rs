@@ -282,7 +282,8 @@ fn build(
         sealer,
     )
     .with_write_quorum(v.write_quorum())
-    .with_inline_max(v.inline_max.0 as usize);
+    .with_inline_max(v.inline_max.0 as usize)
+    .with_policies(crate::policy::rules::PolicySet::compile(config)?);
     // Unreachable backends start down: reads and writes skip them at once, and
     // the mount's prober brings them back when they answer.
     for (i, e) in probe.unreachable {
