@@ -162,6 +162,29 @@ impl ShardHeader {
     /// Parses the header and checks the payload that follows it against the header's
     /// length and checksum. Returns the header and the payload's offset.
     pub fn decode_and_verify(obj: &[u8]) -> Result<(ShardHeader, usize), HeaderError> {
+        let (h, hlen) = Self::decode_head(obj)?;
+        h.check_payload(&obj[hlen..])?;
+        Ok((h, hlen))
+    }
+
+    /// As [`decode_and_verify`](Self::decode_and_verify), for a shard read in two
+    /// parts: `head`, exactly its header, and `payload`, everything after it.
+    pub fn decode_and_verify_parts(
+        head: &[u8],
+        payload: &[u8],
+    ) -> Result<ShardHeader, HeaderError> {
+        let (h, hlen) = Self::decode_head(head)?;
+        if hlen != head.len() {
+            // (A longer header than `head` holds was refused by `decode_head`.)
+            return Err(HeaderError::TooShort(head.len()));
+        }
+        h.check_payload(payload)?;
+        Ok(h)
+    }
+
+    /// The header at the start of `obj` (checked: magic, version, its own
+    /// checksum) and its length.
+    fn decode_head(obj: &[u8]) -> Result<(ShardHeader, usize), HeaderError> {
         if obj.len() < 12 {
             return Err(HeaderError::TooShort(obj.len()));
         }
@@ -193,17 +216,21 @@ impl ShardHeader {
             payload_len: u32::from_le_bytes(obj[68..72].try_into().unwrap()),
             payload_crc: u32::from_le_bytes(obj[72..76].try_into().unwrap()),
         };
-        let payload = &obj[hlen..];
-        if payload.len() != h.payload_len as usize {
+        Ok((h, hlen))
+    }
+
+    /// Checks a payload against the header's length and checksum.
+    fn check_payload(&self, payload: &[u8]) -> Result<(), HeaderError> {
+        if payload.len() != self.payload_len as usize {
             return Err(HeaderError::PayloadLength {
-                expected: h.payload_len,
+                expected: self.payload_len,
                 actual: payload.len(),
             });
         }
-        if crc32fast::hash(payload) != h.payload_crc {
+        if crc32fast::hash(payload) != self.payload_crc {
             return Err(HeaderError::PayloadChecksum);
         }
-        Ok((h, hlen))
+        Ok(())
     }
 }
 

@@ -127,9 +127,44 @@ pub fn verify_shard(
     layout: Layout,
     chunk_len: usize,
 ) -> Result<Bytes, CodecError> {
-    let bad = |reason: String| CodecError::BadShard { index, reason };
     let (h, off) =
-        ShardHeader::decode_and_verify(obj).map_err(|e: HeaderError| bad(e.to_string()))?;
+        ShardHeader::decode_and_verify(obj).map_err(|e: HeaderError| CodecError::BadShard {
+            index,
+            reason: e.to_string(),
+        })?;
+    expected_header(&h, volume, id, index, layout, chunk_len)?;
+    Ok(obj.slice(off..))
+}
+
+/// [`verify_shard`] for a shard read in two parts (`Backend::get_into`): `head`,
+/// exactly its header, and `payload`, the rest. The same checks.
+pub fn verify_shard_parts(
+    head: &[u8],
+    payload: &[u8],
+    volume: VolumeId,
+    id: &ChunkId,
+    index: usize,
+    layout: Layout,
+    chunk_len: usize,
+) -> Result<(), CodecError> {
+    let h =
+        ShardHeader::decode_and_verify_parts(head, payload).map_err(|e| CodecError::BadShard {
+            index,
+            reason: e.to_string(),
+        })?;
+    expected_header(&h, volume, id, index, layout, chunk_len)
+}
+
+/// Whether a (checked) shard header is the one the index expects.
+fn expected_header(
+    h: &ShardHeader,
+    volume: VolumeId,
+    id: &ChunkId,
+    index: usize,
+    layout: Layout,
+    chunk_len: usize,
+) -> Result<(), CodecError> {
+    let bad = |reason: String| CodecError::BadShard { index, reason };
     if h.volume != volume {
         return Err(bad(format!("belongs to another volume ({})", h.volume)));
     }
@@ -145,7 +180,52 @@ pub fn verify_shard(
     if h.payload_len as usize != layout.payload_len(chunk_len) {
         return Err(bad("payload length differs from the geometry".into()));
     }
-    Ok(obj.slice(off..))
+    Ok(())
+}
+
+/// Rebuilds, in place, the data payloads of a chunk that are missing: `data` holds
+/// the k data payloads back to back (each `data.len() / k` bytes; those not in
+/// `present` are overwritten), `parity` the m parity payloads (`None` where
+/// missing). Needs k payloads in all; opening the chunk checks what was rebuilt.
+pub fn rebuild_in_place(
+    layout: Layout,
+    data: &mut [u8],
+    present: &[bool],
+    parity: Vec<Option<&mut [u8]>>,
+) -> Result<(), CodecError> {
+    assert_eq!(present.len(), layout.k);
+    assert_eq!(parity.len(), layout.m);
+    assert_eq!(data.len() % layout.k, 0);
+    let have =
+        present.iter().filter(|p| **p).count() + parity.iter().filter(|p| p.is_some()).count();
+    if have < layout.k {
+        return Err(CodecError::NotEnoughShards {
+            have,
+            need: layout.k,
+        });
+    }
+    if present.iter().all(|p| *p) {
+        return Ok(());
+    }
+    let plen = data.len() / layout.k;
+    let rs = ReedSolomon::new(layout.k, layout.m).map_err(|_| CodecError::BadParameters {
+        k: layout.k,
+        m: layout.m,
+    })?;
+    let mut shards: Vec<(&mut [u8], bool)> = data
+        .chunks_mut(plen)
+        .zip(present)
+        .map(|(d, p)| (d, *p))
+        .chain(parity.into_iter().map(|p| match p {
+            Some(p) => (p, true),
+            None => (&mut [][..], false),
+        }))
+        .collect();
+    rs.reconstruct_data(&mut shards)
+        .map_err(|_| CodecError::NotEnoughShards {
+            have,
+            need: layout.k,
+        })
 }
 
 /// Rebuilds a sealed chunk of `chunk_len` bytes from verified payloads (`None`
@@ -359,6 +439,78 @@ mod tests {
             locate_altered(&payloads, layout, data.len(), Some(&opens)),
             Some(1)
         );
+    }
+
+    #[test]
+    fn rebuilt_in_place_as_decoded() {
+        let vol = VolumeId([3; 16]);
+        let data: Vec<u8> = (0..10_001u32).map(|i| (i * 29 % 241) as u8).collect();
+        let id = ChunkId::of(&data);
+        let layout = Layout::new(4, 2).unwrap();
+        let plen = layout.payload_len(data.len());
+        let payloads = payloads_of(vol, id, &data, layout);
+        for drop in [vec![], vec![0], vec![3], vec![1, 2], vec![0, 5], vec![4, 5]] {
+            let mut joined = vec![0xAA; 4 * plen];
+            let present: Vec<bool> = (0..4).map(|i| !drop.contains(&i)).collect();
+            for i in 0..4 {
+                if present[i] {
+                    joined[i * plen..(i + 1) * plen].copy_from_slice(&payloads[i]);
+                }
+            }
+            let mut parity: Vec<Vec<u8>> = (4..6).map(|i| payloads[i].to_vec()).collect();
+            let parity_refs = parity
+                .iter_mut()
+                .enumerate()
+                .map(|(j, p)| (!drop.contains(&(4 + j))).then_some(&mut p[..]))
+                .collect();
+            rebuild_in_place(layout, &mut joined, &present, parity_refs).unwrap();
+            assert_eq!(&joined[..data.len()], &data[..], "lost {drop:?}");
+        }
+        // Three of six gone: not enough.
+        let mut joined = vec![0; 4 * plen];
+        let mut p4 = payloads[4].to_vec();
+        assert_eq!(
+            rebuild_in_place(
+                layout,
+                &mut joined,
+                &[true, false, false, true],
+                vec![Some(&mut p4[..]), None]
+            ),
+            Err(CodecError::NotEnoughShards { have: 3, need: 4 })
+        );
+    }
+
+    #[test]
+    fn a_shard_checks_the_same_whole_or_in_two_parts() {
+        let vol = VolumeId([4; 16]);
+        let data: Vec<u8> = (0..3000u32).map(|i| (i % 199) as u8).collect();
+        let id = ChunkId::of(&data);
+        let layout = Layout::new(2, 1).unwrap();
+        let objs = encode(vol, id, &data, layout).unwrap();
+        let parts = |o: &[u8], i: usize, id: &ChunkId| {
+            let (h, p) = o.split_at(SHARD_HEADER_LEN);
+            verify_shard_parts(h, p, vol, id, i, layout, data.len())
+        };
+        let whole = |o: &[u8], i: usize, id: &ChunkId| {
+            verify_shard(&Bytes::copy_from_slice(o), vol, id, i, layout, data.len()).map(|_| ())
+        };
+        for i in 0..3 {
+            assert_eq!(parts(&objs[i], i, &id), Ok(()));
+            assert_eq!(whole(&objs[i], i, &id), Ok(()));
+            // Wrong index, wrong chunk, a flipped payload bit, a flipped header bit.
+            let j = (i + 1) % 3;
+            assert_eq!(parts(&objs[i], j, &id), whole(&objs[i], j, &id));
+            assert!(parts(&objs[i], j, &id).is_err());
+            let other = ChunkId([9; 32]);
+            assert_eq!(parts(&objs[i], i, &other), whole(&objs[i], i, &other));
+            assert!(parts(&objs[i], i, &other).is_err());
+            for at in [5, 70, SHARD_HEADER_LEN + 3, objs[i].len() - 1] {
+                let mut v = objs[i].to_vec();
+                v[at] ^= 0x10;
+                assert_eq!(parts(&v, i, &id), whole(&v, i, &id), "bit at {at}");
+                assert!(parts(&v, i, &id).is_err(), "bit at {at}");
+            }
+        }
     }
 
     #[test]

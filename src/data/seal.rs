@@ -14,7 +14,7 @@ use crate::data::keys::{Keys, Secret32};
 use crate::format::{ChunkId, VolumeId, SHARD_FORMAT_VERSION};
 use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::OsRng;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hmac::{Hmac, Mac};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use std::sync::Arc;
@@ -221,11 +221,13 @@ impl ChunkSealer {
     }
 
     /// As [`open`](Self::open), taking the sealed blob: an encrypted chunk is
-    /// decrypted in place and returned as a view of the blob (no copy).
+    /// decrypted in place and returned as a view of the blob (no copy; stored
+    /// uncompressed, as incompressible chunks are, nothing else is done to it).
+    /// The blob's bytes are undefined after an error.
     pub fn open_owned(
         &self,
         id: &ChunkId,
-        mut blob: Vec<u8>,
+        mut blob: BytesMut,
         len: usize,
     ) -> Result<Bytes, SealError> {
         let flags = *blob
@@ -247,7 +249,7 @@ impl ChunkSealer {
             )
             .map_err(|_| SealError::Authentication)?
             .len();
-        let body = Bytes::from(blob).slice(1 + NONCE_LEN..1 + NONCE_LEN + n);
+        let body = blob.freeze().slice(1 + NONCE_LEN..1 + NONCE_LEN + n);
         let data = if flags & FLAG_COMPRESSED != 0 {
             Bytes::from(
                 zstd::bulk::decompress(&body, len)
@@ -417,16 +419,22 @@ mod tests {
             let text = b"the same words again and again ".repeat(1000);
             let id = s.id_of(&text).unwrap();
             let blob = s.seal(&id, &text).unwrap();
-            assert_eq!(s.open_owned(&id, blob.clone(), text.len()).unwrap(), text);
+            assert_eq!(
+                s.open_owned(&id, BytesMut::from(&blob[..]), text.len())
+                    .unwrap(),
+                text
+            );
             let mut bad = blob.clone();
             let last = bad.len() - 1;
             bad[last] ^= 1;
             assert_eq!(
-                s.open_owned(&id, bad, text.len()),
+                s.open_owned(&id, BytesMut::from(&bad[..]), text.len()),
                 Err(SealError::Authentication)
             );
             let other = s.id_of(b"other").unwrap();
-            assert!(s.open_owned(&other, blob, text.len()).is_err());
+            assert!(s
+                .open_owned(&other, BytesMut::from(&blob[..]), text.len())
+                .is_err());
         }
     }
 

@@ -13,12 +13,12 @@
 use crate::data::cache::ChunkCache;
 use crate::data::erasure::{self, CodecError, Layout};
 use crate::data::seal::{ChunkSealer, SealError};
-use crate::format::{ChunkId, ChunkRecord, VolumeId, MARKER_KEY};
+use crate::format::{ChunkId, ChunkRecord, VolumeId, MARKER_KEY, SHARD_HEADER_LEN};
 use crate::policy::class::StorageClass;
 use crate::policy::rules::{PolicySet, Rule};
 use crate::store::health::Health;
 use crate::store::{DynBackend, StoreError, StoreResult};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
@@ -534,6 +534,61 @@ impl Volume {
             .map_err(|e| fail(e.to_string()))
     }
 
+    /// Fetches shard `i` of a chunk, its payload appended to `piece` (read there
+    /// by the backend directly), and checks it as `fetch_shard` does. A shard that
+    /// does not check is read again whole through `fetch_shard`, which names what
+    /// is wrong with it. Gives the piece back either way, with nothing appended
+    /// when the shard is unusable.
+    async fn fetch_shard_into(
+        &self,
+        id: ChunkId,
+        rec: &ChunkRecord,
+        i: usize,
+        mut piece: BytesMut,
+    ) -> (BytesMut, Result<(), ShardFailure>) {
+        let slot = self.slot(rec.placement[i]);
+        let layout = Layout {
+            k: rec.k as usize,
+            m: rec.m as usize,
+        };
+        let sealed_len = rec.sealed_len as usize;
+        let plen = layout.payload_len(sealed_len);
+        let start = piece.len();
+        let key = rec.shard_key(&id, i);
+        let mut head = [0u8; SHARD_HEADER_LEN];
+        let read = self
+            .guarded(
+                rec.placement[i],
+                slot.backend.get_into(&key, &mut head, &mut piece, plen),
+            )
+            .await;
+        match read {
+            Ok(size) if size == (SHARD_HEADER_LEN + plen) as u64 => {
+                let payload = piece.get(start..).unwrap_or_default();
+                let checked = erasure::verify_shard_parts(
+                    &head, payload, self.id, &id, i, layout, sealed_len,
+                );
+                if checked.is_ok() {
+                    return (piece, Ok(()));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                piece.truncate(start);
+                let failure = ShardFailure {
+                    index: i,
+                    backend: slot.name.clone(),
+                    reason: e.to_string(),
+                };
+                return (piece, Err(failure));
+            }
+        }
+        piece.truncate(start);
+        let r = self.fetch_shard(id, rec, i).await;
+        let r = r.map(|p| piece.extend_from_slice(&p));
+        (piece, r)
+    }
+
     async fn fetch_chunk(&self, id: ChunkId, rec: &ChunkRecord) -> Result<Bytes, VolumeError> {
         let (_, plain) = self.fetch_sealed(id, rec, false).await?;
         Ok(plain)
@@ -550,27 +605,48 @@ impl Volume {
         let layout = Layout::new(rec.k as usize, rec.m as usize)
             .map_err(|source| VolumeError::Codec { chunk: id, source })?;
         let total = layout.total();
-        let mut payloads: Vec<Option<Bytes>> = vec![None; total];
+        let (sealed_len, len) = (rec.sealed_len as usize, rec.len as usize);
+        let plen = layout.payload_len(sealed_len);
+        // One buffer for the k data payloads, back to back: each data shard is read
+        // straight into its piece of it, and the pieces joined again cost nothing
+        // (they are still one allocation). Parity shards get buffers of their own.
+        let mut pieces: Vec<Option<BytesMut>> = Vec::with_capacity(total);
+        let mut rest = BytesMut::with_capacity(layout.k * plen);
+        for _ in 1..layout.k {
+            let tail = rest.split_off(plen);
+            pieces.push(Some(std::mem::replace(&mut rest, tail)));
+        }
+        pieces.push(Some(rest));
+        pieces.resize_with(total, || None);
+        let mut got = vec![false; total];
         let mut failures = Vec::new();
         let mut pending = FuturesUnordered::new();
-        let fetch = |i: usize| self.fetch_shard(id, rec, i).map(move |r| (i, r)).boxed();
+        let fetch = |i: usize, piece: BytesMut| {
+            self.fetch_shard_into(id, rec, i, piece)
+                .map(move |(piece, r)| (i, piece, r))
+                .boxed()
+        };
         // In-flight requests: shard index → when to hedge it (start + its backend's p95).
         let mut inflight: HashMap<usize, tokio::time::Instant> = HashMap::new();
         let mut hedged: Vec<usize> = Vec::new();
         let slot_of = |i: usize| rec.placement[i] as usize % self.slots.len();
         let launch = |i: usize,
+                      pieces: &mut Vec<Option<BytesMut>>,
                       pending: &mut FuturesUnordered<_>,
                       inflight: &mut HashMap<usize, tokio::time::Instant>| {
             let after = self.health[slot_of(i)].hedge_delay();
             inflight.insert(i, tokio::time::Instant::now() + after);
-            pending.push(fetch(i));
+            let piece = pieces[i]
+                .take()
+                .unwrap_or_else(|| BytesMut::with_capacity(plen));
+            pending.push(fetch(i, piece));
         };
         // Shards on backends marked down are asked last: they would fail at
         // once, each with a warning, before a parity shard is asked instead.
         let mut order: Vec<usize> = (0..total).collect();
         order.sort_by_key(|&i| self.health[slot_of(i)].is_down());
         for &i in &order[..layout.k] {
-            launch(i, &mut pending, &mut inflight);
+            launch(i, &mut pieces, &mut pending, &mut inflight);
         }
         let mut next = layout.k;
         let mut have = 0;
@@ -588,18 +664,19 @@ impl Volume {
             };
             tokio::select! {
                 done = pending.next() => {
-                    let Some((i, r)) = done else { break };
+                    let Some((i, piece, r)) = done else { break };
                     inflight.remove(&i);
+                    pieces[i] = Some(piece);
                     match r {
-                        Ok(p) => {
-                            payloads[i] = Some(p);
+                        Ok(()) => {
+                            got[i] = true;
                             have += 1;
                         }
                         Err(f) => {
                             tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
                             failures.push(f);
                             if next < total {
-                                launch(order[next], &mut pending, &mut inflight);
+                                launch(order[next], &mut pieces, &mut pending, &mut inflight);
                                 next += 1;
                             }
                         }
@@ -614,7 +691,7 @@ impl Volume {
                     {
                         hedged.push(late);
                         if next < total {
-                            launch(order[next], &mut pending, &mut inflight);
+                            launch(order[next], &mut pieces, &mut pending, &mut inflight);
                             next += 1;
                         }
                     }
@@ -648,13 +725,33 @@ impl Volume {
             tracing::error!("{e}");
             return Err(e);
         }
-        let (sealed_len, len) = (rec.sealed_len as usize, rec.len as usize);
         let sealer = self.sealer.clone();
-        let first = payloads.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let blob = erasure::decode(first, layout, sealed_len)?;
+            // The data pieces joined (a data shard that could not be read leaves
+            // its piece to be rebuilt from parity, in place).
+            let mut data = pieces.drain(..layout.k).zip(&got).map(|(p, ok)| {
+                let mut p = p.unwrap_or_else(|| BytesMut::with_capacity(plen));
+                if !ok {
+                    p.clear();
+                    p.resize(plen, 0);
+                }
+                p
+            });
+            let mut blob = data.next().expect("k is at least 1");
+            for p in data {
+                blob.unsplit(p);
+            }
+            let parity = pieces
+                .iter_mut()
+                .zip(&got[layout.k..])
+                .map(|(p, ok)| p.as_mut().filter(|_| *ok).map(|p| &mut p[..]))
+                .collect();
+            erasure::rebuild_in_place(layout, &mut blob, &got[..layout.k], parity)?;
+            blob.truncate(sealed_len);
             Ok::<_, CodecError>(if keep_blob {
-                sealer.open(&id, &blob, len).map(|p| (blob, Bytes::from(p)))
+                sealer
+                    .open(&id, &blob, len)
+                    .map(|p| (blob.to_vec(), Bytes::from(p)))
             } else {
                 sealer.open_owned(&id, blob, len).map(|p| (Vec::new(), p))
             })
@@ -670,8 +767,10 @@ impl Volume {
                 failures,
             }),
             // A shard passed its checksum but holds other bytes: rebuild from the
-            // others, and name the shards that disagree with the good chunk.
+            // others, and name the shards that disagree with the good chunk. (The
+            // shards read are read again: the chunk was opened in their buffer.)
             Err(first_error) => {
+                let payloads = vec![None; total];
                 self.rebuild_around_altered(id, rec, layout, payloads, failures, first_error)
                     .await
             }

@@ -16,7 +16,7 @@ pub use object::{env_options, open_backend, ObjectBackend};
 
 use crate::policy::class::StorageClass;
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -88,6 +88,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Providers without conditional writes fall back to head-then-put.
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool>;
     async fn get(&self, key: &str) -> StoreResult<Bytes>;
+    /// Reads the whole object `key` into two places: its first `head.len()`
+    /// bytes into `head` and the `body_len` bytes after them appended to `body`
+    /// (reserving room there if it has none). Returns the object's size; an
+    /// object of any other size than `head.len() + body_len` is not read (head
+    /// and body are left as they were). Chunk reads use it to read each shard's
+    /// payload straight into its place in the chunk's buffer.
+    async fn get_into(
+        &self,
+        key: &str,
+        head: &mut [u8],
+        body: &mut BytesMut,
+        body_len: usize,
+    ) -> StoreResult<u64> {
+        get_into_by_get(self, key, head, body, body_len).await
+    }
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
     /// Size of the object, or `None` if it does not exist.
     async fn head(&self, key: &str) -> StoreResult<Option<u64>>;
@@ -121,6 +136,23 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 pub type DynBackend = Arc<dyn Backend>;
+
+/// [`Backend::get_into`] for a provider that can only hand out whole objects: one
+/// `get`, then a copy into `head` and `body`.
+pub async fn get_into_by_get<B: Backend + ?Sized>(
+    backend: &B,
+    key: &str,
+    head: &mut [u8],
+    body: &mut BytesMut,
+    body_len: usize,
+) -> StoreResult<u64> {
+    let obj = backend.get(key).await?;
+    if obj.len() == head.len() + body_len {
+        head.copy_from_slice(&obj[..head.len()]);
+        body.extend_from_slice(&obj[head.len()..]);
+    }
+    Ok(obj.len() as u64)
+}
 
 /// How a cloud client treats a slow or dead provider. The defaults make a dead
 /// provider fail within seconds instead of object_store's minutes.

@@ -4,7 +4,7 @@ use super::archive::{parse_s3_restore, ThawState, ThawTier};
 use super::{Backend, BackendOptions, ClientSettings, ObjectInfo, StoreError, StoreResult};
 use crate::policy::class::{Provider, StorageClass};
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
 use object_store::client::{HttpClient, HttpConnector, ReqwestConnector};
 use object_store::path::Path as ObjPath;
@@ -34,6 +34,8 @@ pub struct ObjectBackend {
     /// For S3 and Azure: what object_store has no call for (restores, tier
     /// changes, archive headers) goes through here (see [`Direct`]).
     direct: Option<Direct>,
+    /// For local folders: the store itself, whose files `get_into` reads directly.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 /// Requests object_store makes no call for, sent with the store's own
@@ -86,6 +88,7 @@ pub fn open_backend(
     let path_prefix = parsed.path().trim_matches('/').to_string();
     let mut unsynced: Option<Arc<dyn ObjectStore>> = None;
     let mut direct = None;
+    let mut local = None;
     let (store, prefix, local_root): (Arc<dyn ObjectStore>, String, Option<PathBuf>) =
         match parsed.scheme() {
             "file" => {
@@ -110,7 +113,9 @@ pub fn open_backend(
                     ));
                 }
                 let prefix = root.to_string_lossy().trim_matches('/').to_string();
-                (Arc::new(store), prefix, Some(root))
+                let store = Arc::new(store);
+                local = Some(store.clone());
+                (store, prefix, Some(root))
             }
             "memory" => {
                 reject_options(url, options)?;
@@ -140,6 +145,7 @@ pub fn open_backend(
         unsynced,
         provider,
         direct,
+        local,
     })
 }
 
@@ -742,6 +748,46 @@ impl Backend for ObjectBackend {
         r.bytes().await.map_err(|e| map_err(key, e))
     }
 
+    /// For a local folder: the object's file is read with positional reads straight
+    /// into `head` and `body` (no intermediate buffer, no zeroing of the room in
+    /// `body`), on one blocking-pool thread.
+    async fn get_into(
+        &self,
+        key: &str,
+        head: &mut [u8],
+        body: &mut BytesMut,
+        body_len: usize,
+    ) -> StoreResult<u64> {
+        let Some(local) = &self.local else {
+            return super::get_into_by_get(self, key, head, body, body_len).await;
+        };
+        self.check_root()?;
+        let path = local
+            .path_to_filesystem(&self.path(key))
+            .map_err(|e| map_err(key, e))?;
+        let mut buf = std::mem::take(body);
+        let mut h = vec![0u8; head.len()];
+        let (h, buf, r) = tokio::task::spawn_blocking(move || {
+            let r = read_split(&path, &mut h, &mut buf, body_len);
+            (h, buf, r)
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("{key}: {e}")))?;
+        *body = buf;
+        match r {
+            Ok(size) => {
+                if size == (head.len() + body_len) as u64 {
+                    head.copy_from_slice(&h);
+                }
+                Ok(size)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::NotFound(key.to_string()))
+            }
+            Err(e) => Err(StoreError::Other(format!("{key}: {e}"))),
+        }
+    }
+
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         self.check_root()?;
         self.store
@@ -812,6 +858,58 @@ fn s3_error_message(body: &str) -> String {
         (Some(c), None) => c,
         _ => body.chars().take(200).collect(),
     }
+}
+
+/// Reads the file at `path` when it is `head.len() + body_len` bytes long: the
+/// first bytes into `head`, the rest appended to `body` (whose room is written by
+/// the kernel without being zeroed first). Returns the file's size either way.
+fn read_split(
+    path: &std::path::Path,
+    head: &mut [u8],
+    body: &mut BytesMut,
+    body_len: usize,
+) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
+    if size != (head.len() + body_len) as u64 {
+        return Ok(size);
+    }
+    f.read_exact_at(head, 0)?;
+    body.reserve(body_len);
+    let room = &mut body.spare_capacity_mut()[..body_len];
+    let mut done = 0;
+    while done < body_len {
+        // SAFETY: the destination is `body_len - done` bytes of `room`, which
+        // `body` owns; pread(2) only writes into it, and the bytes count as
+        // initialised (set_len below) only once all of them were written.
+        let n = unsafe {
+            libc::pread(
+                f.as_raw_fd(),
+                room[done..].as_mut_ptr().cast(),
+                body_len - done,
+                (head.len() + done) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file became shorter while it was read",
+            ));
+        }
+        done += n as usize;
+    }
+    // SAFETY: the `body_len` bytes after the old length were all written above.
+    unsafe { body.set_len(body.len() + body_len) };
+    Ok(size)
 }
 
 /// Flushes the filesystem holding `dir` (every file written there, and the
