@@ -1,7 +1,7 @@
 //! One suite for every storage backend kind reachable here: memory:// and file://.
 //! (Cloud protocol servers join this suite with the emulator harness.)
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cloudraid::policy::class::{Provider, StorageClass};
 use cloudraid::store::{open_backend, Backend, StoreError, ThawState, ThawTier};
 
@@ -39,10 +39,46 @@ async fn suite(b: &dyn Backend, honours_create: bool) {
     let big: Vec<u8> = (0..(9 << 20)).map(|i: u32| (i % 251) as u8).collect();
     b.put("y/big", Bytes::from(big.clone())).await.unwrap();
     assert_eq!(b.get("y/big").await.unwrap().len(), big.len());
+    let mut head = [0u8; 80];
+    let mut body = BytesMut::new();
+    let size = b.get_into("y/big", &mut head, &mut body, big.len() - 80);
+    assert_eq!(size.await.unwrap(), big.len() as u64);
+    assert_eq!((&head[..], &body[..]), (&big[..80], &big[80..]));
     assert_eq!(
         &b.get_range("y/big", 5_000_000..5_000_010).await.unwrap()[..],
         &big[5_000_000..5_000_010]
     );
+    // Read in two parts: the head into a slice, the rest appended to a buffer.
+    b.put("w/split", Bytes::from_static(b"hello world"))
+        .await
+        .unwrap();
+    let mut head = [0u8; 6];
+    let mut body = BytesMut::with_capacity(16);
+    body.extend_from_slice(b">");
+    assert_eq!(
+        b.get_into("w/split", &mut head, &mut body, 5)
+            .await
+            .unwrap(),
+        11
+    );
+    assert_eq!((&head[..], &body[..]), (&b"hello "[..], &b">world"[..]));
+    // An object of another size is not read, only its size is told.
+    let mut head = [7u8; 4];
+    let mut body = BytesMut::new();
+    for body_len in [6, 8] {
+        assert_eq!(
+            b.get_into("w/split", &mut head, &mut body, body_len)
+                .await
+                .unwrap(),
+            11
+        );
+        assert_eq!((head, body.len()), ([7u8; 4], 0));
+    }
+    assert!(matches!(
+        b.get_into("w/none", &mut head, &mut body, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    b.delete("w/split").await.unwrap();
     // Stored without a flush each, readable at once, then flushed together.
     b.put_unsynced("z/s1", Bytes::from_static(b"shard one"))
         .await
@@ -158,6 +194,11 @@ async fn missing_folder_is_unreachable_and_never_recreated() {
     assert!(err.to_string().contains("is the drive mounted"), "{err}");
     assert!(!root.exists(), "a write must not create the missing folder");
     assert!(matches!(b.get("k").await, Err(StoreError::Unavailable(_))));
+    let (mut head, mut body) = ([0u8; 1], bytes::BytesMut::new());
+    assert!(matches!(
+        b.get_into("k", &mut head, &mut body, 0).await,
+        Err(StoreError::Unavailable(_))
+    ));
     let err = b
         .put_unsynced("k", Bytes::from_static(b"v"))
         .await

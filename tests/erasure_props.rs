@@ -2,11 +2,13 @@
 //! encrypt → encode → lose shards → decode → decrypt → decompress), and shard
 //! headers.
 
-use bytes::Bytes;
-use cloudraid::data::erasure::{decode, encode, verify_shard, CodecError, Layout};
+use bytes::{Bytes, BytesMut};
+use cloudraid::data::erasure::{
+    decode, encode, rebuild_in_place, verify_shard, verify_shard_parts, CodecError, Layout,
+};
 use cloudraid::data::keys::{Keys, Secret32};
 use cloudraid::data::seal::{ChunkSealer, Compression};
-use cloudraid::format::{ChunkId, ShardHeader, VolumeId};
+use cloudraid::format::{ChunkId, ShardHeader, VolumeId, SHARD_HEADER_LEN};
 use proptest::prelude::*;
 
 proptest! {
@@ -59,12 +61,38 @@ proptest! {
                 }
                 Some(verify_shard(o, vol, &id, i, layout, sealed.len()).unwrap())
             }).collect();
+            // The read path's way: each shard checked in two parts (header, payload),
+            // the data payloads in one buffer, the missing ones rebuilt there.
+            let plen = layout.payload_len(sealed.len());
+            let mut joined = vec![0x5A; k * plen];
+            let mut parity: Vec<Option<Vec<u8>>> = vec![None; m];
+            let mut present = vec![false; k];
+            for (i, p) in payloads.iter().enumerate() {
+                let Some(p) = p else { continue };
+                let (head, _) = objs[i].split_at(SHARD_HEADER_LEN);
+                prop_assert!(verify_shard_parts(head, p, vol, &id, i, layout, sealed.len()).is_ok());
+                if i < k {
+                    joined[i * plen..(i + 1) * plen].copy_from_slice(p);
+                    present[i] = true;
+                } else {
+                    parity[i - k] = Some(p.to_vec());
+                }
+            }
+            let parity_refs = parity.iter_mut().map(|p| p.as_deref_mut()).collect();
+            let in_place = rebuild_in_place(layout, &mut joined, &present, parity_refs);
             let r = decode(payloads, layout, sealed.len());
             if lost <= m {
-                let opened = sealer.open(&id, &r.unwrap(), data.len()).unwrap();
+                let blob = r.unwrap();
+                in_place.unwrap();
+                prop_assert_eq!(&joined[..sealed.len()], &blob[..]);
+                joined.truncate(sealed.len());
+                let owned = sealer.open_owned(&id, BytesMut::from(&joined[..]), data.len()).unwrap();
+                prop_assert_eq!(&owned[..], &data[..]);
+                let opened = sealer.open(&id, &blob, data.len()).unwrap();
                 prop_assert_eq!(opened, data.clone());
             } else {
                 prop_assert!(matches!(r, Err(CodecError::NotEnoughShards { .. })), "{r:?}");
+                prop_assert!(matches!(in_place, Err(CodecError::NotEnoughShards { .. })), "{in_place:?}");
             }
         }
     }
