@@ -452,9 +452,9 @@ mod tests {
         for drop in [vec![], vec![0], vec![3], vec![1, 2], vec![0, 5], vec![4, 5]] {
             let mut joined = vec![0xAA; 4 * plen];
             let present: Vec<bool> = (0..4).map(|i| !drop.contains(&i)).collect();
-            for i in 0..4 {
-                if present[i] {
-                    joined[i * plen..(i + 1) * plen].copy_from_slice(&payloads[i]);
+            for ((piece, p), ok) in joined.chunks_mut(plen).zip(&payloads).zip(&present) {
+                if *ok {
+                    piece.copy_from_slice(p);
                 }
             }
             let mut parity: Vec<Vec<u8>> = (4..6).map(|i| payloads[i].to_vec()).collect();
@@ -494,18 +494,18 @@ mod tests {
         let whole = |o: &[u8], i: usize, id: &ChunkId| {
             verify_shard(&Bytes::copy_from_slice(o), vol, id, i, layout, data.len()).map(|_| ())
         };
-        for i in 0..3 {
-            assert_eq!(parts(&objs[i], i, &id), Ok(()));
-            assert_eq!(whole(&objs[i], i, &id), Ok(()));
+        for (i, obj) in objs.iter().enumerate() {
+            assert_eq!(parts(obj, i, &id), Ok(()));
+            assert_eq!(whole(obj, i, &id), Ok(()));
             // Wrong index, wrong chunk, a flipped payload bit, a flipped header bit.
             let j = (i + 1) % 3;
-            assert_eq!(parts(&objs[i], j, &id), whole(&objs[i], j, &id));
-            assert!(parts(&objs[i], j, &id).is_err());
+            assert_eq!(parts(obj, j, &id), whole(obj, j, &id));
+            assert!(parts(obj, j, &id).is_err());
             let other = ChunkId([9; 32]);
-            assert_eq!(parts(&objs[i], i, &other), whole(&objs[i], i, &other));
-            assert!(parts(&objs[i], i, &other).is_err());
-            for at in [5, 70, SHARD_HEADER_LEN + 3, objs[i].len() - 1] {
-                let mut v = objs[i].to_vec();
+            assert_eq!(parts(obj, i, &other), whole(obj, i, &other));
+            assert!(parts(obj, i, &other).is_err());
+            for at in [5, 70, SHARD_HEADER_LEN + 3, obj.len() - 1] {
+                let mut v = obj.to_vec();
                 v[at] ^= 0x10;
                 assert_eq!(parts(&v, i, &id), whole(&v, i, &id), "bit at {at}");
                 assert!(parts(&v, i, &id).is_err(), "bit at {at}");
