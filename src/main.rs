@@ -267,6 +267,7 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Snapshot { cmd } => run_snapshot(cmd),
+        Cmd::Policy { cmd } => cli::policy::run_policy(cmd),
         Cmd::Restore {
             config,
             snapshot,

@@ -249,6 +249,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Placement rules ([[policy]] in the config): check them.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
     /// Copy paths of a snapshot to a local folder (like get), or bring them back
     /// into the volume at their old paths (--in-place; nothing is uploaded).
     #[command(
@@ -330,6 +335,25 @@ pub enum Cmd {
     Man {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Check every rule against the backends and failure domains (exit 1 if
+    /// one cannot be met) and print, for each PATH, the rule that takes it and
+    /// where its shards go. Reads the config only.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Volume paths to place (e.g. photos/a.jpg).
+        paths: Vec<String>,
+        /// The size the PATHs are matched with (rules with min_size/max_size).
+        #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+        size: cloudraid::config::Size,
+        /// The owner (uid) the PATHs are matched with (default: yours).
+        #[arg(long, value_name = "UID")]
+        owner: Option<u32>,
     },
 }
 

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod mount;
+pub mod policy;
 pub mod snapshot;
 pub mod tree;
 pub mod volume;

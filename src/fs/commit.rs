@@ -163,6 +163,30 @@ impl Fs {
             .clone())
     }
 
+    /// The rule that will take file `ino` with `size` bytes once it is
+    /// `name` in directory `parent`.
+    fn rule_as(&self, ino: u64, (parent, name): (u64, &[u8]), size: u64) -> FsResult<Arc<Rule>> {
+        let set = &self.vol.policies;
+        if set.rules.len() == 1 {
+            return Ok(set.default_rule().clone());
+        }
+        let dir = self.path_of(parent)?.unwrap_or_default();
+        let name = String::from_utf8_lossy(name);
+        let path = if dir.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{dir}/{name}")
+        };
+        let uid = self.inode(ino)?.uid;
+        Ok(set
+            .choose(&FileFacts {
+                path: &path,
+                size,
+                uid,
+            })
+            .clone())
+    }
+
     /// The rule that takes file `ino` whatever size it grows to from `size`
     /// (a file written from its start); `None` while a size bound could still
     /// change it.
@@ -512,9 +536,14 @@ impl Fs {
     /// `size` bytes of the local file `src`, read and cut into chunks straight into
     /// the volume: no staging copy. Chunks the volume already holds are not
     /// uploaded again. `progress(bytes, uploaded)` is called as each chunk is stored.
+    ///
+    /// `final_name` is the (parent, name) the file will have once imported
+    /// (it is stored under a temporary name, then renamed): its placement rule
+    /// matches that path, not the temporary one.
     pub async fn import(
         &self,
         ino: u64,
+        final_name: (u64, &[u8]),
         src: std::fs::File,
         size: u64,
         mtime: Nanos,
@@ -527,7 +556,7 @@ impl Fs {
         if self.files.lock().unwrap().contains_key(&ino) {
             return Err(Errno::EBUSY);
         }
-        let rule = self.rule_for(ino, size)?;
+        let rule = self.rule_as(ino, final_name, size)?;
         let template = ContentRecord {
             chunk_size: self.opts.chunking.avg,
             k: rule.layout.k as u8,

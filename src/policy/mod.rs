@@ -3,8 +3,10 @@
 //!
 //! - `class`: providers and their storage classes (recorded per shard);
 //! - `place`: where the shards of one chunk go, within failure domains;
-//! - `rules`: the `[[policy]]` rules, compiled, checked and matched to files.
+//! - `rules`: the `[[policy]]` rules, compiled, checked and matched to files;
+//! - `check`: what `cloudraid policy check` prints of them.
 
+pub mod check;
 pub mod class;
 pub mod place;
 pub mod rules;

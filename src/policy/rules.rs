@@ -401,6 +401,9 @@ fn too_few_domains(at: &str, layout: Layout, c: &[Candidate], domains: &[String]
             None => per.push((d, 1)),
         }
     }
+    for p in per.iter_mut() {
+        p.0 = shown_domain(&p.0);
+    }
     let fullest = per
         .iter()
         .max_by_key(|p| p.1)
@@ -415,6 +418,15 @@ fn too_few_domains(at: &str, layout: Layout, c: &[Candidate], domains: &[String]
         per.iter().map(|p| format!("{}: {} backend(s)", p.0, p.1)).collect::<Vec<_>>().join(", "),
         layout.m
     )
+}
+
+/// A domain as messages name it: a backend without a `domain` is one of its
+/// own, `backend NAME`.
+pub fn shown_domain(d: &str) -> String {
+    match d.strip_prefix("backend:") {
+        Some(name) => format!("backend {name}"),
+        None => d.to_string(),
+    }
 }
 
 /// At least k shards of every chunk must be readable without a thaw.

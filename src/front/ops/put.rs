@@ -300,6 +300,7 @@ impl Transfer<'_> {
         let stored = async {
             fs.import(
                 a.ino,
+                (parent, name),
                 reader()?,
                 size,
                 to_nanos(md.modified().unwrap_or(UNIX_EPOCH)),

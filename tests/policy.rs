@@ -1,0 +1,163 @@
+//! Placement rules as a user meets them: `policy check`, and files stored
+//! where their rule says — by `put` without a mount, and through a mount.
+
+mod common;
+
+use common::{assert_one_line_error, can_mount, run, stderr, stdout, Env};
+use std::path::Path;
+
+const RULES: &str = r#"
+[[policy]]
+name = "text"
+match = { extensions = ["txt"] }
+layout = "replicate:2"
+backends = ["b", "a"]
+
+[[policy]]
+name = "default"
+layout = "ec:2+2"
+"#;
+
+/// A volume over folders a, b, c and d with the rules above.
+fn volume(e: &Env) -> String {
+    let cfg = e.p("v.toml");
+    let mut args = vec!["--state-dir".to_string(), e.p("state")];
+    for n in ["a", "b", "c", "d"] {
+        args.push("--backend".into());
+        args.push(e.backend(n));
+    }
+    args.extend(["--chunk-size", "64KiB"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = e.init(&cfg, &args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(RULES);
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// Shard object names under folder `backend` of `e` (file names only).
+fn shards(e: &Env, backend: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let root = Path::new(&e.p(backend)).join("chunks");
+    for fan in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(fan.path()).unwrap().flatten() {
+            out.push(f.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
+/// The shards of layout `tag` (e.g. "1-1") in each of folders a..d.
+fn counts(e: &Env, tag: &str) -> Vec<usize> {
+    ["a", "b", "c", "d"]
+        .iter()
+        .map(|b| {
+            shards(e, b)
+                .iter()
+                .filter(|n| n.contains(&format!(".{tag}.")))
+                .count()
+        })
+        .collect()
+}
+
+#[test]
+fn policy_check_prints_each_rule_and_where_paths_go() {
+    let e = Env::new();
+    let cfg = volume(&e);
+    let o = run(&[
+        "policy",
+        "check",
+        "--config",
+        &cfg,
+        "notes/todo.txt",
+        "/big.iso",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("rule text: 2 copies, survives any 1 backend; shard 0 → b (STANDARD), shard 1 → a (STANDARD)"), "{out}");
+    assert!(
+        out.contains("rule default: ec:2+2, survives any 2 backends"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/notes/todo.txt: rule text (2 copies)"),
+        "{out}"
+    );
+    assert!(out.contains("/big.iso: rule default (ec:2+2)"), "{out}");
+    // A layout the backends cannot hold within their domains: exit 1, one line.
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("ec:2+2", "ec:4+1");
+    std::fs::write(&cfg, text).unwrap();
+    let o = run(&["policy", "check", "--config", &cfg]);
+    assert_one_line_error(&o, "would hold more than 1");
+    assert!(stderr(&o).contains("add backends in other domains"));
+}
+
+#[test]
+fn put_stores_each_file_where_its_rule_says() {
+    let e = Env::new();
+    let cfg = volume(&e);
+    let src = e.p("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(Path::new(&src).join("notes.txt"), common::bytes(1, 300_000)).unwrap();
+    std::fs::write(Path::new(&src).join("disk.img"), common::bytes(2, 300_000)).unwrap();
+    let o = run(&["put", "--config", &cfg, &src, "/"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The text file: two copies, on b and a only; the image: 2+2 over all four.
+    let text = counts(&e, "1-1");
+    assert!(
+        text[0] > 0 && text[0] == text[1] && text[2] == 0 && text[3] == 0,
+        "{text:?}"
+    );
+    let img = counts(&e, "2-2");
+    assert_eq!(img.iter().sum::<usize>() % 4, 0, "{img:?}");
+    assert!(img.iter().all(|n| *n > 0), "{img:?}");
+    // Nothing under the keys of a volume without rules.
+    assert!(["a", "b", "c", "d"]
+        .iter()
+        .all(|b| shards(&e, b).iter().all(|n| n.matches('.').count() == 2)));
+    // Both read back, and losing a and b loses nothing of the image.
+    let out = e.p("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = run(&["get", "--config", &cfg, "/src", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::assert_same_tree(Path::new(&src), &Path::new(&out).join("src"));
+    std::fs::rename(e.p("c"), e.p("c-gone")).unwrap();
+    std::fs::rename(e.p("d"), e.p("d-gone")).unwrap();
+    let o = run(&["get", "--config", &cfg, "/src/notes.txt", &e.p("again.txt")]);
+    assert!(
+        o.status.success(),
+        "the text file lives on a and b: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_file_written_through_the_mount_goes_where_its_rule_says() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = volume(&e);
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = common::bytes(3, 500_000);
+    std::fs::create_dir(Path::new(&mp).join("docs")).unwrap();
+    std::fs::write(Path::new(&mp).join("docs/report.txt"), &data).unwrap();
+    let text = counts(&e, "1-1");
+    assert!(
+        text[0] >= 4 && text[0] == text[1] && text[2] + text[3] == 0,
+        "{text:?}"
+    );
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(Path::new(&mp).join("docs/report.txt")).unwrap() == data);
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
