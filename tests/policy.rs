@@ -118,7 +118,23 @@ fn put_stores_each_file_where_its_rule_says() {
     assert!(["a", "b", "c", "d"]
         .iter()
         .all(|b| shards(&e, b).iter().all(|n| n.matches('.').count() == 2)));
-    // Both read back, and losing a and b loses nothing of the image.
+    // Status names each rule, what it survives, and that the four folders
+    // share one disk without saying so.
+    let o = run(&["status", "--config", &cfg]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("rule text: 2 copies over b, a; survives any 1 backend"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rule default: ec:2+2 over a, b, c, d; survives any 2 backends"),
+        "{out}"
+    );
+    assert!(
+        out.contains("backends a, b, c, d are in one filesystem"),
+        "{out}"
+    );
+    // Both read back, and losing c and d loses nothing of the text file.
     let out = e.p("out");
     std::fs::create_dir(&out).unwrap();
     let o = run(&["get", "--config", &cfg, "/src", &out]);

@@ -78,6 +78,25 @@ pub struct StatusReport {
     pub snapshot_only_bytes: u64,
     #[serde(default)]
     pub snapshot_only_stored_bytes: u64,
+    /// The placement rules: name, layout and what their chunks survive.
+    #[serde(default)]
+    pub rules: Vec<RuleStatus>,
+    /// What the backends and rules risk (look-alike backends without a
+    /// domain, layouts a backend holds too much of).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One placement rule, as status shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleStatus {
+    pub name: String,
+    /// `ec:4+2` or `2 copies`.
+    pub layout: String,
+    /// The backends it may use, in its order of preference.
+    pub backends: Vec<String>,
+    /// What every chunk it places survives, e.g. "any 1 domain or any 2 backends".
+    pub survives: String,
 }
 
 /// Can writes reach their quorum? `blocked` when fewer backends answer than the
@@ -222,6 +241,22 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         snapshot_only_chunks: snap_chunks,
         snapshot_only_bytes: snap_bytes,
         snapshot_only_stored_bytes: snap_stored,
+        rules: vol
+            .policies
+            .rules
+            .iter()
+            .map(|r| RuleStatus {
+                name: r.name.clone(),
+                layout: r.describe_layout(),
+                backends: r
+                    .candidates
+                    .iter()
+                    .map(|c| vol.slots[c.slot as usize].name.clone())
+                    .collect(),
+                survives: crate::policy::check::survival(r, &vol.policies),
+            })
+            .collect(),
+        warnings: vol.policies.warnings.clone(),
     })
 }
 
@@ -412,6 +447,23 @@ pub fn render(r: &StatusReport) -> String {
                 d.path
             ),
         };
+    }
+    for (i, rule) in r.rules.iter().enumerate() {
+        out += &format!(
+            "{}rule {}: {} over {}; survives {}\n",
+            if i == 0 {
+                "placement        "
+            } else {
+                "                 "
+            },
+            rule.name,
+            rule.layout,
+            rule.backends.join(", "),
+            rule.survives
+        );
+    }
+    for w in &r.warnings {
+        out += &format!("warning          {w}\n");
     }
     let tolerance = r.parity_shards;
     out += &match down {

@@ -139,7 +139,12 @@ impl PolicySet {
         let mut backends = Vec::new();
         for (slot, b) in cfg.backends.iter().enumerate() {
             let provider = Provider::of_url(&b.url)
-                .ok_or_else(|| format!("backend {}: unknown URL scheme in {:?}", b.name, b.url))?;
+                .ok_or_else(|| {
+                    format!(
+                        "backend {}: invalid backend URL {:?}: unknown scheme; use file:///path, s3://bucket[/prefix], gs://bucket[/prefix], az://container[/prefix] or memory://",
+                        b.name, b.url
+                    )
+                })?;
             let domain = b
                 .domain
                 .clone()
@@ -286,6 +291,7 @@ impl PolicySet {
                 matcher,
             }));
         }
+        warnings.extend(lookalikes(cfg));
         Ok(PolicySet {
             rules,
             domains,
@@ -418,6 +424,62 @@ fn too_few_domains(at: &str, layout: Layout, c: &[Candidate], domains: &[String]
         per.iter().map(|p| format!("{}: {} backend(s)", p.0, p.1)).collect::<Vec<_>>().join(", "),
         layout.m
     )
+}
+
+/// Backends without a `domain` that look like one place: the same cloud
+/// bucket or container, or local folders on one filesystem. Each is a domain
+/// of its own, so a chunk may put several shards there: a warning says so.
+fn lookalikes(cfg: &Config) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let place = |b: &crate::config::BackendSection| -> Option<String> {
+        let url = url::Url::parse(&b.url).ok()?;
+        match url.scheme() {
+            "file" => {
+                // The filesystem of the folder, or of its nearest existing parent.
+                let mut p = url.to_file_path().ok()?;
+                loop {
+                    if let Ok(m) = std::fs::metadata(&p) {
+                        return Some(format!("one filesystem (device {})", m.dev()));
+                    }
+                    if !p.pop() {
+                        return None;
+                    }
+                }
+            }
+            "memory" => None,
+            scheme => {
+                let endpoint = b
+                    .options
+                    .iter()
+                    .find(|(k, _)| k.to_ascii_lowercase().contains("endpoint"))
+                    .map(|(_, v)| format!(" at {v}"))
+                    .unwrap_or_default();
+                Some(format!(
+                    "{scheme}://{}{endpoint}",
+                    url.host_str().unwrap_or("")
+                ))
+            }
+        }
+    };
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for b in cfg.backends.iter().filter(|b| b.domain.is_none()) {
+        if let Some(p) = place(b) {
+            match groups.iter_mut().find(|g| g.0 == p) {
+                Some(g) => g.1.push(&b.name),
+                None => groups.push((p, vec![&b.name])),
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| g.1.len() > 1)
+        .map(|(p, names)| {
+            format!(
+                "backends {} are in {p} but name no domain, so each counts as a failure domain of its own: losing that place loses all their shards at once (put them on different disks or providers, or give each backend the domain it really is in)",
+                names.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A domain as messages name it: a backend without a `domain` is one of its

@@ -174,6 +174,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     };
     config.validate()?;
     check_distinct_places(&config)?;
+    let placement_warnings = crate::policy::rules::PolicySet::compile(&config)?.warnings;
     if state_dir.join("index").exists() {
         return Err(format!(
             "state dir {} already holds a volume's index; choose another --state-dir or remove it",
@@ -187,6 +188,8 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     if result.is_err() {
         made.undo().await;
     }
+    let mut warnings = warnings;
+    warnings.extend(placement_warnings);
     result.map(|()| InitReport { config, warnings })
 }
 
