@@ -188,7 +188,6 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
     if result.is_err() {
         made.undo().await;
     }
-    let mut warnings = warnings;
     warnings.extend(placement_warnings);
     result.map(|()| InitReport { config, warnings })
 }
