@@ -320,6 +320,9 @@ pub struct Config {
     /// `match`) the default; none: every file as `[volume]` says.
     #[serde(default, rename = "policy", skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<PolicySection>,
+    /// `[[price]]`: prices replacing the defaults (docs/COST.md).
+    #[serde(default, rename = "price", skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<crate::policy::price::PriceOverride>,
 }
 
 /// `[[policy]]`: a placement rule (see `policy::rules`).
@@ -657,6 +660,7 @@ impl Config {
             s.validate()?;
         }
         crate::policy::rules::PolicySet::compile(self)?;
+        crate::policy::price::check_overrides(&self.prices, &self.backends)?;
         Ok(())
     }
 }

@@ -171,6 +171,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
             .collect(),
         snapshots: None,
         policies: Vec::new(),
+        prices: Vec::new(),
     };
     config.validate()?;
     check_distinct_places(&config)?;
