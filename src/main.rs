@@ -8,7 +8,7 @@ use cli::mount::{demo, install_helper, mount_helper, sigpipe};
 use cli::snapshot::{run_forget, run_restore, run_snapshot, ForgetArgs};
 use cli::tree::{print_errors, run_get, run_put};
 use cli::volume::{
-    init_volume, kdf_cost, new_key, new_passphrase, run_repair, run_scrub, show_status,
+    init_volume, kdf_cost, new_key, new_passphrase, run_repair, run_scrub, show_cost, show_status,
 };
 use cli::{absolute, keys, on_volume, print_report, runtime, Progress, KEYS};
 use cloudraid::backup::retention::KeepPolicy;
@@ -114,6 +114,11 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Status { config, json } => show_status(&config, json),
+        Cmd::Cost {
+            config,
+            restore_mbps,
+            json,
+        } => show_cost(&config, restore_mbps, json),
         Cmd::Demo { mountpoint } => demo(&mountpoint),
         Cmd::Scrub {
             config,

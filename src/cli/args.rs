@@ -132,6 +132,18 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What the volume costs a month per backend and storage class, the requests
+    /// counted by the mount, a full restore, and plain 2x/3x replication (docs/COST.md).
+    Cost {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Download rate assumed for the full restore's time, in Mbit/s.
+        #[arg(long, value_name = "MBPS", default_value_t = 100.0, value_parser = parse_mbps)]
+        restore_mbps: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read back every shard (or a sample) and check it; exits non-zero if any is missing or damaged.
     Scrub {
         #[arg(long, value_name = "FILE")]
@@ -413,6 +425,15 @@ pub enum SnapshotCmd {
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 30s, 1h, 2days)"))
+}
+
+fn parse_mbps(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: a download rate in Mbit/s above 0, e.g. 100"
+        )),
+    }
 }
 
 fn parse_size(s: &str) -> Result<Size, String> {

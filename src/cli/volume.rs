@@ -1,5 +1,5 @@
 //! Volume commands: `init` (and the key it protects the volume with), `status`,
-//! `scrub` and `repair`.
+//! `cost`, `scrub` and `repair`.
 
 use super::{absolute, ask_daemon, keys, keys_if_given, print_report, runtime, Progress};
 use cloudraid::config::{Config, Size};
@@ -121,6 +121,38 @@ pub fn show_status(config_path: &Path, json: bool) -> Result<(), String> {
         }
     })?;
     print_report(&report, json, status::render)
+}
+
+/// `cloudraid cost`: the usage comes from the mount daemon when mounted (with
+/// the requests it counted), else from the local index alone (no backend is
+/// asked, no key needed); it is priced here with the config as it is now.
+pub fn show_cost(config_path: &Path, mbps: f64, json: bool) -> Result<(), String> {
+    use cloudraid::policy::{cost, price::PriceTable};
+    let config = Config::load(config_path)?;
+    let backends = cost::BackendInfo::of_config(&config)?;
+    let prices = PriceTable::list_prices().with_overrides(&config.prices, &config.backends)?;
+    let found = runtime()?.block_on(async {
+        match ask_daemon(&config, control::Request::Cost, |r| r.data).await? {
+            Some(v) => serde_json::from_value::<cost::UsageReport>(v)
+                .map_err(|e| format!("unreadable answer from the mount daemon: {e}")),
+            None => {
+                let idx = setup::open_index(&config)?;
+                Ok(cost::UsageReport {
+                    usage: cost::usage_of(&idx, config.backends.len())?,
+                    requests: None,
+                })
+            }
+        }
+    })?;
+    let report = cost::report(
+        &config.volume.name,
+        &found.usage,
+        &backends,
+        &prices,
+        found.requests.as_deref(),
+        mbps,
+    )?;
+    print_report(&report, json, cost::render)
 }
 
 pub fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), String> {

@@ -23,6 +23,9 @@ use tokio::net::{UnixListener, UnixStream};
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
+    /// What the volume stores, by layout, and the requests counted since the
+    /// mount started: priced by `cloudraid cost` (a `cost::UsageReport`).
+    Cost,
     /// Commit every open file and make the index durable.
     Sync,
     /// Check the shards of `sample` percent of the chunks.
@@ -235,6 +238,28 @@ pub async fn execute(
             }
             Err(e) => resp.error = Some(e),
         },
+        Request::Cost => {
+            let vol = fs.volume();
+            resp = data(
+                crate::policy::cost::usage_of(fs.index(), vol.slots.len()).map(|usage| {
+                    crate::policy::cost::UsageReport {
+                        usage,
+                        requests: mountpoint.map(|_| {
+                            vol.health
+                                .iter()
+                                .map(|h| {
+                                    let s = h.snapshot();
+                                    crate::policy::cost::RequestCount {
+                                        put: s.puts,
+                                        get: s.gets,
+                                    }
+                                })
+                                .collect()
+                        }),
+                    }
+                }),
+            )
+        }
         Request::Scrub { sample } => {
             match crate::fs::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
                 Ok(r) => {

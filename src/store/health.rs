@@ -11,9 +11,14 @@
 //! (too few answers yet) an overtaken request only makes it suspect, and the
 //! periodic check decides (see `Volume::probe_backends`).
 
+use crate::store::{Backend, DynBackend, ObjectInfo, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const TRIP_AFTER: u32 = 3;
@@ -22,6 +27,78 @@ const LATENCY_WINDOW: usize = 256;
 #[derive(Default)]
 pub struct Health {
     state: Mutex<State>,
+    requests: Arc<Requests>,
+}
+
+/// Requests a backend answered since the volume was opened, as providers bill
+/// them: PUT-class (put, and list: one per page of 1,000 keys) and GET-class
+/// (get, ranged get, head). Deletes are free everywhere and not counted; nor
+/// are requests that got no answer, or the client's own retries.
+#[derive(Debug, Default)]
+pub struct Requests {
+    put: AtomicU64,
+    get: AtomicU64,
+}
+
+/// A backend whose answered requests are counted.
+#[derive(Debug)]
+struct Counted {
+    inner: DynBackend,
+    n: Arc<Requests>,
+}
+
+impl Counted {
+    fn count<T>(&self, r: StoreResult<T>, put: bool, n: u64) -> StoreResult<T> {
+        if matches!(
+            r,
+            Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::AlreadyExists(_))
+        ) {
+            let c = if put { &self.n.put } else { &self.n.get };
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Backend for Counted {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.count(self.inner.put(key, data).await, true, 1)
+    }
+    async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.count(self.inner.put_unsynced(key, data).await, true, 1)
+    }
+    async fn sync(&self) -> StoreResult<()> {
+        self.inner.sync().await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
+        self.count(self.inner.put_if_absent(key, data).await, true, 1)
+    }
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.count(self.inner.get(key).await, false, 1)
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.count(self.inner.get_range(key, range).await, false, 1)
+    }
+    async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
+        self.count(self.inner.head(key).await, false, 1)
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        let r = self.inner.list(prefix).await;
+        let pages = r
+            .as_ref()
+            .map_or(1, |v| (v.len() as u64).div_ceil(1000).max(1));
+        self.count(r, true, pages)
+    }
+    fn capacity(&self) -> Option<(u64, u64)> {
+        self.inner.capacity()
+    }
 }
 
 #[derive(Default)]
@@ -52,6 +129,12 @@ pub struct HealthSnapshot {
     /// 95th percentile) since the volume was opened; not errors.
     #[serde(default)]
     pub slow: u64,
+    /// PUT-class and GET-class requests answered since the volume was opened
+    /// (see [`Requests`]).
+    #[serde(default)]
+    pub puts: u64,
+    #[serde(default)]
+    pub gets: u64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
@@ -63,6 +146,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 }
 
 impl Health {
+    /// `backend`, with the requests it answers counted in this health's snapshot.
+    pub fn counting(&self, backend: DynBackend) -> DynBackend {
+        Arc::new(Counted {
+            inner: backend,
+            n: self.requests.clone(),
+        })
+    }
+
     pub fn is_down(&self) -> bool {
         self.state.lock().unwrap().down_since.is_some()
     }
@@ -180,6 +271,8 @@ impl Health {
             errors: s.errors,
             last_error: s.last_error.clone(),
             slow: s.slow,
+            puts: self.requests.put.load(Ordering::Relaxed),
+            gets: self.requests.get.load(Ordering::Relaxed),
         }
     }
 }
@@ -224,6 +317,32 @@ mod tests {
         assert!(s.down);
         assert_eq!((s.slow, s.errors), (4, 1));
         assert!(s.last_error.unwrap().contains("no answer in time"));
+    }
+
+    #[tokio::test]
+    async fn answered_requests_are_counted_by_billing_class() {
+        let h = Health::default();
+        let mem: DynBackend = Arc::new(
+            crate::store::open_backend("memory://", &Default::default(), &Default::default())
+                .unwrap(),
+        );
+        let b = h.counting(mem);
+        for i in 0..3 {
+            b.put(&format!("k{i}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        b.get("k0").await.unwrap();
+        assert!(
+            b.get("absent").await.is_err(),
+            "a 404 is answered and billed"
+        );
+        b.head("k1").await.unwrap();
+        b.get_range("k2", 0..1).await.unwrap();
+        b.delete("k2").await.unwrap();
+        assert_eq!(b.list("").await.unwrap().len(), 2);
+        let s = h.snapshot();
+        assert_eq!((s.puts, s.gets), (3 + 1, 4));
     }
 
     #[test]
