@@ -95,11 +95,14 @@ pub struct UsageReport {
     pub requests: Option<Vec<RequestCount>>,
 }
 
+/// A group's layout: k, and the slot and class code of each shard.
+type Layout = (usize, Vec<(u16, u8)>);
+
 /// Builds a [`Usage`] one chunk record at a time.
 #[derive(Debug, Default)]
 pub struct Accumulator {
     slots: usize,
-    groups: HashMap<(usize, Vec<(u16, u8)>), Group>,
+    groups: HashMap<Layout, Group>,
     chunks: u64,
     sealed_bytes: u64,
     inline_chunks: u64,
@@ -150,7 +153,7 @@ impl Accumulator {
     }
 
     pub fn finish(self) -> Usage {
-        let mut groups: Vec<((usize, Vec<(u16, u8)>), Group)> = self.groups.into_iter().collect();
+        let mut groups: Vec<(Layout, Group)> = self.groups.into_iter().collect();
         groups.sort_by(|a, b| a.0.cmp(&b.0));
         Usage {
             slots: self.slots,

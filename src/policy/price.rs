@@ -265,7 +265,7 @@ impl PriceOverride {
                 let Some((name, url)) = backends.iter().find(|(n, _)| n == b) else {
                     let names: Vec<&str> = backends.iter().map(|(n, _)| *n).collect();
                     return Err(format!(
-                        "backend {b:?} is not one of this config's backends ({})",
+                        "backend {b:?} is not one of this config's backends ({}): name one of them",
                         names.join(", ")
                     ));
                 };
