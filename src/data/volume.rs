@@ -157,16 +157,6 @@ impl Volume {
     ) -> Self {
         assert!(!slots.is_empty());
         let n_slots = slots.len();
-        let health: Vec<Health> = (0..n_slots).map(|_| Health::default()).collect();
-        // Every request to a backend is counted, whichever part of cloudraid sends it.
-        let slots = slots
-            .into_iter()
-            .zip(&health)
-            .map(|(s, h)| Slot {
-                backend: h.counting(s.backend),
-                ..s
-            })
-            .collect();
         Volume {
             id,
             name,
@@ -174,7 +164,7 @@ impl Volume {
             slots,
             layout,
             cache: ChunkCache::new(cache_bytes),
-            health,
+            health: (0..n_slots).map(|_| Health::default()).collect(),
             write_quorum: crate::config::default_write_quorum(layout.k, layout.m),
             sealer,
             inline_max: 0,
