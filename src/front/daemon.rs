@@ -239,8 +239,19 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
-        let (vol, checks) =
+        let (mut vol, checks) =
             setup::open_volume_waiting(&config, &args.keys, opts.startup_timeout()).await?;
+        // Every request the mount sends to a backend is counted, whichever part
+        // of cloudraid sends it (`cloudraid cost`); the volume was just opened,
+        // so nothing else holds it yet.
+        match Arc::get_mut(&mut vol) {
+            Some(v) => {
+                for (s, h) in v.slots.iter_mut().zip(&v.health) {
+                    s.backend = h.counting(s.backend.clone());
+                }
+            }
+            None => tracing::warn!("requests to the backends are not counted by this mount"),
+        }
         let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
         // One writer at a time: a read-write mount holds the write lease, given
         // back however the mount ends.
