@@ -11,7 +11,8 @@
 //! (too few answers yet) an overtaken request only makes it suspect, and the
 //! periodic check decides (see `Volume::probe_backends`).
 
-use crate::store::{Backend, DynBackend, ObjectInfo, StoreError, StoreResult};
+use crate::policy::class::StorageClass;
+use crate::store::{Backend, DynBackend, ObjectInfo, StoreError, StoreResult, ThawState, ThawTier};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -31,9 +32,10 @@ pub struct Health {
 }
 
 /// Requests a backend answered since the volume was opened, as providers bill
-/// them: PUT-class (put, and list: one per page of 1,000 keys) and GET-class
-/// (get, ranged get, head). Deletes are free everywhere and not counted; nor
-/// are requests that got no answer, or the client's own retries.
+/// them: PUT-class (put, thaw requests, and list: one per page of 1,000 keys)
+/// and GET-class (get, ranged get, head, thaw state). Deletes are free
+/// everywhere and not counted; nor are requests that got no answer, or the
+/// client's own retries.
 #[derive(Debug, Default)]
 pub struct Requests {
     put: AtomicU64,
@@ -51,7 +53,10 @@ impl Counted {
     fn count<T>(&self, r: StoreResult<T>, put: bool, n: u64) -> StoreResult<T> {
         if matches!(
             r,
-            Ok(_) | Err(StoreError::NotFound(_)) | Err(StoreError::AlreadyExists(_))
+            Ok(_)
+                | Err(StoreError::NotFound(_))
+                | Err(StoreError::AlreadyExists(_))
+                | Err(StoreError::Archived(_))
         ) {
             let c = if put { &self.n.put } else { &self.n.get };
             c.fetch_add(n, Ordering::Relaxed);
@@ -71,8 +76,22 @@ impl Backend for Counted {
     async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.count(self.inner.put_unsynced(key, data).await, true, 1)
     }
+    async fn put_unsynced_in(
+        &self,
+        key: &str,
+        data: Bytes,
+        class: StorageClass,
+    ) -> StoreResult<()> {
+        self.count(self.inner.put_unsynced_in(key, data, class).await, true, 1)
+    }
     async fn sync(&self) -> StoreResult<()> {
         self.inner.sync().await
+    }
+    async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
+        self.count(self.inner.restore(key, days, tier).await, true, 1)
+    }
+    async fn thaw_state(&self, key: &str) -> StoreResult<ThawState> {
+        self.count(self.inner.thaw_state(key).await, false, 1)
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
         self.count(self.inner.put_if_absent(key, data).await, true, 1)
@@ -341,8 +360,13 @@ mod tests {
         b.get_range("k2", 0..1).await.unwrap();
         b.delete("k2").await.unwrap();
         assert_eq!(b.list("").await.unwrap().len(), 2);
+        b.put_unsynced_in("k3", Bytes::from_static(b"x"), StorageClass::S3StandardIa)
+            .await
+            .unwrap();
+        b.thaw_state("k0").await.unwrap();
+        b.restore("k0", 1, ThawTier::Standard).await.unwrap();
         let s = h.snapshot();
-        assert_eq!((s.puts, s.gets), (3 + 1, 4));
+        assert_eq!((s.puts, s.gets), (3 + 1 + 1 + 1, 4 + 1));
     }
 
     #[test]
