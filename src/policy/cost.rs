@@ -148,8 +148,12 @@ impl Accumulator {
             return;
         }
         self.sealed_bytes += rec.sealed_len as u64;
-        // Chunk records carry no per-shard class yet: every shard is STANDARD.
-        self.add_chunk(rec.k as usize, rec.shard_size as u64, &rec.placement, &[]);
+        self.add_chunk(
+            rec.k as usize,
+            rec.shard_size as u64,
+            &rec.placement,
+            &rec.classes,
+        );
     }
 
     pub fn finish(self) -> Usage {
@@ -918,10 +922,19 @@ mod tests {
             shard_size: (1 << 19) + 64,
             placement: vec![0, 1, 2],
             inline: None,
+            classes: Vec::new(),
         };
         for _ in 0..1024 {
             acc.add_record(&rec);
         }
+        // A record placed by a rule: its classes are read.
+        let mut archived = Accumulator::new(4);
+        archived.add_record(&ChunkRecord {
+            classes: vec![S3DeepArchive.code(), 0, 0],
+            ..rec.clone()
+        });
+        let rows = storage(&archived.finish(), &backends(), &table());
+        assert_eq!(rows[0].class, "DEEP_ARCHIVE");
         acc.add_record(&ChunkRecord::inline(100, vec![0; 40]));
         let u = acc.finish();
         assert_eq!((u.chunks, u.sealed_bytes), (1024, GIB_U));
