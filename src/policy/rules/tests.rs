@@ -260,3 +260,30 @@ fn layouts_parse() {
     assert!(parse_layout("ec:0+2").is_err());
     assert_eq!(describe_layout(Layout { k: 1, m: 2 }), "3 copies");
 }
+
+#[test]
+fn the_readme_policy_example_is_valid_and_places_as_it_says() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("### Placement policies").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let cfg = config("", example).unwrap();
+    let set = PolicySet::compile(&cfg).unwrap();
+    let names: Vec<&str> = set.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["text", "photos", "videos", "default"]);
+    let id = ChunkId([1; 32]);
+    let at = |p: &str| set.choose(&facts(p, 1)).place(&id);
+    // aws is slot 0, gcs 1, azure 2.
+    let text = at("a/b.txt");
+    assert_eq!(text.slots, vec![0, 1]);
+    assert_eq!(
+        text.classes,
+        vec![StorageClass::S3StandardIa, StorageClass::GcsNearline]
+    );
+    assert_eq!(at("p.JPG").slots, vec![2, 0]);
+    assert_eq!(at("v.mp4").slots, vec![1, 2, 0]);
+    let other = set.choose(&facts("x.bin", 1));
+    assert_eq!(other.describe_layout(), "ec:4+2");
+    // Six shards over three providers, two each: any one of them can go.
+    assert_eq!(crate::policy::check::survival(other, &set), "any 1 backend");
+}
