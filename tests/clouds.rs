@@ -446,3 +446,166 @@ fn credentials_come_from_a_private_env_file() {
         );
     }
 }
+
+/// The objects under `chunks/` of the volume's backend `name` (its URL read
+/// from the volume's config), as (key, size) through the store layer.
+fn shard_keys(v: &Vol, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(&v.cfg).unwrap();
+    let at = text.find(&format!("name = \"{name}\"")).unwrap();
+    let url = text[at..]
+        .lines()
+        .find_map(|l| l.strip_prefix("url = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let b = cloudraid::store::open_backend(&url, &Default::default(), &Default::default()).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut keys: Vec<String> = rt
+        .block_on(cloudraid::store::Backend::list(&b, "chunks/"))
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// 6. Placement rules over three providers: each file's shards land on the
+///    providers its rule lists, in the class it names (seen in S3's own
+///    listing), and a rule that would put both copies in one failure domain
+///    stops the mount with one line.
+#[test]
+fn rules_place_each_file_on_its_providers_in_its_class() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(backends) = ready() else { return };
+    let v = Vol::new(&backends);
+    v.umount();
+    let rules = r#"
+[[policy]]
+name = "text"
+match = { extensions = ["txt"] }
+layout = "replicate:2"
+backends = ["s3", "gcs"]
+storage_class = { s3 = "STANDARD_IA" }
+
+[[policy]]
+name = "photos"
+match = { extensions = ["jpg"] }
+layout = "replicate:2"
+backends = ["azure", "s3"]
+storage_class = { azure = "Cool" }
+
+[[policy]]
+name = "default"
+"#;
+    let base = std::fs::read_to_string(&v.cfg).unwrap();
+    std::fs::write(&v.cfg, format!("{base}{rules}")).unwrap();
+    v.mount();
+    let files = [
+        ("notes.txt", common::bytes(61, 600_000)),
+        ("photo.jpg", common::bytes(62, 600_000)),
+        ("data.bin", common::bytes(63, 600_000)),
+    ];
+    for (n, d) in &files {
+        std::fs::write(v.p(n), d).unwrap();
+    }
+    let keys = |b: &str, tag: &str| -> Vec<String> {
+        shard_keys(&v, b)
+            .into_iter()
+            .filter(|k| k.contains(tag))
+            .collect()
+    };
+    // Two copies of each text chunk: shard 0 on s3, shard 1 on gcs; photos:
+    // shard 0 on azure, shard 1 on s3; the rest 2+1 over all three.
+    let (s3_0, s3_1) = (keys("s3", ".1-1.0"), keys("s3", ".1-1.1"));
+    let (gcs_1, az_0) = (keys("gcs", ".1-1.1"), keys("azure", ".1-1.0"));
+    assert!(
+        !s3_0.is_empty() && s3_0.len() == gcs_1.len(),
+        "{s3_0:?} {gcs_1:?}"
+    );
+    assert!(
+        !s3_1.is_empty() && s3_1.len() == az_0.len(),
+        "{s3_1:?} {az_0:?}"
+    );
+    assert!(keys("gcs", ".1-1.0").is_empty() && keys("azure", ".1-1.1").is_empty());
+    for b in ["s3", "gcs", "azure"] {
+        assert!(
+            !keys(b, ".2-1.").is_empty(),
+            "the default rule uses {b} too"
+        );
+    }
+    // The classes, as S3 lists them.
+    let endpoint = std::env::var("AWS_ENDPOINT").unwrap();
+    let text = std::fs::read_to_string(&v.cfg).unwrap();
+    let s3_url = backends.iter().find(|(n, _)| n == "s3").unwrap().1.clone();
+    let bucket = s3_url.trim_start_matches("s3://");
+    let prefix = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("url = \"{s3_url}/")))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let listing = String::from_utf8_lossy(
+        &Command::new("curl")
+            .args([
+                "-s",
+                &format!("{endpoint}/{bucket}?list-type=2&prefix={prefix}/chunks/"),
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    let mut infrequent = 0;
+    for entry in listing.split("<Contents>").skip(1) {
+        let key = entry
+            .split("<Key>")
+            .nth(1)
+            .and_then(|s| s.split("</Key>").next())
+            .unwrap();
+        let class = entry
+            .split("<StorageClass>")
+            .nth(1)
+            .and_then(|s| s.split("</StorageClass>").next())
+            .unwrap_or("STANDARD");
+        let want = if key.contains(".1-1.0") {
+            "STANDARD_IA"
+        } else {
+            "STANDARD"
+        };
+        assert_eq!(class, want, "{key}");
+        infrequent += usize::from(class == "STANDARD_IA");
+    }
+    assert_eq!(
+        infrequent,
+        s3_0.len(),
+        "every text shard on s3 is listed STANDARD_IA"
+    );
+    v.umount();
+    v.mount();
+    check_tree(
+        &v,
+        &files
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.clone()))
+            .collect::<Vec<_>>(),
+    );
+    v.umount();
+    // s3 and gcs in one region: two copies there would be lost together.
+    let same_region = std::fs::read_to_string(&v.cfg)
+        .unwrap()
+        .replace("name = \"s3\"\n", "name = \"s3\"\ndomain = \"region-1\"\n")
+        .replace(
+            "name = \"gcs\"\n",
+            "name = \"gcs\"\ndomain = \"region-1\"\n",
+        );
+    std::fs::write(&v.cfg, same_region).unwrap();
+    let o = run(&["mount", "--config", &v.cfg, &v.mp]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("[[policy]] \"text\"") && err.contains("region-1"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
