@@ -367,6 +367,20 @@ pub enum PolicyCmd {
         #[arg(long, value_name = "UID")]
         owner: Option<u32>,
     },
+    /// Re-place stored files after a rule change: each file's rule chosen
+    /// again, each chunk moved to where the strongest rule of its files puts
+    /// it (never fewer shards than before at any moment; run again to resume).
+    /// Through the mount daemon when mounted.
+    Apply {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print the plan (files and chunks to move, bytes per backend) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]

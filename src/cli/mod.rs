@@ -175,6 +175,7 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
                 | control::Request::Fsck { repair: false, .. }
                 | control::Request::SnapshotList
                 | control::Request::SnapshotDiff { .. }
+                | control::Request::PolicyApply { dry_run: true, .. }
         );
         // A passphrase typed here to open the volume is also the proof that a
         // protected operation needs: it is not asked twice.

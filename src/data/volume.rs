@@ -29,6 +29,8 @@ use std::sync::{Arc, Mutex};
 /// than on the blocking pool.
 const INLINE_SEAL_HERE: usize = 16 << 10;
 
+pub mod replace;
+
 /// One backend of the volume, at a fixed slot number (its position in the
 /// config's backend list, recorded in every chunk's placement).
 #[derive(Clone, Debug)]
@@ -105,8 +107,9 @@ pub struct Volume {
     /// The redundancy `[volume]` gives (that of the default rule of a volume
     /// without rules).
     pub layout: Layout,
-    /// Where each file's chunks go (`[[policy]]`).
-    pub policies: Arc<PolicySet>,
+    /// Where each file's chunks go (`[[policy]]`); replaced by `policy apply`
+    /// on a mounted volume ([`Volume::policies`]).
+    policies: std::sync::RwLock<Arc<PolicySet>>,
     pub cache: ChunkCache,
     /// Circuit breaker and latencies, one per slot.
     pub health: Vec<Health>,
@@ -160,7 +163,7 @@ impl Volume {
         Volume {
             id,
             name,
-            policies: Arc::new(PolicySet::uniform(layout, slots.len())),
+            policies: std::sync::RwLock::new(Arc::new(PolicySet::uniform(layout, slots.len()))),
             slots,
             layout,
             cache: ChunkCache::new(cache_bytes),
@@ -193,9 +196,19 @@ impl Volume {
 
     /// Places chunks by these rules (compiled from the config) instead of
     /// `layout` over every backend.
-    pub fn with_policies(mut self, policies: PolicySet) -> Self {
-        self.policies = Arc::new(policies);
+    pub fn with_policies(self, policies: PolicySet) -> Self {
+        self.set_policies(Arc::new(policies));
         self
+    }
+
+    /// The rules that place chunks now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.read().unwrap().clone()
+    }
+
+    /// Places the chunks stored from now on by `policies` (`policy apply`).
+    pub fn set_policies(&self, policies: Arc<PolicySet>) {
+        *self.policies.write().unwrap() = policies;
     }
 
     /// Sets the write quorum (clamped to k..=k+m when used).

@@ -34,6 +34,11 @@ pub enum Request {
     },
     /// Rebuild missing and damaged shards.
     Repair,
+    /// Re-place stored files by the rules of the config at `config` (absolute).
+    PolicyApply {
+        config: PathBuf,
+        dry_run: bool,
+    },
     /// The entries of a directory (or one file), as `ops::list`.
     Ls {
         path: String,
@@ -277,6 +282,9 @@ pub async fn execute(
                 }
                 Err(e) => resp.error = Some(e),
             }
+        }
+        Request::PolicyApply { config, dry_run } => {
+            resp = data(crate::fs::placement::apply_config(fs, &config, dry_run, progress).await)
         }
         Request::Sync => match fs.sync_all().await {
             Ok(()) => resp.ok = true,

@@ -96,9 +96,11 @@ fn local_extents(f: &std::fs::File, range: Range<u64>) -> std::io::Result<Vec<Ra
 /// stored on tasks of their own while the application goes on writing.
 #[derive(Clone)]
 pub(super) struct ChunkStore {
-    vol: Arc<crate::data::volume::Volume>,
-    idx: crate::meta::index::Index,
-    guards: Arc<super::guards::ChunkGuards>,
+    pub(super) vol: Arc<crate::data::volume::Volume>,
+    pub(super) idx: crate::meta::index::Index,
+    pub(super) guards: Arc<super::guards::ChunkGuards>,
+    /// The index lock (`Fs::meta`): a re-placed chunk's record is switched under it.
+    pub(super) meta: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ChunkStore {
@@ -126,6 +128,17 @@ impl ChunkStore {
         let lock = self.guards.upload_lock(id);
         let _one = lock.lock().await;
         let (rec, missing, fresh) = match self.idx.chunk(&id)? {
+            // Stored by a weaker rule than this file's: placed by this one now
+            // (a chunk has the placement of the strongest rule of its files).
+            Some(rec) if crate::policy::strength::rule_is_stronger(rule, &id, &rec) => {
+                match self.replace(id, &rec, rule).await {
+                    Ok(now) => (now, Vec::new(), false),
+                    Err(e) => {
+                        tracing::warn!("{e}; `cloudraid policy apply` moves it later");
+                        (rec, Vec::new(), false)
+                    }
+                }
+            }
             Some(rec) => (rec, Vec::new(), false),
             None => match self.guards.stored(&id) {
                 Some((rec, missing)) => (rec, missing, false),
@@ -148,7 +161,7 @@ impl ChunkStore {
 impl Fs {
     /// The placement rule that takes file `ino` with `size` bytes now.
     pub(super) fn rule_for(&self, ino: u64, size: u64) -> FsResult<Arc<Rule>> {
-        let set = &self.vol.policies;
+        let set = self.vol.policies();
         if set.rules.len() == 1 {
             return Ok(set.default_rule().clone());
         }
@@ -166,7 +179,7 @@ impl Fs {
     /// The rule that will take file `ino` with `size` bytes once it is
     /// `name` in directory `parent`.
     fn rule_as(&self, ino: u64, (parent, name): (u64, &[u8]), size: u64) -> FsResult<Arc<Rule>> {
-        let set = &self.vol.policies;
+        let set = self.vol.policies();
         if set.rules.len() == 1 {
             return Ok(set.default_rule().clone());
         }
@@ -191,7 +204,7 @@ impl Fs {
     /// (a file written from its start); `None` while a size bound could still
     /// change it.
     pub(super) fn settled_rule(&self, ino: u64, size: u64) -> FsResult<Option<Arc<Rule>>> {
-        let set = &self.vol.policies;
+        let set = self.vol.policies();
         if set.rules.len() == 1 {
             return Ok(Some(set.default_rule().clone()));
         }
@@ -217,6 +230,7 @@ impl Fs {
             vol: self.vol.clone(),
             idx: self.idx.clone(),
             guards: self.guards.clone(),
+            meta: self.meta.clone(),
         }
     }
 

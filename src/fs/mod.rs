@@ -17,6 +17,7 @@ mod guards;
 mod names;
 mod namespace;
 mod paths;
+pub mod placement;
 mod release;
 pub mod restore;
 pub mod scrub;
@@ -150,7 +151,7 @@ pub struct Fs {
     vol: Arc<Volume>,
     idx: Index,
     opts: FsOptions,
-    meta: tokio::sync::Mutex<()>,
+    meta: Arc<tokio::sync::Mutex<()>>,
     next_ino: AtomicU64,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -323,7 +324,7 @@ impl Fs {
             vol,
             idx,
             opts,
-            meta: tokio::sync::Mutex::new(()),
+            meta: Arc::new(tokio::sync::Mutex::new(())),
             next_ino: AtomicU64::new(sb.next_ino),
             files: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
