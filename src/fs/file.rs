@@ -429,7 +429,15 @@ impl Fs {
     /// Bytes of committed data chunk `id`.
     async fn committed_chunk(&self, id: &ChunkId) -> FsResult<Bytes> {
         let rec = self.chunk_record(id)?;
-        Ok(self.vol.load_chunk(*id, &rec).await?)
+        match self.vol.load_chunk(*id, &rec).await {
+            // Re-placed (`policy apply`) between the lookup and the fetch: its
+            // old shards may be gone; the new ones are named by its record now.
+            Err(e) => match self.chunk_record(id) {
+                Ok(now) if now != rec => Ok(self.vol.load_chunk(*id, &now).await?),
+                _ => Err(e.into()),
+            },
+            ok => Ok(ok?),
+        }
     }
 
     /// Bytes `[off, off + len)` of an open file as it is now: staged bytes,
