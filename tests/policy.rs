@@ -177,3 +177,128 @@ fn a_file_written_through_the_mount_goes_where_its_rule_says() {
     let o = run(&["umount", &mp]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The config of `volume` with its default rule turned from ec:2+2 over the
+/// four folders into 2 copies on c and d.
+fn default_to_two_copies(cfg: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(
+        "name = \"default\"\nlayout = \"ec:2+2\"",
+        "name = \"default\"\nlayout = \"replicate:2\"\nbackends = [\"c\", \"d\"]",
+    );
+    assert!(text.contains("backends = [\"c\", \"d\"]"));
+    std::fs::write(cfg, text).unwrap();
+}
+
+#[test]
+fn policy_apply_moves_stored_files_into_the_new_rules() {
+    let e = Env::new();
+    let cfg = volume(&e);
+    let src = e.p("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(Path::new(&src).join("disk.img"), common::bytes(4, 400_000)).unwrap();
+    std::fs::write(Path::new(&src).join("notes.txt"), common::bytes(5, 100_000)).unwrap();
+    let o = run(&["put", "--config", &cfg, &src, "/"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (img, text) = (counts(&e, "2-2"), counts(&e, "1-1"));
+    assert!(img.iter().all(|n| *n > 0), "{img:?}");
+    default_to_two_copies(&cfg);
+
+    // The plan, and nothing changed.
+    let o = run(&["policy", "apply", "--config", &cfg, "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("file /src/disk.img: rule default → default (2 copies)")
+            || out.contains("file src/disk.img: rule default → default (2 copies)"),
+        "{out}"
+    );
+    assert!(!out.contains("notes.txt"), "{out}");
+    let chunks = img[0] as u64;
+    assert!(
+        out.contains(&format!("would move {chunks} chunk(s)")),
+        "{out}"
+    );
+    assert!(out.contains("  c: upload"), "{out}");
+    assert!(out.contains("  a: upload 0 shard(s)"), "{out}");
+    assert!(out.contains("dry run: nothing changed"), "{out}");
+    assert_eq!(
+        (counts(&e, "2-2"), counts(&e, "1-1")),
+        (img.clone(), text.clone())
+    );
+
+    // Applied: the image's chunks in two copies on c and d, nothing in 2+2.
+    let o = run(&["policy", "apply", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("moved {chunks} chunk(s)")),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(counts(&e, "2-2"), vec![0, 0, 0, 0]);
+    let now = counts(&e, "1-1");
+    assert_eq!(now[0] + now[1], text[0] + text[1], "{now:?}");
+    assert_eq!((now[2], now[3]), (img[2], img[3]), "{now:?}");
+    let out = e.p("out");
+    std::fs::create_dir(&out).unwrap();
+    let o = run(&["get", "--config", &cfg, "/src", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    common::assert_same_tree(Path::new(&src), &Path::new(&out).join("src"));
+
+    // A second run has nothing to do.
+    let o = run(&["policy", "apply", "--config", &cfg]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing to do"), "{}", stdout(&o));
+}
+
+#[test]
+fn policy_apply_through_the_mount_while_a_reader_reads() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = volume(&e);
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let data = common::bytes(6, 2_000_000);
+    let file = Path::new(&mp).join("disk.img");
+    std::fs::write(&file, &data).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, file, data) = (stop.clone(), file.clone(), data.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                assert!(
+                    std::fs::read(&file).unwrap() == data,
+                    "a read saw other bytes"
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    default_to_two_copies(&cfg);
+    let o = run(&["policy", "apply", "--config", &cfg]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.join().expect("the reader failed while shards moved");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(reads > 0);
+    assert_eq!(counts(&e, "2-2"), vec![0, 0, 0, 0]);
+    let now = counts(&e, "1-1");
+    assert!(
+        now[2] > 0 && now[2] == now[3] && now[0] + now[1] == 0,
+        "{now:?}"
+    );
+    // The mount places new files by the new rules too.
+    std::fs::write(Path::new(&mp).join("new.img"), common::bytes(7, 300_000)).unwrap();
+    assert_eq!(counts(&e, "2-2"), vec![0, 0, 0, 0]);
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&file).unwrap() == data);
+    let o = run(&["umount", &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
