@@ -84,7 +84,14 @@ mod tests {
         let archived = strength(
             4,
             2,
-            &[Standard, Standard, Standard, Archive, Archive, Archive],
+            &[
+                Standard,
+                Standard,
+                Standard,
+                S3DeepArchive,
+                S3DeepArchive,
+                S3DeepArchive,
+            ],
         );
         let copies = strength(1, 1, &[]);
         assert!(copies > archived);
@@ -92,7 +99,14 @@ mod tests {
         let ok = strength(
             4,
             2,
-            &[Standard, Standard, Standard, Standard, Archive, Archive],
+            &[
+                Standard,
+                Standard,
+                Standard,
+                Standard,
+                S3DeepArchive,
+                S3DeepArchive,
+            ],
         );
         assert!(ok > copies);
     }
@@ -103,7 +117,14 @@ mod tests {
         assert!(strength(1, 2, &[]) > strength(8, 1, &[]));
         assert!(strength(4, 2, &[]) > strength(2, 2, &[]));
         assert_eq!(strength(2, 2, &[]), strength(2, 2, &[Standard; 4]));
-        assert!(strength(2, 2, &[]) > strength(2, 2, &[Standard, Archive, Archive, Archive]));
+        assert!(
+            strength(2, 2, &[])
+                > strength(
+                    2,
+                    2,
+                    &[Standard, S3DeepArchive, S3DeepArchive, S3DeepArchive]
+                )
+        );
     }
 
     #[test]
@@ -117,7 +138,7 @@ mod tests {
             shard_size: 120,
             placement: vec![0, 1],
             inline: None,
-            classes: vec![Standard.code(), Archive.code()],
+            classes: vec![Standard.code(), S3DeepArchive.code()],
         };
         assert_eq!(
             of_record(&rec),
