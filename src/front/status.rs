@@ -125,6 +125,7 @@ async fn probe(vol: &Volume, i: usize) -> Result<(), String> {
 }
 
 pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, String> {
+    let policies = vol.policies();
     let n = vol.slots.len();
     let mut shards = vec![0u64; n];
     let mut bytes = vec![0u64; n];
@@ -241,8 +242,7 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
         snapshot_only_chunks: snap_chunks,
         snapshot_only_bytes: snap_bytes,
         snapshot_only_stored_bytes: snap_stored,
-        rules: vol
-            .policies
+        rules: policies
             .rules
             .iter()
             .map(|r| RuleStatus {
@@ -253,10 +253,10 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
                     .iter()
                     .map(|c| vol.slots[c.slot as usize].name.clone())
                     .collect(),
-                survives: crate::policy::check::survival(r, &vol.policies),
+                survives: crate::policy::check::survival(r, &policies),
             })
             .collect(),
-        warnings: vol.policies.warnings.clone(),
+        warnings: policies.warnings.clone(),
     })
 }
 
