@@ -25,6 +25,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+mod thaw;
+pub use thaw::{longer_wait, ChunkThaw, ThawSettings, DEFAULT_THAW_DAYS};
+
 /// Inline chunks up to this many bytes are sealed on the calling task rather
 /// than on the blocking pool.
 const INLINE_SEAL_HERE: usize = 16 << 10;
@@ -73,6 +76,15 @@ pub enum VolumeError {
     },
     #[error("stored shards could not be made durable ({})", list_failures(.failures))]
     FlushFailed { failures: Vec<ShardFailure> },
+    /// Too few shards are readable without a thaw: `archived` more are in an
+    /// archive class (see `thaw_chunk`). The FUSE adapter answers EAGAIN.
+    #[error("chunk {chunk}: {archived} of its shards are in an archive class and only {have} of the {need} needed can be read without a thaw: request one (`cloudraid thaw PATH`) and read again once it completes")]
+    NeedsThaw {
+        chunk: ChunkId,
+        have: usize,
+        archived: usize,
+        need: usize,
+    },
     #[error("chunk {chunk}: {source}")]
     Codec { chunk: ChunkId, source: CodecError },
     #[error("chunk {chunk}, kept in the index (an inline chunk): {source}; it has no shards to be rebuilt from: `cloudraid scrub` names the files holding it")]
@@ -126,6 +138,10 @@ pub struct Volume {
     flushes: Vec<SlotFlush>,
     /// Bytes of shards stored unflushed since the last background flush.
     unflushed: std::sync::atomic::AtomicU64,
+    /// How reads ask for thaws of archived shards.
+    pub thaw: ThawSettings,
+    /// Thaws asked for lately (see `thaw.rs`).
+    thaws: thaw::Asked,
 }
 
 /// Shard bytes stored without a flush after which a flush starts in the
@@ -175,6 +191,8 @@ impl Volume {
             last_write_failure: Mutex::new(None),
             flushes: (0..n_slots).map(|_| SlotFlush::default()).collect(),
             unflushed: std::sync::atomic::AtomicU64::new(0),
+            thaw: ThawSettings::default(),
+            thaws: Default::default(),
         }
     }
 
@@ -219,6 +237,19 @@ impl Volume {
 
     fn slot(&self, s: u16) -> &Slot {
         &self.slots[s as usize % self.slots.len()]
+    }
+
+    /// Where shard `i` of a chunk comes in the order its shards are asked
+    /// for (lowest first; ties keep the shard order: data shards first):
+    /// instantly readable shards, then shards in an archive class (they fail
+    /// until thawed, so a chunk with k instant shards never waits for one),
+    /// then shards on backends marked down (they would fail at once, each
+    /// with a warning). A further key (the backend's egress price, its
+    /// latency) goes last in the tuple.
+    fn read_rank(&self, rec: &ChunkRecord, i: usize) -> impl Ord {
+        let down = self.health[rec.placement[i] as usize % self.slots.len()].is_down();
+        let archived = !thaw::shard_class(rec, i).instant();
+        (down, archived)
     }
 
     /// Runs one request to backend slot `s` through its circuit breaker: a backend
@@ -551,14 +582,15 @@ impl Volume {
     /// by the backend directly), and checks it as `fetch_shard` does. A shard that
     /// does not check is read again whole through `fetch_shard`, which names what
     /// is wrong with it. Gives the piece back either way, with nothing appended
-    /// when the shard is unusable.
+    /// when the shard is unusable (and whether it is because the shard is in
+    /// an archive class).
     async fn fetch_shard_into(
         &self,
         id: ChunkId,
         rec: &ChunkRecord,
         i: usize,
         mut piece: BytesMut,
-    ) -> (BytesMut, Result<(), ShardFailure>) {
+    ) -> (BytesMut, Result<(), (ShardFailure, bool)>) {
         let slot = self.slot(rec.placement[i]);
         let layout = Layout {
             k: rec.k as usize,
@@ -593,12 +625,15 @@ impl Volume {
                     backend: slot.name.clone(),
                     reason: e.to_string(),
                 };
-                return (piece, Err(failure));
+                let archived = matches!(e, StoreError::Archived(_));
+                return (piece, Err((failure, archived)));
             }
         }
         piece.truncate(start);
         let r = self.fetch_shard(id, rec, i).await;
-        let r = r.map(|p| piece.extend_from_slice(&p));
+        let r = r
+            .map(|p| piece.extend_from_slice(&p))
+            .map_err(|f| (f, false));
         (piece, r)
     }
 
@@ -654,15 +689,16 @@ impl Volume {
                 .unwrap_or_else(|| BytesMut::with_capacity(plen));
             pending.push(fetch(i, piece));
         };
-        // Shards on backends marked down are asked last: they would fail at
-        // once, each with a warning, before a parity shard is asked instead.
+        // Instantly readable shards first, then archived ones, then those on
+        // backends marked down (see `read_rank`).
         let mut order: Vec<usize> = (0..total).collect();
-        order.sort_by_key(|&i| self.health[slot_of(i)].is_down());
+        order.sort_by_key(|&i| self.read_rank(rec, i));
         for &i in &order[..layout.k] {
             launch(i, &mut pieces, &mut pending, &mut inflight);
         }
         let mut next = layout.k;
         let mut have = 0;
+        let mut archived = 0;
         while have < layout.k {
             let deadline = inflight
                 .iter()
@@ -685,8 +721,14 @@ impl Volume {
                             got[i] = true;
                             have += 1;
                         }
-                        Err(f) => {
-                            tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
+                        Err((f, cold)) => {
+                            if cold {
+                                // Said once per file by the reader (`NeedsThaw`).
+                                archived += 1;
+                                tracing::debug!(chunk = %id, backend = %f.backend, "shard {} is archived", f.index);
+                            } else {
+                                tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
+                            }
                             failures.push(f);
                             if next < total {
                                 launch(order[next], &mut pieces, &mut pending, &mut inflight);
@@ -728,6 +770,16 @@ impl Volume {
             }
         }
         drop(pending);
+        if have < layout.k && archived > 0 && have + archived >= layout.k {
+            let e = VolumeError::NeedsThaw {
+                chunk: id,
+                have,
+                archived,
+                need: layout.k,
+            };
+            tracing::debug!("{e}");
+            return Err(e);
+        }
         if have < layout.k {
             let e = VolumeError::NotEnoughShards {
                 chunk: id,

@@ -32,6 +32,8 @@ impl Errno {
     pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
     pub const ENXIO: Errno = Errno(libc::ENXIO);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    /// A chunk is in an archive class and being thawed: try again later.
+    pub const EAGAIN: Errno = Errno(libc::EAGAIN);
 }
 
 impl std::fmt::Display for Errno {
@@ -53,6 +55,11 @@ impl From<IndexError> for Errno {
 
 impl From<VolumeError> for Errno {
     fn from(e: VolumeError) -> Self {
+        if let VolumeError::NeedsThaw { .. } = e {
+            // The reader logs one line naming the file (`Fs::thaw_for_read`).
+            tracing::debug!("{e}");
+            return Errno::EAGAIN;
+        }
         tracing::error!("{e}");
         Errno::EIO
     }

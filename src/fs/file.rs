@@ -492,6 +492,14 @@ impl Fs {
     /// committed chunk (with nothing staged over it) is a view of the cached
     /// chunk, not a copy.
     pub async fn read_shared(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
+        match self.read_here(fh, offset, size).await {
+            // A chunk must be thawed first: ask for it, and say so.
+            Err(Errno::EAGAIN) => Err(self.thaw_for_read(self.handle(fh)?.0.ino).await),
+            r => r,
+        }
+    }
+
+    async fn read_here(&self, fh: u64, offset: u64, size: u32) -> FsResult<Bytes> {
         let (h, of) = self.handle(fh)?;
         let mut st = of.state.read().await;
         let end = (offset + size as u64).min(st.size);

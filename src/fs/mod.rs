@@ -25,6 +25,7 @@ pub mod snapshot;
 mod snapview;
 mod staging;
 mod stream;
+pub mod thaw;
 
 pub use errno::{Errno, FsResult};
 pub use file::{commit_all_stats, MAX_FILE_SIZE};
@@ -191,6 +192,8 @@ pub struct Fs {
     view: snapview::SnapView,
     /// The last name each inode was reached by (see `paths`).
     names: paths::Names,
+    /// Files a read found archived (see `thaw`).
+    thaw_notes: thaw::Notes,
 }
 
 /// Drops the kernel's cached entry `name` in directory `parent`.
@@ -342,6 +345,7 @@ impl Fs {
             staging_full: Mutex::new(None),
             kernel_refs: Mutex::new(HashMap::new()),
             names: Default::default(),
+            thaw_notes: Default::default(),
             snap_lock: tokio::sync::Mutex::new(()),
             view: snapview::SnapView::default(),
         });

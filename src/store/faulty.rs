@@ -47,6 +47,11 @@ pub struct FaultyBackend {
     ops: AtomicU64,
     /// Under `Fault::Archived`: the shards whose thaw was requested.
     thawed: Mutex<HashSet<String>>,
+    /// While thaws are held (`hold_thaws`): shards whose thaw was requested
+    /// and is in progress (not readable yet).
+    thawing: Mutex<Option<HashSet<String>>>,
+    /// Thaw (restore) requests received.
+    restores: AtomicU64,
 }
 
 impl FaultyBackend {
@@ -56,12 +61,43 @@ impl FaultyBackend {
             fault: Mutex::new(Fault::None),
             ops: AtomicU64::new(0),
             thawed: Mutex::new(HashSet::new()),
+            thawing: Mutex::new(None),
+            restores: AtomicU64::new(0),
         }
+    }
+
+    /// With `true`, thaws requested under `Fault::Archived` stay in progress
+    /// (the shards unreadable, `thaw_state` says so) until `hold_thaws(false)`
+    /// completes them all, as a provider's take hours.
+    pub fn hold_thaws(&self, hold: bool) {
+        let mut held = self.thawing.lock().unwrap();
+        if hold {
+            held.get_or_insert_with(HashSet::new);
+        } else if let Some(keys) = held.take() {
+            self.thawed.lock().unwrap().extend(keys);
+        }
+    }
+
+    /// Thaw (restore) requests received so far.
+    pub fn restores(&self) -> u64 {
+        self.restores.load(Ordering::SeqCst)
+    }
+
+    /// Under `Fault::Archived` with thaws held, whether `key`'s thaw is in progress.
+    fn thawing(&self, key: &str) -> bool {
+        self.thawing
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|k| k.contains(key))
     }
 
     pub fn set(&self, fault: Fault) {
         if fault == Fault::Archived {
             self.thawed.lock().unwrap().clear();
+            if let Some(held) = self.thawing.lock().unwrap().as_mut() {
+                held.clear();
+            }
         }
         *self.fault.lock().unwrap() = fault;
     }
@@ -186,9 +222,13 @@ impl Backend for FaultyBackend {
     }
     async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
         self.before(false).await?;
+        self.restores.fetch_add(1, Ordering::SeqCst);
         let state = self.inner.restore(key, days, tier).await?;
         if self.frozen(key) {
-            self.thawed.lock().unwrap().insert(key.to_string());
+            match self.thawing.lock().unwrap().as_mut() {
+                Some(held) => held.insert(key.to_string()),
+                None => self.thawed.lock().unwrap().insert(key.to_string()),
+            };
             return Ok(ThawState::InProgress {
                 class: StorageClass::S3DeepArchive,
                 tier: Some(tier),
@@ -201,7 +241,9 @@ impl Backend for FaultyBackend {
         let state = self.inner.thaw_state(key).await?;
         if self.fault() == Fault::Archived && crate::format::parse_shard_key(key).is_some() {
             let class = StorageClass::S3DeepArchive;
-            return Ok(if self.frozen(key) {
+            return Ok(if self.thawing(key) {
+                ThawState::InProgress { class, tier: None }
+            } else if self.frozen(key) {
                 ThawState::Archived { class }
             } else {
                 ThawState::Ready { class, until: None }
@@ -293,5 +335,19 @@ mod tests {
         b.set(Fault::None);
         assert_eq!(&b.get(&s1).await.unwrap()[..], b"data");
         assert_eq!(b.thaw_state(&s1).await.unwrap(), ThawState::NotArchived);
+        // Held thaws stay in progress until released.
+        b.set(Fault::Archived);
+        b.hold_thaws(true);
+        let before = b.restores();
+        b.restore(&s0, 1, ThawTier::Standard).await.unwrap();
+        assert_eq!(b.restores(), before + 1);
+        assert!(matches!(b.get(&s0).await, Err(StoreError::Archived(_))));
+        assert!(matches!(
+            b.thaw_state(&s0).await.unwrap(),
+            ThawState::InProgress { .. }
+        ));
+        b.hold_thaws(false);
+        assert_eq!(&b.get(&s0).await.unwrap()[..], b"data");
+        assert!(matches!(b.get(&s1).await, Err(StoreError::Archived(_))));
     }
 }
