@@ -184,6 +184,26 @@ fn run(cli: Cli) -> Result<(), String> {
             None,
             |r: ops::DuReport| print_report(&r, json, ops::render_du),
         ),
+        Cmd::Thaw {
+            config,
+            paths,
+            tier,
+            days,
+            json,
+        } => on_volume(
+            &config,
+            control::Request::Thaw { paths, tier, days },
+            true,
+            None,
+            |r: ops::ThawReport| {
+                print_report(&r, json, ops::render_thaw)?;
+                match r.errors.len() {
+                    0 => Ok(()),
+                    1 => Err(r.errors[0].clone()),
+                    n => Err(format!("{} (and {} more)", r.errors[0], n - 1)),
+                }
+            },
+        ),
         Cmd::Sync { config } => {
             let config = Config::load(&config)?;
             let resp = runtime()?.block_on(control::request(

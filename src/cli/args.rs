@@ -227,6 +227,24 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Ask for the thaws (restores) that files in an archive class (S3 GLACIER,
+    /// DEEP_ARCHIVE, Azure Archive) need to be read; thaws in progress are not asked again.
+    Thaw {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Files or directories in the volume (directories with everything below).
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// How fast (and at what price): expedited, standard or bulk.
+        #[arg(long, default_value = "standard")]
+        tier: String,
+        /// Days a thawed S3 copy stays readable (Azure moves blobs to Hot for good).
+        #[arg(long, default_value_t = cloudraid::data::volume::DEFAULT_THAW_DAYS)]
+        days: u32,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Wait until every change made through the mount is stored (nothing to do unmounted).
     Sync {
         #[arg(long, value_name = "FILE")]

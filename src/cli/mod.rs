@@ -172,6 +172,7 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
             req,
             control::Request::Ls { .. }
                 | control::Request::Du { .. }
+                | control::Request::Thaw { .. }
                 | control::Request::Fsck { repair: false, .. }
                 | control::Request::SnapshotList
                 | control::Request::SnapshotDiff { .. }

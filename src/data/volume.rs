@@ -699,6 +699,7 @@ impl Volume {
         let mut next = layout.k;
         let mut have = 0;
         let mut archived = 0;
+        let mut unusable = Vec::new();
         while have < layout.k {
             let deadline = inflight
                 .iter()
@@ -727,6 +728,7 @@ impl Volume {
                                 archived += 1;
                                 tracing::debug!(chunk = %id, backend = %f.backend, "shard {} is archived", f.index);
                             } else {
+                                unusable.push(slot_of(f.index));
                                 tracing::warn!(chunk = %id, backend = %f.backend, "shard {} unusable: {}", f.index, f.reason);
                             }
                             failures.push(f);
@@ -771,6 +773,8 @@ impl Volume {
         }
         drop(pending);
         if have < layout.k && archived > 0 && have + archived >= layout.k {
+            // The thaw asked next counts these out of the instant shards.
+            self.thaws.failed(unusable);
             let e = VolumeError::NeedsThaw {
                 chunk: id,
                 have,

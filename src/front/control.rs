@@ -64,6 +64,13 @@ pub enum Request {
     Du {
         path: String,
     },
+    /// Ask for the thaws files in an archive class need to be read.
+    Thaw {
+        paths: Vec<String>,
+        /// `expedited`, `standard` or `bulk`.
+        tier: String,
+        days: u32,
+    },
     /// Check the index against itself and the backends; fix what can be fixed.
     Fsck {
         repair: bool,
@@ -302,6 +309,9 @@ pub async fn execute(
             resp = data(ops::mkdir(fs, &paths, parents, owner).await)
         }
         Request::Du { path } => resp = data(ops::du(fs, &path).await),
+        Request::Thaw { paths, tier, days } => {
+            resp = data(ops::thaw(fs, &paths, &tier, days).await)
+        }
         Request::Fsck { repair, grace_secs } => {
             resp = data(
                 fs.fsck(repair, std::time::Duration::from_secs(grace_secs))

@@ -53,25 +53,53 @@ pub(crate) fn shard_class(rec: &ChunkRecord, i: usize) -> StorageClass {
 /// The longer of two waits (by their upper bound, then their lower one).
 pub fn longer_wait(a: Option<ThawWait>, b: Option<ThawWait>) -> Option<ThawWait> {
     match (a, b) {
-        (Some(x), Some(y)) => Some(if (y.max, y.min) > (x.max, x.min) { y } else { x }),
+        (Some(x), Some(y)) => Some(if (y.max, y.min) > (x.max, x.min) {
+            y
+        } else {
+            x
+        }),
         (x, None) => x,
         (None, y) => y,
     }
 }
 
-/// Shard keys whose thaw this process asked for, when, and the wait expected.
+/// Shard keys whose thaw this process asked for, when, and the wait
+/// expected; and the backends (slots) a read that needed a thaw could not
+/// use shards of.
 #[derive(Default)]
-pub(super) struct Asked(Mutex<HashMap<String, (Instant, Option<ThawWait>)>>);
+pub(super) struct Asked {
+    keys: Mutex<HashMap<String, (Instant, Option<ThawWait>)>>,
+    unusable: Mutex<HashMap<usize, Instant>>,
+}
 
 impl Asked {
     fn recent(&self, key: &str) -> Option<Option<ThawWait>> {
-        let mut m = self.0.lock().unwrap();
+        let mut m = self.keys.lock().unwrap();
         m.retain(|_, (at, _)| at.elapsed() < TRUST_ASKED);
         m.get(key).map(|(_, w)| *w)
     }
 
     fn remember(&self, key: String, wait: Option<ThawWait>) {
-        self.0.lock().unwrap().insert(key, (Instant::now(), wait));
+        self.keys
+            .lock()
+            .unwrap()
+            .insert(key, (Instant::now(), wait));
+    }
+
+    /// A read that needed a thaw could not use shards of these slots (a
+    /// backend failing, not yet marked down): for a while, thaws count no
+    /// instant shard there.
+    pub(super) fn failed(&self, slots: Vec<usize>) {
+        let mut m = self.unusable.lock().unwrap();
+        m.retain(|_, at| at.elapsed() < TRUST_ASKED);
+        for s in slots {
+            m.insert(s, Instant::now());
+        }
+    }
+
+    fn unusable(&self, slot: usize) -> bool {
+        let m = self.unusable.lock().unwrap();
+        m.get(&slot).is_some_and(|at| at.elapsed() < TRUST_ASKED)
     }
 }
 
@@ -114,7 +142,10 @@ impl Volume {
             return out;
         }
         let total = rec.placement.len();
-        let down = |i: usize| self.health[rec.placement[i] as usize % self.slots.len()].is_down();
+        let down = |i: usize| {
+            let s = rec.placement[i] as usize % self.slots.len();
+            self.health[s].is_down() || self.thaws.unusable(s)
+        };
         let instant = (0..total)
             .filter(|&i| shard_class(rec, i).instant() && !down(i))
             .count();
@@ -164,8 +195,9 @@ impl Volume {
         }
         match state {
             Ok(ThawState::NotArchived | ThawState::Ready { .. }) => out.ready += 1,
-            Ok(ThawState::InProgress { class, tier }) => {
-                let wait = expected_wait(class, tier.unwrap_or(how.tier));
+            Ok(ThawState::InProgress { tier, .. }) => {
+                // The class the shard was stored in (the record's).
+                let wait = expected_wait(shard_class(rec, i), tier.unwrap_or(how.tier));
                 self.thaws.remember(key, wait);
                 out.in_progress += 1;
                 out.wait = longer_wait(out.wait, wait);
@@ -174,9 +206,7 @@ impl Volume {
                 "shard {i} on {}: still archived after a thaw request",
                 slot.name
             )),
-            Err(e) => out
-                .errors
-                .push(format!("shard {i} on {}: {e}", slot.name)),
+            Err(e) => out.errors.push(format!("shard {i} on {}: {e}", slot.name)),
         }
     }
 }

@@ -379,7 +379,11 @@ impl Transfer<'_> {
                         .fs
                         .read(fh, off, STEP.min(ext.end - off) as u32)
                         .await
-                        .map_err(|e| fs_err(path, e))?;
+                        .map_err(|e| match (e, self.fs.thaw_note(a.ino)) {
+                            // In an archive class: the read asked for its thaw.
+                            (Errno::EAGAIN, Some(note)) => note,
+                            (e, _) => fs_err(path, e),
+                        })?;
                     if data.is_empty() {
                         return Err(format!(
                             "{}: ended at byte {off} of {}",

@@ -14,6 +14,7 @@ mod ls;
 mod mkdir;
 mod put;
 mod remove;
+mod thaw;
 
 pub use du::{du, render_du};
 pub use get::{get, get_with};
@@ -21,6 +22,7 @@ pub use ls::{list, render_list};
 pub use mkdir::{mkdir, MkdirReport};
 pub use put::put;
 pub use remove::remove;
+pub use thaw::{render_thaw, thaw, ThawReport, ThawedFile};
 
 use crate::format::Kind;
 use crate::fs::{Attr, Caller, Errno, Fs};
@@ -253,6 +255,9 @@ fn fs_err(path: &str, e: Errno) -> String {
         Errno::EEXIST => "already exists".to_string(),
         Errno::ENOTEMPTY => "directory not empty (use -r to remove it with its contents)".into(),
         Errno::EROFS => "the volume is mounted read-only".to_string(),
+        Errno::EAGAIN => {
+            "is in an archive class and being thawed; try again later (`cloudraid thaw` says where it stands)".to_string()
+        }
         Errno::EIO => {
             "input/output error: too few backends answer (see `cloudraid status`)".to_string()
         }
