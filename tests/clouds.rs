@@ -609,3 +609,103 @@ name = "default"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// 7. Files whose every shard is in DEEP_ARCHIVE (S3) or Archive (Azure):
+///    `get` fails with one line saying a thaw was requested, and works once
+///    moto/Azurite have thawed (at once); `thaw` asks for the rest; through
+///    the mount a read fails with EAGAIN and the log names the file.
+#[test]
+fn archived_files_are_thawed_on_read_and_by_thaw() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(backends) = ready() else { return };
+    let v = Vol::new(&backends);
+    v.umount();
+    let rules = r#"
+[[policy]]
+name = "cold"
+match = { extensions = ["cold"] }
+layout = "replicate:2"
+backends = ["s3", "azure"]
+storage_class = { s3 = "DEEP_ARCHIVE", azure = "Archive" }
+allow_archive_only = true
+
+[[policy]]
+name = "default"
+"#;
+    let base = std::fs::read_to_string(&v.cfg).unwrap();
+    std::fs::write(&v.cfg, format!("{base}{rules}")).unwrap();
+    v.mount();
+    let files = [
+        ("a.cold", common::bytes(71, 600_000)),
+        ("b.cold", common::bytes(72, 300_000)),
+        ("c.cold", common::bytes(73, 300_000)),
+        ("plain.bin", common::bytes(74, 300_000)),
+    ];
+    for (n, d) in &files {
+        std::fs::write(v.p(n), d).unwrap();
+    }
+    v.umount();
+    let out = tempfile::tempdir().unwrap();
+    let get = |name: &str| {
+        let dest = out.path().join(name);
+        let o = run(&[
+            "get",
+            "--config",
+            &v.cfg,
+            &format!("/{name}"),
+            dest.to_str().unwrap(),
+        ]);
+        (o, dest)
+    };
+    // Not archived: read at once.
+    let (o, dest) = get("plain.bin");
+    ok(o);
+    assert!(std::fs::read(dest).unwrap() == files[3].1);
+    // Archived: the read asks for the thaw and says so in one line.
+    let (o, _) = get("a.cold");
+    common::assert_one_line_error(&o, "/a.cold is in an archive class; a thaw was requested");
+    // moto thaws at once: the next get reads it.
+    let (o, dest) = get("a.cold");
+    ok(o);
+    assert!(std::fs::read(dest).unwrap() == files[0].1);
+    // `thaw` asks for b.cold (and c.cold) and finds a.cold thawed.
+    let o = run(&["thaw", "--config", &v.cfg, "/b.cold", "/a.cold"]);
+    let text = ok(o);
+    // One shard of each chunk (k = 1): the S3 copy, which thaws faster.
+    assert!(
+        text.contains("/b.cold: thaw requested for") && text.contains("expected in up to 12 hours"),
+        "{text}"
+    );
+    assert!(text.contains("/a.cold: thawed: readable now"), "{text}");
+    assert!(
+        text.contains("2 file(s): 0 readable without a thaw, 2 in an archive class;")
+            && text.contains("(standard tier, thawed copies kept 7 days)"),
+        "{text}"
+    );
+    let (o, dest) = get("b.cold");
+    ok(o);
+    assert!(std::fs::read(dest).unwrap() == files[1].1);
+    // Through the mount: the read fails with EAGAIN and logs one line naming
+    // the file. (moto thaws at once, and the kernel reads a page again after
+    // its readahead failed: the read may well succeed by then.)
+    v.mount();
+    match std::fs::read(v.p("c.cold")) {
+        Ok(d) => assert!(d == files[2].1, "c.cold differs"),
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EAGAIN), "{e}"),
+    }
+    let log = v.log();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("/c.cold is in an archive class; a thaw was requested"))
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(std::fs::read(v.p("c.cold")).unwrap() == files[2].1);
+    // Thawed files read through the mount too; `thaw` through the daemon says so.
+    let o = run(&["thaw", "--config", &v.cfg, "--json", "/"]);
+    let r: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+    assert_eq!(r["files"], 4, "{r}");
+    assert_eq!(r["instant"], 1, "{r}");
+    assert_eq!(r["requested"], 0, "{r}");
+}
