@@ -581,6 +581,41 @@ name = "default"
         s3_0.len(),
         "every text shard on s3 is listed STANDARD_IA"
     );
+    // A policy change applied live: the default rule becomes two copies on gcs
+    // and azure while a reader keeps reading data.bin from the providers (the
+    // kernel's page cache dropped each time; the mount's cache is 1 MiB).
+    let changed = std::fs::read_to_string(&v.cfg).unwrap().replace(
+        "name = \"default\"\n",
+        "name = \"default\"\nlayout = \"replicate:2\"\nbackends = [\"gcs\", \"azure\"]\n",
+    );
+    std::fs::write(&v.cfg, changed).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, path, data) = (stop.clone(), v.p("data.bin"), files[2].1.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
+                assert!(
+                    std::fs::read(&path).unwrap() == data,
+                    "a read saw other bytes"
+                );
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let applied = run(&["policy", "apply", "--config", &v.cfg]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader
+        .join()
+        .expect("the reader failed while the shards moved");
+    ok(applied);
+    assert!(reads > 0);
+    for b in ["s3", "gcs", "azure"] {
+        assert!(keys(b, ".2-1.").is_empty(), "{b} still holds 2+1 shards");
+    }
+    assert!(!keys("gcs", ".1-1.0").is_empty() && !keys("azure", ".1-1.1").is_empty());
     v.umount();
     v.mount();
     check_tree(

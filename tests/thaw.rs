@@ -24,6 +24,8 @@ struct Cold {
     m: usize,
     rule: String,
     staging: tempfile::TempDir,
+    /// What reading a GB costs per backend and class (`Volume::with_read_costs`).
+    costs: std::sync::Mutex<Vec<[u32; 12]>>,
 }
 
 impl Cold {
@@ -60,6 +62,7 @@ impl Cold {
             m,
             rule,
             staging: tempfile::tempdir().unwrap(),
+            costs: Default::default(),
         };
         let fs = c.open();
         (c, fs)
@@ -101,7 +104,8 @@ impl Cold {
         );
         let layout = cloudraid::data::erasure::Layout::new(self.k, self.m).unwrap();
         let vol = Volume::new(self.id, "test".into(), slots, layout, 64 << 20, sealer)
-            .with_policies(policies);
+            .with_policies(policies)
+            .with_read_costs(self.costs.lock().unwrap().clone());
         let opts = FsOptions {
             read_only: false,
             staging_dir: self.staging.path().to_path_buf(),
@@ -163,6 +167,46 @@ async fn k_instant_shards_never_ask_an_archived_one() {
     assert_eq!(c.faults[2].restores(), chunks);
     c.faults[2].hold_thaws(false);
     assert_eq!(read_all(&fs, ino).await.unwrap(), data);
+}
+
+/// Among shards readable at once, reads ask the cheaper backends first
+/// (egress and retrieval per GB, from the price table).
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_ask_the_cheapest_shards_first() {
+    // Three copies; the first backend in the rule's order costs the most to read.
+    let (c, fs) = Cold::new(1, 2, &["STANDARD", "STANDARD", "STANDARD"], false);
+    let data = bytes(9, 600 << 10);
+    let ino = write_file(&fs, ROOT, "three.bin", &data).await;
+    fs.sync_all().await.unwrap();
+    *c.costs.lock().unwrap() = vec![[120_000; 12], [90_000; 12], [87_000; 12]];
+    let fs = c.open();
+    let ops: Vec<u64> = c.faults.iter().map(|f| f.operations()).collect();
+    assert_eq!(read_all(&fs, ino).await.unwrap(), data);
+    let asked: Vec<u64> = c
+        .faults
+        .iter()
+        .zip(&ops)
+        .map(|(f, o)| f.operations() - o)
+        .collect();
+    assert!(
+        asked[2] > 0 && asked[0] == 0 && asked[1] == 0,
+        "asked per backend: {asked:?}"
+    );
+    // Without prices, the rule's order of preference decides.
+    *c.costs.lock().unwrap() = Vec::new();
+    let fs = c.open();
+    let ops: Vec<u64> = c.faults.iter().map(|f| f.operations()).collect();
+    assert_eq!(read_all(&fs, ino).await.unwrap(), data);
+    let asked: Vec<u64> = c
+        .faults
+        .iter()
+        .zip(&ops)
+        .map(|(f, o)| f.operations() - o)
+        .collect();
+    assert!(
+        asked[0] > 0 && asked[1] == 0 && asked[2] == 0,
+        "asked per backend: {asked:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

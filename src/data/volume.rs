@@ -133,6 +133,8 @@ pub struct Volume {
     /// their index record) rather than as shards; 0: never.
     pub inline_max: usize,
     inflight: Mutex<HashMap<ChunkId, SharedFetch>>,
+    /// Per slot and class code: what reading a GB costs (`with_read_costs`).
+    read_costs: Vec<[u32; 12]>,
     last_write_failure: Mutex<Option<WriteFailure>>,
     /// Per slot: shards stored by `store_chunk` and not yet flushed to disk.
     flushes: Vec<SlotFlush>,
@@ -188,6 +190,7 @@ impl Volume {
             sealer,
             inline_max: 0,
             inflight: Mutex::new(HashMap::new()),
+            read_costs: Vec::new(),
             last_write_failure: Mutex::new(None),
             flushes: (0..n_slots).map(|_| SlotFlush::default()).collect(),
             unflushed: std::sync::atomic::AtomicU64::new(0),
@@ -244,12 +247,26 @@ impl Volume {
     /// instantly readable shards, then shards in an archive class (they fail
     /// until thawed, so a chunk with k instant shards never waits for one),
     /// then shards on backends marked down (they would fail at once, each
-    /// with a warning). A further key (the backend's egress price, its
-    /// latency) goes last in the tuple.
+    /// with a warning); among equals, the cheaper to read (egress and
+    /// retrieval per GB), then the rule's order of preference. Slow backends
+    /// are left to hedging.
     fn read_rank(&self, rec: &ChunkRecord, i: usize) -> impl Ord {
-        let down = self.health[rec.placement[i] as usize % self.slots.len()].is_down();
-        let archived = !thaw::shard_class(rec, i).instant();
-        (down, archived)
+        let slot = rec.placement[i] as usize % self.slots.len();
+        let down = self.health[slot].is_down();
+        let class = thaw::shard_class(rec, i);
+        let cost = self
+            .read_costs
+            .get(slot)
+            .map_or(0, |c| c[class.code() as usize % c.len()]);
+        (down, !class.instant(), cost)
+    }
+
+    /// What reading a GB costs from each slot, per storage class code (egress
+    /// plus retrieval fee, in millionths of the price table's currency): reads
+    /// ask the cheaper shards first (see `read_rank`).
+    pub fn with_read_costs(mut self, costs: Vec<[u32; 12]>) -> Self {
+        self.read_costs = costs;
+        self
     }
 
     /// Runs one request to backend slot `s` through its circuit breaker: a backend

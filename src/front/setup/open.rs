@@ -283,13 +283,38 @@ fn build(
     )
     .with_write_quorum(v.write_quorum())
     .with_inline_max(v.inline_max.0 as usize)
-    .with_policies(crate::policy::rules::PolicySet::compile(config)?);
+    .with_policies(crate::policy::rules::PolicySet::compile(config)?)
+    .with_read_costs(read_costs(config)?);
     // Unreachable backends start down: reads and writes skip them at once, and
     // the mount's prober brings them back when they answer.
     for (i, e) in probe.unreachable {
         vol.health[i].mark_down(&e);
     }
     Ok((Arc::new(vol), probe.checks))
+}
+
+/// What reading a GB costs from each backend, per class code (egress plus
+/// retrieval, from the price table and the config's `[[price]]`), in
+/// millionths: reads ask the cheaper shards first.
+fn read_costs(config: &Config) -> Result<Vec<[u32; 12]>, String> {
+    use crate::policy::class::{Provider, StorageClass};
+    let prices = crate::policy::price::PriceTable::list_prices()
+        .with_overrides(&config.prices, &config.backends)?;
+    Ok(config
+        .backends
+        .iter()
+        .map(|b| {
+            let provider = Provider::of_url(&b.url).unwrap_or(Provider::Local);
+            let mut row = [0u32; 12];
+            for (code, cost) in row.iter_mut().enumerate() {
+                if let Some(class) = StorageClass::from_code(code as u8) {
+                    let p = prices.price(&b.name, provider, class);
+                    *cost = ((p.egress_gb + p.retrieval_gb) * 1e6).round() as u32;
+                }
+            }
+            row
+        })
+        .collect())
 }
 
 /// As [`open_volume`], but while fewer than k backends answer with the volume's
