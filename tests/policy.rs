@@ -118,6 +118,20 @@ fn put_stores_each_file_where_its_rule_says() {
     assert!(["a", "b", "c", "d"]
         .iter()
         .all(|b| shards(&e, b).iter().all(|n| n.matches('.').count() == 2)));
+    // ls shows each file's layout, JSON its rule too.
+    let o = run(&["ls", "--config", &cfg, "/src"]);
+    let table = stdout(&o);
+    let line = |n: &str| {
+        table
+            .lines()
+            .find(|l| l.ends_with(n))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("notes.txt").contains(" 2 copies "), "{table}");
+    assert!(line("disk.img").contains(" ec:2+2 "), "{table}");
+    let o = run(&["ls", "--config", &cfg, "--json", "/src/notes.txt"]);
+    assert!(stdout(&o).contains("\"rule\": \"text\""), "{}", stdout(&o));
     // Status names each rule, what it survives, and that the four folders
     // share one disk without saying so.
     let o = run(&["status", "--config", &cfg]);

@@ -78,7 +78,19 @@ async fn entry(fs: &Fs, name: &[u8], attr: &Attr) -> Result<ListEntry, Errno> {
         (r.size, crate::fs::from_nanos(r.mtime))
     });
     let (name, name_hex) = text_and_hex(name);
+    let content = match attr.kind {
+        Kind::File => fs.index().content(attr.ino)?,
+        _ => None,
+    };
+    let layout = content.as_ref().map(|c| {
+        crate::policy::rules::describe_layout(crate::data::erasure::Layout {
+            k: c.k as usize,
+            m: c.m as usize,
+        })
+    });
     Ok(ListEntry {
+        layout,
+        rule: content.and_then(|c| c.rule),
         name,
         name_hex,
         kind: attr.kind,
@@ -121,8 +133,8 @@ pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
 /// Renders `ls` entries as a table.
 pub fn render_list(entries: &[ListEntry]) -> String {
     let mut out = format!(
-        "{:<10} {:>12} {:<16} {:>6}  {:<24} {}\n",
-        "MODE", "SIZE", "MODIFIED", "CHUNKS", "REDUNDANCY", "NAME"
+        "{:<10} {:>12} {:<16} {:>6}  {:<10} {:<24} {}\n",
+        "MODE", "SIZE", "MODIFIED", "CHUNKS", "LAYOUT", "REDUNDANCY", "NAME"
     );
     for e in entries {
         let mut mode = String::from(e.kind.letter());
@@ -171,8 +183,9 @@ pub fn render_list(entries: &[ListEntry]) -> String {
             None => e.size.to_string(),
         };
         out.push_str(&format!(
-            "{mode:<10} {size:>12} {:<16} {chunks:>6}  {redundancy:<24} {name}\n",
+            "{mode:<10} {size:>12} {:<16} {chunks:>6}  {:<10} {redundancy:<24} {name}\n",
             format_time(e.mtime),
+            e.layout.as_deref().unwrap_or("-"),
         ));
     }
     out

@@ -62,6 +62,12 @@ pub struct ListEntry {
     pub mtime: i64,
     pub chunks: usize,
     pub redundancy: Redundancy,
+    /// A file's layout as its placement rule chose it: `ec:4+2` or `3 copies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
+    /// The placement rule that chose it (none in a volume without rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// Symlink target (as `name`: lossy when not UTF-8, exact in `target_hex`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
