@@ -235,6 +235,8 @@ mod tests {
             mtime: 0,
             chunks: 0,
             redundancy: Redundancy::Full,
+            layout: None,
+            rule: None,
             target: None,
             target_hex: None,
             rdev,
