@@ -146,7 +146,7 @@ pub fn render_apply(r: &ApplyReport) -> String {
         (r.chunks_moved, r.files_updated)
     };
     out += &format!(
-        "checked {} file(s) and {} chunk(s): {verb} {moved} chunk(s) ({} bytes) of {files} file(s) whose rule changed\n",
+        "checked {} file(s) and {} chunk(s): {verb} {moved} chunk(s) ({}) of {files} file(s) whose rule changed\n",
         r.files_checked,
         r.chunks_checked,
         crate::config::human(r.chunk_bytes)
