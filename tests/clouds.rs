@@ -135,6 +135,13 @@ impl Vol {
     fn umount(&self) {
         ok(run(&["umount", &self.mp]));
     }
+    /// Unmounts, appends `[[policy]]` rules to the config, mounts again.
+    fn with_rules(&self, rules: &str) {
+        self.umount();
+        let base = std::fs::read_to_string(&self.cfg).unwrap();
+        std::fs::write(&self.cfg, format!("{base}{rules}")).unwrap();
+        self.mount();
+    }
     /// The mount daemon's log (what a failed assertion shows).
     fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("state/mount.log")).unwrap_or_default()
@@ -479,7 +486,6 @@ fn rules_place_each_file_on_its_providers_in_its_class() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(backends) = ready() else { return };
     let v = Vol::new(&backends);
-    v.umount();
     let rules = r#"
 [[policy]]
 name = "text"
@@ -498,9 +504,7 @@ storage_class = { azure = "Cool" }
 [[policy]]
 name = "default"
 "#;
-    let base = std::fs::read_to_string(&v.cfg).unwrap();
-    std::fs::write(&v.cfg, format!("{base}{rules}")).unwrap();
-    v.mount();
+    v.with_rules(rules);
     let files = [
         ("notes.txt", common::bytes(61, 600_000)),
         ("photo.jpg", common::bytes(62, 600_000)),
@@ -654,7 +658,6 @@ fn archived_files_are_thawed_on_read_and_by_thaw() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(backends) = ready() else { return };
     let v = Vol::new(&backends);
-    v.umount();
     let rules = r#"
 [[policy]]
 name = "cold"
@@ -667,9 +670,7 @@ allow_archive_only = true
 [[policy]]
 name = "default"
 "#;
-    let base = std::fs::read_to_string(&v.cfg).unwrap();
-    std::fs::write(&v.cfg, format!("{base}{rules}")).unwrap();
-    v.mount();
+    v.with_rules(rules);
     let files = [
         ("a.cold", common::bytes(71, 600_000)),
         ("b.cold", common::bytes(72, 300_000)),
