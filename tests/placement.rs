@@ -4,7 +4,6 @@
 
 mod common;
 
-use cloudraid::config::Config;
 use cloudraid::format::{ChunkId, ChunkRecord, ChunkRef};
 use cloudraid::fs::Fs;
 use cloudraid::meta::index::ROOT_INO;
@@ -29,16 +28,7 @@ layout = "ec:2+2"
 
 /// The rules above compiled for four backends b0..b3 (the test volume's slots).
 fn rules(policies: &str) -> PolicySet {
-    let mut text = String::from(
-        "[volume]\nname = \"v\"\nid = \"6f0b3c2e-3f4a-4d55-9a4e-0f7d4c1b2a10\"\ndata_shards = 2\nparity_shards = 2\nchunk_size = \"64KiB\"\ncache_size = \"64MiB\"\nstate_dir = \"/var/lib/v\"\n",
-    );
-    for i in 0..4 {
-        text += &format!("[[backend]]\nname = \"b{i}\"\nurl = \"file:///mnt/b{i}\"\n");
-    }
-    text += policies;
-    let cfg: Config = toml::from_str(&text).unwrap();
-    cfg.validate().unwrap();
-    PolicySet::compile(&cfg).unwrap()
+    common::policy_set(2, 2, 4, |i| format!("file:///mnt/b{i}"), policies)
 }
 
 fn chunks_of(fs: &Fs, ino: u64) -> Vec<(ChunkId, ChunkRecord)> {

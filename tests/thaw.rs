@@ -8,7 +8,6 @@ use cloudraid::format::VolumeId;
 use cloudraid::fs::{Caller, Errno, Fs, FsOptions};
 use cloudraid::meta::index::Index;
 use cloudraid::meta::{MemMeta, MetaStore};
-use cloudraid::policy::rules::PolicySet;
 use cloudraid::store::{open_backend, Backend, Fault, FaultyBackend};
 use common::{bytes, read_all, write_file, ROOT};
 use std::sync::Arc;
@@ -71,20 +70,13 @@ impl Cold {
     /// A fresh core over the same index and backends (empty cache, no memory
     /// of thaws asked: what another process sees).
     fn open(&self) -> Arc<Fs> {
-        let mut text = format!(
-            "[volume]\nname = \"v\"\nid = \"{}\"\ndata_shards = {}\nparity_shards = {}\nchunk_size = \"64KiB\"\ncache_size = \"64MiB\"\nstate_dir = \"/nonexistent\"\n",
-            uuid::Uuid::from_bytes(self.id.0),
+        let policies = common::policy_set(
             self.k,
-            self.m
+            self.m,
+            self.faults.len(),
+            |i| format!("s3://bucket/b{i}"),
+            &self.rule,
         );
-        for i in 0..self.faults.len() {
-            text.push_str(&format!(
-                "[[backend]]\nname = \"b{i}\"\nurl = \"s3://bucket/b{i}\"\n"
-            ));
-        }
-        text.push_str(&self.rule);
-        let cfg: cloudraid::config::Config = toml::from_str(&text).unwrap();
-        let policies = PolicySet::compile(&cfg).unwrap();
         let slots = self
             .faults
             .iter()

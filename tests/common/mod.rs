@@ -217,6 +217,29 @@ impl TestVolume {
 }
 
 /// Deterministic pseudo-random bytes.
+/// `[[policy]]` rules compiled for a volume of layout k+m over backends
+/// `b0..` whose URLs `url(i)` gives (their provider decides the classes the
+/// rules may name), as `Config` reads them.
+#[allow(dead_code)]
+pub fn policy_set(
+    k: usize,
+    m: usize,
+    backends: usize,
+    url: impl Fn(usize) -> String,
+    rules: &str,
+) -> cloudraid::policy::rules::PolicySet {
+    let mut text = format!(
+        "[volume]\nname = \"v\"\nid = \"6f0b3c2e-3f4a-4d55-9a4e-0f7d4c1b2a10\"\ndata_shards = {k}\nparity_shards = {m}\nchunk_size = \"64KiB\"\ncache_size = \"64MiB\"\nstate_dir = \"/var/lib/v\"\n"
+    );
+    for i in 0..backends {
+        text += &format!("[[backend]]\nname = \"b{i}\"\nurl = \"{}\"\n", url(i));
+    }
+    text += rules;
+    let cfg: cloudraid::config::Config = toml::from_str(&text).unwrap();
+    cfg.validate().unwrap();
+    cloudraid::policy::rules::PolicySet::compile(&cfg).unwrap()
+}
+
 pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     use rand::{RngCore, SeedableRng};
     let mut v = vec![0u8; len];
