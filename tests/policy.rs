@@ -36,6 +36,16 @@ fn volume(e: &Env) -> String {
     cfg
 }
 
+/// The volume of `volume`, mounted at `e/mnt`: (config, mountpoint).
+fn mounted(e: &Env) -> (String, String) {
+    let cfg = volume(e);
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let o = run(&["mount", "--config", &cfg, &mp]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (cfg, mp)
+}
+
 /// Shard object names under folder `backend` of `e` (file names only).
 fn shards(e: &Env, backend: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -170,11 +180,7 @@ fn a_file_written_through_the_mount_goes_where_its_rule_says() {
         return;
     }
     let e = Env::new();
-    let cfg = volume(&e);
-    let mp = e.p("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let o = run(&["mount", "--config", &cfg, &mp]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (cfg, mp) = mounted(&e);
     let data = common::bytes(3, 500_000);
     std::fs::create_dir(Path::new(&mp).join("docs")).unwrap();
     std::fs::write(Path::new(&mp).join("docs/report.txt"), &data).unwrap();
@@ -270,11 +276,7 @@ fn policy_apply_through_the_mount_while_a_reader_reads() {
         return;
     }
     let e = Env::new();
-    let cfg = volume(&e);
-    let mp = e.p("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let o = run(&["mount", "--config", &cfg, &mp]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (cfg, mp) = mounted(&e);
     let data = common::bytes(6, 2_000_000);
     let file = Path::new(&mp).join("disk.img");
     std::fs::write(&file, &data).unwrap();

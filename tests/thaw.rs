@@ -170,34 +170,31 @@ async fn reads_ask_the_cheapest_shards_first() {
     let data = bytes(9, 600 << 10);
     let ino = write_file(&fs, ROOT, "three.bin", &data).await;
     fs.sync_all().await.unwrap();
-    *c.costs.lock().unwrap() = vec![[120_000; 12], [90_000; 12], [87_000; 12]];
-    let fs = c.open();
-    let ops: Vec<u64> = c.faults.iter().map(|f| f.operations()).collect();
-    assert_eq!(read_all(&fs, ino).await.unwrap(), data);
-    let asked: Vec<u64> = c
-        .faults
-        .iter()
-        .zip(&ops)
-        .map(|(f, o)| f.operations() - o)
-        .collect();
+    // Requests each backend got while a fresh core read the file, with `costs`.
+    let asked = |costs: Vec<[u32; 12]>| {
+        *c.costs.lock().unwrap() = costs;
+        let fs = c.open();
+        let before: Vec<u64> = c.faults.iter().map(|f| f.operations()).collect();
+        let (data, c) = (&data, &c);
+        async move {
+            assert_eq!(&read_all(&fs, ino).await.unwrap(), data);
+            c.faults
+                .iter()
+                .zip(&before)
+                .map(|(f, b)| f.operations() - b)
+                .collect::<Vec<u64>>()
+        }
+    };
+    let n = asked(vec![[120_000; 12], [90_000; 12], [87_000; 12]]).await;
     assert!(
-        asked[2] > 0 && asked[0] == 0 && asked[1] == 0,
-        "asked per backend: {asked:?}"
+        n[2] > 0 && n[0] == 0 && n[1] == 0,
+        "asked per backend: {n:?}"
     );
     // Without prices, the rule's order of preference decides.
-    *c.costs.lock().unwrap() = Vec::new();
-    let fs = c.open();
-    let ops: Vec<u64> = c.faults.iter().map(|f| f.operations()).collect();
-    assert_eq!(read_all(&fs, ino).await.unwrap(), data);
-    let asked: Vec<u64> = c
-        .faults
-        .iter()
-        .zip(&ops)
-        .map(|(f, o)| f.operations() - o)
-        .collect();
+    let n = asked(Vec::new()).await;
     assert!(
-        asked[0] > 0 && asked[1] == 0 && asked[2] == 0,
-        "asked per backend: {asked:?}"
+        n[0] > 0 && n[1] == 0 && n[2] == 0,
+        "asked per backend: {n:?}"
     );
 }
 
