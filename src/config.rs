@@ -323,6 +323,9 @@ pub struct Config {
     /// `[[price]]`: prices replacing the defaults (docs/COST.md).
     #[serde(default, rename = "price", skip_serializing_if = "Vec::is_empty")]
     pub prices: Vec<crate::policy::price::PriceOverride>,
+    /// `[[job]]`: backup jobs (see `backup::job`).
+    #[serde(default, rename = "job", skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::backup::job::config::JobSection>,
 }
 
 /// `[[policy]]`: a placement rule (see `policy::rules`).
@@ -661,6 +664,15 @@ impl Config {
         }
         crate::policy::rules::PolicySet::compile(self)?;
         crate::policy::price::check_overrides(&self.prices, &self.backends)?;
+        for (i, j) in self.jobs.iter().enumerate() {
+            j.validate()?;
+            if self.jobs[..i].iter().any(|o| o.name == j.name) {
+                return Err(format!(
+                    "two [[job]] tables are named {:?}: give each job its own name",
+                    j.name
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
-//! Backups: snapshots of the tree, their retention, and the schedule of the mount daemon (later: jobs).
+//! Backups: snapshots of the tree, their retention, the schedule of the mount daemon, and backup jobs.
 
 pub mod diff;
 pub mod forget;
+pub mod job;
 pub mod protect;
 pub mod retention;
 pub mod schedule;

@@ -172,6 +172,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         snapshots: None,
         policies: Vec::new(),
         prices: Vec::new(),
+        jobs: Vec::new(),
     };
     config.validate()?;
     check_distinct_places(&config)?;

@@ -1,0 +1,6 @@
+//! Backup jobs: folders, files and databases copied into a folder of the volume
+//! on a schedule, when asked, or as they change; each run planned, executed,
+//! snapshotted, kept in the history and reported.
+
+pub mod config;
+pub mod when;
