@@ -314,6 +314,24 @@ pub mod keys {
     pub const CHUNK_TREE_REFS: u8 = b'K';
     /// `Q`: snapshot settings of the volume (`SnapshotSettings`).
     pub const SNAPSHOT_SETTINGS: &[u8] = b"Q";
+    /// `H` + job name + `0x00` + start time (8, big-endian nanoseconds): one
+    /// run of a backup job (`JobRunRecord`).
+    pub const JOB_RUN: u8 = b'H';
+
+    pub fn job_run(job: &str, started: super::Nanos) -> Vec<u8> {
+        let mut k = job_runs(job);
+        k.extend_from_slice(&started.to_be_bytes());
+        k
+    }
+
+    /// The prefix of one job's runs.
+    pub fn job_runs(job: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(job.len() + 10);
+        k.push(JOB_RUN);
+        k.extend_from_slice(job.as_bytes());
+        k.push(0);
+        k
+    }
 
     pub fn tree(prefix: u8, id: &super::TreeId) -> Vec<u8> {
         let mut k = Vec::with_capacity(33);
@@ -905,6 +923,60 @@ pub struct SnapshotRecord {
     pub new_tree_bytes: u64,
     /// Who took it: "cli", "mount", "schedule" (informational).
     pub origin: String,
+}
+
+/// How a backup job's run ended.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RunResult {
+    /// Everything was stored.
+    Success,
+    /// Stored, except the entries (or databases) listed in `errors`.
+    Partial,
+    /// Nothing was changed by this run, or it stopped part-way (see `errors`).
+    #[default]
+    Failed,
+    /// Not run: its `before` hook failed, or another run of the job was going on.
+    Skipped,
+}
+
+impl RunResult {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Partial => "partial",
+            RunResult::Failed => "failed",
+            RunResult::Skipped => "skipped",
+        }
+    }
+}
+
+/// `H` + job + 0 + start: one run of a backup job, kept in the history.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobRunRecord {
+    pub job: String,
+    /// What started it: "manual", "schedule", "missed" (a scheduled run caught
+    /// up at start), "watch".
+    pub trigger: String,
+    pub started: Nanos,
+    pub duration_ms: u64,
+    pub result: RunResult,
+    /// Entries stored anew, stored again (changed), removed (mirrored deletes)
+    /// and left alone (unchanged).
+    pub new: u64,
+    pub changed: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    /// Bytes of the files stored (new and changed, database dumps included).
+    pub bytes: u64,
+    /// Chunk bytes uploaded (after deduplication).
+    pub uploaded_bytes: u64,
+    /// Databases dumped.
+    pub databases: u64,
+    /// The snapshot the run ended with.
+    pub snapshot: Option<String>,
+    /// What went wrong, one line each (at most 100, then a count of the rest).
+    pub errors: Vec<String>,
 }
 
 /// `Q`: the volume's snapshot settings.

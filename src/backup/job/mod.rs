@@ -3,4 +3,5 @@
 //! snapshotted, kept in the history and reported.
 
 pub mod config;
+pub mod history;
 pub mod when;

@@ -1,0 +1,70 @@
+//! The history of backup runs: one `JobRunRecord` per run in the index (so the
+//! metadata log carries it and `recover` brings it back).
+
+use crate::format::{decode_record, encode_record, keys, JobRunRecord, Nanos};
+use crate::fs::Fs;
+use crate::meta::Batch;
+
+/// At most this many error lines are kept with a run; the rest are counted.
+pub const MAX_ERRORS: usize = 100;
+
+/// Keeps `errors` to [`MAX_ERRORS`] lines, the last saying how many were left out.
+pub fn cap_errors(mut errors: Vec<String>) -> Vec<String> {
+    if errors.len() > MAX_ERRORS {
+        let rest = errors.len() - (MAX_ERRORS - 1);
+        errors.truncate(MAX_ERRORS - 1);
+        errors.push(format!("... and {rest} more"));
+    }
+    errors
+}
+
+/// Records a run (replacing the record of the same job and start, if any).
+pub fn record(fs: &Fs, run: &JobRunRecord) -> Result<(), String> {
+    let mut rec = run.clone();
+    rec.errors = cap_errors(rec.errors);
+    let mut b = Batch::default();
+    b.put(keys::job_run(&rec.job, rec.started), encode_record(&rec));
+    fs.index()
+        .apply(b)
+        .map_err(|e| format!("cannot record the run of job {} in the index: {e}", rec.job))
+}
+
+/// The runs of `job` (every job's when `None`), oldest first (by job, then start).
+pub fn runs(fs: &Fs, job: Option<&str>) -> Result<Vec<JobRunRecord>, String> {
+    let prefix = match job {
+        Some(j) => keys::job_runs(j),
+        None => vec![keys::JOB_RUN],
+    };
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = fs
+            .index()
+            .store()
+            .scan(&prefix, after.as_deref(), 1024)
+            .map_err(|e| format!("cannot read the backup history: {e}"))?;
+        let Some((last, _)) = rows.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (_, v) in &rows {
+            out.push(decode_record::<JobRunRecord>(v).map_err(|e| format!("backup history: {e}"))?);
+        }
+    }
+    Ok(out)
+}
+
+/// The newest run of `job`, if it ever ran.
+pub fn last_run(fs: &Fs, job: &str) -> Result<Option<JobRunRecord>, String> {
+    // Runs are few per job (one a day for years is a few thousand): a scan is enough.
+    Ok(runs(fs, Some(job))?.pop())
+}
+
+/// The start of the newest run of `job` that its schedule started (or caught up).
+pub fn last_scheduled_start(fs: &Fs, job: &str) -> Result<Option<Nanos>, String> {
+    Ok(runs(fs, Some(job))?
+        .into_iter()
+        .rev()
+        .find(|r| r.trigger == "schedule" || r.trigger == "missed")
+        .map(|r| r.started))
+}
