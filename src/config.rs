@@ -476,7 +476,7 @@ fn within_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Durati
     Ok(Some(t))
 }
 
-fn count_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn count_de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     match u32::deserialize(d)? {
         0 => Err(serde::de::Error::custom(
             "a keep_* count of 0 keeps nothing: give at least 1, or leave the key out",

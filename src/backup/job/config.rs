@@ -68,17 +68,41 @@ pub struct JobSection {
     /// the job's name, and apply the `keep_*` rules to those snapshots.
     #[serde(default = "yes")]
     pub snapshot: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_last: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_hourly: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_daily: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_weekly: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_monthly: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::config::count_de",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub keep_yearly: Option<u32>,
     #[serde(
         default,
@@ -421,20 +445,6 @@ impl JobSection {
         }
         if !self.snapshot && !self.policy().is_empty() {
             return Err(format!("[[job]] {job}: keep_* rules apply to the job's snapshots, but snapshot = false; remove one or the other"));
-        }
-        for (set, key) in [
-            (self.keep_last, "keep_last"),
-            (self.keep_hourly, "keep_hourly"),
-            (self.keep_daily, "keep_daily"),
-            (self.keep_weekly, "keep_weekly"),
-            (self.keep_monthly, "keep_monthly"),
-            (self.keep_yearly, "keep_yearly"),
-        ] {
-            if set == Some(0) {
-                return Err(format!(
-                    "[[job]] {job}: {key} = 0 keeps nothing: give at least 1, or leave the key out"
-                ));
-            }
         }
         Ok(())
     }
