@@ -604,14 +604,12 @@ impl Fs {
             return Ok(false);
         }
         let stored = self.idx.content(ino)?.map(|c| c.chunks).unwrap_or_default();
-        let src = Arc::new(src);
-        let source = Source::Local(&src);
         // The stored list with adjacent holes merged, as a commit stores it, is
         // compared with the local file's cut (holes merged the same way).
         let mut next = stored.iter().copied().peekable();
         let mut pending_hole = 0u64;
-        let mut matches = |mine: ChunkRef, next: &mut std::iter::Peekable<_>| -> bool {
-            match mine {
+        let all = self
+            .cut_local(src, size, |mine| match mine {
                 ChunkRef::Hole { len } => {
                     pending_hole += len;
                     if let Some(ChunkRef::Hole { len: theirs }) = next.peek().copied() {
@@ -623,17 +621,56 @@ impl Fs {
                     true
                 }
                 data => pending_hole == 0 && next.next() == Some(data),
+            })
+            .await?;
+        Ok(all && pending_hole == 0 && next.next().is_none())
+    }
+
+    /// The bytes storing local file `src` (`size` bytes) would upload: its data
+    /// chunks the volume holds nowhere yet (each counted once).
+    pub async fn upload_estimate(&self, src: std::fs::File, size: u64) -> FsResult<u64> {
+        let mut seen = std::collections::HashSet::new();
+        let mut fresh = 0u64;
+        let mut failed = None;
+        self.cut_local(src, size, |c| {
+            if let ChunkRef::Data { id, len } = c {
+                if seen.insert(id) {
+                    match self.idx.chunk(&id) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => fresh += len as u64,
+                        Err(e) => {
+                            failed = Some(e);
+                            return false;
+                        }
+                    }
+                }
             }
-        };
+            true
+        })
+        .await?;
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(fresh),
+        }
+    }
+
+    /// Cuts the local file `src` (`size` bytes) as storing it would, handing
+    /// each chunk (a hole or a data chunk's id) to `each` in order; stops early
+    /// (returning false) when `each` says so.
+    async fn cut_local(
+        &self,
+        src: std::fs::File,
+        size: u64,
+        mut each: impl FnMut(ChunkRef) -> bool,
+    ) -> FsResult<bool> {
+        let src = Arc::new(src);
+        let source = Source::Local(&src);
         for seg in self.plan(&source, 0..size).await? {
             let r = match seg {
                 Segment::Zeros(r) => {
-                    if !matches(
-                        ChunkRef::Hole {
-                            len: r.end - r.start,
-                        },
-                        &mut next,
-                    ) {
+                    if !each(ChunkRef::Hole {
+                        len: r.end - r.start,
+                    }) {
                         return Ok(false);
                     }
                     continue;
@@ -661,12 +698,12 @@ impl Fs {
                     })
                     .await
                     .expect("hash task panicked")?;
-                    if !matches(mine, &mut next) {
+                    if !each(mine) {
                         return Ok(false);
                     }
                 }
             }
         }
-        Ok(pending_hole == 0 && next.next().is_none())
+        Ok(true)
     }
 }

@@ -4,4 +4,7 @@
 
 pub mod config;
 pub mod history;
+pub mod hooks;
+pub mod run;
+pub mod walk;
 pub mod when;

@@ -21,7 +21,9 @@ pub use get::{get, get_with};
 pub use ls::{list, render_list};
 pub use mkdir::{mkdir, MkdirReport};
 pub use put::put;
+pub(crate) use put::times_of;
 pub use remove::remove;
+pub(crate) use remove::remove_at;
 pub use thaw::{render_thaw, thaw, ThawReport, ThawedFile};
 
 use crate::format::Kind;
@@ -198,6 +200,9 @@ pub struct TransferReport {
     /// Put: chunks uploaded now, and chunks the volume already held (deduplicated).
     pub chunks_uploaded: u64,
     pub chunks_deduplicated: u64,
+    /// Put: plaintext bytes of the chunks uploaded now.
+    #[serde(default)]
+    pub bytes_uploaded: u64,
     /// What could not be done, one line each; the rest was done.
     pub errors: Vec<String>,
 }
@@ -253,7 +258,7 @@ fn display(path: &str) -> String {
     format!("/{}", components(path).unwrap_or_default().join("/"))
 }
 
-fn fs_err(path: &str, e: Errno) -> String {
+pub(crate) fn fs_err(path: &str, e: Errno) -> String {
     let what = match e {
         Errno::ENOENT => "no such file or directory in the volume".to_string(),
         Errno::ENOTDIR => "not a directory".to_string(),
@@ -314,7 +319,7 @@ fn join(dir: &str, name: &[u8]) -> String {
 
 /// Every entry of directory `ino` but `.` and `..`. Names are bytes, as stored:
 /// not every name is UTF-8.
-async fn children(fs: &Fs, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>, Errno> {
+pub(crate) async fn children(fs: &Fs, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>, Errno> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
@@ -333,7 +338,7 @@ async fn children(fs: &Fs, ino: u64) -> Result<Vec<(Vec<u8>, u64, Kind)>, Errno>
 
 /// A name for a file being written, unique in this process and not too long:
 /// `.NAME.cloudraid-WHAT.PID.N`.
-fn temp_name(name: &[u8], what: &str) -> Vec<u8> {
+pub(crate) fn temp_name(name: &[u8], what: &str) -> Vec<u8> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tail = format!(".cloudraid-{what}.{}.{n}", std::process::id());
@@ -346,7 +351,8 @@ fn temp_name(name: &[u8], what: &str) -> Vec<u8> {
     t
 }
 
-struct Transfer<'a> {
+/// One copy into or out of the volume: who owns what it makes, and its progress.
+pub(crate) struct Transfer<'a> {
     fs: &'a Fs,
     owner: Caller,
     total: u64,
@@ -354,7 +360,17 @@ struct Transfer<'a> {
     progress: ProgressFn<'a>,
 }
 
-impl Transfer<'_> {
+impl<'a> Transfer<'a> {
+    pub(crate) fn new(fs: &'a Fs, owner: Caller, total: u64, progress: ProgressFn<'a>) -> Self {
+        Transfer {
+            fs,
+            owner,
+            total,
+            done: AtomicU64::new(0),
+            progress,
+        }
+    }
+
     fn advance(&self, n: u64) {
         let d = self.done.fetch_add(n, Ordering::Relaxed) + n;
         (self.progress)(d, self.total);

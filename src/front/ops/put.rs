@@ -140,7 +140,7 @@ impl Transfer<'_> {
 
     /// Stores one entry; for a directory returns its inode so that the caller
     /// walks its entries.
-    async fn put_entry(
+    pub(crate) async fn put_entry(
         &self,
         src: &Path,
         parent: u64,
@@ -262,16 +262,57 @@ impl Transfer<'_> {
                 "{shown}: skipped: not a file type that can be stored"
             ));
         }
+        // A file that changes while it is stored is tried again a few times,
+        // then reported: never stored half-written.
+        let mut attempt = 1;
+        loop {
+            match self
+                .store_file(src, parent, name, existing.as_ref(), report)
+                .await
+            {
+                Err(Stored::Changed(e)) if attempt < CHANGED_TRIES => {
+                    tracing::debug!("{e} (try {attempt} of {CHANGED_TRIES})");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64))
+                        .await;
+                    attempt += 1;
+                }
+                Err(Stored::Changed(e) | Stored::Failed(e)) => return Err(e),
+                Ok(()) => return Ok(None),
+            }
+        }
+    }
+
+    /// Stores regular file `src` as `name` in `parent` (`existing`: what the
+    /// name holds now), unless it holds the same content already.
+    async fn store_file(
+        &self,
+        src: &Path,
+        parent: u64,
+        name: &[u8],
+        existing: Option<&Attr>,
+        report: &mut TransferReport,
+    ) -> Result<(), Stored> {
+        let fs = self.fs;
+        let shown = src.display().to_string();
+        let failed = |e: std::io::Error| Stored::Failed(format!("{shown}: {e}"));
+        let err = |e: Errno| {
+            Stored::Failed(format!(
+                "{shown} -> {}",
+                fs_err(&String::from_utf8_lossy(name), e)
+            ))
+        };
         // What was opened is what gets stored; its size and time are checked
         // again at the end, so a file changed meanwhile is not stored torn.
-        let file = std::fs::File::open(src).map_err(|e| format!("{shown}: {e}"))?;
-        let reader = || file.try_clone().map_err(|e| format!("{shown}: {e}"));
-        let md = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+        let file = std::fs::File::open(src).map_err(failed)?;
+        let reader = || file.try_clone().map_err(failed);
+        let md = file.metadata().map_err(failed)?;
         if !md.is_file() {
-            return Err(format!("{shown}: replaced while being read; put it again"));
+            return Err(Stored::Changed(format!(
+                "{shown}: replaced while being read; put it again"
+            )));
         }
         let size = md.len();
-        if let Some(a) = &existing {
+        if let Some(a) = existing {
             if a.kind == Kind::Dir {
                 return Err(err(Errno::EISDIR));
             }
@@ -279,7 +320,7 @@ impl Transfer<'_> {
                 report.unchanged += 1;
                 report.unchanged_bytes += size;
                 self.advance(size);
-                return Ok(None);
+                return Ok(());
             }
         }
         // Stored under a temporary name of its own (concurrent puts of the same
@@ -296,7 +337,9 @@ impl Transfer<'_> {
             }
         };
         let uploaded = AtomicU64::new(0);
+        let uploaded_bytes = AtomicU64::new(0);
         let reused = AtomicU64::new(0);
+        let done_before = self.done.load(Ordering::Relaxed);
         let stored = async {
             fs.import(
                 a.ino,
@@ -305,17 +348,23 @@ impl Transfer<'_> {
                 size,
                 to_nanos(md.modified().unwrap_or(UNIX_EPOCH)),
                 &|n, fresh| {
-                    if fresh { &uploaded } else { &reused }.fetch_add(1, Ordering::Relaxed);
+                    if fresh {
+                        uploaded_bytes.fetch_add(n, Ordering::Relaxed);
+                        &uploaded
+                    } else {
+                        &reused
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
                     self.advance(n);
                 },
             )
             .await
             .map_err(err)?;
-            let now = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+            let now = file.metadata().map_err(failed)?;
             if now.len() != size || now.modified().ok() != md.modified().ok() {
-                return Err(format!(
+                return Err(Stored::Changed(format!(
                     "{shown}: changed while being stored, so it was not stored; put it again once it is still"
-                ));
+                )));
             }
             fs.setattr(a.ino, times_of(&md)).await.map_err(err)?;
             fs.rename_as(parent, &tmp, parent, name, 0, self.owner)
@@ -325,6 +374,8 @@ impl Transfer<'_> {
         .await;
         if stored.is_err() {
             let _ = fs.unlink(parent, &tmp).await;
+            // What this try counted is counted again by the next one.
+            self.done.store(done_before, Ordering::Relaxed);
         }
         stored?;
         fs.forget_name(parent, name).await;
@@ -332,8 +383,19 @@ impl Transfer<'_> {
         report.bytes += size;
         report.chunks_uploaded += uploaded.into_inner();
         report.chunks_deduplicated += reused.into_inner();
-        Ok(None)
+        report.bytes_uploaded += uploaded_bytes.into_inner();
+        Ok(())
     }
+}
+
+/// How often a file that changes while it is stored is tried.
+const CHANGED_TRIES: u32 = 3;
+
+/// Why a file was not stored: it changed while read (worth another try), or
+/// anything else.
+enum Stored {
+    Changed(String),
+    Failed(String),
 }
 
 /// The kind of a local FIFO, socket or device; `None` for other file types.
@@ -353,7 +415,7 @@ fn special_kind(ft: &std::fs::FileType) -> Option<Kind> {
 }
 
 /// The access and modification times of a local file, to set in the volume.
-fn times_of(md: &std::fs::Metadata) -> SetAttr {
+pub(crate) fn times_of(md: &std::fs::Metadata) -> SetAttr {
     SetAttr {
         atime: md.accessed().ok().map(SetTime::At),
         mtime: md.modified().ok().map(SetTime::At),

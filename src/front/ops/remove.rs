@@ -29,15 +29,35 @@ async fn remove_one(
     report: &mut RemoveReport,
 ) -> Result<(), String> {
     let (parent, name) = resolve_parent(fs, path).await?;
-    let a = fs
-        .lookup(parent.ino, name.as_bytes())
-        .await
-        .map_err(|e| fs_err(path, e))?;
+    remove_at(
+        fs,
+        parent.ino,
+        name.as_bytes(),
+        path,
+        recursive,
+        owner,
+        report,
+    )
+    .await
+}
+
+/// Removes entry `name` of directory `parent` (shown as `path` in messages),
+/// with its contents when it is a directory and `recursive`.
+pub(crate) async fn remove_at(
+    fs: &Fs,
+    parent: u64,
+    name: &[u8],
+    path: &str,
+    recursive: bool,
+    owner: Caller,
+    report: &mut RemoveReport,
+) -> Result<(), String> {
+    let a = fs.lookup(parent, name).await.map_err(|e| fs_err(path, e))?;
     if a.kind != Kind::Dir {
-        fs.unlink_as(parent.ino, name.as_bytes(), owner)
+        fs.unlink_as(parent, name, owner)
             .await
             .map_err(|e| fs_err(path, e))?;
-        fs.forget_name(parent.ino, name.as_bytes()).await;
+        fs.forget_name(parent, name).await;
         report.files += 1;
         return Ok(());
     }
@@ -48,13 +68,7 @@ async fn remove_one(
         ));
     }
     // Post-order walk: (dir inode, its path, entries visited?).
-    let mut stack = vec![(
-        parent.ino,
-        name.into_bytes(),
-        a.ino,
-        path.to_string(),
-        false,
-    )];
+    let mut stack = vec![(parent, name.to_vec(), a.ino, path.to_string(), false)];
     while let Some((pino, pname, ino, p, visited)) = stack.pop() {
         if visited {
             fs.rmdir_as(pino, &pname, owner)
