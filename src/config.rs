@@ -678,6 +678,26 @@ impl Config {
 }
 
 impl Config {
+    /// The `[[job]]` named `name`.
+    pub fn job(&self, name: &str) -> Result<&crate::backup::job::config::JobSection, String> {
+        self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+            if self.jobs.is_empty() {
+                format!(
+                    "no backup job {name:?}: the config has no [[job]]; see README \"Backup jobs\""
+                )
+            } else {
+                format!(
+                    "no backup job {name:?} in the config; its jobs: {}",
+                    self.jobs
+                        .iter()
+                        .map(|j| j.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        })
+    }
+
     /// The entries of the volume's `env_file`, if it has one.
     pub fn env_vars(&self) -> Result<Vec<(String, String)>, String> {
         let Some(path) = &self.volume.env_file else {

@@ -293,6 +293,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Snapshot { cmd } => run_snapshot(cmd),
         Cmd::Policy { cmd } => cli::policy::run_policy(cmd),
+        Cmd::Backup { cmd } => cli::backup::run_backup(cmd),
         Cmd::Restore {
             config,
             snapshot,
@@ -411,7 +412,7 @@ fn main() -> ExitCode {
     }
     init_logging(daemon);
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(cli::EXIT.load(std::sync::atomic::Ordering::SeqCst)),
         Err(e) => {
             eprintln!("cloudraid: error: {}", cloudraid::config::one_line(&e));
             ExitCode::FAILURE

@@ -279,6 +279,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: SnapshotCmd,
     },
+    /// Backup jobs ([[job]] in the config): run, list, history, install-timer, daemon.
+    Backup {
+        #[command(subcommand)]
+        cmd: BackupCmd,
+    },
     /// Placement rules ([[policy]] in the config): check them.
     Policy {
         #[command(subcommand)]
@@ -365,6 +370,63 @@ pub enum Cmd {
     Man {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BackupCmd {
+    /// Run JOB now: print its plan (new, changed, deleted, unchanged), store it
+    /// with a progress bar, snapshot it and apply its retention. Exit 0: the
+    /// whole run succeeded; 3: partial (some entries failed, listed); 1: failed
+    /// or skipped. Through the mount daemon when mounted.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The job's name (`name` of a [[job]] of the config).
+        job: String,
+        /// Print the plan, with the bytes to upload after deduplication (the
+        /// changed files are read and cut into chunks), and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The jobs of the config: schedule, next run, last run and its result.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every run of JOB (of every job without one), oldest first: start,
+    /// duration, entries, bytes, result and errors. Kept in the volume's index.
+    History {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        job: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a systemd service and timer that run JOB on its schedule
+    /// (cloudraid-backup-JOB.service and .timer), then say how to enable them.
+    InstallTimer {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        job: String,
+        /// Where the units are written.
+        #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+        dir: PathBuf,
+    },
+    /// Run the jobs' schedules on a machine that does not mount the volume:
+    /// each job runs when due (a run missed while this was not running runs
+    /// once at start), until stopped. Needs the key without a prompt
+    /// (key_file or passphrase_file).
+    Daemon {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
     },
 }
 

@@ -3,6 +3,7 @@
 //! operations through the mount daemon or on the volume opened here.
 
 pub mod args;
+pub mod backup;
 pub mod mount;
 pub mod policy;
 pub mod snapshot;
@@ -14,6 +15,9 @@ use cloudraid::config::Config;
 use cloudraid::front::{control, ops, setup};
 use cloudraid::fs::Fs;
 use std::path::{Path, PathBuf};
+
+/// The exit code of a command that succeeded in part (`backup run`: 3).
+pub static EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// How this run unlocks encrypted volumes (from the global options).
 pub static KEYS: std::sync::OnceLock<setup::KeySource> = std::sync::OnceLock::new();
@@ -177,6 +181,11 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
                 | control::Request::SnapshotList
                 | control::Request::SnapshotDiff { .. }
                 | control::Request::PolicyApply { dry_run: true, .. }
+                | control::Request::BackupPlan {
+                    thorough: false,
+                    ..
+                }
+                | control::Request::BackupHistory { .. }
         );
         // A passphrase typed here to open the volume is also the proof that a
         // protected operation needs: it is not asked twice.

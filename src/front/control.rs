@@ -114,6 +114,29 @@ pub enum Request {
         #[serde(default)]
         proof: Option<Proof>,
     },
+    /// What a run of backup job `job` of the config at `config` (absolute)
+    /// would do (`backup run --dry-run`); `thorough` also counts the bytes to upload.
+    BackupPlan {
+        config: PathBuf,
+        job: String,
+        #[serde(default)]
+        thorough: bool,
+    },
+    /// Run backup job `job` now (`backup run`); `total`: bytes the progress counts to.
+    BackupRun {
+        config: PathBuf,
+        job: String,
+        #[serde(default)]
+        total: u64,
+        /// What started it ("manual" from the CLI, "schedule" from `backup daemon`).
+        #[serde(default)]
+        trigger: Option<String>,
+    },
+    /// The runs of one job (every job's without one), oldest first.
+    BackupHistory {
+        #[serde(default)]
+        job: Option<String>,
+    },
     /// Turn snapshot protection on or off (off needs the proof).
     SnapshotProtect {
         on: bool,
@@ -382,6 +405,39 @@ pub async fn execute(
                 Ok(()) => snap_data(forget::forget(fs, &request).await),
             }
         }
+        Request::BackupPlan {
+            config,
+            job,
+            thorough,
+        } => {
+            resp = data(match job_of(fs, &config, &job) {
+                Ok((job, _)) => crate::backup::job::run::plan(fs, &job, thorough).await,
+                Err(e) => Err(e),
+            })
+        }
+        Request::BackupRun {
+            config,
+            job,
+            total,
+            trigger,
+        } => {
+            resp = data(match job_of(fs, &config, &job) {
+                Ok((job, env)) => {
+                    let req = crate::backup::job::run::RunRequest {
+                        trigger: trigger.as_deref().unwrap_or("manual"),
+                        env: &env,
+                        total,
+                    };
+                    Ok(crate::backup::job::run::run(fs, &job, &req, progress).await)
+                }
+                Err(e) => Err(e),
+            })
+        }
+        Request::BackupHistory { job } => {
+            resp = data(blocking(|| {
+                crate::backup::job::history::runs(fs, job.as_deref())
+            }))
+        }
         Request::SnapshotProtect { on, proof } => {
             let allowed = if on {
                 Ok(())
@@ -405,6 +461,32 @@ pub async fn execute(
         }
     }
     resp
+}
+
+/// Job `name` of the config at `path`, and the config's env file entries; the
+/// config must be this volume's.
+fn job_of(
+    fs: &Fs,
+    path: &Path,
+    name: &str,
+) -> Result<
+    (
+        crate::backup::job::config::JobSection,
+        Vec<(String, String)>,
+    ),
+    String,
+> {
+    let config = crate::config::Config::load(path)?;
+    if config.volume.name != fs.volume().name {
+        return Err(format!(
+            "{} is the config of volume {}, not of the mounted volume {}: give this volume's config",
+            path.display(),
+            config.volume.name,
+            fs.volume().name
+        ));
+    }
+    let job = config.job(name)?.clone();
+    Ok((job, config.env_vars()?))
 }
 
 fn snap_data<T: Serialize>(r: SnapResult<T>) -> Response {

@@ -371,6 +371,18 @@ async fn serve_mount(
                 Some(crate::backup::schedule::ScheduleTask::spawn(fs.clone(), s))
             }
         });
+    let jobs = if opts.read_only {
+        if config.jobs.iter().any(|j| j.schedule.is_some()) {
+            tracing::info!("read-only mount: the backup jobs' schedules do not run");
+        }
+        None
+    } else {
+        let env = config.env_vars().unwrap_or_else(|e| {
+            tracing::error!("backup jobs: {e}");
+            Vec::new()
+        });
+        crate::backup::job::sched::JobSchedule::spawn(fs.clone(), &config.jobs, env)
+    };
     let up = checks.len() - down.len();
     tell_systemd(&[
         sd_notify::NotifyState::Ready,
@@ -406,6 +418,9 @@ async fn serve_mount(
     let _ = std::fs::remove_file(&sock);
     if let Some(s) = schedule {
         s.stop().await;
+    }
+    if let Some(j) = jobs {
+        j.stop().await;
     }
     let synced = fs.sync_all().await;
     collector.abort();

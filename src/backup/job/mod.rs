@@ -6,5 +6,6 @@ pub mod config;
 pub mod history;
 pub mod hooks;
 pub mod run;
+pub mod sched;
 pub mod walk;
 pub mod when;

@@ -544,6 +544,34 @@ impl RunOutcome {
     }
 }
 
+/// The jobs running in this process.
+static RUNNING: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A job marked running until dropped.
+struct Running(String);
+
+impl Running {
+    fn claim(job: &str) -> Option<Running> {
+        RUNNING
+            .lock()
+            .unwrap()
+            .insert(job.to_string())
+            .then(|| Running(job.to_string()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().unwrap().remove(&self.0);
+    }
+}
+
+/// Whether `job` is running in this process now.
+pub fn is_running(job: &str) -> bool {
+    RUNNING.lock().unwrap().contains(job)
+}
+
 /// Runs `job` now: the whole run, recorded in the history whatever its result.
 pub async fn run(
     fs: &Fs,
@@ -552,6 +580,24 @@ pub async fn run(
     progress: ProgressFn<'_>,
 ) -> RunOutcome {
     let started = now_nanos();
+    // One run of a job at a time in this process (a schedule, a watch and a
+    // `backup run` through the daemon may meet).
+    let Some(_running) = Running::claim(&job.name) else {
+        return RunOutcome {
+            run: JobRunRecord {
+                job: job.name.clone(),
+                trigger: req.trigger.to_string(),
+                started,
+                result: RunResult::Skipped,
+                errors: vec![format!(
+                    "job {} is already running; this run was skipped (see `cloudraid backup history`)",
+                    job.name
+                )],
+                ..Default::default()
+            },
+            forgotten: Vec::new(),
+        };
+    };
     let clock = std::time::Instant::now();
     let mut out = RunOutcome {
         run: JobRunRecord {
