@@ -10,8 +10,10 @@ use crate::format::{JobRunRecord, Kind, RunResult};
 use crate::front::ops::{self, ProgressFn, RemoveReport, Transfer, TransferReport};
 use crate::fs::{now_nanos, Caller, Errno, Fs, SetAttr};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a run would do, as seen now.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -544,32 +546,22 @@ impl RunOutcome {
     }
 }
 
-/// The jobs running in this process.
-static RUNNING: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// One lock per job name: one run of a job at a time in this process.
+static RUNNING: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
-/// A job marked running until dropped.
-struct Running(String);
-
-impl Running {
-    fn claim(job: &str) -> Option<Running> {
-        RUNNING
-            .lock()
-            .unwrap()
-            .insert(job.to_string())
-            .then(|| Running(job.to_string()))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.lock().unwrap().remove(&self.0);
-    }
+fn job_lock(job: &str) -> Arc<tokio::sync::Mutex<()>> {
+    RUNNING
+        .lock()
+        .unwrap()
+        .entry(job.to_string())
+        .or_default()
+        .clone()
 }
 
 /// Whether `job` is running in this process now.
 pub fn is_running(job: &str) -> bool {
-    RUNNING.lock().unwrap().contains(job)
+    job_lock(job).try_lock().is_err()
 }
 
 /// Runs `job` now: the whole run, recorded in the history whatever its result.
@@ -581,23 +573,33 @@ pub async fn run(
 ) -> RunOutcome {
     let started = now_nanos();
     // One run of a job at a time in this process (a schedule, a watch and a
-    // `backup run` through the daemon may meet).
-    let Some(_running) = Running::claim(&job.name) else {
-        return RunOutcome {
-            run: JobRunRecord {
-                job: job.name.clone(),
-                trigger: req.trigger.to_string(),
-                started,
-                result: RunResult::Skipped,
-                errors: vec![format!(
-                    "job {} is already running; this run was skipped (see `cloudraid backup history`)",
-                    job.name
-                )],
-                ..Default::default()
-            },
-            forgotten: Vec::new(),
-        };
+    // `backup run` through the daemon may meet): a run asked for waits for the
+    // one running; a scheduled or watch run is skipped.
+    let lock = job_lock(&job.name);
+    let _running = match lock.try_lock() {
+        Ok(g) => g,
+        Err(_) if req.trigger == "manual" => {
+            tracing::info!("job {}: waiting for the run in progress to end", job.name);
+            lock.lock().await
+        }
+        Err(_) => {
+            return RunOutcome {
+                run: JobRunRecord {
+                    job: job.name.clone(),
+                    trigger: req.trigger.to_string(),
+                    started,
+                    result: RunResult::Skipped,
+                    errors: vec![format!(
+                        "job {} is already running; this run was skipped",
+                        job.name
+                    )],
+                    ..Default::default()
+                },
+                forgotten: Vec::new(),
+            };
+        }
     };
+    let started = now_nanos();
     let clock = std::time::Instant::now();
     let mut out = RunOutcome {
         run: JobRunRecord {
