@@ -25,9 +25,11 @@ fi
 cargo build --tests --bins --locked 2>&1 | tail -n 3
 log=$(mktemp)
 emulators=0
+smtp_sink=0
 cleanup() {
   rm -f "$log"
   if [ "$emulators" = 1 ]; then scripts/emulators.sh stop || true; fi
+  if [ "$smtp_sink" = 1 ]; then scripts/smtp-sink.sh stop || true; fi
 }
 trap cleanup EXIT
 # S3, GCS and Azure protocol servers for the backend conformance suite.
@@ -39,6 +41,16 @@ elif [ -n "${CI:-}" ]; then
   exit 1
 else
   echo "warning: the cloud emulators could not start; the cloud tests will skip" >&2
+fi
+# An SMTP server that keeps what it receives, for the email notification tests.
+if scripts/smtp-sink.sh start; then
+  smtp_sink=1
+  eval "$(scripts/smtp-sink.sh env)"
+elif [ -n "${CI:-}" ]; then
+  echo "error: the SMTP sink could not start, and CI must run the email notification tests" >&2
+  exit 1
+else
+  echo "warning: the SMTP sink could not start; the email notification tests will skip" >&2
 fi
 set +e
 # --no-fail-fast: every test binary runs, so one failure does not hide others.

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod history;
 pub mod hooks;
+pub mod notify;
 pub mod run;
 pub mod sched;
 pub mod walk;
