@@ -511,20 +511,35 @@ async fn email(
     env: &[(String, String)],
     d: &Delivery,
 ) -> Result<(), String> {
+    let Some(smtp) = &n.smtp else {
+        return Err("no smtp server: add smtp = \"smtp://host:587\" to this [[job.notify]]".into());
+    };
+    send_email(&SmtpServer::parse(smtp)?, n, run, env, d).await
+}
+
+/// Sends the email of `n` through `server`.
+async fn send_email(
+    server: &SmtpServer,
+    n: &NotifySection,
+    run: &JobRunRecord,
+    env: &[(String, String)],
+    d: &Delivery,
+) -> Result<(), String> {
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::transport::smtp::client::{Tls, TlsParameters};
     use lettre::transport::smtp::extension::ClientId;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
     install_tls_provider();
-    let Some(smtp) = &n.smtp else {
-        return Err("no smtp server: add smtp = \"smtp://host:587\" to this [[job.notify]]".into());
-    };
-    let server = SmtpServer::parse(smtp)?;
-    let credentials = smtp_credentials(env, &server)?;
+    let credentials = smtp_credentials(env, server)?;
     let message = email_message(n, run)?;
     let shown = server.shown();
     let mode = server.tls(credentials.is_some());
-    let tls = match (mode, TlsParameters::new(server.host.clone())) {
+    // A server on this machine is reached without leaving it: its certificate
+    // (often a self-signed one, as a local Postfix has) is not checked.
+    let params = TlsParameters::builder(server.host.clone())
+        .dangerous_accept_invalid_certs(server.loopback)
+        .build();
+    let tls = match (mode, params) {
         (SmtpTls::Implicit, Ok(p)) => Tls::Wrapper(p),
         (SmtpTls::Required, Ok(p)) => Tls::Required(p),
         (SmtpTls::Opportunistic, Ok(p)) => Tls::Opportunistic(p),
@@ -926,6 +941,100 @@ mod tests {
         );
         assert_eq!(n.load(Ordering::SeqCst), 3);
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    /// A plain SMTP server without STARTTLS that takes every message; returns
+    /// its port and the commands it received.
+    async fn plain_smtp() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 plain ESMTP\r\n").await;
+                    let mut in_data = false;
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if in_data {
+                            if line == "." {
+                                in_data = false;
+                                let _ = w.write_all(b"250 kept\r\n").await;
+                            }
+                            continue;
+                        }
+                        let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                        log.lock().unwrap().push(verb.clone());
+                        let answer: &[u8] = match verb.as_str() {
+                            "EHLO" => b"250-plain\r\n250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\n",
+                            "AUTH" => b"235 ok\r\n",
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go on\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = w.write_all(b"221 bye\r\n").await;
+                                return;
+                            }
+                            _ => b"250 ok\r\n",
+                        };
+                        let _ = w.write_all(answer).await;
+                    }
+                });
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn a_password_is_not_sent_in_clear_to_a_server_elsewhere() {
+        let (port, seen) = plain_smtp().await;
+        let n = NotifySection {
+            on: vec![NotifyOn::Success],
+            webhook: None,
+            email: vec!["a@example.org".into()],
+            from: Some("b@example.org".into()),
+            smtp: Some(format!("smtp://127.0.0.1:{port}")),
+        };
+        let login = [
+            ("SMTP_USERNAME".to_string(), "u".to_string()),
+            ("SMTP_PASSWORD".to_string(), "secret".to_string()),
+        ];
+        let local = SmtpServer::parse(n.smtp.as_deref().unwrap()).unwrap();
+        // On this machine, STARTTLS is used if offered: without it the login goes plain.
+        send_email(&local, &n, &record(), &login, &quick())
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]
+        );
+        // The same server taken for one elsewhere: STARTTLS is required to log in.
+        seen.lock().unwrap().clear();
+        let elsewhere = SmtpServer {
+            loopback: false,
+            ..local
+        };
+        let e = send_email(&elsewhere, &n, &record(), &login, &quick())
+            .await
+            .unwrap_err();
+        assert!(e.contains("STARTTLS is not supported"), "{e}");
+        assert!(e.contains("use smtps://host:465"), "{e}");
+        assert!(!e.contains("tries"), "not tried again: {e}");
+        assert_eq!(*seen.lock().unwrap(), ["EHLO"], "no AUTH, no MAIL");
+        // Without a password there is nothing to protect: sent, in clear.
+        seen.lock().unwrap().clear();
+        send_email(&elsewhere, &n, &record(), &[], &quick())
+            .await
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+        );
     }
 
     #[tokio::test]
