@@ -510,6 +510,9 @@ pub struct RunOutcome {
     /// Snapshots the job's retention removed.
     #[serde(default)]
     pub forgotten: Vec<String>,
+    /// Notifications that could not be delivered (the run's result stands).
+    #[serde(default)]
+    pub notify_errors: Vec<String>,
 }
 
 impl RunOutcome {
@@ -541,6 +544,9 @@ impl RunOutcome {
         }
         for e in &r.errors {
             s.push_str(&format!("error: {e}\n"));
+        }
+        for e in &self.notify_errors {
+            s.push_str(&format!("warning: {e}\n"));
         }
         s
     }
@@ -596,6 +602,7 @@ pub async fn run(
                     ..Default::default()
                 },
                 forgotten: Vec::new(),
+                notify_errors: Vec::new(),
             };
         }
     };
@@ -609,6 +616,7 @@ pub async fn run(
             ..Default::default()
         },
         forgotten: Vec::new(),
+        notify_errors: Vec::new(),
     };
     let timeout = job.hook_timeout();
     let before = match &job.before {
@@ -667,6 +675,11 @@ pub async fn run(
     if let Err(e) = history::record(fs, &out.run) {
         tracing::error!("{e}");
         out.run.errors.push(e);
+    }
+    // A notification that cannot be delivered is said, never fails the run.
+    out.notify_errors = super::notify::send_all(job, &out.run, req.env).await;
+    for e in &out.notify_errors {
+        tracing::warn!("{e}");
     }
     out
 }
