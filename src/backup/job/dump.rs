@@ -394,7 +394,12 @@ fn start_error(what: &str, tool: &str, target: &str, said: &str) -> String {
         "role \"",
         "no pg_hba.conf entry",
     ]) {
-        format!("{what}: {target} refused the login ({said}): check the user, and the password (PGPASSWORD or MYSQL_PWD in the volume's env file, or in the url)")
+        let var = if tool.starts_with("pg_") {
+            "PGPASSWORD"
+        } else {
+            "MYSQL_PWD"
+        };
+        format!("{what}: {target} refused the login ({said}): check the user, and the password ({var} in the volume's env file, or in the url)")
     } else if has(&["does not exist", "unknown database"]) {
         format!("{what}: {target} has no such database ({said}): check the database name in url")
     } else if has(&[
@@ -834,7 +839,17 @@ mod tests {
         assert!(e.ends_with("check url and that the server runs"), "{e}");
         let e = start_error("database app", "pg_dump", "postgres://me@h/app", "pg_dump: error: connection to server at \"h\", port 1 failed: FATAL:  password authentication failed for user \"me\"");
         assert!(
-            e.contains("refused the login") && e.contains("PGPASSWORD"),
+            e.contains("refused the login") && e.contains("(PGPASSWORD in the volume's env file"),
+            "{e}"
+        );
+        let e = start_error(
+            "database app",
+            "mariadb-dump",
+            "mysql://me@h/app",
+            "mariadb-dump: Got error: 1045: \"Access denied for user 'me'@'h' (using password: YES)\" when trying to connect",
+        );
+        assert!(
+            e.contains("refused the login") && e.contains("(MYSQL_PWD in the volume's env file"),
             "{e}"
         );
         let e = start_error(
