@@ -73,7 +73,11 @@ free_port() {
 
 password() { head -c 18 /dev/urandom | base64 | tr -d '/+='; }
 
-alive() { [ -f "$root/$1.pid" ] && kill -0 "$(cat "$root/$1.pid")" 2>/dev/null; }
+# A process that exists and is not a zombie (an exited server waits to be reaped
+# by init, which here can take seconds).
+running() { kill -0 "$1" 2>/dev/null && ! grep -q '^[0-9]* ([^)]*) Z' "/proc/$1/stat" 2>/dev/null; }
+
+alive() { [ -f "$root/$1.pid" ] && running "$(cat "$root/$1.pid")"; }
 
 # The state a started server leaves for `env`: one NAME=VALUE per line.
 state() { sed -n "s/^$2=//p" "$root/$1.state" 2>/dev/null; }
@@ -81,6 +85,8 @@ state() { sed -n "s/^$2=//p" "$root/$1.state" 2>/dev/null; }
 prepare_root() {
   mkdir -p "$root"
   chmod 755 "$root"
+  as_user test -x "$root" ||
+    die "$RUN_AS cannot reach $root (a parent folder is closed to it): set CLOUDRAID_DATABASE_DIR to a folder under /tmp"
 }
 
 start_pg() {
@@ -148,15 +154,15 @@ SQL
   echo "databases: MariaDB on 127.0.0.1:$port (pid $(cat "$root/mysql.pid"))" >&2
 }
 
-# Stops by the PID the start wrote (PostgreSQL: SIGINT, its fast shutdown, which does
-# not wait for clients; MariaDB: SIGTERM), then removes the data.
+# Stops by the PID the start wrote, then removes the data. PostgreSQL gets SIGQUIT,
+# its immediate shutdown (no checkpoint: the data is removed anyway); MariaDB SIGTERM.
 stop_one() {
   local name=$1 pid sig=TERM
-  [ "$name" = pg ] && sig=INT
+  [ "$name" = pg ] && sig=QUIT
   if [ -f "$root/$name.pid" ]; then
     pid=$(cat "$root/$name.pid")
     kill -"$sig" "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
   rm -rf "$root/$name" "$root/$name.sock" "$root/$name.pid" "$root/$name.state" "$root/$name.log"
@@ -171,7 +177,16 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(pg mysql)
 for n in "${names[@]}"; do check_name "$n"; done
 case $cmd in
-  start) for n in "${names[@]}"; do "start_$n"; done ;;
+  start)
+    # Installs one after the other (apt holds a lock), then starts the servers side
+    # by side.
+    for n in "${names[@]}"; do alive "$n" || "install_$n"; done
+    pids=()
+    for n in "${names[@]}"; do "start_$n" & pids+=($!); done
+    failed=0
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    exit "$failed"
+    ;;
   stop) for n in "${names[@]}"; do stop_one "$n"; done ;;
   env)
     if alive pg; then

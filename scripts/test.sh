@@ -26,10 +26,12 @@ cargo build --tests --bins --locked 2>&1 | tail -n 3
 log=$(mktemp)
 emulators=0
 smtp_sink=0
+databases=0
 cleanup() {
   rm -f "$log"
   if [ "$emulators" = 1 ]; then scripts/emulators.sh stop || true; fi
   if [ "$smtp_sink" = 1 ]; then scripts/smtp-sink.sh stop || true; fi
+  if [ "$databases" = 1 ]; then scripts/databases.sh stop || true; fi
 }
 trap cleanup EXIT
 # S3, GCS and Azure protocol servers for the backend conformance suite.
@@ -51,6 +53,17 @@ elif [ -n "${CI:-}" ]; then
   exit 1
 else
   echo "warning: the SMTP sink could not start; the email notification tests will skip" >&2
+fi
+# PostgreSQL and MariaDB servers for the database dump tests (tests/databases.rs).
+# Stopped at exit even when only one of them started.
+databases=1
+if scripts/databases.sh start; then
+  eval "$(scripts/databases.sh env)"
+elif [ -n "${CI:-}" ]; then
+  echo "error: the PostgreSQL/MariaDB test servers could not start, and CI must run the database dump tests" >&2
+  exit 1
+else
+  echo "warning: the database servers could not start; the PostgreSQL/MariaDB dump tests will skip" >&2
 fi
 set +e
 # --no-fail-fast: every test binary runs, so one failure does not hide others.
