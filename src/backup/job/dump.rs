@@ -54,6 +54,12 @@ pub struct Dump {
     source: Source,
 }
 
+// The job runner reads a dump on a blocking thread of its own.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Dump>();
+};
+
 enum Source {
     Process(ProcessDump),
     Sqlite(SqliteDump),
@@ -653,8 +659,14 @@ fn start_sqlite(what: String, path: &Path) -> Result<Dump, String> {
             }
             return Err(format!("{}: {e}", dump.what));
         }
-        // An empty file: a database of no pages.
-        Err(_) => dump.eof = true,
+        // The reader ended without a page: an empty file (a database of no
+        // pages), unless it panicked.
+        Err(_) => {
+            if let Some(Err(_)) = s.thread.take().map(|t| t.join()) {
+                return Err(format!("{}: the SQLite reader panicked", dump.what));
+            }
+            dump.eof = true;
+        }
     }
     Ok(dump)
 }
