@@ -531,3 +531,107 @@ fn mounted_runs_go_through_the_daemon_and_missed_schedules_run_at_mount() {
     assert_eq!(&triggers[..3], ["manual", "missed", "manual"], "{h}");
     ok(&["umount", &mp]);
 }
+
+#[test]
+fn a_database_dump_is_stored_restores_and_dedups_on_the_next_run() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &["--chunk-size", "64KiB"]);
+    let db = e.base.join("app.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);",
+    )
+    .unwrap();
+    for i in 0..2000u64 {
+        conn.execute(
+            "INSERT INTO t(id, v) VALUES (?1, ?2)",
+            rusqlite::params![i as i64, common::bytes(i, 1000)],
+        )
+        .unwrap();
+    }
+    let src = e.base.join("docs");
+    source_tree(&src);
+    add_job(
+        &cfg,
+        &format!(
+            "name = \"db\"\nsources = [{src:?}]\ndestination = \"/d\"\n\n[[job.database]]\nkind = \"sqlite\"\nname = \"app\"\npath = {db:?}\n"
+        ),
+    );
+    let r = run_json(&cfg, "db");
+    assert_eq!(r["run"]["result"], "success", "{r}");
+    assert_eq!(r["run"]["databases"], 1);
+    let back = e.base.join("app-restored.sqlite");
+    get(&cfg, "/d/databases/app.sqlite", &back);
+    let restored = rusqlite::Connection::open(&back).unwrap();
+    let ok: String = restored
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+    let (n, sum): (i64, i64) = restored
+        .query_row("SELECT count(*), sum(length(v)) FROM t", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, sum), (2000, 2_000_000));
+    let v: Vec<u8> = restored
+        .query_row("SELECT v FROM t WHERE id = 1234", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, common::bytes(1234, 1000));
+    // A few rows changed: the next dump uploads a small part of the database.
+    conn.execute("UPDATE t SET v = x'00' WHERE id < 5", []).unwrap();
+    let r = run_json(&cfg, "db");
+    let dumped = std::fs::metadata(&back).unwrap().len();
+    let up = r["run"]["uploaded_bytes"].as_u64().unwrap();
+    assert!(up < dumped / 4, "uploaded {up} of a {dumped}-byte dump: {r}");
+    // An unreachable database: the run is partial, the previous dump stays.
+    std::fs::rename(&db, e.base.join("moved.db")).unwrap();
+    let o = run(&["backup", "run", "--config", &cfg, "db"]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("database app"), "{}", stdout(&o));
+    let again = e.base.join("again.sqlite");
+    get(&cfg, "/d/databases/app.sqlite", &again);
+    let n: i64 = rusqlite::Connection::open(&again)
+        .unwrap()
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2000);
+}
+
+#[test]
+fn watch_mode_follows_writes_renames_and_deletes() {
+    if !can_mount() {
+        return;
+    }
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &[]);
+    let src = e.base.join("docs");
+    source_tree(&src);
+    add_job(
+        &cfg,
+        &format!("name = \"live\"\nsources = [{src:?}]\ndestination = \"/live\"\nwatch = true\nwatch_delay = \"1s\"\n"),
+    );
+    let mp = e.p("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    ok(&["mount", "--config", &cfg, &mp]);
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let vol = format!("{mp}/live/docs");
+    // At start: the whole source.
+    wait_for("first sync", &|| Path::new(&format!("{vol}/sub/b.bin")).exists());
+    std::fs::write(src.join("new.txt"), b"written now").unwrap();
+    wait_for("a new file", &|| {
+        std::fs::read(format!("{vol}/new.txt")).ok().as_deref() == Some(b"written now")
+    });
+    std::fs::rename(src.join("a.txt"), src.join("renamed.txt")).unwrap();
+    wait_for("a rename", &|| {
+        Path::new(&format!("{vol}/renamed.txt")).exists() && !Path::new(&format!("{vol}/a.txt")).exists()
+    });
+    std::fs::remove_file(src.join("sub/b.bin")).unwrap();
+    wait_for("a delete", &|| !Path::new(&format!("{vol}/sub/b.bin")).exists());
+    ok(&["umount", &mp]);
+}

@@ -372,8 +372,8 @@ async fn serve_mount(
             }
         });
     let jobs = if opts.read_only {
-        if config.jobs.iter().any(|j| j.schedule.is_some()) {
-            tracing::info!("read-only mount: the backup jobs' schedules do not run");
+        if config.jobs.iter().any(|j| j.schedule.is_some() || j.watch) {
+            tracing::info!("read-only mount: the backup jobs' schedules and watches do not run");
         }
         None
     } else {
@@ -381,7 +381,10 @@ async fn serve_mount(
             tracing::error!("backup jobs: {e}");
             Vec::new()
         });
-        crate::backup::job::sched::JobSchedule::spawn(fs.clone(), &config.jobs, env)
+        let watch =
+            crate::backup::job::watch::JobWatch::spawn(fs.clone(), &config.jobs, env.clone());
+        let sched = crate::backup::job::sched::JobSchedule::spawn(fs.clone(), &config.jobs, env);
+        Some((sched, watch))
     };
     let up = checks.len() - down.len();
     tell_systemd(&[
@@ -419,8 +422,13 @@ async fn serve_mount(
     if let Some(s) = schedule {
         s.stop().await;
     }
-    if let Some(j) = jobs {
-        j.stop().await;
+    if let Some((sched, watch)) = jobs {
+        if let Some(w) = watch {
+            w.stop().await;
+        }
+        if let Some(s) = sched {
+            s.stop().await;
+        }
     }
     let synced = fs.sync_all().await;
     collector.abort();

@@ -10,4 +10,5 @@ pub mod notify;
 pub mod run;
 pub mod sched;
 pub mod walk;
+pub mod watch;
 pub mod when;
