@@ -538,10 +538,8 @@ fn a_database_dump_is_stored_restores_and_dedups_on_the_next_run() {
     let cfg = three_backend_volume(&e, &["--chunk-size", "64KiB"]);
     let db = e.base.join("app.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
-    conn.execute_batch(
-        "PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);",
-    )
-    .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);")
+        .unwrap();
     for i in 0..2000u64 {
         conn.execute(
             "INSERT INTO t(id, v) VALUES (?1, ?2)",
@@ -578,11 +576,15 @@ fn a_database_dump_is_stored_restores_and_dedups_on_the_next_run() {
         .unwrap();
     assert_eq!(v, common::bytes(1234, 1000));
     // A few rows changed: the next dump uploads a small part of the database.
-    conn.execute("UPDATE t SET v = x'00' WHERE id < 5", []).unwrap();
+    conn.execute("UPDATE t SET v = x'00' WHERE id < 5", [])
+        .unwrap();
     let r = run_json(&cfg, "db");
     let dumped = std::fs::metadata(&back).unwrap().len();
     let up = r["run"]["uploaded_bytes"].as_u64().unwrap();
-    assert!(up < dumped / 4, "uploaded {up} of a {dumped}-byte dump: {r}");
+    assert!(
+        up < dumped / 4,
+        "uploaded {up} of a {dumped}-byte dump: {r}"
+    );
     // An unreachable database: the run is partial, the previous dump stays.
     std::fs::rename(&db, e.base.join("moved.db")).unwrap();
     let o = run(&["backup", "run", "--config", &cfg, "db"]);
@@ -616,22 +618,30 @@ fn watch_mode_follows_writes_renames_and_deletes() {
     let wait_for = |what: &str, f: &dyn Fn() -> bool| {
         let t = Instant::now();
         while !f() {
-            assert!(t.elapsed() < Duration::from_secs(30), "{what}: not within 30 s");
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "{what}: not within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     };
     let vol = format!("{mp}/live/docs");
     // At start: the whole source.
-    wait_for("first sync", &|| Path::new(&format!("{vol}/sub/b.bin")).exists());
+    wait_for("first sync", &|| {
+        Path::new(&format!("{vol}/sub/b.bin")).exists()
+    });
     std::fs::write(src.join("new.txt"), b"written now").unwrap();
     wait_for("a new file", &|| {
         std::fs::read(format!("{vol}/new.txt")).ok().as_deref() == Some(b"written now")
     });
     std::fs::rename(src.join("a.txt"), src.join("renamed.txt")).unwrap();
     wait_for("a rename", &|| {
-        Path::new(&format!("{vol}/renamed.txt")).exists() && !Path::new(&format!("{vol}/a.txt")).exists()
+        Path::new(&format!("{vol}/renamed.txt")).exists()
+            && !Path::new(&format!("{vol}/a.txt")).exists()
     });
     std::fs::remove_file(src.join("sub/b.bin")).unwrap();
-    wait_for("a delete", &|| !Path::new(&format!("{vol}/sub/b.bin")).exists());
+    wait_for("a delete", &|| {
+        !Path::new(&format!("{vol}/sub/b.bin")).exists()
+    });
     ok(&["umount", &mp]);
 }

@@ -861,11 +861,12 @@ async fn dump_database(
                 "{shown}: databases in the destination is not a folder; move it away"
             ))
         }
-        Err(Errno::ENOENT) => fs
-            .mkdir(dest, b"databases", 0o700, owner)
-            .await
-            .map_err(|e| format!("{shown}: {}", ops::fs_err("databases", e)))?
-            .ino,
+        Err(Errno::ENOENT) => {
+            fs.mkdir(dest, b"databases", 0o700, owner)
+                .await
+                .map_err(|e| format!("{shown}: {}", ops::fs_err("databases", e)))?
+                .ino
+        }
         Err(e) => return Err(format!("{shown}: {}", ops::fs_err("databases", e))),
     };
     // Dumps an interrupted run left.
@@ -882,7 +883,13 @@ async fn dump_database(
         .map_err(|e| format!("{shown}: {e}"))??;
     let tmp = ops::temp_name(name.as_bytes(), "dump");
     let (attr, fh) = fs
-        .create(dir, &tmp, 0o600, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, owner)
+        .create(
+            dir,
+            &tmp,
+            0o600,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            owner,
+        )
         .await
         .map_err(|e| format!("{shown}: {}", ops::fs_err(&name, e)))?;
     // The dump is read in a blocking thread and handed over in blocks through a
@@ -984,9 +991,7 @@ fn fresh_bytes(fs: &Fs, ino: u64) -> u64 {
             crate::format::ChunkRef::Data { id, len } => Some((id, *len as u64)),
             _ => None,
         })
-        .filter(|(id, _)| {
-            matches!(fs.index().chunk(id), Ok(Some(rec)) if rec.refs <= 1)
-        })
+        .filter(|(id, _)| matches!(fs.index().chunk(id), Ok(Some(rec)) if rec.refs <= 1))
         .map(|(_, len)| len)
         .sum()
 }

@@ -35,7 +35,14 @@ impl JobWatch {
         let tasks: Vec<_> = jobs
             .iter()
             .filter(|j| j.watch)
-            .map(|j| tokio::spawn(watch_job(fs.clone(), j.clone(), env.clone(), stopped.clone())))
+            .map(|j| {
+                tokio::spawn(watch_job(
+                    fs.clone(),
+                    j.clone(),
+                    env.clone(),
+                    stopped.clone(),
+                ))
+            })
             .collect();
         (!tasks.is_empty()).then_some(JobWatch { stop, tasks })
     }
@@ -69,7 +76,10 @@ async fn watch_job(
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
         Err(e) => {
-            tracing::error!("job {}: cannot watch its sources: {e}; it runs only on its schedule or when asked", job.name);
+            tracing::error!(
+                "job {}: cannot watch its sources: {e}; it runs only on its schedule or when asked",
+                job.name
+            );
             return;
         }
     };

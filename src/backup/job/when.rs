@@ -145,7 +145,7 @@ pub fn cron_to_calendar(s: &str) -> Result<String, String> {
 }
 
 /// A systemd calendar field as a cron one: `a..b` → `a-b`; `*` stays.
-fn calendar_field_to_cron(f: &str, what: &str) -> Result<String, String> {
+fn calendar_field_to_cron(f: &str, what: &str, max: u32) -> Result<String, String> {
     if f.is_empty() {
         return Err(format!("an empty {what}"));
     }
@@ -171,6 +171,10 @@ fn calendar_field_to_cron(f: &str, what: &str) -> Result<String, String> {
             .collect();
         let mut s = p[0].to_string();
         for (i, c) in sep.iter().enumerate() {
+            // systemd's `A/S` (from A, every S) is cron's `A-MAX/S`.
+            if *c == '/' && !sep.contains(&'-') && p[0] != "*" {
+                s.push_str(&format!("-{max}"));
+            }
             s.push(*c);
             s.push_str(p[i + 1]);
         }
@@ -254,10 +258,10 @@ pub fn calendar_to_cron(s: &str) -> Result<String, String> {
     };
     Ok(format!(
         "{} {} {} {} {}",
-        calendar_field_to_cron(min, "minute")?,
-        calendar_field_to_cron(hour, "hour")?,
-        calendar_field_to_cron(dom, "day")?,
-        calendar_field_to_cron(mon, "month")?,
+        calendar_field_to_cron(min, "minute", 59)?,
+        calendar_field_to_cron(hour, "hour", 23)?,
+        calendar_field_to_cron(dom, "day", 31)?,
+        calendar_field_to_cron(mon, "month", 12)?,
         dow
     ))
 }
@@ -278,7 +282,7 @@ mod tests {
             ("*-*-* 03:00", "0 3 * * *"),
             ("Mon..Fri *-*-* 03:30:00", "30 3 * * 1-5"),
             ("Sat,Sun 12:00", "0 12 * * 6,0"),
-            ("*-*-* 00/6:15", "15 0/6 * * *"),
+            ("*-*-* 00/6:15", "15 0-23/6 * * *"),
             ("*-*-01 04:00", "0 4 1 * *"),
         ];
         for (cal, cron) in cases {
