@@ -7,7 +7,9 @@
 #     files (100) were rewritten: wall time, bytes uploaded, peak RSS;
 #   - a SQLite database of about 1 GiB (1,000,000 rows of 1 KiB random blobs):
 #     the first run, then a run after 1,000 rows were updated: wall time and
-#     bytes uploaded (how much of the dump deduplicated), peak RSS.
+#     bytes uploaded (how much of the dump deduplicated), peak RSS; then 1,000
+#     rows updated in one range and 10,000 added; then 1,000 rows updated spread
+#     over the whole table (one row every ~1.3 MB: most chunks change).
 #
 # Usage: scripts/bench-jobs.sh [FILES] [DB_ROWS]   (defaults 10000 1000000)
 set -euo pipefail
@@ -85,8 +87,19 @@ run db "db: first run"
 python3 - <<'EOF'
 import os, sqlite3
 c = sqlite3.connect("app.db")
-c.executemany("UPDATE t SET v = ? WHERE id = ?", ((os.urandom(1024), i * 997) for i in range(1000)))
+c.executemany("UPDATE t SET v = ? WHERE id = ?", ((os.urandom(1024), 500000 + i) for i in range(1000)))
+c.executemany("INSERT INTO t VALUES (?, ?)", ((None, os.urandom(1024)) for i in range(10000)))
 c.commit()
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 c.close()
 EOF
-run db "db: 1,000 rows updated"
+run db "db: 1,000 rows updated, 10,000 added"
+python3 - <<'EOF'
+import os, sqlite3
+c = sqlite3.connect("app.db")
+c.executemany("UPDATE t SET v = ? WHERE id = ?", ((os.urandom(1024), i * 997) for i in range(1000)))
+c.commit()
+c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+c.close()
+EOF
+run db "db: 1,000 rows updated, spread out"
