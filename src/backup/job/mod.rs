@@ -3,6 +3,7 @@
 //! snapshotted, kept in the history and reported.
 
 pub mod config;
+pub mod databases;
 pub mod dump;
 pub mod history;
 pub mod hooks;
