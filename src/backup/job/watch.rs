@@ -18,8 +18,17 @@ use super::run::{self, RunRequest};
 use crate::format::RunResult;
 use crate::fs::Fs;
 use notify::Watcher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What the watcher's callback tells the job's task.
+#[derive(Default)]
+struct Seen {
+    /// Events were lost (an overflow or an error of the watch).
+    gap: AtomicBool,
+    wake: tokio::sync::Notify,
+}
 
 /// The watches of one mount.
 pub struct JobWatch {
@@ -64,14 +73,20 @@ async fn watch_job(
 ) {
     // Watch runs are quick syncs: the job's other runs take its snapshots.
     job.snapshot = false;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    // Events only mark the job (a flag and a wake-up, no queue): a storm of
+    // events during a long run takes no memory.
+    let seen = Arc::new(Seen::default());
+    let mark = seen.clone();
     let handler = move |ev: notify::Result<notify::Event>| {
-        // true: the events may have gaps (an error, an overflow): rescan.
+        // The events may have gaps (an error, an overflow): said when handled.
         let gap = match &ev {
             Ok(e) => e.need_rescan(),
             Err(_) => true,
         };
-        let _ = tx.send(gap);
+        if gap {
+            mark.gap.store(true, Ordering::SeqCst);
+        }
+        mark.wake.notify_one();
     };
     let mut watcher = match notify::recommended_watcher(handler) {
         Ok(w) => w,
@@ -102,9 +117,8 @@ async fn watch_job(
             None => Duration::from_secs(3600),
         };
         tokio::select! {
-            ev = rx.recv() => {
-                let Some(gap) = ev else { return };
-                if gap {
+            _ = seen.wake.notified() => {
+                if seen.gap.swap(false, Ordering::SeqCst) {
                     tracing::warn!("job {}: the watch lost events: the whole source is compared again", job.name);
                 }
                 // Debounce: the run waits until `delay` after the last event.
