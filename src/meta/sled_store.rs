@@ -59,8 +59,15 @@ struct State {
     last_try: Option<Instant>,
 }
 
+/// A read's error. A database whose disk write failed may refuse reads with
+/// that same error until it is reopened: a full disk is ENOSPC there too.
 fn err(e: sled::Error) -> MetaError {
-    MetaError::Io(e.to_string())
+    match &e {
+        sled::Error::Io(io) if is_full(io) => MetaError::Full(format!(
+            "the local index cannot be read until its disk has room ({e})"
+        )),
+        _ => MetaError::Io(e.to_string()),
+    }
 }
 
 fn is_full(e: &std::io::Error) -> bool {
