@@ -51,6 +51,9 @@ pub const NAME_MAX: usize = 255;
 pub const SYMLINK_MAX: usize = 4095;
 pub const XATTR_NAME_MAX: usize = 255;
 pub const XATTR_SIZE_MAX: usize = 65536;
+/// Below this much free space in the state dir, status calls its disk full
+/// (only what status says: writes go on while they fit).
+const NEARLY_FULL: u64 = 1 << 20;
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
@@ -376,6 +379,14 @@ impl Fs {
         let mut d = self.idx.store().local_disk()?;
         if d.problem.is_none() {
             d.problem = self.staging_full.lock().unwrap().clone();
+        }
+        // Writes stage their bytes there: with (almost) nothing free, they fail
+        // with ENOSPC before the index itself has hit the wall.
+        if d.problem.is_none() && d.total_bytes > 0 && d.free_bytes < NEARLY_FULL {
+            d.problem = Some(format!(
+                "less than {} free for staging writes",
+                crate::config::human(NEARLY_FULL)
+            ));
         }
         Some(d)
     }

@@ -337,6 +337,39 @@ impl Shared {
         }
     }
 
+    /// Runs a read. A database whose disk write failed may refuse reads with
+    /// that error too: it is then reopened at once (with the reserve's space,
+    /// as after a failed write) and the read tried again, so reads go on while
+    /// the disk is full.
+    fn read<T>(&self, f: impl Fn(&sled::Db) -> Result<T, sled::Error>) -> MetaResult<T> {
+        let (db, generation) = {
+            let mut st = self.state.lock().unwrap();
+            self.heal(&mut st);
+            match &st.db {
+                Some(db) => (db.clone(), st.generation),
+                None => {
+                    return Err(self
+                        .refusal(&st)
+                        .unwrap_or_else(|| MetaError::Io("the local index is not open".into())))
+                }
+            }
+        };
+        match f(&db) {
+            Err(sled::Error::Io(io)) if is_full(&io) => {
+                drop(db);
+                {
+                    let mut st = self.state.lock().unwrap();
+                    if st.generation == generation {
+                        self.fail(&mut st, &sled::Error::Io(io));
+                        self.heal(&mut st);
+                    }
+                }
+                f(&self.db()?).map_err(err)
+            }
+            r => r.map_err(err),
+        }
+    }
+
     /// Records a disk error of the database; it is reopened by `heal`.
     fn fail(&self, st: &mut State, e: &sled::Error) -> MetaError {
         let full = matches!(e, sled::Error::Io(io) if is_full(io))
@@ -557,8 +590,7 @@ impl Drop for Shared {
 
 impl MetaStore for SledMeta {
     fn get(&self, key: &[u8]) -> MetaResult<Option<Vec<u8>>> {
-        let db = self.shared.db()?;
-        Ok(db.get(key).map_err(err)?.map(|v| v.to_vec()))
+        self.shared.read(|db| Ok(db.get(key)?.map(|v| v.to_vec())))
     }
 
     fn scan(
@@ -567,23 +599,24 @@ impl MetaStore for SledMeta {
         after: Option<&[u8]>,
         limit: usize,
     ) -> MetaResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let db = self.shared.db()?;
-        let iter = match after {
-            Some(a) => db.range((
-                std::ops::Bound::Excluded(a.to_vec()),
-                std::ops::Bound::Unbounded,
-            )),
-            None => db.range(prefix.to_vec()..),
-        };
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(err)?;
-            if !k.starts_with(prefix) || out.len() >= limit {
-                break;
+        self.shared.read(|db| {
+            let iter = match after {
+                Some(a) => db.range((
+                    std::ops::Bound::Excluded(a.to_vec()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => db.range(prefix.to_vec()..),
+            };
+            let mut out = Vec::new();
+            for item in iter {
+                let (k, v) = item?;
+                if !k.starts_with(prefix) || out.len() >= limit {
+                    break;
+                }
+                out.push((k.to_vec(), v.to_vec()));
             }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn apply(&self, batch: Batch) -> MetaResult<()> {
