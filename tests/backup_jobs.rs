@@ -184,6 +184,52 @@ fn runs_store_the_sources_and_then_only_what_changed() {
     assert_eq!(h, h2);
 }
 
+/// A file moved within the source (renamed, or into another folder) is stored
+/// at its new path without uploading its bytes again, even with no snapshot
+/// holding them, and the old path goes.
+#[test]
+fn a_moved_file_is_not_uploaded_again() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &["--chunk-size", "64KiB"]);
+    let src = e.base.join("docs");
+    source_tree(&src);
+    add_job(
+        &cfg,
+        &format!(
+            "name = \"n\"\nsources = [{src:?}]\ndestination = \"/b\"\nmirror_deletes = true\nsnapshot = false\n"
+        ),
+    );
+    let first = run_json(&cfg, "n")["run"].clone();
+    assert!(
+        first["uploaded_bytes"].as_u64().unwrap() >= 300_000,
+        "{first}"
+    );
+    // Both moves meet the old path first: a folder's names are compared in
+    // order, and of two folders the later name is walked first.
+    std::fs::rename(src.join("sub/b.bin"), src.join("sub/zz-renamed.bin")).unwrap();
+    std::fs::create_dir(src.join("sub/a-later")).unwrap();
+    std::fs::rename(src.join("sub/deep/c.bin"), src.join("sub/a-later/c.bin")).unwrap();
+    let r = run_json(&cfg, "n")["run"].clone();
+    assert_eq!(r["result"], "success", "{r}");
+    assert_eq!(r["new"], 2, "{r}");
+    assert_eq!(r["deleted"], 2, "{r}");
+    assert_eq!(r["uploaded_bytes"], 0, "{r}");
+    let out = e.base.join("out");
+    get(&cfg, "/b/docs", &out);
+    assert_eq!(
+        std::fs::read(out.join("sub/zz-renamed.bin")).unwrap(),
+        common::bytes(1, 300_000)
+    );
+    assert_eq!(
+        std::fs::read(out.join("sub/a-later/c.bin")).unwrap(),
+        common::bytes(2, 70_000)
+    );
+    assert!(!out.join("sub/b.bin").exists());
+    assert!(!out.join("sub/deep/c.bin").exists());
+    let fsck = ok(&["fsck", "--config", &cfg]);
+    assert!(fsck.contains("clean"), "{fsck}");
+}
+
 #[test]
 fn a_missing_source_fails_the_run_and_deletes_nothing() {
     let e = Env::new();

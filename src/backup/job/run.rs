@@ -94,6 +94,19 @@ struct Walk<'a> {
     report: TransferReport,
     /// Keep the local owner of what is stored (when running as root).
     keep_owner: bool,
+    /// Mirrored deletes, done after every source is stored: a file moved
+    /// within the sources is then stored at its new path while its old one
+    /// still holds its chunks, so nothing is uploaded again.
+    deletes: Vec<Delete>,
+}
+
+/// A volume entry to remove at the end of a run.
+struct Delete {
+    parent: u64,
+    name: Vec<u8>,
+    ino: u64,
+    kind: Kind,
+    vpath: String,
 }
 
 /// What waits on the walk's stack.
@@ -393,9 +406,34 @@ impl Walk<'_> {
             }
             return;
         }
-        if self.job.mirror_deletes {
-            self.remove(Some(parent), name, ino, kind, &join(vpath, name))
-                .await;
+        if !self.job.mirror_deletes {
+            return;
+        }
+        let vpath = join(vpath, name);
+        if self.running() {
+            self.deletes.push(Delete {
+                parent,
+                name: name.to_vec(),
+                ino,
+                kind,
+                vpath,
+            });
+        } else {
+            self.remove(Some(parent), name, ino, kind, &vpath).await;
+        }
+    }
+
+    /// The mirrored deletes, once everything new is stored; an entry whose
+    /// name meanwhile names something else is left alone.
+    async fn finish_deletes(&mut self) {
+        for d in std::mem::take(&mut self.deletes) {
+            match self.fs.lookup(d.parent, &d.name).await {
+                Ok(a) if a.ino == d.ino => {
+                    self.remove(Some(d.parent), &d.name, d.ino, d.kind, &d.vpath)
+                        .await;
+                }
+                _ => {}
+            }
         }
     }
 
@@ -479,6 +517,7 @@ fn new_walk<'a>(fs: &'a Fs, job: &'a JobSection, owner: Caller, thorough: bool) 
         },
         report: TransferReport::default(),
         keep_owner: unsafe { libc::geteuid() } == 0,
+        deletes: Vec::new(),
     }
 }
 
@@ -732,6 +771,7 @@ async fn execute(
     for s in &job.sources {
         w.source(s, Some(dest), &job.destination).await;
     }
+    w.finish_deletes().await;
     let Walk { plan, report, .. } = w;
     let rec = &mut out.run;
     rec.new = plan.new;
