@@ -326,6 +326,13 @@ pub struct Config {
     /// `[[job]]`: backup jobs (see `backup::job`).
     #[serde(default, rename = "job", skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<crate::backup::job::config::JobSection>,
+    /// `[api]`: the REST API and web dashboard (off without `listen`).
+    #[serde(default, skip_serializing_if = "is_default_api")]
+    pub api: crate::front::api::ApiSection,
+}
+
+fn is_default_api(a: &crate::front::api::ApiSection) -> bool {
+    *a == crate::front::api::ApiSection::default()
 }
 
 /// `[[policy]]`: a placement rule (see `policy::rules`).
@@ -673,6 +680,7 @@ impl Config {
                 ));
             }
         }
+        self.api.address()?;
         Ok(())
     }
 }

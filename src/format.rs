@@ -317,6 +317,15 @@ pub mod keys {
     /// `H` + job name + `0x00` + start time (8, big-endian nanoseconds): one
     /// run of a backup job (`JobRunRecord`).
     pub const JOB_RUN: u8 = b'H';
+    /// `A` + token name: an API token (`TokenRecord`).
+    pub const TOKEN: u8 = b'A';
+
+    pub fn token(name: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(name.len() + 1);
+        k.push(TOKEN);
+        k.extend_from_slice(name.as_bytes());
+        k
+    }
 
     pub fn job_run(job: &str, started: super::Nanos) -> Vec<u8> {
         let mut k = job_runs(job);
@@ -949,6 +958,27 @@ impl RunResult {
             RunResult::Skipped => "skipped",
         }
     }
+}
+
+/// What an API token may do: each role can do what the ones before it can.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenRole {
+    /// Status, listings, downloads, events, metrics.
+    Read,
+    /// Also uploads, deletes, new folders, snapshots, running backup jobs.
+    Write,
+    /// Also scrub, repair and restores in place.
+    Admin,
+}
+
+/// `A` + name: an API token. Only the SHA-256 of its secret is kept.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub role: TokenRole,
+    pub hash: [u8; 32],
+    pub created: Nanos,
 }
 
 /// `H` + job + 0 + start: one run of a backup job, kept in the history.

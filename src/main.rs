@@ -294,6 +294,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Snapshot { cmd } => run_snapshot(cmd),
         Cmd::Policy { cmd } => cli::policy::run_policy(cmd),
         Cmd::Backup { cmd } => cli::backup::run_backup(cmd),
+        Cmd::Token { cmd } => cli::api::run_token(cmd),
+        Cmd::Serve { config } => cli::api::serve(&config),
         Cmd::Restore {
             config,
             snapshot,

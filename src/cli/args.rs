@@ -284,6 +284,17 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: BackupCmd,
     },
+    /// API tokens for the REST API and web dashboard: create, list, revoke.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// Serve the REST API of a volume that is not mounted ([api] listen in the
+    /// config) until Ctrl-C; a mounted volume's daemon serves it itself.
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Placement rules ([[policy]] in the config): check them.
     Policy {
         #[command(subcommand)]
@@ -371,6 +382,44 @@ pub enum Cmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Make a token; its secret is printed once, alone on the last line (only
+    /// its hash is kept, with the volume: `recover` brings it back).
+    Create {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// A name to list and revoke it by.
+        #[arg(long)]
+        name: String,
+        /// read: status, listings, downloads; write: also uploads, deletes,
+        /// folders; admin: everything.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// The tokens: names, roles, when made (never their secrets).
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke the token NAME: requests with it are refused from now on.
+    Revoke {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RoleArg {
+    Read,
+    Write,
+    Admin,
 }
 
 #[derive(Subcommand)]

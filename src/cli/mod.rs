@@ -2,6 +2,7 @@
 //! source of this run, the runtime, reports, progress bars, and running tree
 //! operations through the mount daemon or on the volume opened here.
 
+pub mod api;
 pub mod args;
 pub mod backup;
 pub mod mount;

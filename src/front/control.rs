@@ -137,6 +137,17 @@ pub enum Request {
         #[serde(default)]
         job: Option<String>,
     },
+    /// A new API token (its secret is in the answer, and nowhere else).
+    TokenCreate {
+        name: String,
+        role: crate::format::TokenRole,
+    },
+    /// The API tokens (names, roles, creation times; never secrets).
+    TokenList,
+    /// Revoke the API token named `name`.
+    TokenRevoke {
+        name: String,
+    },
     /// Turn snapshot protection on or off (off needs the proof).
     SnapshotProtect {
         on: bool,
@@ -437,6 +448,15 @@ pub async fn execute(
             resp = data(blocking(|| {
                 crate::backup::job::history::runs(fs, job.as_deref())
             }))
+        }
+        Request::TokenCreate { name, role } => {
+            resp = data(blocking(|| {
+                crate::front::api::tokens::create(fs, &name, role)
+            }))
+        }
+        Request::TokenList => resp = data(blocking(|| crate::front::api::tokens::list(fs))),
+        Request::TokenRevoke { name } => {
+            resp = data(blocking(|| crate::front::api::tokens::revoke(fs, &name)))
         }
         Request::SnapshotProtect { on, proof } => {
             let allowed = if on {

@@ -263,7 +263,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         let ended = serve_mount(
             &config,
             &opts,
-            &mp,
+            Some(&mp),
             &source,
             notify,
             vol.clone(),
@@ -279,12 +279,57 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     })
 }
 
-/// The mount itself, once the lease is held: until unmounted.
+/// `cloudraid serve`: the daemon of a mount without the mount (control
+/// socket, REST API, upkeep, schedules) for the volume of `config`, until
+/// SIGTERM or Ctrl-C.
+pub fn serve_unmounted(config: &Config, keys: &setup::KeySource) -> Result<(), String> {
+    let opts = MountOpts::parse(&[], false)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloudraid")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async {
+        if control::request(&config.volume.state_dir, &control::Request::Status)
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            return Err(format!(
+                "volume {} is already open in a daemon (mounted, or another `cloudraid serve`); its [api] is served there",
+                config.volume.name
+            ));
+        }
+        let (vol, checks) =
+            setup::open_volume_waiting(config, keys, opts.startup_timeout()).await?;
+        let idx = setup::open_index_waiting(config, Duration::from_secs(10)).await?;
+        let holder = setup::become_writer(config, &vol, &idx, false).await?;
+        let ended = serve_mount(
+            config,
+            &opts,
+            None,
+            "",
+            false,
+            vol.clone(),
+            idx,
+            checks,
+            Some(holder.clone()),
+        )
+        .await;
+        lease::release(&vol, &holder).await;
+        ended
+    })
+}
+
+/// The mount itself, once the lease is held: until unmounted. Without a
+/// mountpoint (`cloudraid serve`), the same daemon without FUSE: until
+/// SIGTERM or Ctrl-C.
 #[allow(clippy::too_many_arguments)]
 async fn serve_mount(
     config: &Config,
     opts: &MountOpts,
-    mp: &Path,
+    mp: Option<&Path>,
     source: &str,
     notify: bool,
     vol: Arc<crate::data::volume::Volume>,
@@ -339,26 +384,45 @@ async fn serve_mount(
     let collector = fs.spawn_collector();
     let prober = fs.volume().spawn_prober(Duration::from_secs(5));
     let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
-    let mounted = fuse::mount(fs.clone(), mp, source, opts)
-        .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?;
+    let api_listener = match crate::front::api::bind(&config.api).await {
+        Ok(l) => l,
+        Err(e) => {
+            collector.abort();
+            prober.abort();
+            completer.abort();
+            return Err(e);
+        }
+    };
+    let mounted = match mp {
+        Some(mp) => Some(
+            fuse::mount(fs.clone(), mp, source, opts)
+                .map_err(|e| format!("cannot mount at {}: {e}", mp.display()))?,
+        ),
+        None => None,
+    };
     let sock = control::socket_path(&config.volume.state_dir);
     let listener = match control::listen(&sock) {
         Ok(l) => l,
         Err(e) => {
-            let _ = fuse::unmount(mp, true);
-            let _ = mounted.join();
+            if let (Some(mp), Some(m)) = (mp, mounted) {
+                let _ = fuse::unmount(mp, true);
+                let _ = m.join();
+            }
             return Err(format!(
                 "cannot create the control socket {}: {e}",
                 sock.display()
             ));
         }
     };
-    let ctl = tokio::spawn(control::serve(
-        listener,
-        fs.clone(),
-        mp.display().to_string(),
-    ));
-    tracing::info!("volume {} mounted at {}", config.volume.name, mp.display());
+    // An empty mountpoint: served without a mount (status says so).
+    let shown = mp.map(|m| m.display().to_string()).unwrap_or_default();
+    let ctl = tokio::spawn(control::serve(listener, fs.clone(), shown.clone()));
+    let api = api_listener
+        .map(|l| crate::front::api::spawn(l, fs.clone(), config.api.clone(), Some(shown.clone())));
+    match mp {
+        Some(mp) => tracing::info!("volume {} mounted at {}", config.volume.name, mp.display()),
+        None => tracing::info!("volume {} open (not mounted)", config.volume.name),
+    }
     let schedule = config
         .snapshots
         .as_ref()
@@ -387,37 +451,67 @@ async fn serve_mount(
         Some((sched, watch))
     };
     let up = checks.len() - down.len();
+    let what = match mp {
+        Some(mp) => format!("mounted at {}", mp.display()),
+        None => "open".to_string(),
+    };
     tell_systemd(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&format!(
-            "mounted at {} ({up} of {} backends answer)",
-            mp.display(),
+            "{what} ({up} of {} backends answer)",
             checks.len()
         )),
     ]);
+    let api_url = config
+        .api
+        .address()
+        .ok()
+        .flatten()
+        .map(|a| format!("; REST API at http://{a}"))
+        .unwrap_or_default();
     if notify {
         signal_ready();
     } else {
-        eprintln!(
-            "cloudraid: volume {} mounted at {} (Ctrl-C or `cloudraid umount {}` to unmount)",
-            config.volume.name,
-            mp.display(),
-            mp.display()
-        );
+        match mp {
+            Some(mp) => eprintln!(
+                "cloudraid: volume {} mounted at {}{api_url} (Ctrl-C or `cloudraid umount {}` to unmount)",
+                config.volume.name,
+                mp.display(),
+                mp.display()
+            ),
+            None => eprintln!(
+                "cloudraid: volume {} open{api_url} (Ctrl-C to stop)",
+                config.volume.name
+            ),
+        }
     }
-    let mut join = tokio::task::spawn_blocking(move || mounted.join());
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let ended = loop {
-        tokio::select! {
-            r = &mut join => break r,
-            _ = term.recv() => { let _ = fuse::unmount(mp, true); }
-            _ = int.recv() => { let _ = fuse::unmount(mp, true); }
+    let ended = match (mp, mounted) {
+        (Some(mp), Some(mounted)) => {
+            let mut join = tokio::task::spawn_blocking(move || mounted.join());
+            loop {
+                tokio::select! {
+                    r = &mut join => break r,
+                    _ = term.recv() => { let _ = fuse::unmount(mp, true); }
+                    _ = int.recv() => { let _ = fuse::unmount(mp, true); }
+                }
+            }
+        }
+        _ => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            Ok(Ok(()))
         }
     };
     tell_systemd(&[sd_notify::NotifyState::Stopping]);
     ctl.abort();
+    if let Some(a) = api {
+        a.abort();
+    }
     let _ = std::fs::remove_file(&sock);
     if let Some(s) = schedule {
         s.stop().await;
@@ -440,11 +534,14 @@ async fn serve_mount(
     if let Some(r) = renewal {
         r.abort();
     }
-    tracing::info!(
-        "volume {} unmounted from {}",
-        config.volume.name,
-        mp.display()
-    );
+    match mp {
+        Some(mp) => tracing::info!(
+            "volume {} unmounted from {}",
+            config.volume.name,
+            mp.display()
+        ),
+        None => tracing::info!("volume {} closed", config.volume.name),
+    }
     if let Err(e) = synced {
         return Err(format!("unmounted, but committing open files failed: {e}"));
     }

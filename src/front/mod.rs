@@ -1,8 +1,9 @@
 //! How people and programs reach a volume: the FUSE adapter (`fuse`) and its mount
 //! options (`mountopts`), the mount daemon (`daemon`) and its control socket
-//! (`control`), the tree operations of the CLI (`ops`), creating and opening
+//! (`control`), the REST API and web dashboard (`api`), the tree operations of the CLI (`ops`), creating and opening
 //! volumes (`setup`), and `status`.
 
+pub mod api;
 pub mod control;
 pub mod daemon;
 pub mod fuse;

@@ -263,6 +263,9 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
 pub fn render(r: &StatusReport) -> String {
     let mut out = String::new();
     let mounted = match (&r.mountpoint, r.pid) {
+        (Some(m), Some(p)) if m.is_empty() => {
+            format!("not mounted, open in `cloudraid serve` (pid {p})")
+        }
         (Some(m), Some(p)) => format!("mounted at {m} (pid {p})"),
         (Some(m), None) => format!("mounted at {m}"),
         _ => "not mounted".into(),

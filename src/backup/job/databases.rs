@@ -37,31 +37,16 @@ pub async fn store_dump(
         Err(e) => return Err(format!("{shown}: {}", ops::fs_err("databases", e))),
     };
     // Dumps an interrupted run left.
-    if let Ok(kids) = ops::children(fs, dir).await {
-        for (n, _, kind) in kids {
-            if kind == Kind::File && n.windows(16).any(|w| w == b".cloudraid-dump.") {
-                let _ = fs.unlink(dir, &n).await;
-            }
-        }
-    }
+    ops::upload::remove_leftovers(fs, dir).await;
     let (db2, env2) = (db.clone(), env.to_vec());
     let dump = tokio::task::spawn_blocking(move || super::dump::start(&db2, &env2))
         .await
         .map_err(|e| format!("{shown}: {e}"))??;
-    let tmp = ops::temp_name(name.as_bytes(), "dump");
-    let (attr, fh) = fs
-        .create(
-            dir,
-            &tmp,
-            0o600,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            owner,
-        )
-        .await
-        .map_err(|e| format!("{shown}: {}", ops::fs_err(&name, e)))?;
     // The dump is read in a blocking thread and handed over in blocks through a
-    // channel of two: memory stays at a few blocks whatever the dump's size.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(2);
+    // channel of two: memory stays at a few blocks whatever the dump's size. The
+    // dump program's own failure ends the stream with an error: nothing is
+    // renamed over the previous dump.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, String>>(2);
     let reader = tokio::task::spawn_blocking(move || {
         let mut dump = dump;
         loop {
@@ -73,78 +58,36 @@ pub async fn store_dump(
                     Ok(k) => n += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let _ = tx.blocking_send(Err(e));
-                        return Err(String::new());
+                        let _ = tx.blocking_send(Err(format!("reading the dump: {e}")));
+                        return;
                     }
                 }
             }
             if n == 0 {
-                return dump.finish();
+                if let Err(e) = dump.finish() {
+                    let _ = tx.blocking_send(Err(e));
+                }
+                return;
             }
             buf.truncate(n);
-            if tx.blocking_send(Ok(buf)).is_err() {
+            if tx.blocking_send(Ok(buf.into())).is_err() {
                 // The writer stopped: dropping the dump ends it.
-                return Err(String::new());
+                return;
             }
         }
     });
-    let mut off = 0u64;
-    let mut written: Result<(), String> = Ok(());
-    while let Some(block) = rx.recv().await {
-        match block {
-            Ok(b) => {
-                let mut done = 0;
-                while done < b.len() {
-                    match fs.write(fh, off, &b[done..]).await {
-                        Ok(n) => {
-                            done += n as usize;
-                            off += n as u64;
-                        }
-                        Err(e) => {
-                            written = Err(format!("{shown}: {}", ops::fs_err(&name, e)));
-                            break;
-                        }
-                    }
-                }
-                if written.is_err() {
-                    break;
-                }
-            }
-            Err(e) => {
-                written = Err(format!("{shown}: reading the dump: {e}"));
-                break;
-            }
+    let blocks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let stored =
+        ops::upload::store_stream(fs, dir, name.as_bytes(), &name, 0o600, owner, blocks).await;
+    let _ = reader.await;
+    let (bytes, ino) = stored.map_err(|e| match e {
+        ops::upload::StreamError::Source(m) if m.is_empty() => {
+            format!("{shown}: the dump stopped; the previous dump (if any) is kept")
         }
-    }
-    drop(rx);
-    let finished = reader.await.map_err(|e| format!("{shown}: {e}"))?;
-    let released = fs
-        .release(fh)
-        .await
-        .map_err(|e| format!("{shown}: {}", ops::fs_err(&name, e)));
-    let result = written
-        .and(finished.map_err(|e| {
-            if e.is_empty() {
-                format!("{shown}: the dump stopped")
-            } else {
-                e
-            }
-        }))
-        .and(released);
+        e => format!("{shown}: {e}; the previous dump (if any) is kept"),
+    })?;
     // The chunks only this dump holds are what it uploaded.
-    let fresh = result.as_ref().ok().map(|_| fresh_bytes(fs, attr.ino));
-    let placed = match result {
-        Ok(()) => fs
-            .rename_as(dir, &tmp, dir, name.as_bytes(), 0, owner)
-            .await
-            .map_err(|e| format!("{shown}: {}", ops::fs_err(&name, e))),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = placed {
-        let _ = fs.unlink(dir, &tmp).await;
-        return Err(format!("{e}; the previous dump (if any) is kept"));
-    }
-    Ok((off, fresh.unwrap_or(0)))
+    Ok((bytes, fresh_bytes(fs, ino)))
 }
 
 /// Plaintext bytes of the chunks of `ino` that no other file references.

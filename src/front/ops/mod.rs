@@ -15,6 +15,7 @@ mod mkdir;
 mod put;
 mod remove;
 mod thaw;
+pub mod upload;
 
 pub use du::{du, render_du};
 pub use get::{get, get_with};

@@ -173,6 +173,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         policies: Vec::new(),
         prices: Vec::new(),
         jobs: Vec::new(),
+        api: Default::default(),
     };
     config.validate()?;
     check_distinct_places(&config)?;

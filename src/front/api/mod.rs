@@ -1,0 +1,266 @@
+//! The REST API (and, later, the web dashboard): HTTP on the daemon's tokio
+//! runtime, served by the mount daemon when the config has `[api] listen`, and
+//! by `cloudraid serve` for a volume that is not mounted. Every operation is
+//! one the control socket has (`control::execute`, `ops`), called the same way:
+//! there is no second implementation.
+//!
+//! Every endpoint but `/healthz` takes a bearer token (`tokens`); errors are
+//! JSON `{"error": {"code": ..., "message": ...}}` with a stable code.
+
+pub mod files;
+pub mod tokens;
+
+use crate::format::TokenRole;
+use crate::front::control;
+use crate::fs::Fs;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// `[api]` of the config: off unless `listen` is set.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Address and port to listen on, e.g. "127.0.0.1:7878".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Serve `/metrics` without a token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics_public: bool,
+    /// Allow a non-loopback address without TLS (behind a TLS proxy).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+impl ApiSection {
+    /// The address to listen on, checked; `None` when the API is off.
+    pub fn address(&self) -> Result<Option<SocketAddr>, String> {
+        let Some(l) = &self.listen else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = l.parse().map_err(|_| {
+            format!(
+                "[api] listen = {l:?} is not an address and port; write e.g. \"127.0.0.1:7878\""
+            )
+        })?;
+        if !addr.ip().is_loopback() && !self.insecure {
+            return Err(format!(
+                "[api] listen = {l:?} is not a loopback address: tokens would cross the network in clear; serve it behind a TLS proxy and set insecure = true, or listen on 127.0.0.1"
+            ));
+        }
+        Ok(Some(addr))
+    }
+}
+
+/// What the handlers share.
+pub struct Api {
+    pub fs: Arc<Fs>,
+    pub section: ApiSection,
+    /// Where the volume is mounted (the mount daemon), for status.
+    pub mountpoint: Option<String>,
+}
+
+type Shared = State<Arc<Api>>;
+
+/// An error answer: HTTP status, stable code, message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// An operation's error message, sorted by what it says.
+    pub fn from_message(message: String) -> Self {
+        let m = message.as_str();
+        let (status, code) = if m.contains("no such file or directory") {
+            (StatusCode::NOT_FOUND, "not_found")
+        } else if m.contains("already exists") {
+            (StatusCode::CONFLICT, "exists")
+        } else if m.contains("directory not empty") {
+            (StatusCode::CONFLICT, "not_empty")
+        } else if m.contains("is a directory") || m.contains("not a directory") {
+            (StatusCode::CONFLICT, "wrong_kind")
+        } else if m.contains("`..` is not allowed") {
+            (StatusCode::BAD_REQUEST, "bad_path")
+        } else if m.contains("read-only") {
+            (StatusCode::CONFLICT, "read_only")
+        } else if m.contains("too few backends") {
+            (StatusCode::SERVICE_UNAVAILABLE, "backends_unavailable")
+        } else if m.contains("being thawed") {
+            (StatusCode::SERVICE_UNAVAILABLE, "thawing")
+        } else if m.contains("No space left") || m.contains("disk full") {
+            (StatusCode::INSUFFICIENT_STORAGE, "no_space")
+        } else if m.contains("Permission denied") {
+            (StatusCode::FORBIDDEN, "forbidden")
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "failed")
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The token of the request, if it may do what `need` allows.
+pub async fn authorize(
+    api: &Api,
+    headers: &HeaderMap,
+    need: TokenRole,
+) -> ApiResult<tokens::TokenInfo> {
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no token: send `Authorization: Bearer TOKEN` (made by `cloudraid token create`)",
+        ));
+    };
+    let secret = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let fs = api.fs.clone();
+    let found = tokio::task::spawn_blocking(move || tokens::check(&fs, &secret))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e))?;
+    let Some(t) = found else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token (`cloudraid token list` shows the valid ones)",
+        ));
+    };
+    if t.role < need {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "token {} has the {} role; this needs {}",
+                t.name,
+                role_name(t.role),
+                role_name(need)
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+pub fn role_name(r: TokenRole) -> &'static str {
+    match r {
+        TokenRole::Read => "read",
+        TokenRole::Write => "write",
+        TokenRole::Admin => "admin",
+    }
+}
+
+/// The routes.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/files", get(files::get_root))
+        .route("/api/v1/files/", get(files::get_root))
+        .route(
+            "/api/v1/files/{*path}",
+            get(files::get_path)
+                .put(files::put_path)
+                .delete(files::delete_path),
+        )
+        .route("/api/v1/dirs/{*path}", post(files::mkdir_path))
+        .fallback(not_found)
+        .with_state(api)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such endpoint (see docs/API.md)",
+    )
+}
+
+/// `GET /healthz`: the server answers (no token).
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"ok": true}))
+}
+
+/// `GET /api/v1/status`: what `cloudraid status --json` shows.
+async fn status(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    let r = control::execute(
+        &api.fs,
+        control::Request::Status,
+        crate::front::ops::current_caller(),
+        api.mountpoint.as_deref(),
+        &|_, _| {},
+    )
+    .await;
+    match (r.ok, r.status) {
+        (true, Some(s)) => Ok(Json(s).into_response()),
+        _ => Err(ApiError::from_message(
+            r.error.unwrap_or_else(|| "status failed".into()),
+        )),
+    }
+}
+
+/// Binds the API's address (before the daemon says it is ready).
+pub async fn bind(section: &ApiSection) -> Result<Option<tokio::net::TcpListener>, String> {
+    let Some(addr) = section.address()? else {
+        return Ok(None);
+    };
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .map_err(|e| format!("[api] cannot listen on {addr}: {e}"))
+}
+
+/// Serves the API on `listener` until the task is aborted.
+pub fn spawn(
+    listener: tokio::net::TcpListener,
+    fs: Arc<Fs>,
+    section: ApiSection,
+    mountpoint: Option<String>,
+) -> tokio::task::JoinHandle<()> {
+    let api = Arc::new(Api {
+        fs,
+        section,
+        mountpoint,
+    });
+    if let Ok(a) = listener.local_addr() {
+        tracing::info!("REST API listening on http://{a}");
+    }
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(api)).await {
+            tracing::error!("REST API stopped: {e}");
+        }
+    })
+}
