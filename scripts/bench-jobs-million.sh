@@ -10,13 +10,17 @@
 # RSS (GNU time's maximum resident set size).
 #
 # Usage: scripts/bench-jobs-million.sh [DIRS] [PER_DIR] [WIDE]  (defaults 1000 1000 100000)
+# Every 30 s of a run its resident memory is printed (rss-sample lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dirs=${1:-1000}
 per=${2:-1000}
 wide=${3:-100000}
-cargo build --release --locked 2>&1 | tail -n 1
-bin=$PWD/target/release/cloudraid
+# CLOUDRAID_BIN: a binary already built (else the release build).
+if [ -z "${CLOUDRAID_BIN:-}" ]; then
+  cargo build --release --locked 2>&1 | tail -n 1
+fi
+bin=${CLOUDRAID_BIN:-$PWD/target/release/cloudraid}
 base=${BENCH_DIR:-/var/tmp/cloudraid-bench-million}
 rm -rf "$base"; mkdir -p "$base"
 cd "$base"
@@ -54,7 +58,16 @@ EOF
 
 # run JOB LABEL: one run, timed, with its result and peak RSS.
 run() {
-  /usr/bin/time -f "%e %M" -o time.txt "$bin" backup run --config v.toml "$1" --json > out.json
+  /usr/bin/time -f "%e %M" -o time.txt "$bin" backup run --config v.toml "$1" --json > out.json &
+  local t=$! s=0
+  while kill -0 $t 2>/dev/null; do
+    sleep 1; s=$((s + 1))
+    if [ $((s % 30)) = 0 ]; then
+      pid=$(pgrep -f "backup run --config v.toml $1" | grep -v "^$t$" | tail -n 1 || true)
+      [ -n "$pid" ] && echo "rss-sample $1 ${s}s $(($(awk '/VmRSS/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0) / 1024)) MiB"
+    fi
+  done
+  wait $t
   read -r secs rss < time.txt
   up=$(python3 -c "import json; r = json.load(open('out.json'))['run']; print(r['uploaded_bytes'], r['new'], r['changed'], r['unchanged'], r['result'])")
   printf '%-44s %9.2f s  %s  peak RSS %d MiB\n' "$2" "$secs" "$up" $((rss / 1024))

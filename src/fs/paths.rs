@@ -8,12 +8,23 @@
 
 use super::{Fs, FsResult};
 use crate::meta::index::ROOT_INO;
-use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Inode → (parent, name) of the last name it was reached by.
-#[derive(Default)]
-pub(super) struct Names(Mutex<HashMap<u64, (u64, Vec<u8>)>>);
+/// How many inodes' names are remembered (about 80 bytes each): the least
+/// recently used are forgotten beyond, and found again by a search.
+const NAMES_KEPT: usize = 256 * 1024;
+
+/// Inode → (parent, name) of the last name it was reached by, for the most
+/// recently used inodes (memory stays bounded however many files pass).
+pub(super) struct Names(Mutex<lru::LruCache<u64, (u64, Vec<u8>)>>);
+
+impl Default for Names {
+    fn default() -> Self {
+        Names(Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(NAMES_KEPT).expect("not zero"),
+        )))
+    }
+}
 
 impl Names {
     pub(super) fn learn(&self, parent: u64, name: &[u8], ino: u64) {
@@ -24,13 +35,13 @@ impl Names {
         match m.get(&ino) {
             Some((p, n)) if *p == parent && n == name => {}
             _ => {
-                m.insert(ino, (parent, name.to_vec()));
+                m.put(ino, (parent, name.to_vec()));
             }
         }
     }
 
     pub(super) fn forget(&self, ino: u64) {
-        self.0.lock().unwrap().remove(&ino);
+        self.0.lock().unwrap().pop(&ino);
     }
 
     fn get(&self, ino: u64) -> Option<(u64, Vec<u8>)> {

@@ -298,10 +298,14 @@ pub async fn delete_path(
     .await
     .map_err(err)?;
     if !r.errors.is_empty() {
-        let m = r.errors.join("; ").replace(
-            "(use -r to remove it with its contents)",
-            "(add ?recursive=true to remove it with its contents)",
-        );
+        let m = r.errors.join("; ");
+        if m.contains("use -r") {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "is_directory",
+                m.replace("use -r", "add ?recursive=true"),
+            ));
+        }
         return Err(err(m));
     }
     Ok(Json(r).into_response())

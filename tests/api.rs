@@ -1,0 +1,401 @@
+//! The REST API as scripts use it: `cloudraid serve` over a volume that is not
+//! mounted and the mount daemon with `[api] listen`; tokens made with `cloudraid
+//! token`, refused when missing, revoked or too weak; uploads and downloads
+//! (Range, HEAD, ETag) checked byte for byte; paths that try to leave the tree.
+
+mod common;
+
+use common::{
+    assert_one_line_error, bin, can_mount, run, stderr, stdout, three_backend_volume, Env,
+};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Adds `[api] listen` on a free loopback port; returns the base URL.
+fn enable_api(cfg: &str) -> String {
+    let port = free_port();
+    let mut s = std::fs::read_to_string(cfg).unwrap();
+    s.push_str(&format!("\n[api]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(cfg, s).unwrap();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// A token's secret: the last line of `token create`.
+fn token(cfg: &str, name: &str, role: &str) -> String {
+    let out = ok(&[
+        "token", "create", "--config", cfg, "--name", name, "--role", role,
+    ]);
+    let last = out.lines().last().unwrap().trim().to_string();
+    assert!(last.starts_with("crd_") && last.len() > 40, "{out}");
+    last
+}
+
+/// `cloudraid serve`, stopped (SIGTERM) when dropped.
+struct Serve(Child);
+
+impl Serve {
+    fn start(cfg: &str, url: &str) -> Serve {
+        let child = bin()
+            .args(["serve", "--config", cfg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Serve(child);
+        wait_healthy(url);
+        s
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+fn wait_healthy(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rt = rt();
+    let c = client();
+    loop {
+        let up = rt.block_on(async {
+            matches!(c.get(format!("{url}/healthz")).send().await, Ok(r) if r.status() == 200)
+        });
+        if up {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the API at {url} never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One request: (status, headers, body).
+fn call(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    rt().block_on(async {
+        let c = client();
+        let mut r = c.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        let b = resp.bytes().await.unwrap().to_vec();
+        (status, h, b)
+    })
+}
+
+fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
+}
+
+fn error_code(b: &[u8]) -> String {
+    json(b)["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn serve_answers_with_tokens_and_files_round_trip() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &["--chunk-size", "256KiB"]);
+    let url = enable_api(&cfg);
+    let reader = token(&cfg, "dash", "read");
+    let writer = token(&cfg, "script", "write");
+    let list = ok(&["token", "list", "--config", &cfg]);
+    assert!(list.contains("dash") && list.contains("read"), "{list}");
+    assert!(list.contains("script") && list.contains("write"), "{list}");
+    assert!(!list.contains(&reader) && !list.contains(&writer), "{list}");
+    // A name is taken once.
+    assert_one_line_error(
+        &run(&[
+            "token", "create", "--config", &cfg, "--name", "dash", "--role", "admin",
+        ]),
+        "exists",
+    );
+    let _s = Serve::start(&cfg, &url);
+
+    // Health needs no token; everything else does.
+    let (st, _, b) = call("GET", &format!("{url}/healthz"), None, &[], None);
+    assert_eq!((st, json(&b)["ok"].clone()), (200, serde_json::json!(true)));
+    let (st, _, b) = call("GET", &format!("{url}/api/v1/status"), None, &[], None);
+    assert_eq!((st, error_code(&b)), (401, "unauthorized".into()));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/status"),
+        Some("crd_0000"),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (401, "unauthorized".into()));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/status"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let s = json(&b);
+    assert_eq!(s["data_shards"], 2, "{s}");
+    assert_eq!(s["backends"].as_array().unwrap().len(), 3, "{s}");
+
+    // Upload 3 MB (several chunks) into a folder that does not exist yet.
+    let data = common::bytes(7, 3_000_000);
+    let f = format!("{url}/api/v1/files/docs/report.pdf");
+    let (st, _, b) = call("PUT", &f, Some(&reader), &[], Some(data.clone()));
+    assert_eq!((st, error_code(&b)), (403, "forbidden".into()));
+    let (st, _, b) = call("PUT", &f, Some(&writer), &[], Some(data.clone()));
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["size"], 3_000_000);
+
+    // Download: whole, HEAD, ranges, conditional.
+    let (st, h, b) = call("GET", &f, Some(&reader), &[], None);
+    assert_eq!(st, 200);
+    assert!(b == data, "the download differs from the upload");
+    assert_eq!(h["content-length"], "3000000");
+    assert_eq!(h["content-type"], "application/pdf");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert!(h.contains_key("last-modified"));
+    let tag = h["etag"].to_str().unwrap().to_string();
+    let (st, h, b) = call("HEAD", &f, Some(&reader), &[], None);
+    assert_eq!(
+        (st, h["content-length"].to_str().unwrap(), b.len()),
+        (200, "3000000", 0)
+    );
+    let (st, h, b) = call(
+        "GET",
+        &f,
+        Some(&reader),
+        &[("Range", "bytes=1000000-1000099")],
+        None,
+    );
+    assert_eq!(st, 206);
+    assert_eq!(h["content-range"], "bytes 1000000-1000099/3000000");
+    assert_eq!(b, data[1_000_000..1_000_100]);
+    let (st, _, b) = call("GET", &f, Some(&reader), &[("Range", "bytes=-10")], None);
+    assert_eq!((st, b.as_slice()), (206, &data[data.len() - 10..]));
+    let (st, _, b) = call(
+        "GET",
+        &f,
+        Some(&reader),
+        &[("Range", "bytes=262000-")],
+        None,
+    );
+    assert_eq!((st, b.as_slice()), (206, &data[262_000..]));
+    let (st, h, _) = call(
+        "GET",
+        &f,
+        Some(&reader),
+        &[("Range", "bytes=3000000-")],
+        None,
+    );
+    assert_eq!(
+        (st, h["content-range"].to_str().unwrap()),
+        (416, "bytes */3000000")
+    );
+    let (st, _, b) = call("GET", &f, Some(&reader), &[("If-None-Match", &tag)], None);
+    assert_eq!((st, b.len()), (304, 0));
+    // A range of an older version (If-Range) gives the whole file.
+    let (st, _, b) = call(
+        "GET",
+        &f,
+        Some(&reader),
+        &[("Range", "bytes=0-9"), ("If-Range", "\"old\"")],
+        None,
+    );
+    assert_eq!((st, b.len()), (200, 3_000_000));
+
+    // Replacing keeps one file with the new bytes; the listing shows it.
+    let (st, _, _) = call("PUT", &f, Some(&writer), &[], Some(b"short".to_vec()));
+    assert_eq!(st, 200);
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/files/docs"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    let l = json(&b);
+    let names: Vec<&str> = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["report.pdf"], "{l}");
+    assert_eq!(l["entries"][0]["size"], 5);
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/files"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(json(&b)["entries"][0]["name"], "docs");
+
+    // Folders, deletes and their refusals.
+    let (st, _, _) = call(
+        "POST",
+        &format!("{url}/api/v1/dirs/docs/new/deeper"),
+        Some(&writer),
+        &[],
+        None,
+    );
+    assert_eq!(st, 201);
+    let (st, _, b) = call(
+        "DELETE",
+        &format!("{url}/api/v1/files/docs"),
+        Some(&writer),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (409, "is_directory".into()));
+    assert!(String::from_utf8_lossy(&b).contains("?recursive=true"));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/files/nothing-here"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (404, "not_found".into()));
+
+    // Paths that try to leave the volume's tree.
+    for bad in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "docs/..%2F..%2Fx",
+        "%2Fetc%2Fpasswd",
+        "a%00b",
+    ] {
+        let (st, _, b) = call(
+            "GET",
+            &format!("{url}/api/v1/files/{bad}"),
+            Some(&reader),
+            &[],
+            None,
+        );
+        assert_eq!((st, error_code(&b)), (400, "bad_path".into()), "{bad}");
+    }
+
+    // A revoked token is refused at once.
+    ok(&["token", "revoke", "--config", &cfg, "script"]);
+    let (st, _, _) = call(
+        "DELETE",
+        &format!("{url}/api/v1/files/docs?recursive=true"),
+        Some(&writer),
+        &[],
+        None,
+    );
+    assert_eq!(st, 401);
+    let admin = token(&cfg, "root", "admin");
+    let (st, _, b) = call(
+        "DELETE",
+        &format!("{url}/api/v1/files/docs?recursive=true"),
+        Some(&admin),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(json(&b)["files"], 1);
+    drop(_s);
+    // The server is gone: the volume is as the API left it.
+    let ls = ok(&["ls", "--config", &cfg, "/"]);
+    assert!(!ls.contains("docs"), "{ls}");
+}
+
+#[test]
+fn the_mount_daemon_serves_the_api_and_bad_listen_addresses_are_refused() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &[]);
+    let url = enable_api(&cfg);
+    if can_mount() {
+        let mp = e.p("mnt");
+        std::fs::create_dir(&mp).unwrap();
+        ok(&["mount", "--config", &cfg, &mp]);
+        wait_healthy(&url);
+        // A token made while mounted goes through the daemon.
+        let t = token(&cfg, "m", "read");
+        std::fs::write(format!("{mp}/hello.txt"), b"written through the mount").unwrap();
+        let (st, h, b) = call(
+            "GET",
+            &format!("{url}/api/v1/files/hello.txt"),
+            Some(&t),
+            &[],
+            None,
+        );
+        assert_eq!((st, b.as_slice()), (200, &b"written through the mount"[..]));
+        assert_eq!(h["content-type"], "text/plain");
+        let (st, _, b) = call("GET", &format!("{url}/api/v1/status"), Some(&t), &[], None);
+        assert_eq!(st, 200);
+        assert_eq!(json(&b)["mountpoint"], mp.as_str());
+        // serve refuses while the daemon has the volume.
+        assert_one_line_error(&run(&["serve", "--config", &cfg]), "already open");
+        ok(&["umount", &mp]);
+    }
+    // serve without [api] says what to add.
+    let e2 = Env::new();
+    let cfg2 = three_backend_volume(&e2, &[]);
+    let o = run(&["serve", "--config", &cfg2]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("listen = \"127.0.0.1:7878\""),
+        "{}",
+        stderr(&o)
+    );
+    // A public address without TLS is refused when the config is loaded.
+    let mut s = std::fs::read_to_string(&cfg2).unwrap();
+    s.push_str("\n[api]\nlisten = \"0.0.0.0:7878\"\n");
+    std::fs::write(&cfg2, s).unwrap();
+    assert_one_line_error(
+        &run(&["status", "--config", &cfg2]),
+        "not a loopback address",
+    );
+}
