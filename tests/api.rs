@@ -8,6 +8,7 @@ mod common;
 use common::{
     assert_one_line_error, bin, can_mount, run, stderr, stdout, three_backend_volume, Env,
 };
+use sha2::Digest;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -398,4 +399,94 @@ fn the_mount_daemon_serves_the_api_and_bad_listen_addresses_are_refused() {
         &run(&["status", "--config", &cfg2]),
         "not a loopback address",
     );
+}
+
+/// Peak resident memory of process `pid` (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A 1 GiB upload, sent as it is generated (chunked, no length), is stored
+/// while it streams: the server's peak memory stays far below the file's size,
+/// and the download gives the same bytes back.
+#[test]
+fn a_1_gib_upload_streams_through_bounded_memory() {
+    use futures::StreamExt;
+    const MIB: usize = 1 << 20;
+    const TOTAL: usize = 1024 * MIB;
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &[]);
+    let url = enable_api(&cfg);
+    let t = token(&cfg, "big", "write");
+    let s = Serve::start(&cfg, &url);
+    let pid = s.0.id();
+    let before = peak_rss(pid);
+    // Block i: distinct bytes (nothing deduplicates), the same again on download.
+    let block = |i: usize| common::bytes(i as u64, MIB);
+    let f = format!("{url}/api/v1/files/big.bin");
+    let (status, digest_up) = rt().block_on(async {
+        let body = futures::stream::iter(0..TOTAL / MIB)
+            .map(move |i| Ok::<Vec<u8>, std::io::Error>(block(i)));
+        let r = client()
+            .put(&f)
+            .bearer_auth(&t)
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status().as_u16();
+        let b = r.bytes().await.unwrap();
+        assert_eq!(
+            json(&b)["size"],
+            TOTAL as u64,
+            "{}",
+            String::from_utf8_lossy(&b)
+        );
+        let mut h = sha2::Sha256::new();
+        for i in 0..TOTAL / MIB {
+            sha2::Digest::update(&mut h, block(i));
+        }
+        (st, sha2::Digest::finalize(h))
+    });
+    assert_eq!(status, 201);
+    let peak = peak_rss(pid);
+    eprintln!(
+        "server peak RSS {} MiB (before the upload {} MiB)",
+        peak >> 20,
+        before >> 20
+    );
+    assert!(
+        peak < 400 * MIB as u64,
+        "the server's peak memory reached {} MiB for a 1 GiB upload (from {} MiB)",
+        peak >> 20,
+        before >> 20
+    );
+    // Downloaded back in a stream, compared by hash.
+    let digest_down = rt().block_on(async {
+        let r = client().get(&f).bearer_auth(&t).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.content_length(), Some(TOTAL as u64));
+        let mut h = sha2::Sha256::new();
+        let mut s = r.bytes_stream();
+        let mut n = 0;
+        while let Some(b) = s.next().await {
+            let b = b.unwrap();
+            n += b.len();
+            sha2::Digest::update(&mut h, &b);
+        }
+        assert_eq!(n, TOTAL);
+        sha2::Digest::finalize(h)
+    });
+    assert_eq!(
+        digest_up, digest_down,
+        "the download differs from the upload"
+    );
+    drop(s);
 }
