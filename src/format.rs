@@ -317,6 +317,18 @@ pub mod keys {
     /// `H` + job name + `0x00` + start time (8, big-endian nanoseconds): one
     /// run of a backup job (`JobRunRecord`).
     pub const JOB_RUN: u8 = b'H';
+    /// `N` + time (8, big-endian nanoseconds) + sequence (4, big-endian): one
+    /// event of the volume's history (`EventRecord`).
+    pub const EVENT: u8 = b'N';
+
+    pub fn event(at: super::Nanos, seq: u32) -> Vec<u8> {
+        let mut k = Vec::with_capacity(13);
+        k.push(EVENT);
+        k.extend_from_slice(&at.to_be_bytes());
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+
     /// `A` + token name: an API token (`TokenRecord`).
     pub const TOKEN: u8 = b'A';
 
@@ -958,6 +970,29 @@ impl RunResult {
             RunResult::Skipped => "skipped",
         }
     }
+}
+
+/// How much an event matters.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+/// `N` + time + sequence: something that happened to the volume.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EventRecord {
+    /// Nanoseconds since the epoch.
+    pub at: Nanos,
+    /// What kind of event (`backend_down`, `job_run`...; see docs/FORMAT.md).
+    pub kind: String,
+    pub severity: Severity,
+    /// What it is about: a backend, a job, a snapshot (empty: the volume).
+    pub subject: String,
+    /// One line for people.
+    pub message: String,
 }
 
 /// What an API token may do: each role can do what the ones before it can.

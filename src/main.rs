@@ -295,6 +295,11 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Policy { cmd } => cli::policy::run_policy(cmd),
         Cmd::Backup { cmd } => cli::backup::run_backup(cmd),
         Cmd::Token { cmd } => cli::api::run_token(cmd),
+        Cmd::Events {
+            config,
+            since,
+            json,
+        } => cli::api::events(&config, since.as_deref(), json),
         Cmd::Serve { config } => cli::api::serve(&config),
         Cmd::Restore {
             config,

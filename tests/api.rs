@@ -189,7 +189,8 @@ fn serve_answers_with_tokens_and_files_round_trip() {
     // Upload 3 MB (several chunks) into a folder that does not exist yet.
     let data = common::bytes(7, 3_000_000);
     let f = format!("{url}/api/v1/files/docs/report.pdf");
-    let (st, _, b) = call("PUT", &f, Some(&reader), &[], Some(data.clone()));
+    // (A small body: a refused upload is answered before its body is read.)
+    let (st, _, b) = call("PUT", &f, Some(&reader), &[], Some(b"x".to_vec()));
     assert_eq!((st, error_code(&b)), (403, "forbidden".into()));
     let (st, _, b) = call("PUT", &f, Some(&writer), &[], Some(data.clone()));
     assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
@@ -346,6 +347,44 @@ fn serve_answers_with_tokens_and_files_round_trip() {
     );
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
     assert_eq!(json(&b)["files"], 1);
+    // The event history: every token made and revoked, `since` checked.
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/events?since=1h"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let kinds: Vec<String> = json(&b)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["kind"].as_str().unwrap(),
+                e["subject"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "token_created dash",
+            "token_created script",
+            "token_revoked script",
+            "token_created root"
+        ]
+    );
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/events?since=soon"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (400, "bad_request".into()));
     drop(_s);
     // The server is gone: the volume is as the API left it.
     let ls = ok(&["ls", "--config", &cfg, "/"]);

@@ -3,7 +3,7 @@
 use super::args::{RoleArg, TokenCmd};
 use super::{keys, on_volume, print_report};
 use cloudraid::config::Config;
-use cloudraid::format::TokenRole;
+use cloudraid::format::{EventRecord, Severity, TokenRole};
 use cloudraid::front::api::tokens::{NewToken, TokenInfo};
 use cloudraid::front::api::{self, role_name};
 use cloudraid::front::control::Request;
@@ -78,4 +78,37 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
         ));
     }
     cloudraid::front::daemon::serve_unmounted(&config, &keys(false))
+}
+
+/// `cloudraid events`.
+pub fn events(config: &Path, since: Option<&str>, json: bool) -> Result<(), String> {
+    let since = since
+        .map(cloudraid::meta::events::parse_since)
+        .transpose()?;
+    on_volume(
+        config,
+        Request::Events { since },
+        true,
+        None,
+        |l: Vec<EventRecord>| print_report(&l, json, render_events),
+    )
+}
+
+fn render_events(l: &Vec<EventRecord>) -> String {
+    if l.is_empty() {
+        return "no events\n".into();
+    }
+    let mut out = String::new();
+    for e in l {
+        let when = chrono::DateTime::from_timestamp_nanos(e.at)
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S");
+        let sev = match e.severity {
+            Severity::Info => "info",
+            Severity::Warning => "WARN",
+            Severity::Error => "ERROR",
+        };
+        out += &format!("{when}  {sev:<5}  {:<17} {}\n", e.kind, e.message);
+    }
+    out
 }

@@ -284,6 +284,20 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: BackupCmd,
     },
+    /// The volume's event history, oldest first: backends down and back,
+    /// degraded and refused writes, scrub and repair results, backup job runs,
+    /// snapshots made and deleted, a lost write lease.
+    Events {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only events since then: a duration back from now ("1h", "7days") or a
+        /// time ("2026-12-01 08:00:00", local).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// API tokens for the REST API and web dashboard: create, list, revoke.
     Token {
         #[command(subcommand)]

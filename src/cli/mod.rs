@@ -187,6 +187,8 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
                     ..
                 }
                 | control::Request::BackupHistory { .. }
+                | control::Request::Events { .. }
+                | control::Request::TokenList
         );
         // A passphrase typed here to open the volume is also the proof that a
         // protected operation needs: it is not asked twice.

@@ -164,14 +164,16 @@ pub fn run_scrub(config_path: &Path, sample: f64, json: bool) -> Result<(), Stri
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
         match ask_daemon(&config, control::Request::Scrub { sample }, |r| r.scrub).await? {
-            Some(r) => Ok(r),
+            Some(r) => Ok::<_, String>(r),
             None => {
                 // Shards are checked as stored: no key needed (with it, a shard
                 // altered along with its checksum is named even when m = 1).
                 let (vol, _) = setup::open_volume(&config, &keys_if_given()).await?;
                 let idx = setup::open_index(&config)?;
                 let p = Progress::new("scrub");
-                scrub::scrub(&vol, &idx, sample, &|d, t| p.update(d, t)).await
+                let r = scrub::scrub(&vol, &idx, sample, &|d, t| p.update(d, t)).await?;
+                scrub::record_scrub(&idx, &r);
+                Ok(r)
             }
         }
     })?;
@@ -187,12 +189,14 @@ pub fn run_repair(config_path: &Path, json: bool) -> Result<(), String> {
     let config = Config::load(config_path)?;
     let report = runtime()?.block_on(async {
         match ask_daemon(&config, control::Request::Repair, |r| r.repair).await? {
-            Some(r) => Ok(r),
+            Some(r) => Ok::<_, String>(r),
             None => {
                 let (vol, _) = setup::open_volume(&config, &keys(false)).await?;
                 let idx = setup::open_index(&config)?;
                 let p = Progress::new("repair");
-                scrub::repair(&vol, &idx, &|d, t| p.update(d, t)).await
+                let r = scrub::repair(&vol, &idx, &|d, t| p.update(d, t)).await?;
+                scrub::record_repair(&idx, &r);
+                Ok(r)
             }
         }
     })?;

@@ -137,6 +137,11 @@ pub enum Request {
         #[serde(default)]
         job: Option<String>,
     },
+    /// The event history from `since` (nanoseconds since the epoch; all without it).
+    Events {
+        #[serde(default)]
+        since: Option<i64>,
+    },
     /// A new API token (its secret is in the answer, and nowhere else).
     TokenCreate {
         name: String,
@@ -309,6 +314,7 @@ pub async fn execute(
         Request::Scrub { sample } => {
             match crate::fs::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
                 Ok(r) => {
+                    crate::fs::scrub::record_scrub(fs.index(), &r);
                     resp.ok = true;
                     resp.scrub = Some(r);
                 }
@@ -318,6 +324,7 @@ pub async fn execute(
         Request::Repair => {
             match crate::fs::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
                 Ok(r) => {
+                    crate::fs::scrub::record_repair(fs.index(), &r);
                     resp.ok = true;
                     resp.repair = Some(r);
                 }
@@ -448,6 +455,9 @@ pub async fn execute(
             resp = data(blocking(|| {
                 crate::backup::job::history::runs(fs, job.as_deref())
             }))
+        }
+        Request::Events { since } => {
+            resp = data(blocking(|| crate::meta::events::list(fs.index(), since)))
         }
         Request::TokenCreate { name, role } => {
             resp = data(blocking(|| {

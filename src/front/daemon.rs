@@ -374,8 +374,12 @@ async fn serve_mount(
             fs.volume().clone(),
             me,
             Box::new(move |who| {
-                tracing::error!(
-                    "the write lease was taken over: {who}; this mount is read-only from now on"
+                crate::meta::events::record_local(
+                    fenced.index(),
+                    "lease_lost",
+                    crate::format::Severity::Error,
+                    "",
+                    &format!("the write lease was taken over: {who}; this mount is read-only from now on"),
                 );
                 fenced.fence();
             }),
@@ -383,6 +387,11 @@ async fn serve_mount(
     });
     let collector = fs.spawn_collector();
     let prober = fs.volume().spawn_prober(Duration::from_secs(5));
+    let watcher = crate::meta::events::spawn_watch(
+        fs.volume().clone(),
+        fs.index().clone(),
+        Duration::from_secs(2),
+    );
     let completer = fs.spawn_degraded_repair(Duration::from_secs(10));
     let api_listener = match crate::front::api::bind(&config.api).await {
         Ok(l) => l,
@@ -390,6 +399,7 @@ async fn serve_mount(
             collector.abort();
             prober.abort();
             completer.abort();
+            watcher.abort();
             return Err(e);
         }
     };
@@ -531,6 +541,7 @@ async fn serve_mount(
     }
     prober.abort();
     completer.abort();
+    watcher.abort();
     if let Some(r) = renewal {
         r.abort();
     }

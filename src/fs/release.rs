@@ -41,6 +41,14 @@ impl Fs {
             self.forget_name(super::snapview::VIEW_BASE, snapshot_id_hex(*id).as_bytes())
                 .await;
         }
+        let names: Vec<String> = ids.iter().map(|i| snapshot_id_hex(*i)).collect();
+        crate::meta::events::record(
+            &self.idx,
+            "snapshot_deleted",
+            crate::format::Severity::Info,
+            &names.join(","),
+            &format!("{} snapshot(s) deleted: {}", names.len(), names.join(", ")),
+        );
         self.sweep_trees().await?;
         Ok(())
     }

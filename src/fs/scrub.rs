@@ -637,3 +637,52 @@ pub fn render_repair(r: &RepairReport) -> String {
     }
     out
 }
+
+/// The event of a scrub: damage found (an error), or a clean check.
+pub fn record_scrub(idx: &Index, r: &ScrubReport) {
+    use crate::format::Severity;
+    let bad = r.bad.len() + r.inconsistent.len() + r.damaged_inline.len();
+    let (kind, severity, message) = if bad > 0 {
+        (
+            "scrub_damage",
+            Severity::Error,
+            format!(
+                "scrub found {bad} bad shard(s) or chunk(s) in {} of {} chunks checked; `cloudraid repair` rewrites them",
+                r.chunks_checked, r.chunks_total
+            ),
+        )
+    } else {
+        (
+            "scrub_clean",
+            Severity::Info,
+            format!(
+                "scrub checked {} of {} chunks: all good",
+                r.chunks_checked, r.chunks_total
+            ),
+        )
+    };
+    crate::meta::events::record(idx, kind, severity, "", &message);
+}
+
+/// The event of a repair: what it fixed and what it could not.
+pub fn record_repair(idx: &Index, r: &RepairReport) {
+    use crate::format::Severity;
+    let severity = if !r.failed.is_empty() {
+        Severity::Error
+    } else {
+        Severity::Info
+    };
+    crate::meta::events::record(
+        idx,
+        "repair",
+        severity,
+        "",
+        &format!(
+            "repair rewrote {} shard(s) of {} chunk(s); {} left for backends that did not answer; {} chunk(s) could not be rebuilt",
+            r.shards_rewritten,
+            r.chunks_repaired,
+            r.shards_skipped,
+            r.failed.len()
+        ),
+    );
+}

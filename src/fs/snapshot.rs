@@ -289,12 +289,23 @@ impl Fs {
         // A name the kernel may have cached as missing.
         self.forget_name(super::snapview::VIEW_BASE, snapshot_id_hex(id).as_bytes())
             .await;
-        tracing::info!(
-            "snapshot {} taken: {} files, {} bytes, {} new trees",
-            snapshot_id_hex(id),
-            rec.files,
-            rec.bytes,
-            rec.new_trees
+        crate::meta::events::record(
+            &self.idx,
+            "snapshot_created",
+            crate::format::Severity::Info,
+            &snapshot_id_hex(id),
+            &format!(
+                "snapshot {} taken{}: {} files, {} bytes, {} new trees",
+                snapshot_id_hex(id),
+                if rec.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (tags {})", rec.tags.join(", "))
+                },
+                rec.files,
+                rec.bytes,
+                rec.new_trees
+            ),
         );
         Ok(SnapshotInfo::of(id, &rec))
     }

@@ -5,6 +5,7 @@
 //! in-memory implementation used by fast tests, and both pass one shared suite
 //! (`tests/meta_conformance.rs`).
 
+pub mod events;
 pub mod index;
 pub mod lease;
 mod mem;

@@ -1,7 +1,7 @@
 //! The history of backup runs: one `JobRunRecord` per run in the index (so the
 //! metadata log carries it and `recover` brings it back).
 
-use crate::format::{decode_record, encode_record, keys, JobRunRecord, Nanos};
+use crate::format::{decode_record, encode_record, keys, JobRunRecord, Nanos, RunResult, Severity};
 use crate::fs::Fs;
 use crate::meta::Batch;
 
@@ -26,7 +26,33 @@ pub fn record(fs: &Fs, run: &JobRunRecord) -> Result<(), String> {
     b.put(keys::job_run(&rec.job, rec.started), encode_record(&rec));
     fs.index()
         .apply(b)
-        .map_err(|e| format!("cannot record the run of job {} in the index: {e}", rec.job))
+        .map_err(|e| format!("cannot record the run of job {} in the index: {e}", rec.job))?;
+    let severity = match rec.result {
+        RunResult::Success | RunResult::Skipped => Severity::Info,
+        RunResult::Partial => Severity::Warning,
+        RunResult::Failed => Severity::Error,
+    };
+    let first_error = rec
+        .errors
+        .first()
+        .map(|e| format!("; {e}"))
+        .unwrap_or_default();
+    crate::meta::events::record(
+        fs.index(),
+        "job_run",
+        severity,
+        &rec.job,
+        &format!(
+            "backup job {} ({}) {}: {} new, {} changed, {} deleted{first_error}",
+            rec.job,
+            rec.trigger,
+            rec.result.name(),
+            rec.new,
+            rec.changed,
+            rec.deleted
+        ),
+    );
+    Ok(())
 }
 
 /// The runs of `job` (every job's when `None`), oldest first (by job, then start).

@@ -187,6 +187,7 @@ pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/files", get(files::get_root))
         .route("/api/v1/files/", get(files::get_root))
         .route(
@@ -228,6 +229,40 @@ async fn status(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
         (true, Some(s)) => Ok(Json(s).into_response()),
         _ => Err(ApiError::from_message(
             r.error.unwrap_or_else(|| "status failed".into()),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    since: Option<String>,
+}
+
+/// `GET /api/v1/events[?since=1h]`: the event history, oldest first.
+async fn events(
+    State(api): Shared,
+    axum::extract::Query(q): axum::extract::Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    let since = q
+        .since
+        .as_deref()
+        .map(crate::meta::events::parse_since)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let r = control::execute(
+        &api.fs,
+        control::Request::Events { since },
+        crate::front::ops::current_caller(),
+        api.mountpoint.as_deref(),
+        &|_, _| {},
+    )
+    .await;
+    match (r.ok, r.data) {
+        (true, Some(d)) => Ok(Json(d).into_response()),
+        _ => Err(ApiError::from_message(
+            r.error.unwrap_or_else(|| "events failed".into()),
         )),
     }
 }

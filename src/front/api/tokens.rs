@@ -87,6 +87,13 @@ pub fn create(fs: &Fs, name: &str, role: TokenRole) -> Result<NewToken, String> 
     fs.index()
         .apply(b)
         .map_err(|e| format!("cannot store the token: {e}"))?;
+    crate::meta::events::record(
+        fs.index(),
+        "token_created",
+        crate::format::Severity::Info,
+        name,
+        &format!("API token {name} created ({} role)", super::role_name(role)),
+    );
     Ok(NewToken {
         token: info(&rec),
         secret,
@@ -110,6 +117,13 @@ pub fn revoke(fs: &Fs, name: &str) -> Result<TokenInfo, String> {
     fs.index()
         .apply(b)
         .map_err(|e| format!("cannot revoke the token: {e}"))?;
+    crate::meta::events::record(
+        fs.index(),
+        "token_revoked",
+        crate::format::Severity::Info,
+        name,
+        &format!("API token {name} revoked"),
+    );
     Ok(info(&rec))
 }
 
