@@ -159,6 +159,12 @@ fn serve_answers_with_tokens_and_files_round_trip() {
         ]),
         "exists",
     );
+    let mut c = std::fs::read_to_string(&cfg).unwrap();
+    c.push_str(&format!(
+        "\n[[job]]\nname = \"nightly\"\nsources = [{:?}]\ndestination = \"/backups\"\n",
+        e.base.join("src")
+    ));
+    std::fs::write(&cfg, c).unwrap();
     let _s = Serve::start(&cfg, &url);
 
     // Health needs no token; everything else does.
@@ -347,6 +353,83 @@ fn serve_answers_with_tokens_and_files_round_trip() {
     );
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
     assert_eq!(json(&b)["files"], 1);
+    // Backup jobs and snapshots, through the same operations as the CLI.
+    let src = e.base.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("notes.txt"), b"from a job").unwrap();
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/jobs/nightly/run"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (403, "forbidden".into()));
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/jobs/nightly/run"),
+        Some(&admin),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let r = json(&b);
+    assert_eq!(
+        (r["run"]["result"].as_str(), r["run"]["new"].as_u64()),
+        (Some("success"), Some(1)),
+        "{r}"
+    );
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/jobs/weekly/run"),
+        Some(&admin),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b)), (404, "not_found".into()));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/jobs/nightly/history"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    let h = json(&b);
+    assert_eq!(h.as_array().unwrap().len(), 1, "{h}");
+    assert_eq!(h[0]["trigger"], "api");
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/snapshots"),
+        Some(&admin),
+        &[],
+        Some(br#"{"tags":["web"]}"#.to_vec()),
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    let tags: Vec<String> = json(&b)["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tags"][0].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(tags, ["nightly", "web"]);
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/snapshots"),
+        Some(&admin),
+        &[],
+        Some(b"{nope".to_vec()),
+    );
+    assert_eq!((st, error_code(&b)), (400, "bad_request".into()));
+
     // The event history: every token made and revoked, `since` checked.
     let (st, _, b) = call(
         "GET",
@@ -360,12 +443,10 @@ fn serve_answers_with_tokens_and_files_round_trip() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["kind"].as_str().unwrap(),
-                e["subject"].as_str().unwrap()
-            )
+        .map(|e| match e["kind"].as_str().unwrap() {
+            // Named by their random ids.
+            k @ "snapshot_created" => k.to_string(),
+            k => format!("{k} {}", e["subject"].as_str().unwrap()),
         })
         .collect();
     assert_eq!(
@@ -374,7 +455,10 @@ fn serve_answers_with_tokens_and_files_round_trip() {
             "token_created dash",
             "token_created script",
             "token_revoked script",
-            "token_created root"
+            "token_created root",
+            "snapshot_created",
+            "job_run nightly",
+            "snapshot_created",
         ]
     );
     let (st, _, b) = call(

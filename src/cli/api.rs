@@ -77,7 +77,7 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
             config_path.display()
         ));
     }
-    cloudraid::front::daemon::serve_unmounted(&config, &keys(false))
+    cloudraid::front::daemon::serve_unmounted(config_path, &config, &keys(false))
 }
 
 /// `cloudraid events`.

@@ -282,7 +282,12 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
 /// `cloudraid serve`: the daemon of a mount without the mount (control
 /// socket, REST API, upkeep, schedules) for the volume of `config`, until
 /// SIGTERM or Ctrl-C.
-pub fn serve_unmounted(config: &Config, keys: &setup::KeySource) -> Result<(), String> {
+pub fn serve_unmounted(
+    config_path: &Path,
+    config: &Config,
+    keys: &setup::KeySource,
+) -> Result<(), String> {
+    let source = absolute(config_path)?.to_string_lossy().into_owned();
     let opts = MountOpts::parse(&[], false)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -309,7 +314,7 @@ pub fn serve_unmounted(config: &Config, keys: &setup::KeySource) -> Result<(), S
             config,
             &opts,
             None,
-            "",
+            &source,
             false,
             vol.clone(),
             idx,
@@ -427,8 +432,15 @@ async fn serve_mount(
     // An empty mountpoint: served without a mount (status says so).
     let shown = mp.map(|m| m.display().to_string()).unwrap_or_default();
     let ctl = tokio::spawn(control::serve(listener, fs.clone(), shown.clone()));
-    let api = api_listener
-        .map(|l| crate::front::api::spawn(l, fs.clone(), config.api.clone(), Some(shown.clone())));
+    let api = api_listener.map(|l| {
+        crate::front::api::spawn(
+            l,
+            fs.clone(),
+            config.api.clone(),
+            Some(shown.clone()),
+            PathBuf::from(source),
+        )
+    });
     match mp {
         Some(mp) => tracing::info!("volume {} mounted at {}", config.volume.name, mp.display()),
         None => tracing::info!("volume {} open (not mounted)", config.volume.name),

@@ -63,6 +63,8 @@ pub struct Api {
     pub section: ApiSection,
     /// Where the volume is mounted (the mount daemon), for status.
     pub mountpoint: Option<String>,
+    /// The config the daemon was started with (absolute): its backup jobs.
+    pub config_path: std::path::PathBuf,
 }
 
 type Shared = State<Arc<Api>>;
@@ -188,6 +190,10 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/snapshots", get(snapshots).post(create_snapshot))
+        .route("/api/v1/jobs/history", get(all_history))
+        .route("/api/v1/jobs/{job}/history", get(job_history))
+        .route("/api/v1/jobs/{job}/run", post(run_job))
         .route("/api/v1/files", get(files::get_root))
         .route("/api/v1/files/", get(files::get_root))
         .route(
@@ -251,9 +257,14 @@ async fn events(
         .map(crate::meta::events::parse_since)
         .transpose()
         .map_err(ApiError::bad_request)?;
+    op(&api, control::Request::Events { since }).await
+}
+
+/// Carries out a control-socket operation and answers with its report.
+async fn op(api: &Api, req: control::Request) -> ApiResult<Response> {
     let r = control::execute(
         &api.fs,
-        control::Request::Events { since },
+        req,
         crate::front::ops::current_caller(),
         api.mountpoint.as_deref(),
         &|_, _| {},
@@ -262,9 +273,95 @@ async fn events(
     match (r.ok, r.data) {
         (true, Some(d)) => Ok(Json(d).into_response()),
         _ => Err(ApiError::from_message(
-            r.error.unwrap_or_else(|| "events failed".into()),
+            r.error.unwrap_or_else(|| "the operation failed".into()),
         )),
     }
+}
+
+/// `GET /api/v1/snapshots`: as `cloudraid snapshot list --json` (and whether
+/// they are protected).
+async fn snapshots(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    op(&api, control::Request::SnapshotList).await
+}
+
+#[derive(Deserialize, Default)]
+struct NewSnapshotBody {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+}
+
+/// `POST /api/v1/snapshots` (`{"tags": [...], "paths": [...]}`, both optional):
+/// a snapshot now, as `cloudraid snapshot create`.
+async fn create_snapshot(
+    State(api): Shared,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Write).await?;
+    let b: NewSnapshotBody = if body.is_empty() {
+        NewSnapshotBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!("the body is not a snapshot request: {e}"))
+        })?
+    };
+    op(
+        &api,
+        control::Request::SnapshotCreate {
+            tags: b.tags,
+            paths: b.paths,
+        },
+    )
+    .await
+}
+
+/// `GET /api/v1/jobs/history`: every job's runs, oldest first, as `cloudraid
+/// backup history --json`.
+async fn all_history(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    op(&api, control::Request::BackupHistory { job: None }).await
+}
+
+/// `GET /api/v1/jobs/JOB/history`: one job's runs.
+async fn job_history(
+    State(api): Shared,
+    axum::extract::Path(job): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    op(&api, control::Request::BackupHistory { job: Some(job) }).await
+}
+
+/// `POST /api/v1/jobs/JOB/run`: runs the job now (from the daemon's config) and
+/// answers when it is done, with the run's report (`run.result` says how it went).
+async fn run_job(
+    State(api): Shared,
+    axum::extract::Path(job): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Write).await?;
+    let config = api.config_path.clone();
+    let known = crate::config::Config::load(&config).map(|c| c.job(&job).is_ok());
+    if let Ok(false) = known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no backup job named {job} in {}", config.display()),
+        ));
+    }
+    op(
+        &api,
+        control::Request::BackupRun {
+            config,
+            job,
+            total: 0,
+            trigger: Some("api".into()),
+        },
+    )
+    .await
 }
 
 /// Binds the API's address (before the daemon says it is ready).
@@ -284,11 +381,13 @@ pub fn spawn(
     fs: Arc<Fs>,
     section: ApiSection,
     mountpoint: Option<String>,
+    config_path: std::path::PathBuf,
 ) -> tokio::task::JoinHandle<()> {
     let api = Arc::new(Api {
         fs,
         section,
         mountpoint,
+        config_path,
     });
     if let Ok(a) = listener.local_addr() {
         tracing::info!("REST API listening on http://{a}");
