@@ -80,28 +80,12 @@ pub async fn store_dump(
     let stored =
         ops::upload::store_stream(fs, dir, name.as_bytes(), &name, 0o600, owner, blocks).await;
     let _ = reader.await;
-    let (bytes, ino) = stored.map_err(|e| match e {
+    let (bytes, fresh) = stored.map_err(|e| match e {
         ops::upload::StreamError::Source(m) if m.is_empty() => {
             format!("{shown}: the dump stopped; the previous dump (if any) is kept")
         }
         e => format!("{shown}: {e}; the previous dump (if any) is kept"),
     })?;
     // The chunks only this dump holds are what it uploaded.
-    Ok((bytes, fresh_bytes(fs, ino)))
-}
-
-/// Plaintext bytes of the chunks of `ino` that no other file references.
-fn fresh_bytes(fs: &Fs, ino: u64) -> u64 {
-    let Ok(Some(c)) = fs.index().content(ino) else {
-        return 0;
-    };
-    c.chunks
-        .iter()
-        .filter_map(|r| match r {
-            crate::format::ChunkRef::Data { id, len } => Some((id, *len as u64)),
-            _ => None,
-        })
-        .filter(|(id, _)| matches!(fs.index().chunk(id), Ok(Some(rec)) if rec.refs <= 1))
-        .map(|(_, len)| len)
-        .sum()
+    Ok((bytes, fresh))
 }

@@ -30,7 +30,9 @@ impl std::fmt::Display for StreamError {
 /// path for messages), replacing what the name held once every block is
 /// written and the file is closed. The stream ends with `Ok` blocks only when
 /// it succeeded: an `Err` item stops it and nothing changes. Returns the bytes
-/// written and the new file's inode.
+/// written and the bytes of its chunks no other file held when it was closed
+/// (what the stream uploaded after deduplication: measured before it replaces
+/// the old version, which may share chunks with it).
 pub async fn store_stream<S>(
     fs: &Fs,
     dir: u64,
@@ -82,7 +84,13 @@ where
     }
     drop(blocks);
     let released = fs.release(fh).await.map_err(verr);
-    let placed = match written.and(released) {
+    let written = written.and(released);
+    let fresh = if written.is_ok() {
+        fresh_bytes(fs, attr.ino)
+    } else {
+        0
+    };
+    let placed = match written {
         Ok(()) => fs
             .rename_as(dir, &tmp, dir, name, 0, owner)
             .await
@@ -93,7 +101,23 @@ where
         let _ = fs.unlink(dir, &tmp).await;
         return Err(e);
     }
-    Ok((off, attr.ino))
+    Ok((off, fresh))
+}
+
+/// Plaintext bytes of the chunks of `ino` that no other file references.
+fn fresh_bytes(fs: &Fs, ino: u64) -> u64 {
+    let Ok(Some(c)) = fs.index().content(ino) else {
+        return 0;
+    };
+    c.chunks
+        .iter()
+        .filter_map(|r| match r {
+            crate::format::ChunkRef::Data { id, len } => Some((id, *len as u64)),
+            _ => None,
+        })
+        .filter(|(id, _)| matches!(fs.index().chunk(id), Ok(Some(rec)) if rec.refs <= 1))
+        .map(|(_, len)| len)
+        .sum()
 }
 
 /// Removes what interrupted `store_stream`s left in directory `dir`.
