@@ -5,23 +5,10 @@
 
 mod common;
 
-use common::{
-    assert_one_line_error, bin, can_mount, run, stderr, stdout, three_backend_volume, Env,
-};
+use common::{assert_one_line_error, bin, can_mount, ok, run, stderr, three_backend_volume, Env};
 use sha2::Digest;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -8,22 +8,11 @@
 mod common;
 
 use common::{
-    assert_one_line_error, bin, can_mount, run, stderr, stdout, three_backend_volume, Env,
+    assert_one_line_error, bin, can_mount, ok, run, stderr, stdout, three_backend_volume, Env,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 /// Appends a [[job]] table to the config.
 fn add_job(cfg: &str, toml: &str) {

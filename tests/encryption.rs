@@ -5,17 +5,11 @@
 
 mod common;
 
-use common::{assert_one_line_error, bin, can_mount, run, stderr, stdout, Env};
+use common::{assert_one_line_error, bin, can_mount, ok, run, stderr, stdout, Env};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
 
 /// Every file under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<PathBuf> {

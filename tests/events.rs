@@ -5,19 +5,8 @@
 
 mod common;
 
-use common::{assert_one_line_error, can_mount, run, stderr, stdout, three_backend_volume, Env};
+use common::{assert_one_line_error, can_mount, ok, run, three_backend_volume, Env};
 use std::time::{Duration, Instant};
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 fn events(cfg: &str) -> Vec<serde_json::Value> {
     let out = ok(&["events", "--config", cfg, "--json"]);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{can_mount, mounted_volume, run, stderr, stdout, Env};
+use common::{can_mount, mounted_volume, ok, run, Env};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -15,12 +15,6 @@ use std::sync::Mutex;
 
 /// Mount tests run one at a time (see ../shared/notes/fuse-here.md on EBUSY).
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
 
 fn cpath(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()

@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{assert_one_line_error, bin, can_mount, run, stderr, stdout, Env};
+use common::{assert_one_line_error, bin, can_mount, ok, run, stderr, stdout, Env};
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
 
 /// Runs the binary without a controlling terminal (nobody can type a passphrase).
 fn run_detached(args: &[&str]) -> std::process::Output {

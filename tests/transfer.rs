@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_one_line_error, can_mount, run, stderr, stdout, Env};
+use common::{assert_one_line_error, can_mount, ok, run, stderr, Env};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -12,12 +12,6 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn ok(args: &[&str]) -> String {
-    let o = run(args);
-    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
-    stdout(&o)
-}
 
 /// A local tree with files of several sizes (empty, below, at and across chunk
 /// boundaries), a sparse run of zeros, nested directories, a symlink, and

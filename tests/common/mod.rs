@@ -269,6 +269,18 @@ pub fn run(args: &[&str]) -> std::process::Output {
     bin().args(args).output().unwrap()
 }
 
+/// Runs a command that must succeed; its stdout.
+pub fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
 /// Unmounts every cloudraid mount below `dir` (a test's temp dir), so a test that
 /// fails half-way leaves no daemon behind.
 pub fn unmount_below(dir: &std::path::Path) {
