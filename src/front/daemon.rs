@@ -233,11 +233,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     }
     config.validate()?;
     let source = absolute(&args.config_path)?.to_string_lossy().into_owned();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cloudraid")
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = daemon_runtime()?;
     rt.block_on(async {
         let (mut vol, checks) =
             setup::open_volume_waiting(&config, &args.keys, opts.startup_timeout()).await?;
@@ -279,6 +275,15 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     })
 }
 
+/// The daemon's runtime (mount and `serve`).
+fn daemon_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cloudraid")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
 /// `cloudraid serve`: the daemon of a mount without the mount (control
 /// socket, REST API, upkeep, schedules) for the volume of `config`, until
 /// SIGTERM or Ctrl-C.
@@ -289,11 +294,7 @@ pub fn serve_unmounted(
 ) -> Result<(), String> {
     let source = absolute(config_path)?.to_string_lossy().into_owned();
     let opts = MountOpts::parse(&[], false)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cloudraid")
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let rt = daemon_runtime()?;
     rt.block_on(async {
         if control::request(&config.volume.state_dir, &control::Request::Status)
             .await
