@@ -24,5 +24,6 @@ pub mod format;
 pub mod front;
 pub mod fs;
 pub mod meta;
+pub mod metrics;
 pub mod policy;
 pub mod store;

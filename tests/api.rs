@@ -121,6 +121,16 @@ fn json(b: &[u8]) -> serde_json::Value {
     serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
 }
 
+/// The value of one sample (name and labels as written) in a metrics page.
+fn metric(page: &str, sample: &str) -> f64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {sample} in:\n{page}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn error_code(b: &[u8]) -> String {
     json(b)["error"]["code"]
         .as_str()
@@ -133,6 +143,10 @@ fn serve_answers_with_tokens_and_files_round_trip() {
     let e = Env::new();
     let cfg = three_backend_volume(&e, &["--chunk-size", "256KiB"]);
     let url = enable_api(&cfg);
+    // Metrics for a Prometheus that has no token.
+    let mut c = std::fs::read_to_string(&cfg).unwrap();
+    c.push_str("metrics_public = true\n");
+    std::fs::write(&cfg, c).unwrap();
     let reader = token(&cfg, "dash", "read");
     let writer = token(&cfg, "script", "write");
     let list = ok(&["token", "list", "--config", &cfg]);
@@ -159,6 +173,14 @@ fn serve_answers_with_tokens_and_files_round_trip() {
     assert_eq!((st, json(&b)["ok"].clone()), (200, serde_json::json!(true)));
     let (st, _, b) = call("GET", &format!("{url}/api/v1/status"), None, &[], None);
     assert_eq!((st, error_code(&b)), (401, "unauthorized".into()));
+    let (st, _, b) = call("GET", &format!("{url}/metrics"), None, &[], None);
+    assert_eq!(st, 200, "metrics_public = true: no token needed");
+    let m = String::from_utf8(b).unwrap();
+    assert!(
+        m.contains("cloudraid_backend_requests_total{"),
+        "serve counts backend requests: {m}"
+    );
+    assert_eq!(metric(&m, "cloudraid_volume_files"), 0.0);
     let (st, _, b) = call(
         "GET",
         &format!("{url}/api/v1/status"),
@@ -487,6 +509,63 @@ fn the_mount_daemon_serves_the_api_and_bad_listen_addresses_are_refused() {
         let (st, _, b) = call("GET", &format!("{url}/api/v1/status"), Some(&t), &[], None);
         assert_eq!(st, 200);
         assert_eq!(json(&b)["mountpoint"], mp.as_str());
+        // Prometheus metrics of what the mount did, with a token only.
+        let (st, _, b) = call("GET", &format!("{url}/metrics"), None, &[], None);
+        assert_eq!((st, error_code(&b).as_str()), (401, "unauthorized"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(format!("{mp}/more.bin")).unwrap();
+            f.write_all(&vec![7u8; 300_000]).unwrap();
+            f.sync_all().unwrap();
+        }
+        let (st, h, b) = call("GET", &format!("{url}/metrics"), Some(&t), &[], None);
+        assert_eq!(st, 200);
+        assert!(h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        let m = String::from_utf8(b).unwrap();
+        let names: Vec<String> =
+            json(&call("GET", &format!("{url}/api/v1/status"), Some(&t), &[], None).2)["backends"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["name"].as_str().unwrap().to_string())
+                .collect();
+        assert_eq!(names.len(), 3);
+        for n in &names {
+            assert!(
+                metric(
+                    &m,
+                    &format!("cloudraid_backend_requests_total{{backend=\"{n}\",op=\"put\"}}")
+                ) >= 1.0,
+                "{m}"
+            );
+            assert_eq!(
+                metric(&m, &format!("cloudraid_backend_up{{backend=\"{n}\"}}")),
+                1.0
+            );
+            assert!(
+                metric(&m, &format!("cloudraid_backend_shards{{backend=\"{n}\"}}")) >= 1.0,
+                "{m}"
+            );
+        }
+        assert_eq!(metric(&m, "cloudraid_volume_files"), 2.0, "{m}");
+        assert!(metric(&m, "cloudraid_volume_logical_bytes") >= 300_000.0);
+        assert!(
+            metric(
+                &m,
+                "cloudraid_fuse_operation_duration_seconds_count{op=\"write\"}"
+            ) >= 1.0,
+            "{m}"
+        );
+        assert!(
+            metric(
+                &m,
+                "cloudraid_fuse_operation_duration_seconds_count{op=\"create\"}"
+            ) >= 1.0
+        );
+        assert_eq!(metric(&m, "cloudraid_volume_degraded_chunks"), 0.0);
         // serve refuses while the daemon has the volume.
         assert_one_line_error(&run(&["serve", "--config", &cfg]), "already open");
         ok(&["umount", &mp]);

@@ -45,8 +45,10 @@ impl ChunkCache {
         let hit = g.lru.get(id).cloned();
         if hit.is_some() {
             g.hits += 1;
+            crate::metrics::METRICS.cache_hits.inc();
         } else {
             g.misses += 1;
+            crate::metrics::METRICS.cache_misses.inc();
         }
         hit
     }

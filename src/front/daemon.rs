@@ -237,17 +237,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
     rt.block_on(async {
         let (mut vol, checks) =
             setup::open_volume_waiting(&config, &args.keys, opts.startup_timeout()).await?;
-        // Every request the mount sends to a backend is counted, whichever part
-        // of cloudraid sends it (`cloudraid cost`); the volume was just opened,
-        // so nothing else holds it yet.
-        match Arc::get_mut(&mut vol) {
-            Some(v) => {
-                for (s, h) in v.slots.iter_mut().zip(&v.health) {
-                    s.backend = h.counting(s.backend.clone());
-                }
-            }
-            None => tracing::warn!("requests to the backends are not counted by this mount"),
-        }
+        count_requests(&mut vol);
         let idx = setup::open_index_waiting(&config, Duration::from_secs(10)).await?;
         // One writer at a time: a read-write mount holds the write lease, given
         // back however the mount ends.
@@ -307,8 +297,9 @@ pub fn serve_unmounted(
                 config.volume.name
             ));
         }
-        let (vol, checks) =
+        let (mut vol, checks) =
             setup::open_volume_waiting(config, keys, opts.startup_timeout()).await?;
+        count_requests(&mut vol);
         let idx = setup::open_index_waiting(config, Duration::from_secs(10)).await?;
         let holder = setup::become_writer(config, &vol, &idx, false).await?;
         let ended = serve_mount(
@@ -326,6 +317,20 @@ pub fn serve_unmounted(
         lease::release(&vol, &holder).await;
         ended
     })
+}
+
+/// Every request the daemon sends to a backend is counted (`cloudraid cost`)
+/// and measured (`/metrics`), whichever part of cloudraid sends it; called
+/// right after the volume is opened, when nothing else holds it yet.
+fn count_requests(vol: &mut Arc<crate::data::volume::Volume>) {
+    match Arc::get_mut(vol) {
+        Some(v) => {
+            for (s, h) in v.slots.iter_mut().zip(&v.health) {
+                s.backend = h.counting(&s.name, s.backend.clone());
+            }
+        }
+        None => tracing::warn!("requests to the backends are not counted by this daemon"),
+    }
 }
 
 /// The mount itself, once the lease is held: until unmounted. Without a

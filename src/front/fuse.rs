@@ -7,6 +7,7 @@
 use crate::format::Kind;
 use crate::front::mountopts::MountOpts;
 use crate::fs::{Attr, Caller, Errno as FsErrno, Fs, SetAttr, SetTime};
+use crate::metrics::FuseTimer;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -98,13 +99,19 @@ impl FuseAdapter {
         }
     }
 
-    /// Runs `f` on the runtime; it owns its reply and answers when done.
-    fn run<F, Fut>(&self, f: F)
+    /// Runs `f` on the runtime; it owns its reply and answers when done. The
+    /// operation `op` is timed until then (`cloudraid_fuse_operation_*`).
+    fn run<F, Fut>(&self, op: &'static str, f: F)
     where
         F: FnOnce(Arc<Fs>) -> Fut,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.rt.spawn(f(self.fs.clone()));
+        let timer = FuseTimer::start(op);
+        let fut = f(self.fs.clone());
+        self.rt.spawn(async move {
+            fut.await;
+            drop(timer);
+        });
     }
 }
 
@@ -148,6 +155,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _t = FuseTimer::start("lookup");
         // Answered here from the index; lookup_kernel counts the kernel's reference.
         match self.fs.lookup_kernel(parent.0, name.as_bytes()) {
             Ok(a) => reply.entry(&TTL, &fuse_attr(&a), Generation(0)),
@@ -156,10 +164,13 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.run(move |fs| async move { fs.forget(ino.0, nlookup).await });
+        self.run("forget", move |fs| async move {
+            fs.forget(ino.0, nlookup).await
+        });
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _t = FuseTimer::start("getattr");
         match self.fs.getattr_now(ino.0) {
             Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
             Err(e) => reply.error(errno(e)),
@@ -192,7 +203,7 @@ impl fuser::Filesystem for FuseAdapter {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
         };
-        self.run(move |fs| async move {
+        self.run("setattr", move |fs| async move {
             match fs.setattr(ino.0, set).await {
                 Ok(a) => reply.attr(&TTL, &fuse_attr(&a)),
                 Err(e) => reply.error(errno(e)),
@@ -201,6 +212,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let _t = FuseTimer::start("readlink");
         match self.fs.readlink_now(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
@@ -221,7 +233,7 @@ impl fuser::Filesystem for FuseAdapter {
         // device number). The kernel opens FIFOs and devices itself.
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
         let mode = mode & (libc::S_IFMT | !umask);
-        self.run(move |fs| async move {
+        self.run("mknod", move |fs| async move {
             entry_reply!(
                 fs,
                 reply,
@@ -240,23 +252,23 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(move |fs| async move {
+        self.run("mkdir", move |fs| async move {
             entry_reply!(fs, reply, fs.mkdir(parent.0, &name, mode & !umask, c).await)
         });
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(
-            move |fs| async move { empty_reply!(reply, fs.unlink_as(parent.0, &name, c).await) },
-        );
+        self.run("unlink", move |fs| async move {
+            empty_reply!(reply, fs.unlink_as(parent.0, &name, c).await)
+        });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(
-            move |fs| async move { empty_reply!(reply, fs.rmdir_as(parent.0, &name, c).await) },
-        );
+        self.run("rmdir", move |fs| async move {
+            empty_reply!(reply, fs.rmdir_as(parent.0, &name, c).await)
+        });
     }
 
     fn symlink(
@@ -272,7 +284,7 @@ impl fuser::Filesystem for FuseAdapter {
             target.as_os_str().as_bytes().to_vec(),
             caller(req),
         );
-        self.run(move |fs| async move {
+        self.run("symlink", move |fs| async move {
             entry_reply!(fs, reply, fs.symlink(parent.0, &name, &target, c).await)
         });
     }
@@ -289,7 +301,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
         let (flags, c) = (flags.bits(), caller(req));
-        self.run(move |fs| async move {
+        self.run("rename", move |fs| async move {
             empty_reply!(
                 reply,
                 fs.rename_as(parent.0, &name, newparent.0, &newname, flags, c)
@@ -307,13 +319,13 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEntry,
     ) {
         let newname = newname.as_bytes().to_vec();
-        self.run(move |fs| async move {
+        self.run("link", move |fs| async move {
             entry_reply!(fs, reply, fs.link(ino.0, newparent.0, &newname).await)
         });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.run(move |fs| async move {
+        self.run("open", move |fs| async move {
             match fs.open(ino.0, flags.0).await {
                 // Every change goes through this mount, so the page cache stays valid.
                 Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
@@ -333,7 +345,7 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.run(move |fs| async move {
+        self.run("read", move |fs| async move {
             match fs.read_shared(fh.0, offset, size).await {
                 Ok(d) => reply.data(&d),
                 Err(e) => reply.error(errno(e)),
@@ -361,7 +373,7 @@ impl fuser::Filesystem for FuseAdapter {
             .block_on(self.write_budget.clone().acquire_many_owned(kib))
             .expect("write budget is never closed");
         let data = data.to_vec();
-        self.run(move |fs| async move {
+        self.run("write", move |fs| async move {
             let _room = room;
             match fs.write(fh.0, offset, &data).await {
                 Ok(n) => reply.written(n),
@@ -380,7 +392,7 @@ impl fuser::Filesystem for FuseAdapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.run(move |fs| async move {
+        self.run("fallocate", move |fs| async move {
             match fs.fallocate(fh.0, offset, length, mode).await {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(e)),
@@ -399,7 +411,7 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         // The kernel answers SEEK_SET/CUR/END itself; SEEK_DATA and SEEK_HOLE
         // come here, so sparse-aware tools (cp, tar) skip the holes.
-        self.run(move |fs| async move {
+        self.run("lseek", move |fs| async move {
             let Ok(offset) = u64::try_from(offset) else {
                 return reply.error(Errno::ENXIO);
             };
@@ -418,7 +430,9 @@ impl fuser::Filesystem for FuseAdapter {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.run(move |fs| async move { empty_reply!(reply, fs.flush(fh.0).await) });
+        self.run("flush", move |fs| async move {
+            empty_reply!(reply, fs.flush(fh.0).await)
+        });
     }
 
     fn release(
@@ -431,7 +445,9 @@ impl fuser::Filesystem for FuseAdapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(move |fs| async move { empty_reply!(reply, fs.release(fh.0).await) });
+        self.run("release", move |fs| async move {
+            empty_reply!(reply, fs.release(fh.0).await)
+        });
     }
 
     fn fsync(
@@ -442,7 +458,9 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(move |fs| async move { empty_reply!(reply, fs.fsync(fh.0).await) });
+        self.run("fsync", move |fs| async move {
+            empty_reply!(reply, fs.fsync(fh.0).await)
+        });
     }
 
     fn readdir(
@@ -453,6 +471,7 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _t = FuseTimer::start("readdir");
         match self.fs.readdir_now(ino.0, offset, 512) {
             Ok(entries) => {
                 for e in entries {
@@ -479,6 +498,7 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _t = FuseTimer::start("readdirplus");
         // As many entries as the kernel's buffer takes; each one taken is counted
         // as a kernel reference by readdir_plus.
         let r = self.fs.readdir_plus(ino.0, offset, |e, a| {
@@ -505,7 +525,7 @@ impl fuser::Filesystem for FuseAdapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.run(move |fs| async move {
+        self.run("fsyncdir", move |fs| async move {
             match fs.index().flush() {
                 Ok(()) => reply.ok(),
                 Err(e) => reply.error(errno(e.into())),
@@ -514,7 +534,7 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.run(move |fs| async move {
+        self.run("statfs", move |fs| async move {
             match fs.statfs().await {
                 Ok(s) => reply.statfs(
                     s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -535,29 +555,33 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyEmpty,
     ) {
         let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
-        self.run(move |fs| async move {
+        self.run("setxattr", move |fs| async move {
             empty_reply!(reply, fs.setxattr(ino.0, &name, &value, flags).await)
         });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let _t = FuseTimer::start("getxattr");
         xattr_reply(reply, size, self.fs.getxattr_now(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let _t = FuseTimer::start("listxattr");
         xattr_reply(reply, size, self.fs.listxattr_now(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = name.as_bytes().to_vec();
-        self.run(move |fs| async move { empty_reply!(reply, fs.removexattr(ino.0, &name).await) });
+        self.run("removexattr", move |fs| async move {
+            empty_reply!(reply, fs.removexattr(ino.0, &name).await)
+        });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let c = caller(req);
-        self.run(
-            move |fs| async move { empty_reply!(reply, fs.access(ino.0, mask.bits(), c).await) },
-        );
+        self.run("access", move |fs| async move {
+            empty_reply!(reply, fs.access(ino.0, mask.bits(), c).await)
+        });
     }
 
     fn create(
@@ -571,7 +595,7 @@ impl fuser::Filesystem for FuseAdapter {
         reply: ReplyCreate,
     ) {
         let (name, c) = (name.as_bytes().to_vec(), caller(req));
-        self.run(move |fs| async move {
+        self.run("create", move |fs| async move {
             match fs.create(parent.0, &name, mode & !umask, flags, c).await {
                 Ok((a, fh)) => {
                     fs.remember(a.ino);

@@ -662,6 +662,14 @@ pub fn record_scrub(idx: &Index, r: &ScrubReport) {
         )
     };
     crate::meta::events::record(idx, kind, severity, "", &message);
+    let m = &crate::metrics::METRICS;
+    m.scrubs
+        .get_or_create(&crate::metrics::ResultLabel {
+            result: if bad > 0 { "damage" } else { "clean" },
+        })
+        .inc();
+    m.scrub_bad.inc_by(bad as u64);
+    m.scrub_last.set(crate::metrics::unix_now() as i64);
 }
 
 /// The event of a repair: what it fixed and what it could not.
@@ -672,6 +680,10 @@ pub fn record_repair(idx: &Index, r: &RepairReport) {
     } else {
         Severity::Info
     };
+    let m = &crate::metrics::METRICS;
+    m.repairs.inc();
+    m.repair_rewritten.inc_by(r.shards_rewritten);
+    m.repair_failed.inc_by(r.failed.len() as u64);
     crate::meta::events::record(
         idx,
         "repair",

@@ -42,6 +42,13 @@ fn put(idx: &Index, kind: &str, severity: Severity, subject: &str, message: &str
         Severity::Warning => tracing::warn!("event {kind}: {message}"),
         Severity::Error => tracing::error!("event {kind}: {message}"),
     }
+    crate::metrics::METRICS
+        .events
+        .get_or_create(&crate::metrics::EventLabel {
+            kind: kind.to_string(),
+            severity: severity.name(),
+        })
+        .inc();
     let ev = EventRecord {
         at: now(),
         kind: kind.to_string(),

@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const TRIP_AFTER: u32 = 3;
 const LATENCY_WINDOW: usize = 256;
@@ -42,24 +42,68 @@ pub struct Requests {
     get: AtomicU64,
 }
 
-/// A backend whose answered requests are counted.
+/// A backend whose answered requests are counted (for `cloudraid cost`) and
+/// measured (the `cloudraid_backend_*` metrics).
 #[derive(Debug)]
 struct Counted {
     inner: DynBackend,
     n: Arc<Requests>,
+    name: String,
 }
 
 impl Counted {
-    fn count<T>(&self, r: StoreResult<T>, put: bool, n: u64) -> StoreResult<T> {
-        if matches!(
+    /// Counts a request of operation `op` that started at `start`; `n` billed
+    /// requests (PUT-class when `put`), `sent` bytes uploaded.
+    fn count<T>(
+        &self,
+        op: &'static str,
+        start: Instant,
+        r: StoreResult<T>,
+        put: bool,
+        n: u64,
+        sent: u64,
+    ) -> StoreResult<T> {
+        let answered = matches!(
             r,
             Ok(_)
                 | Err(StoreError::NotFound(_))
                 | Err(StoreError::AlreadyExists(_))
                 | Err(StoreError::Archived(_))
-        ) {
+        );
+        if answered {
             let c = if put { &self.n.put } else { &self.n.get };
             c.fetch_add(n, Ordering::Relaxed);
+        }
+        let m = &crate::metrics::METRICS;
+        let labels = crate::metrics::BackendOp {
+            backend: self.name.clone(),
+            op,
+        };
+        m.backend_requests.get_or_create(&labels).inc();
+        m.backend_seconds
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        if !answered {
+            m.backend_errors.get_or_create(&labels).inc();
+        } else if sent > 0 && r.is_ok() {
+            m.backend_sent
+                .get_or_create(&crate::metrics::BackendLabel {
+                    backend: self.name.clone(),
+                })
+                .inc_by(sent);
+        }
+        r
+    }
+
+    /// Counts a download's bytes.
+    fn received(&self, r: StoreResult<Bytes>) -> StoreResult<Bytes> {
+        if let Ok(b) = &r {
+            crate::metrics::METRICS
+                .backend_received
+                .get_or_create(&crate::metrics::BackendLabel {
+                    backend: self.name.clone(),
+                })
+                .inc_by(b.len() as u64);
         }
         r
     }
@@ -71,10 +115,13 @@ impl Backend for Counted {
         self.inner.describe()
     }
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.count(self.inner.put(key, data).await, true, 1)
+        let (t, len) = (Instant::now(), data.len() as u64);
+        self.count("put", t, self.inner.put(key, data).await, true, 1, len)
     }
     async fn put_unsynced(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.count(self.inner.put_unsynced(key, data).await, true, 1)
+        let (t, len) = (Instant::now(), data.len() as u64);
+        let r = self.inner.put_unsynced(key, data).await;
+        self.count("put", t, r, true, 1, len)
     }
     async fn put_unsynced_in(
         &self,
@@ -82,38 +129,56 @@ impl Backend for Counted {
         data: Bytes,
         class: StorageClass,
     ) -> StoreResult<()> {
-        self.count(self.inner.put_unsynced_in(key, data, class).await, true, 1)
+        let (t, len) = (Instant::now(), data.len() as u64);
+        let r = self.inner.put_unsynced_in(key, data, class).await;
+        self.count("put", t, r, true, 1, len)
     }
     async fn sync(&self) -> StoreResult<()> {
         self.inner.sync().await
     }
     async fn restore(&self, key: &str, days: u32, tier: ThawTier) -> StoreResult<ThawState> {
-        self.count(self.inner.restore(key, days, tier).await, true, 1)
+        let t = Instant::now();
+        let r = self.inner.restore(key, days, tier).await;
+        self.count("restore", t, r, true, 1, 0)
     }
     async fn thaw_state(&self, key: &str) -> StoreResult<ThawState> {
-        self.count(self.inner.thaw_state(key).await, false, 1)
+        let t = Instant::now();
+        let r = self.inner.thaw_state(key).await;
+        self.count("thaw_state", t, r, false, 1, 0)
     }
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<bool> {
-        self.count(self.inner.put_if_absent(key, data).await, true, 1)
+        let (t, len) = (Instant::now(), data.len() as u64);
+        let r = self.inner.put_if_absent(key, data).await;
+        self.count("put", t, r, true, 1, len)
     }
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        self.count(self.inner.get(key).await, false, 1)
+        let t = Instant::now();
+        let r = self.inner.get(key).await;
+        self.received(self.count("get", t, r, false, 1, 0))
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
-        self.count(self.inner.get_range(key, range).await, false, 1)
+        let t = Instant::now();
+        let r = self.inner.get_range(key, range).await;
+        self.received(self.count("get", t, r, false, 1, 0))
     }
     async fn head(&self, key: &str) -> StoreResult<Option<u64>> {
-        self.count(self.inner.head(key).await, false, 1)
+        let t = Instant::now();
+        let r = self.inner.head(key).await;
+        self.count("head", t, r, false, 1, 0)
     }
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
+        let t = Instant::now();
+        let r = self.inner.delete(key).await;
+        // Deletes are free: measured, not billed.
+        self.count("delete", t, r, false, 0, 0)
     }
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        let t = Instant::now();
         let r = self.inner.list(prefix).await;
         let pages = r
             .as_ref()
             .map_or(1, |v| (v.len() as u64).div_ceil(1000).max(1));
-        self.count(r, true, pages)
+        self.count("list", t, r, true, pages, 0)
     }
     fn capacity(&self) -> Option<(u64, u64)> {
         self.inner.capacity()
@@ -165,11 +230,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
 }
 
 impl Health {
-    /// `backend`, with the requests it answers counted in this health's snapshot.
-    pub fn counting(&self, backend: DynBackend) -> DynBackend {
+    /// `backend` (named `name`), with the requests it answers counted in this
+    /// health's snapshot, and every request measured in the metrics.
+    pub fn counting(&self, name: &str, backend: DynBackend) -> DynBackend {
         Arc::new(Counted {
             inner: backend,
             n: self.requests.clone(),
+            name: name.to_string(),
         })
     }
 
@@ -345,7 +412,7 @@ mod tests {
             crate::store::open_backend("memory://", &Default::default(), &Default::default())
                 .unwrap(),
         );
-        let b = h.counting(mem);
+        let b = h.counting("mem", mem);
         for i in 0..3 {
             b.put(&format!("k{i}"), Bytes::from_static(b"x"))
                 .await

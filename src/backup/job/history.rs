@@ -27,6 +27,7 @@ pub fn record(fs: &Fs, run: &JobRunRecord) -> Result<(), String> {
     fs.index()
         .apply(b)
         .map_err(|e| format!("cannot record the run of job {} in the index: {e}", rec.job))?;
+    observe(&rec);
     let severity = match rec.result {
         RunResult::Success | RunResult::Skipped => Severity::Info,
         RunResult::Partial => Severity::Warning,
@@ -53,6 +54,28 @@ pub fn record(fs: &Fs, run: &JobRunRecord) -> Result<(), String> {
         ),
     );
     Ok(())
+}
+
+/// The job metrics of a run just recorded.
+fn observe(rec: &JobRunRecord) {
+    let m = &crate::metrics::METRICS;
+    let job = crate::metrics::JobLabel {
+        job: rec.job.clone(),
+    };
+    m.job_runs
+        .get_or_create(&crate::metrics::JobResult {
+            job: rec.job.clone(),
+            result: rec.result.name(),
+        })
+        .inc();
+    m.job_seconds
+        .get_or_create(&job)
+        .observe(rec.duration_ms as f64 / 1000.0);
+    let ended = (rec.started / 1_000_000_000) as i64 + (rec.duration_ms / 1000) as i64;
+    m.job_last_run.get_or_create(&job).set(ended);
+    if rec.result == RunResult::Success {
+        m.job_last_success.get_or_create(&job).set(ended);
+    }
 }
 
 /// The runs of `job` (every job's when `None`), oldest first (by job, then start).

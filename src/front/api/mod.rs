@@ -8,6 +8,7 @@
 //! JSON `{"error": {"code": ..., "message": ...}}` with a stable code.
 
 pub mod files;
+pub mod metrics;
 pub mod tokens;
 
 use crate::format::TokenRole;
@@ -65,6 +66,8 @@ pub struct Api {
     pub mountpoint: Option<String>,
     /// The config the daemon was started with (absolute): its backup jobs.
     pub config_path: std::path::PathBuf,
+    /// The volume's figures as `/metrics` last counted them.
+    pub tally: metrics::Tally,
 }
 
 type Shared = State<Arc<Api>>;
@@ -188,6 +191,7 @@ pub fn role_name(r: TokenRole) -> &'static str {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
         .route("/api/v1/snapshots", get(snapshots).post(create_snapshot))
@@ -388,6 +392,7 @@ pub fn spawn(
         section,
         mountpoint,
         config_path,
+        tally: Default::default(),
     });
     if let Ok(a) = listener.local_addr() {
         tracing::info!("REST API listening on http://{a}");
