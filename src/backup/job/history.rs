@@ -71,7 +71,7 @@ fn observe(rec: &JobRunRecord) {
     m.job_seconds
         .get_or_create(&job)
         .observe(rec.duration_ms as f64 / 1000.0);
-    let ended = (rec.started / 1_000_000_000) as i64 + (rec.duration_ms / 1000) as i64;
+    let ended = rec.started / 1_000_000_000 + (rec.duration_ms / 1000) as i64;
     m.job_last_run.get_or_create(&job).set(ended);
     if rec.result == RunResult::Success {
         m.job_last_success.get_or_create(&job).set(ended);
