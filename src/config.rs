@@ -329,6 +329,9 @@ pub struct Config {
     /// `[api]`: the REST API and web dashboard (off without `listen`).
     #[serde(default, skip_serializing_if = "is_default_api")]
     pub api: crate::front::api::ApiSection,
+    /// `[alerts]`: rules and where their messages go (none without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::front::alerts::AlertsSection>,
 }
 
 fn is_default_api(a: &crate::front::api::ApiSection) -> bool {
@@ -681,6 +684,9 @@ impl Config {
             }
         }
         self.api.address()?;
+        if let Some(a) = &self.alerts {
+            a.validate()?;
+        }
         Ok(())
     }
 }

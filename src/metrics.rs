@@ -107,6 +107,10 @@ pub struct Metrics {
     pub repair_rewritten: Counter,
     pub repair_failed: Counter,
     pub events: Family<EventLabel, Counter>,
+    pub alerts_firing: Gauge,
+    pub alerts_sent: Counter,
+    pub alerts_failed: Counter,
+    pub alerts_suppressed: Counter,
     pub volume: VolumeGauges,
     pub start_time: Gauge,
 }
@@ -163,6 +167,10 @@ impl Metrics {
             repair_rewritten: Counter::default(),
             repair_failed: Counter::default(),
             events: Family::default(),
+            alerts_firing: Gauge::default(),
+            alerts_sent: Counter::default(),
+            alerts_failed: Counter::default(),
+            alerts_suppressed: Counter::default(),
             volume: VolumeGauges::default(),
             start_time: Gauge::default(),
         };
@@ -281,6 +289,26 @@ impl Metrics {
             "events",
             "Events recorded in the volume's history, by kind and severity",
             m.events.clone(),
+        );
+        r.register(
+            "alerts_firing",
+            "Alert incidents started and not yet cleared",
+            m.alerts_firing.clone(),
+        );
+        r.register(
+            "alert_messages_sent",
+            "Alert messages delivered (one per target)",
+            m.alerts_sent.clone(),
+        );
+        r.register(
+            "alert_deliveries_failed",
+            "Alert messages a target did not take after every try",
+            m.alerts_failed.clone(),
+        );
+        r.register(
+            "alert_messages_suppressed",
+            "Alert messages not sent for max_per_hour",
+            m.alerts_suppressed.clone(),
         );
         r.register(
             "start_time_seconds",

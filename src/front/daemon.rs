@@ -478,6 +478,14 @@ async fn serve_mount(
         let sched = crate::backup::job::sched::JobSchedule::spawn(fs.clone(), &config.jobs, env);
         Some((sched, watch))
     };
+    // Alerts run on a read-only mount too: an outage is worth knowing of there.
+    let alerts = config.alerts.clone().map(|section| {
+        let env = config.env_vars().unwrap_or_else(|e| {
+            tracing::error!("alerts: {e}");
+            Vec::new()
+        });
+        crate::front::alerts::Alerts::spawn(fs.clone(), section, config.jobs.clone(), env)
+    });
     let up = checks.len() - down.len();
     let what = match mp {
         Some(mp) => format!("mounted at {}", mp.display()),
@@ -551,6 +559,9 @@ async fn serve_mount(
         if let Some(s) = sched {
             s.stop().await;
         }
+    }
+    if let Some(a) = alerts {
+        a.stop().await;
     }
     let synced = fs.sync_all().await;
     collector.abort();

@@ -3,6 +3,7 @@
 //! (`control`), the REST API and web dashboard (`api`), the tree operations of the CLI (`ops`), creating and opening
 //! volumes (`setup`), and `status`.
 
+pub mod alerts;
 pub mod api;
 pub mod control;
 pub mod daemon;

@@ -123,6 +123,21 @@ pub fn parse_since(s: &str) -> Result<Nanos, String> {
     }
 }
 
+/// The key of the newest event (the history is kept short: a scan is enough).
+pub fn newest_key(idx: &Index) -> Option<Vec<u8>> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let rows = idx
+            .store()
+            .scan(&[keys::EVENT], after.as_deref(), 1024)
+            .ok()?;
+        match rows.last() {
+            Some((k, _)) => after = Some(k.clone()),
+            None => return after,
+        }
+    }
+}
+
 /// The events at or after `since` (all without it), oldest first.
 pub fn list(idx: &Index, since: Option<Nanos>) -> Result<Vec<EventRecord>, String> {
     let mut out = Vec::new();

@@ -1,6 +1,8 @@
 //! Shared helpers for the test binaries.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use cloudraid::data::erasure::Layout;
 use cloudraid::data::volume::{Slot, Volume};
 use cloudraid::format::VolumeId;

@@ -7,7 +7,7 @@
 //! returned as one line saying what failed and what to do. Webhook URLs often
 //! hold a token in their path, so they are shown as `scheme://host/…` only.
 
-use super::config::{JobSection, NotifyOn, NotifySection};
+use super::config::{JobSection, NotifyOn};
 use crate::format::{JobRunRecord, RunResult};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -80,13 +80,23 @@ pub async fn send_all_with(
         if let Some(url) = &n.webhook {
             sends.push((
                 format!("webhook {}", redact_url(url)),
-                webhook(url, run, delivery).boxed(),
+                post_json(url, webhook_payload(run), delivery).boxed(),
             ));
         }
         if !n.email.is_empty() {
             sends.push((
                 format!("email to {}", n.email.join(", ")),
-                email(n, run, env, delivery).boxed(),
+                send_mail(
+                    &n.email,
+                    n.from.as_deref(),
+                    n.smtp.as_deref(),
+                    "[[job.notify]]",
+                    summary(run),
+                    email_body(run),
+                    env,
+                    delivery,
+                )
+                .boxed(),
             ));
         }
     }
@@ -289,7 +299,9 @@ fn install_tls_provider() {
     });
 }
 
-async fn webhook(url: &str, run: &JobRunRecord, d: &Delivery) -> Result<(), String> {
+/// POSTs `payload` to the webhook `url`: tried again on connection errors,
+/// timeouts and server errors; the URL's path and query are never shown.
+pub async fn post_json(url: &str, payload: serde_json::Value, d: &Delivery) -> Result<(), String> {
     install_tls_provider();
     let shown = redact_url(url);
     // Whatever an error says, the token in the URL's path is not repeated.
@@ -305,8 +317,8 @@ async fn webhook(url: &str, run: &JobRunRecord, d: &Delivery) -> Result<(), Stri
         }
         s
     };
-    let body = serde_json::to_vec(&webhook_payload(run))
-        .map_err(|e| format!("cannot encode the message: {e}"))?;
+    let body =
+        serde_json::to_vec(&payload).map_err(|e| format!("cannot encode the message: {e}"))?;
     let client = reqwest::Client::builder()
         .timeout(d.timeout)
         .connect_timeout(d.timeout)
@@ -476,11 +488,16 @@ fn smtp_credentials(
     }
 }
 
-/// The email of a run, as sent to every recipient of `n`.
-fn email_message(n: &NotifySection, run: &JobRunRecord) -> Result<lettre::Message, String> {
+/// An email to every address of `to`, from `from` (else cloudraid@host).
+fn email_message(
+    to: &[String],
+    from: Option<&str>,
+    subject: String,
+    body: String,
+) -> Result<lettre::Message, String> {
     use lettre::message::{header::ContentType, Mailbox};
     let host = crate::meta::lease::hostname();
-    let from = match &n.from {
+    let from = match from {
         Some(f) => f.parse::<Mailbox>().map_err(|e| {
             format!("from = {f:?} is not an email address ({e}); fix it in the config")
         })?,
@@ -491,37 +508,46 @@ fn email_message(n: &NotifySection, run: &JobRunRecord) -> Result<lettre::Messag
     };
     let mut b = lettre::Message::builder()
         .from(from)
-        .subject(summary(run))
+        .subject(subject)
         .message_id(Some(format!("<{}@{host}>", uuid::Uuid::new_v4().simple())))
         .user_agent(concat!("cloudraid/", env!("CARGO_PKG_VERSION")).to_string())
         .header(ContentType::TEXT_PLAIN);
-    for to in &n.email {
+    for to in to {
         let mb = to.parse::<Mailbox>().map_err(|e| {
             format!("email = {to:?} is not an email address ({e}); fix it in the config")
         })?;
         b = b.to(mb);
     }
-    b.body(email_body(run))
+    b.body(body)
         .map_err(|e| format!("cannot build the email: {e}"))
 }
 
-async fn email(
-    n: &NotifySection,
-    run: &JobRunRecord,
+/// Emails `subject` and `body` to `to` through `smtp` (`section` names where
+/// the config sets it, for the message when it is missing).
+#[allow(clippy::too_many_arguments)]
+pub async fn send_mail(
+    to: &[String],
+    from: Option<&str>,
+    smtp: Option<&str>,
+    section: &str,
+    subject: String,
+    body: String,
     env: &[(String, String)],
     d: &Delivery,
 ) -> Result<(), String> {
-    let Some(smtp) = &n.smtp else {
-        return Err("no smtp server: add smtp = \"smtp://host:587\" to this [[job.notify]]".into());
+    let Some(smtp) = smtp else {
+        return Err(format!(
+            "no smtp server: add smtp = \"smtp://host:587\" to this {section}"
+        ));
     };
-    send_email(&SmtpServer::parse(smtp)?, n, run, env, d).await
+    let message = email_message(to, from, subject, body)?;
+    send_email(&SmtpServer::parse(smtp)?, message, env, d).await
 }
 
-/// Sends the email of `n` through `server`.
+/// Sends `message` through `server`.
 async fn send_email(
     server: &SmtpServer,
-    n: &NotifySection,
-    run: &JobRunRecord,
+    message: lettre::Message,
     env: &[(String, String)],
     d: &Delivery,
 ) -> Result<(), String> {
@@ -531,7 +557,6 @@ async fn send_email(
     use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
     install_tls_provider();
     let credentials = smtp_credentials(env, server)?;
-    let message = email_message(n, run)?;
     let shown = server.shown();
     let mode = server.tls(credentials.is_some());
     // A server on this machine is reached without leaving it: its certificate
@@ -684,6 +709,7 @@ fn rfc3339_utc(ns: crate::format::Nanos) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::job::config::NotifySection;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn record() -> JobRunRecord {
@@ -837,7 +863,7 @@ mod tests {
         let mut r = record();
         r.result = RunResult::Partial;
         r.errors = vec!["/src/a: gone".into(), "/src/b: locked".into()];
-        let m = email_message(&n, &r).unwrap();
+        let m = email_message(&n.email, n.from.as_deref(), summary(&r), email_body(&r)).unwrap();
         let host = crate::meta::lease::hostname();
         let from = m.envelope().from().unwrap().to_string();
         assert!(
@@ -860,11 +886,13 @@ mod tests {
             assert!(body.contains(line), "{line:?} in:\n{body}");
         }
         n.from = Some("not an address".into());
-        let e = email_message(&n, &r).unwrap_err();
+        let e =
+            email_message(&n.email, n.from.as_deref(), summary(&r), email_body(&r)).unwrap_err();
         assert!(e.contains("from = \"not an address\""), "{e}");
         n.from = Some("Backups <backup@example.org>".into());
         n.email.push("nobody".into());
-        let e = email_message(&n, &r).unwrap_err();
+        let e =
+            email_message(&n.email, n.from.as_deref(), summary(&r), email_body(&r)).unwrap_err();
         assert!(e.contains("email = \"nobody\""), "{e}");
     }
 
@@ -1005,10 +1033,17 @@ mod tests {
             ("SMTP_PASSWORD".to_string(), "secret".to_string()),
         ];
         let local = SmtpServer::parse(n.smtp.as_deref().unwrap()).unwrap();
+        let msg = |n: &NotifySection| {
+            email_message(
+                &n.email,
+                n.from.as_deref(),
+                summary(&record()),
+                email_body(&record()),
+            )
+            .unwrap()
+        };
         // On this machine, STARTTLS is used if offered: without it the login goes plain.
-        send_email(&local, &n, &record(), &login, &quick())
-            .await
-            .unwrap();
+        send_email(&local, msg(&n), &login, &quick()).await.unwrap();
         assert_eq!(
             *seen.lock().unwrap(),
             ["EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"]
@@ -1019,7 +1054,7 @@ mod tests {
             loopback: false,
             ..local
         };
-        let e = send_email(&elsewhere, &n, &record(), &login, &quick())
+        let e = send_email(&elsewhere, msg(&n), &login, &quick())
             .await
             .unwrap_err();
         assert!(e.contains("STARTTLS is not supported"), "{e}");
@@ -1028,7 +1063,7 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), ["EHLO"], "no AUTH, no MAIL");
         // Without a password there is nothing to protect: sent, in clear.
         seen.lock().unwrap().clear();
-        send_email(&elsewhere, &n, &record(), &[], &quick())
+        send_email(&elsewhere, msg(&n), &[], &quick())
             .await
             .unwrap();
         assert_eq!(

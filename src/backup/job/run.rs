@@ -604,6 +604,11 @@ fn job_lock(job: &str) -> Arc<tokio::sync::Mutex<()>> {
         .clone()
 }
 
+/// Is a run of `job` going on in this process?
+pub fn is_running(job: &str) -> bool {
+    job_lock(job).try_lock().is_err()
+}
+
 /// Runs `job` now (hooks included), without recording it or notifying.
 pub async fn run_unrecorded(
     fs: &Fs,

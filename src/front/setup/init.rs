@@ -174,6 +174,7 @@ pub async fn init(req: InitRequest) -> Result<InitReport, String> {
         prices: Vec::new(),
         jobs: Vec::new(),
         api: Default::default(),
+        alerts: None,
     };
     config.validate()?;
     check_distinct_places(&config)?;
