@@ -3,7 +3,7 @@
 mod cli;
 
 use clap::Parser;
-use cli::args::{write_man, Cli, Cmd};
+use cli::args::{write_man, Cli, Cmd, LogFormat};
 use cli::mount::{demo, install_helper, mount_helper, sigpipe};
 use cli::snapshot::{run_forget, run_restore, run_snapshot, ForgetArgs};
 use cli::tree::{print_errors, run_get, run_put};
@@ -17,9 +17,11 @@ use cloudraid::front::{control, daemon, ops, setup};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Logs go to stderr: the mount daemon's (to its log file) at info, the other
-/// commands' only errors, since they report what matters themselves.
-fn init_logging(daemon: bool) {
+/// Logs go to stderr: the daemon's (mount: to its log file; serve) at info, the
+/// other commands' only errors, since they report what matters themselves.
+/// Text by default (no timestamps under systemd, whose journal adds them), or
+/// one JSON object a line.
+fn init_logging(daemon: bool, format: LogFormat) {
     let default = if daemon {
         "cloudraid=info,fuser=error,warn"
     } else {
@@ -28,12 +30,17 @@ fn init_logging(daemon: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLOUDRAID_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => b.json().flatten_event(true).try_init(),
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            b.with_ansi(false).without_time().try_init()
+        }
+        LogFormat::Text => b.with_ansi(std::io::stderr().is_terminal()).try_init(),
+    };
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -380,7 +387,7 @@ fn main() -> ExitCode {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     if prog == "mount.cloudraid" || prog == "mount.fuse.cloudraid" {
-        init_logging(false);
+        init_logging(false, LogFormat::Text);
         let args: Option<Vec<String>> = argv[1..]
             .iter()
             .map(|a| a.to_str().map(str::to_string))
@@ -409,7 +416,14 @@ fn main() -> ExitCode {
         passed,
         locked: false,
     });
-    let daemon = matches!(cli.cmd, Cmd::Mount { .. } | Cmd::Demo { .. });
+    let daemon = matches!(
+        cli.cmd,
+        Cmd::Mount { .. } | Cmd::Demo { .. } | Cmd::Serve { .. }
+    );
+    // The mount's daemon (started anew from this binary) logs as asked here.
+    if cli.log_format == LogFormat::Json {
+        std::env::set_var("CLOUDRAID_LOG_FORMAT", "json");
+    }
     if !matches!(cli.cmd, Cmd::Mount { .. }) {
         // Like coreutils: output into a closed pipe (`cloudraid ls | head`) ends
         // the command quietly by SIGPIPE, instead of a panic on the failed write.
@@ -417,7 +431,7 @@ fn main() -> ExitCode {
         // client that goes away must not stop the mount.
         sigpipe(libc::SIG_DFL);
     }
-    init_logging(daemon);
+    init_logging(daemon, cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::from(cli::EXIT.load(std::sync::atomic::Ordering::SeqCst)),
         Err(e) => {

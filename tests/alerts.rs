@@ -70,7 +70,8 @@ fn a_backend_going_down_and_back_sends_one_message_each_way() {
     std::fs::write(&cfg, c).unwrap();
     let mp = e.p("mnt");
     std::fs::create_dir(&mp).unwrap();
-    common::ok(&["mount", "--config", &cfg, &mp]);
+    // The daemon logs JSON lines, as a log shipper reads them.
+    common::ok(&["mount", "--log-format", "json", "--config", &cfg, &mp]);
 
     std::fs::rename(e.p("a"), e.p("a.away")).unwrap();
     std::fs::write(format!("{mp}/during"), common::bytes(1, 1 << 20)).unwrap();
@@ -122,6 +123,19 @@ fn a_backend_going_down_and_back_sends_one_message_each_way() {
             .contains("Alert:   backend_down"));
     }
     common::ok(&["umount", &mp]);
+    let log = std::fs::read_to_string(e.p("state/mount.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|err| panic!("{err}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "INFO"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("alert sent: webhook"))),
+        "{log}"
+    );
 }
 
 #[test]

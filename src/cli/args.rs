@@ -22,8 +22,18 @@ pub struct Cli {
     /// The passphrase comes on standard input (used by `mount` for its daemon).
     #[arg(long, global = true, hide = true)]
     pub passphrase_stdin: bool,
+    /// How the daemon (mount, serve) writes its log: text lines, without
+    /// timestamps under systemd (the journal adds them), or JSON, one object a line.
+    #[arg(long, global = true, value_enum, env = "CLOUDRAID_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
