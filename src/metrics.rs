@@ -511,25 +511,25 @@ mod tests {
             backend: "b".into(),
         };
         let j = JobLabel { job: "j".into() };
-        m.backend_requests.get_or_create(&bo);
-        m.backend_errors.get_or_create(&bo);
-        m.backend_seconds.get_or_create(&bo);
+        let _ = m.backend_requests.get_or_create(&bo);
+        let _ = m.backend_errors.get_or_create(&bo);
+        let _ = m.backend_seconds.get_or_create(&bo);
         for f in [&m.backend_sent, &m.backend_received] {
-            f.get_or_create(&b);
+            let _ = f.get_or_create(&b);
         }
         for f in [&m.backend_up, &m.backend_shards, &m.backend_stored] {
-            f.get_or_create(&b);
+            let _ = f.get_or_create(&b);
         }
-        m.fuse_seconds.get_or_create(&OpLabel { op: "read" });
-        m.job_runs.get_or_create(&JobResult {
+        let _ = m.fuse_seconds.get_or_create(&OpLabel { op: "read" });
+        let _ = m.job_runs.get_or_create(&JobResult {
             job: "j".into(),
             result: "success",
         });
-        m.job_seconds.get_or_create(&j);
-        m.job_last_run.get_or_create(&j);
-        m.job_last_success.get_or_create(&j);
-        m.scrubs.get_or_create(&ResultLabel { result: "clean" });
-        m.events.get_or_create(&EventLabel {
+        let _ = m.job_seconds.get_or_create(&j);
+        let _ = m.job_last_run.get_or_create(&j);
+        let _ = m.job_last_success.get_or_create(&j);
+        let _ = m.scrubs.get_or_create(&ResultLabel { result: "clean" });
+        let _ = m.events.get_or_create(&EventLabel {
             kind: "k".into(),
             severity: "info",
         });
