@@ -12,3 +12,4 @@ pub mod mountopts;
 pub mod ops;
 pub mod setup;
 pub mod status;
+pub mod web;

@@ -9,6 +9,7 @@
 
 pub mod files;
 pub mod metrics;
+pub mod session;
 pub mod tokens;
 
 use crate::format::TokenRole;
@@ -138,20 +139,37 @@ pub async fn authorize(
     headers: &HeaderMap,
     need: TokenRole,
 ) -> ApiResult<tokens::TokenInfo> {
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "no token: send `Authorization: Bearer TOKEN` (made by `cloudraid token create`)",
-        ));
+    let secret = match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string(),
+        None => {
+            let Some(secret) = session::cookie_token(headers) else {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "no token: send `Authorization: Bearer TOKEN` (made by `cloudraid token create`)",
+                ));
+            };
+            // The dashboard's cookie is sent by the browser on its own: a change
+            // must also carry a header another site's page cannot set.
+            if need > TokenRole::Read && !headers.contains_key(session::CHANGE_HEADER) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "a change made with the dashboard's session cookie needs the {} header",
+                        session::CHANGE_HEADER
+                    ),
+                ));
+            }
+            secret
+        }
     };
-    let secret = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .unwrap_or_default()
-        .to_string();
     let fs = api.fs.clone();
     let found = tokio::task::spawn_blocking(move || tokens::check(&fs, &secret))
         .await
@@ -190,8 +208,16 @@ pub fn role_name(r: TokenRole) -> &'static str {
 /// The routes.
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
+        .route("/", get(crate::front::web::index))
+        .route("/assets/{name}", get(crate::front::web::file))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::metrics))
+        .route(
+            "/api/v1/session",
+            get(session::whoami)
+                .post(session::login)
+                .delete(session::logout),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
         .route("/api/v1/snapshots", get(snapshots).post(create_snapshot))
