@@ -15,6 +15,14 @@ pub const ASSETS: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("assets/index.html")),
     ("app.js", include_bytes!("assets/app.js")),
     ("style.css", include_bytes!("assets/style.css")),
+    ("icon.svg", include_bytes!("assets/icon.svg")),
+    ("api.js", include_bytes!("assets/api.js")),
+    ("ui.js", include_bytes!("assets/ui.js")),
+    ("overview.js", include_bytes!("assets/overview.js")),
+    ("files.js", include_bytes!("assets/files.js")),
+    ("snapshots.js", include_bytes!("assets/snapshots.js")),
+    ("jobs.js", include_bytes!("assets/jobs.js")),
+    ("maintenance.js", include_bytes!("assets/maintenance.js")),
 ];
 
 fn asset(name: &str) -> Option<Vec<u8>> {
