@@ -9,7 +9,7 @@ use cloudraid::backup::job::sched;
 use cloudraid::config::{human, Config};
 use cloudraid::format::{JobRunRecord, Nanos, RunResult};
 use cloudraid::front::control::Request;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 pub fn run_backup(cmd: BackupCmd) -> Result<(), String> {
@@ -182,18 +182,6 @@ fn render_history(runs: &[JobRunRecord]) -> String {
     s
 }
 
-#[derive(serde::Serialize)]
-struct JobLine {
-    job: String,
-    schedule: Option<String>,
-    watch: bool,
-    next_run: Option<String>,
-    last_run: Option<String>,
-    last_result: Option<String>,
-    sources: Vec<PathBuf>,
-    destination: String,
-}
-
 /// `backup list`: each job with its schedule, next run and last result.
 fn list(config: &Path, json: bool) -> Result<(), String> {
     let cfg = Config::load(config)?;
@@ -205,27 +193,7 @@ fn list(config: &Path, json: bool) -> Result<(), String> {
         return Ok(());
     }
     let runs = history(config, None)?;
-    let now = Local::now();
-    let lines: Vec<JobLine> = cfg
-        .jobs
-        .iter()
-        .map(|j| {
-            let last = runs.iter().rev().find(|r| r.job == j.name);
-            JobLine {
-                job: j.name.clone(),
-                schedule: j.schedule.as_ref().map(|s| s.0.clone()),
-                watch: j.watch,
-                next_run: j
-                    .when()
-                    .and_then(|w| w.next_after(&now))
-                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
-                last_run: last.map(|r| local(r.started)),
-                last_result: last.map(|r| r.result.name().to_string()),
-                sources: j.sources.clone(),
-                destination: j.destination.clone(),
-            }
-        })
-        .collect();
+    let lines = cloudraid::backup::job::history::summaries(&cfg.jobs, &runs);
     if json {
         return print_report(&lines, true, |_| String::new());
     }

@@ -312,7 +312,7 @@ pub async fn execute(
             )
         }
         Request::Scrub { sample } => {
-            match crate::fs::scrub::scrub(fs.volume(), fs.index(), sample, &|_, _| {}).await {
+            match crate::fs::scrub::scrub(fs.volume(), fs.index(), sample, progress).await {
                 Ok(r) => {
                     crate::fs::scrub::record_scrub(fs.index(), &r);
                     resp.ok = true;
@@ -322,7 +322,7 @@ pub async fn execute(
             }
         }
         Request::Repair => {
-            match crate::fs::scrub::repair(fs.volume(), fs.index(), &|_, _| {}).await {
+            match crate::fs::scrub::repair(fs.volume(), fs.index(), progress).await {
                 Ok(r) => {
                     crate::fs::scrub::record_repair(fs.index(), &r);
                     resp.ok = true;

@@ -19,6 +19,9 @@ pub struct BackendStatus {
     pub error: Option<String>,
     pub shards: u64,
     pub bytes: u64,
+    /// Its failure domain when the config names one.
+    #[serde(default)]
+    pub domain: Option<String>,
     /// Circuit breaker and latencies as seen by the process that answered (the
     /// mount daemon when mounted).
     #[serde(default)]
@@ -203,6 +206,14 @@ pub async fn gather(vol: &Arc<Volume>, idx: &Index) -> Result<StatusReport, Stri
             error: p.err(),
             shards: shards[i],
             bytes: bytes[i],
+            domain: policies
+                .rules
+                .iter()
+                .flat_map(|r| r.candidates.iter())
+                .find(|c| c.slot as usize == i)
+                .and_then(|c| policies.domains.get(c.domain as usize))
+                .filter(|d| !d.starts_with("backend:"))
+                .cloned(),
             health: vol.health[i].snapshot(),
         })
         .collect();

@@ -103,6 +103,50 @@ pub fn runs(fs: &Fs, job: Option<&str>) -> Result<Vec<JobRunRecord>, String> {
     Ok(out)
 }
 
+/// One job as `backup list` and `GET /api/v1/jobs` show it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct JobSummary {
+    pub job: String,
+    pub schedule: Option<String>,
+    pub watch: bool,
+    /// Local time, `YYYY-MM-DD HH:MM`.
+    pub next_run: Option<String>,
+    /// Local time of the newest run's start, `YYYY-MM-DD HH:MM:SS`.
+    pub last_run: Option<String>,
+    pub last_result: Option<String>,
+    pub sources: Vec<std::path::PathBuf>,
+    pub destination: String,
+}
+
+/// Each of `jobs` with its next run and its newest run among `runs`.
+pub fn summaries(jobs: &[super::config::JobSection], runs: &[JobRunRecord]) -> Vec<JobSummary> {
+    use chrono::{DateTime, Local};
+    let now = Local::now();
+    jobs.iter()
+        .map(|j| {
+            let last = runs.iter().rev().find(|r| r.job == j.name);
+            JobSummary {
+                job: j.name.clone(),
+                schedule: j.schedule.as_ref().map(|s| s.0.clone()),
+                watch: j.watch,
+                next_run: j
+                    .when()
+                    .and_then(|w| w.next_after(&now))
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string()),
+                last_run: last.map(|r| {
+                    DateTime::from_timestamp_nanos(r.started)
+                        .with_timezone(&Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                }),
+                last_result: last.map(|r| r.result.name().to_string()),
+                sources: j.sources.clone(),
+                destination: j.destination.clone(),
+            }
+        })
+        .collect()
+}
+
 /// The newest run of `job`, if it ever ran.
 pub fn last_run(fs: &Fs, job: &str) -> Result<Option<JobRunRecord>, String> {
     // Runs are few per job (one a day for years is a few thousand): a scan is enough.

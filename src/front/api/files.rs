@@ -59,7 +59,7 @@ pub async fn get_root(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     authorize(&api, &headers, TokenRole::Read).await?;
-    serve(&api.fs, "/".into(), method, &headers).await
+    serve(&api.fs, "/".into(), "/", method, &headers).await
 }
 
 /// `GET /api/v1/files/PATH`.
@@ -71,12 +71,15 @@ pub async fn get_path(
 ) -> ApiResult<Response> {
     authorize(&api, &headers, TokenRole::Read).await?;
     let path = volume_path(&raw)?;
-    serve(&api.fs, path, method, &headers).await
+    serve(&api.fs, path.clone(), &path, method, &headers).await
 }
 
-async fn serve(
+/// A folder's listing or a file's bytes (`GET`/`HEAD`).
+/// `shown`: the path the listing says it is (a snapshot's view has another).
+pub(super) async fn serve(
     fs: &Arc<Fs>,
     path: String,
+    shown: &str,
     method: Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
@@ -84,7 +87,7 @@ async fn serve(
     match a.kind {
         Kind::Dir => {
             let entries = ops::list(fs, &path).await.map_err(err)?;
-            Ok(Json(serde_json::json!({"path": path, "entries": entries})).into_response())
+            Ok(Json(serde_json::json!({"path": shown, "entries": entries})).into_response())
         }
         Kind::File => download(fs, &path, &a, method, headers).await,
         _ => Err(ApiError::new(
@@ -93,6 +96,19 @@ async fn serve(
             format!("{path}: not a file or directory (list its folder to see what it is)"),
         )),
     }
+}
+
+/// `GET /api/v1/stat/PATH`: one entry, as `cloudraid ls --json` shows it (a
+/// folder too: its own entry, not its contents).
+pub async fn stat(
+    State(api): Shared,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    let path = volume_path(raw.trim_end_matches('/'))?;
+    let entry = ops::stat(&api.fs, &path).await.map_err(err)?;
+    Ok(Json(entry).into_response())
 }
 
 /// A strong validator of a file's content as it is now.

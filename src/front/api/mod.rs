@@ -8,8 +8,11 @@
 //! JSON `{"error": {"code": ..., "message": ...}}` with a stable code.
 
 pub mod files;
+pub mod jobs;
 pub mod metrics;
 pub mod session;
+pub mod snapshots;
+pub mod tasks;
 pub mod tokens;
 
 use crate::format::TokenRole;
@@ -69,6 +72,8 @@ pub struct Api {
     pub config_path: std::path::PathBuf,
     /// The volume's figures as `/metrics` last counted them.
     pub tally: metrics::Tally,
+    /// Scrubs and repairs started through the API.
+    pub tasks: tasks::Tasks,
 }
 
 type Shared = State<Arc<Api>>;
@@ -97,29 +102,34 @@ impl ApiError {
     /// An operation's error message, sorted by what it says.
     pub fn from_message(message: String) -> Self {
         let m = message.as_str();
-        let (status, code) = if m.contains("no such file or directory") {
-            (StatusCode::NOT_FOUND, "not_found")
-        } else if m.contains("already exists") {
-            (StatusCode::CONFLICT, "exists")
-        } else if m.contains("directory not empty") {
-            (StatusCode::CONFLICT, "not_empty")
-        } else if m.contains("is a directory") || m.contains("not a directory") {
-            (StatusCode::CONFLICT, "wrong_kind")
-        } else if m.contains("`..` is not allowed") {
-            (StatusCode::BAD_REQUEST, "bad_path")
-        } else if m.contains("read-only") {
-            (StatusCode::CONFLICT, "read_only")
-        } else if m.contains("too few backends") {
-            (StatusCode::SERVICE_UNAVAILABLE, "backends_unavailable")
-        } else if m.contains("being thawed") {
-            (StatusCode::SERVICE_UNAVAILABLE, "thawing")
-        } else if m.contains("No space left") || m.contains("disk full") {
-            (StatusCode::INSUFFICIENT_STORAGE, "no_space")
-        } else if m.contains("Permission denied") {
-            (StatusCode::FORBIDDEN, "forbidden")
-        } else {
-            (StatusCode::INTERNAL_SERVER_ERROR, "failed")
-        };
+        let (status, code) =
+            if m.contains("no such file or directory") || m.contains("no snapshot ") {
+                (StatusCode::NOT_FOUND, "not_found")
+            } else if m.contains("is not a snapshot id") {
+                (StatusCode::BAD_REQUEST, "bad_request")
+            } else if m.contains("exists in the live tree") {
+                (StatusCode::CONFLICT, "exists")
+            } else if m.contains("already exists") {
+                (StatusCode::CONFLICT, "exists")
+            } else if m.contains("directory not empty") {
+                (StatusCode::CONFLICT, "not_empty")
+            } else if m.contains("is a directory") || m.contains("not a directory") {
+                (StatusCode::CONFLICT, "wrong_kind")
+            } else if m.contains("`..` is not allowed") {
+                (StatusCode::BAD_REQUEST, "bad_path")
+            } else if m.contains("read-only") {
+                (StatusCode::CONFLICT, "read_only")
+            } else if m.contains("too few backends") {
+                (StatusCode::SERVICE_UNAVAILABLE, "backends_unavailable")
+            } else if m.contains("being thawed") {
+                (StatusCode::SERVICE_UNAVAILABLE, "thawing")
+            } else if m.contains("No space left") || m.contains("disk full") {
+                (StatusCode::INSUFFICIENT_STORAGE, "no_space")
+            } else if m.contains("Permission denied") {
+                (StatusCode::FORBIDDEN, "forbidden")
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, "failed")
+            };
         Self::new(status, code, message)
     }
 }
@@ -211,6 +221,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/", get(crate::front::web::index))
         .route("/assets/{name}", get(crate::front::web::file))
         .route("/healthz", get(healthz))
+        .route("/api/openapi.json", get(openapi))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/api/v1/session",
@@ -220,10 +231,27 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
-        .route("/api/v1/snapshots", get(snapshots).post(create_snapshot))
-        .route("/api/v1/jobs/history", get(all_history))
-        .route("/api/v1/jobs/{job}/history", get(job_history))
-        .route("/api/v1/jobs/{job}/run", post(run_job))
+        .route("/api/v1/backends", get(backends))
+        .route("/api/v1/cost", get(cost))
+        .route(
+            "/api/v1/snapshots",
+            get(snapshots::snapshots).post(snapshots::create_snapshot),
+        )
+        .route("/api/v1/snapshots/{id}/files", get(snapshots::browse_root))
+        .route("/api/v1/snapshots/{id}/files/", get(snapshots::browse_root))
+        .route(
+            "/api/v1/snapshots/{id}/files/{*path}",
+            get(snapshots::browse_path),
+        )
+        .route("/api/v1/snapshots/{id}/restore", post(snapshots::restore))
+        .route("/api/v1/jobs", get(jobs::list))
+        .route("/api/v1/jobs/history", get(jobs::all_history))
+        .route("/api/v1/jobs/{job}/history", get(jobs::job_history))
+        .route("/api/v1/jobs/{job}/run", post(jobs::run_job))
+        .route("/api/v1/tasks", get(tasks::list).post(tasks::start))
+        .route("/api/v1/tasks/{id}", get(tasks::get))
+        .route("/api/v1/tasks/{id}/events", get(tasks::events))
+        .route("/api/v1/stat/{*path}", get(files::stat))
         .route("/api/v1/files", get(files::get_root))
         .route("/api/v1/files/", get(files::get_root))
         .route(
@@ -245,14 +273,25 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// The OpenAPI 3.1 document of every route (`GET /api/openapi.json`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /api/openapi.json` (no token: it says what exists, not what is stored).
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
 /// `GET /healthz`: the server answers (no token).
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"ok": true}))
 }
 
-/// `GET /api/v1/status`: what `cloudraid status --json` shows.
-async fn status(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Read).await?;
+/// The status report, as `cloudraid status --json` shows it.
+async fn status_report(api: &Api) -> ApiResult<crate::front::status::StatusReport> {
     let r = control::execute(
         &api.fs,
         control::Request::Status,
@@ -262,11 +301,30 @@ async fn status(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
     )
     .await;
     match (r.ok, r.status) {
-        (true, Some(s)) => Ok(Json(s).into_response()),
+        (true, Some(s)) => Ok(s),
         _ => Err(ApiError::from_message(
             r.error.unwrap_or_else(|| "status failed".into()),
         )),
     }
+}
+
+/// `GET /api/v1/status`: what `cloudraid status --json` shows.
+async fn status(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    Ok(Json(status_report(&api).await?).into_response())
+}
+
+/// `GET /api/v1/backends`: each backend's state, as status shows it.
+async fn backends(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    let s = status_report(&api).await?;
+    Ok(Json(serde_json::json!({"backends": s.backends})).into_response())
+}
+
+/// `GET /api/v1/cost`: what `cloudraid cost --json` shows.
+async fn cost(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers, TokenRole::Read).await?;
+    op(&api, control::Request::Cost).await
 }
 
 #[derive(Deserialize)]
@@ -291,7 +349,7 @@ async fn events(
 }
 
 /// Carries out a control-socket operation and answers with its report.
-async fn op(api: &Api, req: control::Request) -> ApiResult<Response> {
+pub(crate) async fn op(api: &Api, req: control::Request) -> ApiResult<Response> {
     let r = control::execute(
         &api.fs,
         req,
@@ -306,92 +364,6 @@ async fn op(api: &Api, req: control::Request) -> ApiResult<Response> {
             r.error.unwrap_or_else(|| "the operation failed".into()),
         )),
     }
-}
-
-/// `GET /api/v1/snapshots`: as `cloudraid snapshot list --json` (and whether
-/// they are protected).
-async fn snapshots(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Read).await?;
-    op(&api, control::Request::SnapshotList).await
-}
-
-#[derive(Deserialize, Default)]
-struct NewSnapshotBody {
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    paths: Vec<String>,
-}
-
-/// `POST /api/v1/snapshots` (`{"tags": [...], "paths": [...]}`, both optional):
-/// a snapshot now, as `cloudraid snapshot create`.
-async fn create_snapshot(
-    State(api): Shared,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Write).await?;
-    let b: NewSnapshotBody = if body.is_empty() {
-        NewSnapshotBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::bad_request(format!("the body is not a snapshot request: {e}"))
-        })?
-    };
-    op(
-        &api,
-        control::Request::SnapshotCreate {
-            tags: b.tags,
-            paths: b.paths,
-        },
-    )
-    .await
-}
-
-/// `GET /api/v1/jobs/history`: every job's runs, oldest first, as `cloudraid
-/// backup history --json`.
-async fn all_history(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Read).await?;
-    op(&api, control::Request::BackupHistory { job: None }).await
-}
-
-/// `GET /api/v1/jobs/JOB/history`: one job's runs.
-async fn job_history(
-    State(api): Shared,
-    axum::extract::Path(job): axum::extract::Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Read).await?;
-    op(&api, control::Request::BackupHistory { job: Some(job) }).await
-}
-
-/// `POST /api/v1/jobs/JOB/run`: runs the job now (from the daemon's config) and
-/// answers when it is done, with the run's report (`run.result` says how it went).
-async fn run_job(
-    State(api): Shared,
-    axum::extract::Path(job): axum::extract::Path<String>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
-    authorize(&api, &headers, TokenRole::Write).await?;
-    let config = api.config_path.clone();
-    let known = crate::config::Config::load(&config).map(|c| c.job(&job).is_ok());
-    if let Ok(false) = known {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no backup job named {job} in {}", config.display()),
-        ));
-    }
-    op(
-        &api,
-        control::Request::BackupRun {
-            config,
-            job,
-            total: 0,
-            trigger: Some("api".into()),
-        },
-    )
-    .await
 }
 
 /// Binds the API's address (before the daemon says it is ready).
@@ -419,6 +391,7 @@ pub fn spawn(
         mountpoint,
         config_path,
         tally: Default::default(),
+        tasks: Default::default(),
     });
     if let Ok(a) = listener.local_addr() {
         tracing::info!("REST API listening on http://{a}");
@@ -428,4 +401,28 @@ pub fn spawn(
             tracing::error!("REST API stopped: {e}");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_nothing_else() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let documented: std::collections::BTreeSet<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let source = include_str!("mod.rs");
+        let mut routed = std::collections::BTreeSet::new();
+        let router = &source[..source.find("#[cfg(test)]").unwrap()];
+        for piece in router.split(".route(").skip(1) {
+            let path = piece.trim_start().trim_start_matches('"');
+            let path = &path[..path.find('"').unwrap()];
+            // A folder's path with a trailing slash answers as without.
+            if path.len() > 1 && path.ends_with('/') {
+                continue;
+            }
+            routed.insert(path.replace("{*", "{"));
+        }
+        assert!(routed.len() > 20, "{routed:?}");
+        assert_eq!(routed, documented);
+    }
 }

@@ -109,6 +109,15 @@ async fn entry(fs: &Fs, name: &[u8], attr: &Attr) -> Result<ListEntry, Errno> {
 }
 
 /// `ls`: the entries of directory `path`, or the one entry of a file.
+/// One entry as [`list`] shows it; for a folder, its own entry.
+pub async fn stat(fs: &Fs, path: &str) -> Result<ListEntry, String> {
+    let attr = resolve(fs, path).await?;
+    let name = components(path)?.last().copied().unwrap_or("/");
+    entry(fs, name.as_bytes(), &attr)
+        .await
+        .map_err(|e| fs_err(path, e))
+}
+
 pub async fn list(fs: &Fs, path: &str) -> Result<Vec<ListEntry>, String> {
     let attr = resolve(fs, path).await?;
     let err = |e| fs_err(path, e);

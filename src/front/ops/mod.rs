@@ -19,7 +19,7 @@ pub mod upload;
 
 pub use du::{du, render_du};
 pub use get::{get, get_with};
-pub use ls::{list, render_list};
+pub use ls::{list, render_list, stat};
 pub use mkdir::{mkdir, MkdirReport};
 pub use put::put;
 pub(crate) use put::times_of;
