@@ -107,9 +107,7 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             } else if m.contains("is not a snapshot id") {
                 (StatusCode::BAD_REQUEST, "bad_request")
-            } else if m.contains("exists in the live tree") {
-                (StatusCode::CONFLICT, "exists")
-            } else if m.contains("already exists") {
+            } else if m.contains("already exists") || m.contains("exists in the live tree") {
                 (StatusCode::CONFLICT, "exists")
             } else if m.contains("directory not empty") {
                 (StatusCode::CONFLICT, "not_empty")
