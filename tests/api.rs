@@ -590,6 +590,385 @@ fn the_mount_daemon_serves_the_api_and_bad_listen_addresses_are_refused() {
     );
 }
 
+/// The events of a Server-Sent Events body: (event, data as JSON).
+fn sse_events(body: &[u8]) -> Vec<(String, serde_json::Value)> {
+    let text = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let mut event = String::new();
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push_str(d.trim());
+            }
+        }
+        if !event.is_empty() {
+            out.push((event, json(data.as_bytes())));
+        }
+    }
+    out
+}
+
+#[test]
+fn snapshots_browse_and_restore_tasks_stream_and_the_openapi_document_is_true() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &[]);
+    let url = enable_api(&cfg);
+    let admin = token(&cfg, "admin", "admin");
+    let reader = token(&cfg, "reader", "read");
+    let _s = Serve::start(&cfg, &url);
+    let body: Vec<u8> = (0..700_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let put = |path: &str, b: Vec<u8>| {
+        call(
+            "PUT",
+            &format!("{url}/api/v1/files/{path}"),
+            Some(&admin),
+            &[],
+            Some(b),
+        )
+        .0
+    };
+    assert_eq!(put("docs/report.bin", body.clone()), 201);
+    assert_eq!(put("docs/notes.txt", b"first".to_vec()), 201);
+
+    // Backends (with their domain), cost, one entry.
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/backends"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    let bs = json(&b)["backends"].as_array().unwrap().clone();
+    assert_eq!(bs.len(), 3);
+    assert!(bs
+        .iter()
+        .all(|b| b["reachable"] == true && b.get("domain").is_some()));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/cost"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/stat/docs"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, json(&b)["kind"].clone()), (200, "Dir".into()));
+    let (_, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/stat/docs/report.bin"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(json(&b)["size"], 700_000);
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/stat/docs/nothing"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b).as_str()), (404, "not_found"));
+
+    // A snapshot, browsed and downloaded from after the live file changed.
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/snapshots"),
+        Some(&admin),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    assert_eq!(put("docs/notes.txt", b"second".to_vec()), 200);
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots/latest/files/docs"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    let l = json(&b);
+    assert_eq!(l["path"], "/docs");
+    let mut names: Vec<&str> = l["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["notes.txt", "report.bin"]);
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots/latest/files/docs/notes.txt"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, b.as_slice()), (200, &b"first"[..]));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots/latest/files/docs/report.bin"),
+        Some(&reader),
+        &[("Range", "bytes=100-199")],
+        None,
+    );
+    assert_eq!((st, b.as_slice()), (206, &body[100..200]));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots/abcd/files"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b).as_str()), (404, "not_found"));
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/snapshots/latest/files/docs/..%2F..%2Fetc"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!((st, error_code(&b).as_str()), (400, "bad_path"));
+
+    // Restore into the live tree: refused over the live file, then with overwrite.
+    let restore = |token: &str, overwrite: bool| {
+        let body = serde_json::json!({"paths": ["docs/notes.txt"], "overwrite": overwrite});
+        call(
+            "POST",
+            &format!("{url}/api/v1/snapshots/latest/restore"),
+            Some(token),
+            &[],
+            Some(body.to_string().into_bytes()),
+        )
+    };
+    let (st, _, b) = restore(&reader, false);
+    assert_eq!((st, error_code(&b).as_str()), (403, "forbidden"));
+    let (st, _, b) = restore(&admin, false);
+    assert_eq!((st, error_code(&b).as_str()), (409, "exists"));
+    assert!(
+        json(&b)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"overwrite\": true"),
+        "{}",
+        String::from_utf8_lossy(&b)
+    );
+    let (st, _, b) = restore(&admin, true);
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    let (_, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/files/docs/notes.txt"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(b, b"first");
+
+    // A scrub as a task: streamed to its end, then polled.
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/tasks"),
+        Some(&reader),
+        &[],
+        Some(br#"{"kind":"scrub"}"#.to_vec()),
+    );
+    assert_eq!((st, error_code(&b).as_str()), (403, "forbidden"));
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/tasks"),
+        Some(&admin),
+        &[],
+        Some(br#"{"kind":"defrag"}"#.to_vec()),
+    );
+    assert_eq!((st, error_code(&b).as_str()), (400, "bad_request"));
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/tasks"),
+        Some(&admin),
+        &[],
+        Some(br#"{"kind":"scrub"}"#.to_vec()),
+    );
+    assert_eq!(st, 202);
+    let id = json(&b)["id"].as_str().unwrap().to_string();
+    let (st, h, b) = call(
+        "GET",
+        &format!("{url}/api/v1/tasks/{id}/events"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 200);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let evs = sse_events(&b);
+    let (last, task) = evs.last().unwrap();
+    assert_eq!(last, "end", "{evs:?}");
+    assert_eq!(task["state"], "done");
+    assert_eq!(
+        task["result"]["chunks_checked"],
+        task["result"]["chunks_total"]
+    );
+    assert!(task["result"]["chunks_total"].as_u64().unwrap() >= 1);
+    let (_, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/tasks/{id}"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(json(&b)["state"], "done");
+    let (_, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/tasks"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(json(&b)["tasks"][0]["id"], id.as_str());
+    let (st, _, _) = call(
+        "GET",
+        &format!("{url}/api/v1/tasks/nope"),
+        Some(&reader),
+        &[],
+        None,
+    );
+    assert_eq!(st, 404);
+    // A repair: polled until done.
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/tasks"),
+        Some(&admin),
+        &[],
+        Some(br#"{"kind":"repair"}"#.to_vec()),
+    );
+    assert_eq!(st, 202);
+    let id = json(&b)["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, b) = call(
+            "GET",
+            &format!("{url}/api/v1/tasks/{id}"),
+            Some(&reader),
+            &[],
+            None,
+        );
+        let t = json(&b);
+        if t["state"] != "running" {
+            assert_eq!(t["state"], "done", "{t}");
+            assert_eq!(t["result"]["shards_rewritten"], 0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The dashboard's session: a cookie, and changes need X-Requested-With.
+    let (st, h, _) = call(
+        "POST",
+        &format!("{url}/api/v1/session"),
+        None,
+        &[("Content-Type", "application/json")],
+        Some(format!("{{\"token\":\"{admin}\"}}").into_bytes()),
+    );
+    assert_eq!(st, 200);
+    let cookie = h["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let jar = cookie.split(';').next().unwrap().to_string();
+    let (st, _, b) = call(
+        "GET",
+        &format!("{url}/api/v1/session"),
+        None,
+        &[("Cookie", &jar)],
+        None,
+    );
+    assert_eq!((st, json(&b)["role"].clone()), (200, "admin".into()));
+    let (st, _, b) = call(
+        "PUT",
+        &format!("{url}/api/v1/files/docs/c.txt"),
+        None,
+        &[("Cookie", &jar)],
+        Some(b"x".to_vec()),
+    );
+    assert_eq!(
+        (st, error_code(&b).as_str()),
+        (403, "forbidden"),
+        "a cross-site form cannot add the header"
+    );
+    let (st, _, _) = call(
+        "PUT",
+        &format!("{url}/api/v1/files/docs/c.txt"),
+        None,
+        &[("Cookie", &jar), ("X-Requested-With", "cloudraid")],
+        Some(b"x".to_vec()),
+    );
+    assert_eq!(st, 201);
+    let (st, _, b) = call(
+        "POST",
+        &format!("{url}/api/v1/session"),
+        None,
+        &[],
+        Some(br#"{"token":"crd_nope"}"#.to_vec()),
+    );
+    assert_eq!((st, error_code(&b).as_str()), (401, "unauthorized"));
+
+    // Headers are bounded.
+    let big = "x".repeat(1 << 20);
+    let (st, _, _) = call(
+        "GET",
+        &format!("{url}/healthz"),
+        None,
+        &[("X-Big", &big)],
+        None,
+    );
+    assert_eq!(st, 431);
+
+    // Every path of the OpenAPI document is served (no `no_route`), with the
+    // methods it lists.
+    let (st, _, b) = call("GET", &format!("{url}/api/openapi.json"), None, &[], None);
+    assert_eq!(st, 200);
+    let doc = json(&b);
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{path}", "docs")
+            .replace("{id}", "latest")
+            .replace("{job}", "nightly")
+            .replace("{name}", "app.js");
+        for method in ops.as_object().unwrap().keys() {
+            // Only what cannot change anything is sent for real.
+            if !["get", "head"].contains(&method.as_str()) || concrete.ends_with("/events") {
+                continue;
+            }
+            let (st, _, b) = call(
+                &method.to_uppercase(),
+                &format!("{url}{concrete}"),
+                Some(&admin),
+                &[],
+                None,
+            );
+            assert!(
+                st != 405 && !(st == 404 && error_code(&b) == "no_route"),
+                "{method} {path}: {st}"
+            );
+        }
+    }
+}
+
 /// Peak resident memory of process `pid` (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
