@@ -969,6 +969,91 @@ fn snapshots_browse_and_restore_tasks_stream_and_the_openapi_document_is_true() 
     }
 }
 
+#[test]
+fn https_with_the_configured_certificate_and_clear_errors_for_bad_ones() {
+    let e = Env::new();
+    let cfg = three_backend_volume(&e, &[]);
+    let base = std::fs::read_to_string(&cfg).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(e.p("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(e.p("key.pem"), &key_pem).unwrap();
+    std::fs::write(e.p("garbage.pem"), "not a certificate\n").unwrap();
+    let with = |api: &str| std::fs::write(&cfg, format!("{base}\n[api]\n{api}")).unwrap();
+
+    // Half a pair, and a public address without TLS, are refused at load.
+    with(&format!(
+        "listen = \"127.0.0.1:1\"\ntls_cert = {:?}\n",
+        e.p("cert.pem")
+    ));
+    assert_one_line_error(&run(&["status", "--config", &cfg]), "no tls_key");
+    // With TLS, a public address is allowed.
+    with(&format!(
+        "listen = \"0.0.0.0:1\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        e.p("cert.pem"),
+        e.p("key.pem")
+    ));
+    ok(&["status", "--config", &cfg]);
+    // A file that holds no certificate stops serve with its reason.
+    with(&format!(
+        "listen = \"127.0.0.1:{}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        free_port(),
+        e.p("garbage.pem"),
+        e.p("key.pem")
+    ));
+    assert_one_line_error(&run(&["serve", "--config", &cfg]), "holds no certificate");
+
+    let port = free_port();
+    with(&format!(
+        "listen = \"127.0.0.1:{port}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+        e.p("cert.pem"),
+        e.p("key.pem")
+    ));
+    let t = token(&cfg, "tls", "read");
+    let _s = bin()
+        .args(["serve", "--config", &cfg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(Serve)
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let rt = rt();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let r = rt.block_on(async {
+            client
+                .get(format!("https://127.0.0.1:{port}/api/v1/status"))
+                .bearer_auth(&t)
+                .send()
+                .await
+        });
+        match r {
+            Ok(r) => break r.status().as_u16(),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("no HTTPS answer: {e}"),
+        }
+    };
+    assert_eq!(status, 200);
+    // Plain HTTP to the same port gets no answer from the API.
+    let plain = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+    });
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "HTTP answered on the HTTPS port"
+    );
+}
+
 /// Peak resident memory of process `pid` (VmHWM), in bytes.
 fn peak_rss(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

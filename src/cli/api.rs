@@ -77,6 +77,8 @@ pub fn serve(config_path: &Path) -> Result<(), String> {
             config_path.display()
         ));
     }
+    // A bad certificate is said before the volume is opened.
+    config.api.check_tls()?;
     cloudraid::front::daemon::serve_unmounted(config_path, &config, &keys(false))
 }
 

@@ -232,6 +232,7 @@ fn run_mount(args: &MountArgs, notify: bool) -> Result<(), String> {
         config.volume.readahead_chunks = r;
     }
     config.validate()?;
+    config.api.check_tls()?;
     let source = absolute(&args.config_path)?.to_string_lossy().into_owned();
     let rt = daemon_runtime()?;
     rt.block_on(async {
@@ -503,7 +504,7 @@ async fn serve_mount(
         .address()
         .ok()
         .flatten()
-        .map(|a| format!("; REST API at http://{a}"))
+        .map(|a| format!("; REST API at {}://{a}", config.api.scheme()))
         .unwrap_or_default();
     if notify {
         signal_ready();

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod session;
 pub mod snapshots;
 pub mod tasks;
+pub mod tls;
 pub mod tokens;
 
 use crate::format::TokenRole;
@@ -40,6 +41,11 @@ pub struct ApiSection {
     /// Allow a non-loopback address without TLS (behind a TLS proxy).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
+    /// HTTPS: the server's certificate chain and private key (PEM files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl ApiSection {
@@ -53,12 +59,43 @@ impl ApiSection {
                 "[api] listen = {l:?} is not an address and port; write e.g. \"127.0.0.1:7878\""
             )
         })?;
-        if !addr.ip().is_loopback() && !self.insecure {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                return Err("[api] has tls_cert but no tls_key: give both (PEM files)".into())
+            }
+            (None, Some(_)) => {
+                return Err("[api] has tls_key but no tls_cert: give both (PEM files)".into())
+            }
+            _ => {}
+        }
+        if !addr.ip().is_loopback() && !self.insecure && !self.tls() {
             return Err(format!(
-                "[api] listen = {l:?} is not a loopback address: tokens would cross the network in clear; serve it behind a TLS proxy and set insecure = true, or listen on 127.0.0.1"
+                "[api] listen = {l:?} is not a loopback address: tokens would cross the network in clear; give tls_cert and tls_key, or serve it behind a TLS proxy and set insecure = true, or listen on 127.0.0.1"
             ));
         }
         Ok(Some(addr))
+    }
+
+    /// Reads the TLS certificate and key, if any: what is wrong with them.
+    pub fn check_tls(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => tls::acceptor(c, k).map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// Does the server speak HTTPS?
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls() {
+            "https"
+        } else {
+            "http"
+        }
     }
 }
 
@@ -364,25 +401,40 @@ pub(crate) async fn op(api: &Api, req: control::Request) -> ApiResult<Response> 
     }
 }
 
-/// Binds the API's address (before the daemon says it is ready).
-pub async fn bind(section: &ApiSection) -> Result<Option<tokio::net::TcpListener>, String> {
+/// The API's socket, bound before the daemon says it is ready: plain TCP, or
+/// TCP with the TLS setup read from `[api] tls_cert`/`tls_key`.
+pub struct Bound {
+    tcp: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds the API's address (before the daemon says it is ready); reads the
+/// TLS certificate and key, so a bad one stops the daemon with its reason.
+pub async fn bind(section: &ApiSection) -> Result<Option<Bound>, String> {
     let Some(addr) = section.address()? else {
         return Ok(None);
     };
-    tokio::net::TcpListener::bind(addr)
+    let tls = match (&section.tls_cert, &section.tls_key) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        _ => None,
+    };
+    let tcp = tokio::net::TcpListener::bind(addr)
         .await
-        .map(Some)
-        .map_err(|e| format!("[api] cannot listen on {addr}: {e}"))
+        .map_err(|e| format!("[api] cannot listen on {addr}: {e}"))?;
+    Ok(Some(Bound { tcp, tls }))
 }
 
-/// Serves the API on `listener` until the task is aborted.
+/// Serves the API on `bound` until the task is aborted.
 pub fn spawn(
-    listener: tokio::net::TcpListener,
+    bound: Bound,
     fs: Arc<Fs>,
     section: ApiSection,
     mountpoint: Option<String>,
     config_path: std::path::PathBuf,
 ) -> tokio::task::JoinHandle<()> {
+    if let Ok(a) = bound.tcp.local_addr() {
+        tracing::info!("REST API listening on {}://{a}", section.scheme());
+    }
     let api = Arc::new(Api {
         fs,
         section,
@@ -391,11 +443,15 @@ pub fn spawn(
         tally: Default::default(),
         tasks: Default::default(),
     });
-    if let Ok(a) = listener.local_addr() {
-        tracing::info!("REST API listening on http://{a}");
-    }
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(api)).await {
+        let served = match bound.tls {
+            None => axum::serve(bound.tcp, router(api)).await,
+            Some(acceptor) => match tls::TlsListener::new(bound.tcp, acceptor) {
+                Ok(l) => axum::serve(l, router(api)).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = served {
             tracing::error!("REST API stopped: {e}");
         }
     })
