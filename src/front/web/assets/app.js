@@ -142,7 +142,7 @@ async function logout() {
 }
 
 onUnauthorized((message) => {
-  if (user) login(`Your session ended: ${message} Log in again.`);
+  if (user) login(`Your session has ended: log in again. (The server said: ${message})`);
 });
 
 navToggle.addEventListener("click", () => setNav(!nav.classList.contains("open")));

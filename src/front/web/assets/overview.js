@@ -46,7 +46,7 @@ function assess(s) {
     const why = down.map((b) => b.error || b.health?.last_error).filter(Boolean)[0];
     problems.push([down.length === 1 ? "Provider down: " : "Providers down: ", names,
       why ? ` (${why})` : "", ". ",
-      s.writes?.blocked ? "" : "The others keep the files readable; its shards are written again when it is back or by a repair."]);
+      s.writes?.blocked ? "" : "The others keep the files readable and writable; once it is back, a repair rebuilds the shards it missed."]);
   }
   if (s.degraded_chunks > 0) {
     if (state === "ok") state = "warn";
@@ -147,8 +147,9 @@ function efficiency(s) {
 }
 
 function costCard(cost, error) {
-  if (!cost) {
-    return card("Cost", "cost", el("p", { class: "muted" }, error ? `Not available: ${error}` : "Loading…"));
+  if (!cost || typeof cost.monthly !== "number") {
+    const why = error || (cost ? "the server's answer has no monthly total" : null);
+    return card("Cost", "cost", el("p", { class: "muted", "data-test": "cost-missing" }, why ? `Not available: ${why}` : "Loading…"));
   }
   const rows = (cost.backends || []).map((b) => [b.backend, b.provider, bytes(b.bytes), money(b.monthly, cost.currency)]);
   return card("Cost", "cost",
