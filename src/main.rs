@@ -254,7 +254,8 @@ fn run(cli: Cli) -> Result<(), String> {
             kdf_memory,
             kdf_passes,
         } => {
-            let config = Config::load(&config)?;
+            let config_path = config;
+            let config = Config::load(&config_path)?;
             if !config.volume.encrypted() {
                 return Err(format!(
                     "volume {} is not encrypted: it has no passphrase to change",
@@ -279,6 +280,16 @@ fn run(cli: Cli) -> Result<(), String> {
                 done.len(),
                 done.join(", ")
             );
+            // The event of it; the change itself is done whatever happens here.
+            if let Err(e) = on_volume(
+                &config_path,
+                control::Request::KeyChanged { backends: done },
+                true,
+                None,
+                |()| Ok(()),
+            ) {
+                eprintln!("cloudraid: warning: the key change is not in the event history: {e}");
+            }
             Ok(())
         }
         Cmd::Recover { config, json } => {

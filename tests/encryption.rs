@@ -391,6 +391,13 @@ fn passwd_rewraps_the_key_and_key_files_unlock_unattended() {
         "{}",
         stdout(&o)
     );
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    // The change is in the event history (read without the key).
+    let ev = ok(&["events", "--config", &cfg]);
+    assert!(
+        ev.contains("key_changed") && ev.contains("changed on 3 backend(s)"),
+        "{ev}"
+    );
     let o = run(&["get", "--config", &cfg, "/f", &e.p("old")]);
     assert_one_line_error(&o, "wrong passphrase");
     let o = bin()

@@ -189,6 +189,7 @@ pub fn on_volume_proved<T: serde::de::DeserializeOwned>(
                 | control::Request::BackupHistory { .. }
                 | control::Request::Events { .. }
                 | control::Request::TokenList
+                | control::Request::KeyChanged { .. }
         );
         // A passphrase typed here to open the volume is also the proof that a
         // protected operation needs: it is not asked twice.

@@ -153,6 +153,10 @@ pub enum Request {
     TokenRevoke {
         name: String,
     },
+    /// `passwd` rewrote the volume's key on these backends: its event.
+    KeyChanged {
+        backends: Vec<String>,
+    },
     /// Turn snapshot protection on or off (off needs the proof).
     SnapshotProtect {
         on: bool,
@@ -467,6 +471,20 @@ pub async fn execute(
         Request::TokenList => resp = data(blocking(|| crate::front::api::tokens::list(fs))),
         Request::TokenRevoke { name } => {
             resp = data(blocking(|| crate::front::api::tokens::revoke(fs, &name)))
+        }
+        Request::KeyChanged { backends } => {
+            crate::meta::events::record(
+                fs.index(),
+                "key_changed",
+                crate::format::Severity::Info,
+                "",
+                &format!(
+                    "the volume's passphrase (key wrapping) was changed on {} backend(s): {}",
+                    backends.len(),
+                    backends.join(", ")
+                ),
+            );
+            resp = data(Ok::<_, String>(()))
         }
         Request::SnapshotProtect { on, proof } => {
             let allowed = if on {
