@@ -65,6 +65,16 @@ elif [ -n "${CI:-}" ]; then
 else
   echo "warning: the database servers could not start; the PostgreSQL/MariaDB dump tests will skip" >&2
 fi
+# Headless Chromium, its chromedriver and Selenium for the web dashboard's browser
+# test (tests/dashboard.rs; it also uses the S3 emulator's moto, installed above).
+if scripts/browser.sh install && browser_env=$(scripts/browser.sh env); then
+  eval "$browser_env"
+elif [ -n "${CI:-}" ]; then
+  echo "error: Chromium, chromedriver or Selenium could not be installed, and CI must run the dashboard's browser test" >&2
+  exit 1
+else
+  echo "warning: no headless browser; the dashboard's browser test will skip" >&2
+fi
 set +e
 # --no-fail-fast: every test binary runs, so one failure does not hide others.
 cargo test --locked --no-fail-fast -- --test-threads=2 2>&1 | tee "$log"

@@ -84,8 +84,8 @@ function resultView(t) {
 }
 
 export function render(root, ctx) {
-  const canRun = ctx.may("admin");
-  const why = canRun ? null : "Scrubs and repairs need a token with the admin role.";
+  const canRun = ctx.may("write");
+  const why = canRun ? null : "Your token has the read role: scrubs and repairs need write.";
   const leaving = new AbortController();
   const followId = ctx.tail ? decodeURIComponent(ctx.tail.split("/")[0]) : null;
   let stream = null;
