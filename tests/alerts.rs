@@ -158,3 +158,58 @@ fn a_broken_alerts_section_is_one_clear_error() {
         assert_one_line_error(&run(&["status", "--config", &cfg]), says);
     }
 }
+
+#[test]
+fn a_failed_delivery_is_tried_again_then_reported_and_the_next_goes_out() {
+    use cloudraid::backup::job::notify::Delivery;
+    use cloudraid::front::alerts::{deliver, AlertTarget};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // The receiver fails three times (every try of the first message), then takes.
+    let rx = rt.block_on(Receiver::start(&[503, 503, 503]));
+    let targets = vec![AlertTarget {
+        webhook: Some(rx.url()),
+        ..Default::default()
+    }];
+    let d = Delivery {
+        timeout: Duration::from_secs(5),
+        tries: 3,
+        backoff: Duration::from_millis(10),
+    };
+    let section: cloudraid::front::alerts::AlertsSection = toml::from_str(&format!(
+        "backend_down = \"0s\"\n[[notify]]\nwebhook = \"{}\"\n",
+        rx.url()
+    ))
+    .unwrap();
+    let message = |subject: &str| cloudraid::front::alerts::AlertMessage {
+        state: cloudraid::front::alerts::AlertState::Firing,
+        incident: cloudraid::front::alerts::Incident {
+            rule: "backend_down",
+            subject: subject.into(),
+            message: format!("backend {subject} is down"),
+            since: 0,
+        },
+        volume: "v".into(),
+        text: format!("[FIRING] cloudraid volume v: backend {subject} is down"),
+    };
+    assert_eq!(section.notify, targets);
+    let failed = rt.block_on(deliver(&targets, &message("a"), &[], &d));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].contains("503") && failed[0].contains("after 3 tries"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        !failed[0].contains("SECRETTOKEN"),
+        "the webhook's token is not shown: {}",
+        failed[0]
+    );
+    let failed = rt.block_on(deliver(&targets, &message("b"), &[], &d));
+    assert!(failed.is_empty(), "{failed:?}");
+    let got = rx.requests();
+    assert_eq!(got.len(), 4);
+    assert_eq!(
+        got.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [503, 503, 503, 200]
+    );
+}

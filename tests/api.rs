@@ -927,6 +927,15 @@ fn snapshots_browse_and_restore_tasks_stream_and_the_openapi_document_is_true() 
     );
     assert_eq!((st, error_code(&b).as_str()), (401, "unauthorized"));
 
+    // JSON bodies are bounded (an upload's body is the file: streamed, not).
+    let (st, _, _) = call(
+        "POST",
+        &format!("{url}/api/v1/snapshots"),
+        Some(&admin),
+        &[],
+        Some(vec![b' '; 3 << 20]),
+    );
+    assert_eq!(st, 413);
     // Headers are bounded.
     let big = "x".repeat(1 << 20);
     let (st, _, _) = call(
