@@ -4,7 +4,8 @@
 //! see the overview turn amber and name it. The script logs in, browses,
 //! downloads and uploads files (picker and drag-and-drop), deletes, takes,
 //! browses and restores snapshots, runs a job, scrubs and repairs, and saves a
-//! screenshot of each page (into CLOUDRAID_SCREENSHOTS when set).
+//! screenshot of each page (into CLOUDRAID_SCREENSHOTS when set). It also
+//! stops the server for a while: the overview must say so, not spin.
 //!
 //! Needs `scripts/browser.sh install; eval "$(scripts/browser.sh env)"`, and
 //! moto from `scripts/emulators.sh start s3` (without it, a folder backend is
@@ -90,6 +91,8 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        // (SIGCONT first: the script stops the server for a while.)
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGCONT) };
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
@@ -203,7 +206,7 @@ fn dashboard_in_a_real_browser() {
         .spawn()
         .unwrap();
     wait_answers(port, "/healthz", "cloudraid serve", &mut serve);
-    let _serve = Proc(serve);
+    let serve = Proc(serve);
 
     let work = e.base.join("browser");
     std::fs::create_dir_all(&work).unwrap();
@@ -218,6 +221,7 @@ fn dashboard_in_a_real_browser() {
         .env("DASH_WORK", &work)
         .env("DASH_JOB", "nightly")
         .env("DASH_DOWN_BACKEND", &down_name)
+        .env("DASH_SERVE_PID", serve.0.id().to_string())
         .env("PYTHONUNBUFFERED", "1");
     match &outage {
         Outage::Kill(p) => run.env("DASH_DOWN_PID", p.0.id().to_string()),
@@ -246,4 +250,5 @@ fn dashboard_in_a_real_browser() {
         "the script did not finish its checks"
     );
     drop(outage);
+    drop(serve);
 }

@@ -8,6 +8,7 @@ Environment:
   DASH_DOWN_BACKEND             the backend this script takes down at the end, by
   DASH_DOWN_PID                 ... killing this process (its S3 emulator), or
   DASH_DOWN_DIR                 ... moving this folder away (a folder backend)
+  DASH_SERVE_PID                the server's process (stopped for a while: a server that hangs)
   DASH_SCREENSHOTS              where to save a PNG of each page (optional)
   CLOUDRAID_TEST_CHROMEDRIVER, CLOUDRAID_TEST_CHROMIUM   the browser (nothing is downloaded)
 
@@ -516,6 +517,29 @@ def check_outage(d, backends):
     log(f"outage: {DOWN} ({how}) shown down on an amber overview after {took:.1f} s")
 
 
+def check_stalled_server(d):
+    # The server itself stops answering (stopped, not gone: connections hang).
+    # The overview says so within its time limit, keeps the last figures, and
+    # offers a retry; when the server answers again, the retry clears it.
+    pid = int(os.environ["DASH_SERVE_PID"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        err = wait(d, "the overview's error state while the server hangs",
+                   lambda d: visible(d, "#overview-error"), 25)
+        assert "did not answer within 8 s" in err.text, err.text
+        assert "stale" in one(d, "#page-overview").get_attribute("class")
+        assert not visible(d, ".spinner") and not one(d, "#overview-loading"), "a spinner while the server hangs"
+        retry = d.find_element(By.ID, "overview-retry")
+        assert retry.is_displayed()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait(d, "the retry button usable again", lambda d: d.find_element(By.ID, "overview-retry").is_enabled(), 20)
+    d.find_element(By.ID, "overview-retry").click()
+    wait(d, "the error gone once the server answers", lambda d: not visible(d, "#overview-error"), 20)
+    assert "stale" not in one(d, "#page-overview").get_attribute("class")
+    log("a server that stops answering: an error with a retry within 8 s, cleared by the retry")
+
+
 def check_session_end(d):
     # The cookie gone (a revoked token, a restarted browser): the next call gets
     # 401 and the page goes back to the login form, saying why.
@@ -562,6 +586,7 @@ def main():
         check_jobs(d)
         check_maintenance(d)
         check_outage(d, backends)
+        check_stalled_server(d)
         check_session_end(d)
         problems = [m for m in d.get_log("browser") if m["level"] == "SEVERE"
                     and "Failed to load resource" not in m["message"]]
