@@ -321,6 +321,12 @@ def check_files(d, seeded):
         row(d, "[data-test=entry]", name).find_element(By.CSS_SELECTOR, "[data-test=download]").click()
         got = downloaded(name.replace("?", "_"))  # Chromium's file name for it
         assert got == seeded[f"docs/{name}"], f"{name}: the download differs ({len(got)} bytes)"
+    # A file's own address (typed or bookmarked) offers its download, not a listing.
+    go(d, "#/files/docs/report.bin")
+    link = wait(d, "the file's page", lambda d: visible(d, "#files-is-file a[download]"))
+    assert link.get_attribute("href").endswith("/api/v1/files/docs/report.bin"), link.get_attribute("href")
+    d.back()
+    wait(d, "docs again", lambda d: row(d, "[data-test=entry]", "report.bin"))
     log("files: browsed (breadcrumbs, odd names), downloads identical to the uploads")
 
     # Upload with the file picker.

@@ -35,10 +35,12 @@ export function aborted(e) {
  * One call: resolves to the parsed JSON (or text), rejects with an ApiError.
  * opts: method, body (an object is sent as JSON; a Blob as it is), timeout (ms;
  * 0: none), signal (aborts the call: rejects with an AbortError), auth (false:
- * a 401 is returned as an error without leaving the page).
+ * a 401 is returned as an error without leaving the page), json (true: an
+ * answer that is not JSON, such as a file's bytes, is not read but rejected
+ * with the code "not_json").
  */
 export async function api(path, opts = {}) {
-  const { method = "GET", body, timeout = TIMEOUT_MS, signal, auth = true } = opts;
+  const { method = "GET", body, timeout = TIMEOUT_MS, signal, auth = true, json = false } = opts;
   const ctrl = new AbortController();
   let timedOut = false;
   const timer = timeout ? setTimeout(() => {
@@ -62,6 +64,11 @@ export async function api(path, opts = {}) {
       method, headers, body: payload, credentials: "same-origin", cache: "no-store", signal: ctrl.signal,
     });
     const type = r.headers.get("content-type") || "";
+    if (json && r.ok && !type.includes("json")) {
+      // A file where a listing was expected: not read (it may be large).
+      await r.body?.cancel();
+      throw new ApiError(r.status, "not_json", "a file, not a folder");
+    }
     const data = type.includes("json") ? await r.json().catch(() => null) : await r.text();
     if (!r.ok) {
       const err = data && data.error;

@@ -83,16 +83,17 @@ export function render(root, ctx) {
   async function load() {
     try {
       const url = path.length ? `/api/v1/files/${encodePath(path)}` : "/api/v1/files";
-      const d = await api(url, { signal: leaving.signal, timeout: LIST_TIMEOUT_MS });
-      if (!d || !Array.isArray(d.entries)) {
-        fill(listing, el("p", {}, `${here} is a file: `,
-          el("a", { href: `/api/v1/files/${encodePath(path)}`, download: path[path.length - 1] || "file" }, "download it"), "."));
-        return;
-      }
-      entries = sortEntries(d.entries);
+      const d = await api(url, { signal: leaving.signal, timeout: LIST_TIMEOUT_MS, json: true });
+      entries = sortEntries(d?.entries || []);
       draw();
     } catch (e) {
       if (aborted(e)) return;
+      if (e.code === "not_json") {
+        fill(listing, el("p", { id: "files-is-file" }, `${here} is a file: `,
+          el("a", { href: `/api/v1/files/${encodePath(path)}`, download: path[path.length - 1] || "file" }, "download it"),
+          " or ", el("a", { href: `#/files/${encodePath(path.slice(0, -1))}` }, "see its folder"), "."));
+        return;
+      }
       fill(listing, el("div", { class: "banner banner-bad", role: "alert", id: "files-error" },
         el("p", {}, e.status === 404 ? `There is no folder ${here}.` : `Could not list ${here}: ${e.message}`),
         el("p", {}, el("button", { class: "btn btn-small", type: "button", onclick: () => load() }, "Try again"), " ",

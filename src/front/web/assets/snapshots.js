@@ -95,12 +95,8 @@ function browse(root, ctx, id, path) {
 
   async function load() {
     try {
-      const d = await api(path.length ? `${base}/${encodePath(path)}` : base, { signal: leaving.signal, timeout: 15000 });
-      if (!d || !Array.isArray(d.entries)) {
-        fill(listing, el("p", {}, `${here} is a file: `, el("a", { href: `${base}/${encodePath(path)}`, download: path[path.length - 1] }, "download it")));
-        return;
-      }
-      const entries = sortEntries(d.entries);
+      const d = await api(path.length ? `${base}/${encodePath(path)}` : base, { signal: leaving.signal, timeout: 15000, json: true });
+      const entries = sortEntries(d?.entries || []);
       if (!entries.length) {
         fill(listing, el("p", { class: "muted" }, "This folder of the snapshot is empty."));
         return;
@@ -126,6 +122,10 @@ function browse(root, ctx, id, path) {
       }), { class: "files" }));
     } catch (e) {
       if (aborted(e)) return;
+      if (e.code === "not_json") {
+        fill(listing, el("p", {}, `${here} is a file: `, el("a", { href: `${base}/${encodePath(path)}`, download: path[path.length - 1] }, "download it"), "."));
+        return;
+      }
       fill(listing, el("div", { class: "banner banner-bad", role: "alert", id: "snapshot-error" },
         e.status === 404 ? `The snapshot ${id} has no ${here}.` : `Could not list the snapshot: ${e.message}`, " ",
         el("button", { class: "btn btn-small", type: "button", onclick: load }, "Try again")));
