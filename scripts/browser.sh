@@ -32,9 +32,8 @@ apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "apt-get is missing: install $* by hand"
   [ "$(id -u)" = 0 ] || die "installing $* needs root (apt-get install $*)"
   echo "browser: installing $*" >&2
-  # shellcheck disable=SC2068
-  (apt-get install -y -qq --no-install-recommends $@ >/dev/null 2>&1 \
-    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends $@ >/dev/null 2>&1)) \
+  (apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 \
+    || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1)) \
     || die "apt-get install $* failed"
 }
 
