@@ -655,6 +655,11 @@ fn snapshots_browse_and_restore_tasks_stream_and_the_openapi_document_is_true() 
         None,
     );
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
+    // The same priced report as `cloudraid cost --json` (through the daemon).
+    let cli: serde_json::Value =
+        serde_json::from_str(&ok(&["cost", "--config", &cfg, "--json"])).unwrap();
+    assert_eq!(json(&b), cli);
+    assert!(json(&b)["monthly"].is_number(), "{}", json(&b));
     let (st, _, b) = call(
         "GET",
         &format!("{url}/api/v1/stat/docs"),

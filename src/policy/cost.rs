@@ -513,7 +513,7 @@ pub fn replication(
                 format!("{} {}", b.name, class.name(b.provider))
             })
             .collect(),
-        monthly: chosen.iter().map(|(price, _, _)| gib * price).sum(),
+        monthly: chosen.iter().map(|(price, _, _)| gib * price).sum::<f64>() + 0.0,
     }
 }
 
@@ -543,7 +543,8 @@ pub fn report(
                 provider: b.provider.name().into(),
                 bytes: mine.clone().map(|r| r.bytes).sum(),
                 objects: mine.clone().map(|r| r.objects).sum(),
-                monthly: mine.map(|r| r.monthly).sum(),
+                // + 0.0: an empty sum is -0.0, shown as "-0".
+                monthly: mine.map(|r| r.monthly).sum::<f64>() + 0.0,
             }
         })
         .collect();
@@ -559,7 +560,7 @@ pub fn report(
         objects,
         small_objects: rows.iter().map(|r| r.small_objects).sum(),
         objects_per_gib: objects_per_gib(objects, stored_bytes),
-        monthly: rows.iter().map(|r| r.monthly).sum(),
+        monthly: rows.iter().map(|r| r.monthly).sum::<f64>() + 0.0,
         rows,
         chunks: usage.chunks,
         sealed_bytes: usage.sealed_bytes,

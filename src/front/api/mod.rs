@@ -356,10 +356,59 @@ async fn backends(State(api): Shared, headers: HeaderMap) -> ApiResult<Response>
     Ok(Json(serde_json::json!({"backends": s.backends})).into_response())
 }
 
-/// `GET /api/v1/cost`: what `cloudraid cost --json` shows.
-async fn cost(State(api): Shared, headers: HeaderMap) -> ApiResult<Response> {
+#[derive(Deserialize)]
+struct CostQuery {
+    restore_mbps: Option<f64>,
+}
+
+/// `GET /api/v1/cost[?restore_mbps=N]`: what `cloudraid cost --json` shows:
+/// the index's usage priced with the daemon's config (list prices and its
+/// `[[price]]` entries).
+async fn cost(
+    State(api): Shared,
+    axum::extract::Query(q): axum::extract::Query<CostQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    use crate::policy::{cost, price::PriceTable};
     authorize(&api, &headers, TokenRole::Read).await?;
-    op(&api, control::Request::Cost).await
+    let mbps = q.restore_mbps.unwrap_or(100.0);
+    if !(mbps > 0.0 && mbps.is_finite()) {
+        return Err(ApiError::bad_request(
+            "restore_mbps is a download speed in Mbit/s, above 0",
+        ));
+    }
+    let failed = |e: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e);
+    let config = crate::config::Config::load(&api.config_path).map_err(failed)?;
+    let backends = cost::BackendInfo::of_config(&config).map_err(failed)?;
+    let prices = PriceTable::list_prices()
+        .with_overrides(&config.prices, &config.backends)
+        .map_err(failed)?;
+    let r = control::execute(
+        &api.fs,
+        control::Request::Cost,
+        crate::front::ops::current_caller(),
+        api.mountpoint.as_deref(),
+        &|_, _| {},
+    )
+    .await;
+    let usage: cost::UsageReport = match (r.ok, r.data) {
+        (true, Some(d)) => serde_json::from_value(d).map_err(|e| failed(e.to_string()))?,
+        _ => {
+            return Err(ApiError::from_message(
+                r.error.unwrap_or_else(|| "the usage cannot be read".into()),
+            ))
+        }
+    };
+    let report = cost::report(
+        &config.volume.name,
+        &usage.usage,
+        &backends,
+        &prices,
+        usage.requests.as_deref(),
+        mbps,
+    )
+    .map_err(failed)?;
+    Ok(Json(report).into_response())
 }
 
 #[derive(Deserialize)]
