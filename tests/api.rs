@@ -5,18 +5,12 @@
 
 mod common;
 
-use common::{assert_one_line_error, bin, can_mount, ok, run, stderr, three_backend_volume, Env};
+use common::{
+    assert_one_line_error, bin, can_mount, free_port, ok, run, stderr, three_backend_volume, Env,
+};
 use sha2::Digest;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Adds `[api] listen` on a free loopback port; returns the base URL.
 fn enable_api(cfg: &str) -> String {

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{bin, stderr, stdout, Env, CHEAP_KDF};
+use common::{bin, free_port, stderr, stdout, Env, CHEAP_KDF};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,14 +51,6 @@ fn moto_server() -> Option<PathBuf> {
     };
     let p = root.join("venv/bin/moto_server");
     p.exists().then_some(p)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One plain HTTP/1.1 request; the status code, or None when nothing answers.

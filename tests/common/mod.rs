@@ -3,6 +3,15 @@
 
 pub mod receiver;
 
+/// A TCP port free on 127.0.0.1 now (for a server a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 use cloudraid::data::erasure::Layout;
 use cloudraid::data::volume::{Slot, Volume};
 use cloudraid::format::VolumeId;

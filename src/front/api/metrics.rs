@@ -7,13 +7,12 @@
 //! What is cheap to read (circuit states, cache, pending uploads, free disk) is
 //! read at every scrape.
 
-use super::{authorize, Api, ApiError, ApiResult, Shared};
+use super::{authorize, Api, ApiResult, Shared};
 use crate::format::TokenRole;
-use crate::front::control;
 use crate::front::status::StatusReport;
 use crate::metrics::{ratio, unix_now, BackendLabel, METRICS, TALLY_EVERY};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use std::time::Instant;
 
@@ -39,28 +38,9 @@ async fn refresh(api: &Api) -> ApiResult<()> {
         .as_ref()
         .is_none_or(|(at, _)| at.elapsed() >= TALLY_EVERY);
     if stale {
-        let r = control::execute(
-            &api.fs,
-            control::Request::Status,
-            crate::front::ops::current_caller(),
-            api.mountpoint.as_deref(),
-            &|_, _| {},
-        )
-        .await;
-        match r.status {
-            Some(s) if r.ok => {
-                set_tally(&s);
-                *tally = Some((Instant::now(), s));
-            }
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "failed",
-                    r.error
-                        .unwrap_or_else(|| "the volume's figures cannot be read".into()),
-                ))
-            }
-        }
+        let s = super::status_report(api).await?;
+        set_tally(&s);
+        *tally = Some((Instant::now(), s));
     }
     let fs = &api.fs;
     let vol = fs.volume();

@@ -215,18 +215,7 @@ pub async fn authorize(
             secret
         }
     };
-    let fs = api.fs.clone();
-    let found = tokio::task::spawn_blocking(move || tokens::check(&fs, &secret))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e))?;
-    let Some(t) = found else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown or revoked token (`cloudraid token list` shows the valid ones)",
-        ));
-    };
+    let t = known_token(api, secret).await?;
     if t.role < need {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -240,6 +229,22 @@ pub async fn authorize(
         ));
     }
     Ok(t)
+}
+
+/// The valid token whose secret is `secret`; `401` for an unknown or revoked one.
+pub async fn known_token(api: &Api, secret: String) -> ApiResult<tokens::TokenInfo> {
+    let fs = api.fs.clone();
+    let found = tokio::task::spawn_blocking(move || tokens::check(&fs, &secret))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e))?;
+    found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown or revoked token (`cloudraid token list` shows the valid ones)",
+        )
+    })
 }
 
 pub fn role_name(r: TokenRole) -> &'static str {
@@ -326,7 +331,7 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// The status report, as `cloudraid status --json` shows it.
-async fn status_report(api: &Api) -> ApiResult<crate::front::status::StatusReport> {
+pub(crate) async fn status_report(api: &Api) -> ApiResult<crate::front::status::StatusReport> {
     let r = control::execute(
         &api.fs,
         control::Request::Status,

@@ -44,20 +44,8 @@ fn who(t: &tokens::TokenInfo) -> serde_json::Value {
 pub async fn login(State(api): Shared, body: axum::body::Bytes) -> ApiResult<Response> {
     let l: Login = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not {{\"token\": ...}}: {e}")))?;
-    let fs = api.fs.clone();
     let secret = l.token.trim().to_string();
-    let s2 = secret.clone();
-    let found = tokio::task::spawn_blocking(move || tokens::check(&fs, &s2))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e))?;
-    let Some(t) = found else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "unknown or revoked token (`cloudraid token list` shows the valid ones)",
-        ));
-    };
+    let t = super::known_token(&api, secret.clone()).await?;
     let cookie = format!("{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict");
     let mut r = Json(who(&t)).into_response();
     r.headers_mut().insert(
