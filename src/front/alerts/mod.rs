@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 
 /// How often the rules are checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often `job_missed` is checked (it reads each scheduled job's history).
+pub const MISSED_EVERY: Duration = Duration::from_secs(60);
 
 /// What the rules see: the conditions true now, worked out by [`Watch::check`].
 pub struct Watch {
@@ -58,6 +60,9 @@ pub struct Watch {
     firing: BTreeMap<(String, String), Incident>,
     /// When each message of the last hour went out.
     sent: VecDeque<Instant>,
+    /// The last `job_missed` check and what it found: each reads the jobs'
+    /// history, and schedules are in minutes, so it runs once a minute.
+    missed: Option<(Instant, Vec<Incident>)>,
 }
 
 impl Watch {
@@ -74,6 +79,7 @@ impl Watch {
             cursor,
             firing: BTreeMap::new(),
             sent: VecDeque::new(),
+            missed: None,
         }
     }
 
@@ -207,7 +213,14 @@ impl Watch {
             }
         }
         if let Some(grace) = self.section.job_missed.0 {
-            out.extend(self.missed_jobs(fs, grace));
+            let fresh = self
+                .missed
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < MISSED_EVERY);
+            if !fresh {
+                self.missed = Some((Instant::now(), self.missed_jobs(fs, grace)));
+            }
+            out.extend(self.missed.iter().flat_map(|(_, v)| v.iter().cloned()));
         }
         out
     }
@@ -437,6 +450,7 @@ mod tests {
             cursor: None,
             firing: BTreeMap::new(),
             sent: VecDeque::new(),
+            missed: None,
         }
     }
 
